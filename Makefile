@@ -1,0 +1,32 @@
+# The two set-up commands of the README:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.medcolor-installed
+
+.PHONY: demo test lint format clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+## demo: create .venv, install medcolor, run the built-in demo (baseline vs color-module)
+demo: $(STAMP)
+	$(BIN)/medcolor demo
+
+## test: create .venv, install medcolor with dev extras, lint, run the test suite
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks experiments
+	$(BIN)/ruff format --check src tests benchmarks experiments
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests benchmarks experiments
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

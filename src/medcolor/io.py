@@ -1,0 +1,132 @@
+"""Saving and loading T (the reusable colour modules) and whole networks, without pickle.
+
+Weights are written as safetensors; the metadata (module type and options, input normalisation, the
+backbone, strategy and dataset it was trained with, label names...) is embedded in the safetensors
+header under the key ``medcolor`` and also written as a JSON sidecar next to it (``FILE.json``) for
+people to read.  Loading reads the embedded copy, so the ``.safetensors`` file alone is enough.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from medcolor.colorizers import Colorizer, create_colorizer
+from medcolor.errors import ConfigError, WeightsError
+from medcolor.utils import atomic_path, to_jsonable, write_json
+
+FORMAT_VERSION = 1
+COLORIZER_FORMAT = "medcolor-colorizer"
+MODEL_FORMAT = "medcolor-model"
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p.with_name(p.name + ".json") if p.suffix != ".safetensors" else p.with_suffix(".json")
+
+
+def _save(module: nn.Module, path: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ConfigError(f"output file {path} should end in .safetensors")
+    meta = to_jsonable(meta)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"medcolor": json.dumps(meta)})
+    write_json(sidecar_path(path), meta)
+    return path
+
+
+def _read(path: str | os.PathLike, expected_format: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            header = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+    except Exception as exc:
+        raise WeightsError(
+            f"cannot read {path} as safetensors ({exc}); medcolor colour modules and models are "
+            "written by `medcolor export-colorizer` or by training (model.safetensors in a run directory)"
+        ) from exc
+    if "medcolor" not in header:
+        raise WeightsError(
+            f"{path} is a safetensors file without medcolor metadata; it was not written by medcolor"
+        )
+    meta = json.loads(header["medcolor"])
+    if expected_format and meta.get("format") != expected_format:
+        raise WeightsError(f"{path} holds a {meta.get('format')!r}, expected a {expected_format!r}")
+    return meta, tensors
+
+
+def _load_into(module: nn.Module, tensors: dict[str, Any], path: str | os.PathLike) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(tensors))
+    unexpected = sorted(set(tensors) - set(own))
+    bad = [k for k in own.keys() & tensors.keys() if tuple(own[k].shape) != tuple(tensors[k].shape)]
+    if missing or unexpected or bad:
+        raise WeightsError(
+            f"{path} does not fit the architecture its metadata names: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, wrong shape {bad[:5]}"
+        )
+    module.load_state_dict(tensors, strict=True)
+
+
+def save_colorizer(colorizer: Colorizer, path: str | os.PathLike, **metadata: Any) -> Path:
+    """Write T to ``path`` (.safetensors) with metadata such as ``normalization={'mean':..,'std':..}``,
+    ``backbone``, ``strategy``, ``dataset``, ``size``."""
+    meta = {
+        "format": COLORIZER_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "colorizer": colorizer.name,
+        "colorizer_kwargs": colorizer.init_kwargs,
+        **metadata,
+    }
+    return _save(colorizer, path, meta)
+
+
+def load_colorizer(path: str | os.PathLike) -> tuple[Colorizer, dict[str, Any]]:
+    """Read a T written by :func:`save_colorizer` (or a whole model file: its T is extracted)."""
+    meta, tensors = _read(path, None)
+    if meta.get("format") == MODEL_FORMAT:
+        arch = meta["architecture"]
+        tensors = {k[len("colorizer.") :]: v for k, v in tensors.items() if k.startswith("colorizer.")}
+        meta = {**meta, "colorizer": arch["colorizer"], "colorizer_kwargs": arch.get("colorizer_kwargs", {})}
+    elif meta.get("format") != COLORIZER_FORMAT:
+        raise WeightsError(f"{path} holds a {meta.get('format')!r}, not a medcolor colorizer")
+    t = create_colorizer(meta["colorizer"], **(meta.get("colorizer_kwargs") or {}))
+    _load_into(t, tensors, path)
+    return t, meta
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> Path:
+    """Write a whole :class:`~medcolor.model.ColorTransferNet` (T, E, C) with its architecture and
+    metadata (``label_names``, ``normalization``, ``size``...)."""
+    meta = {
+        "format": MODEL_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "architecture": model.architecture(),
+        **metadata,
+    }
+    return _save(model, path, meta)
+
+
+def load_model(path: str | os.PathLike):
+    """Read a network written by :func:`save_model`; returns ``(ColorTransferNet, metadata)``."""
+    from medcolor.model import ColorTransferNet
+
+    meta, tensors = _read(path, MODEL_FORMAT)
+    model = ColorTransferNet.from_architecture(meta["architecture"])
+    _load_into(model, tensors, path)
+    model.colorizer_transferred = model.colorizer.learnable
+    return model, meta
+
+
+__all__ = ["load_colorizer", "load_model", "save_colorizer", "save_model", "sidecar_path"]

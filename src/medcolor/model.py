@@ -1,0 +1,203 @@
+"""The network of the paper: ``y = C(E(T(x)))`` and the strategies applied to it.
+
+* T — :mod:`medcolor.colorizers` (1 -> 3 channels)
+* E — :mod:`medcolor.backbones` (ImageNet features)
+* C — :class:`ClassifierHead`, a linear multi-label head (5 outputs for chest X-rays, 1 for MURA)
+
+:meth:`ColorTransferNet.apply_strategy` puts the network into one of the states of
+:mod:`medcolor.strategies`: which parts get gradients, whether C is re-initialised and what happens to
+BatchNorm layers in frozen parts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from medcolor.backbones import Backbone, create_backbone
+from medcolor.colorizers import Colorizer, ReplicateColorizer, create_colorizer
+from medcolor.errors import ConfigError
+from medcolor.strategies import Strategy, check_frozen_bn, get_strategy
+
+log = logging.getLogger(__name__)
+
+_BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+
+
+class ClassifierHead(nn.Module):
+    """C: an optional dropout followed by one linear layer giving one logit per label."""
+
+    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ConfigError(f"the classifier needs at least one output, got num_classes={num_classes}")
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(in_features, num_classes)
+        self.in_features, self.num_classes, self.p = in_features, num_classes, dropout
+
+    def reset_parameters(self) -> None:
+        self.fc.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(x))
+
+
+class ColorTransferNet(nn.Module):
+    """``C(E(T(x)))`` for 1-channel input ``(B, 1, H, W)``; returns logits ``(B, num_classes)``."""
+
+    def __init__(self, colorizer: Colorizer, backbone: Backbone, head: ClassifierHead) -> None:
+        super().__init__()
+        if head.in_features != backbone.num_features:
+            raise ConfigError(
+                f"head expects {head.in_features} features but backbone {backbone.name} gives "
+                f"{backbone.num_features}"
+            )
+        self.colorizer = colorizer
+        self.backbone = backbone
+        self.head = head
+        #: True once T was trained in an earlier stage or loaded from a file (needed by transfer strategies)
+        self.colorizer_transferred = False
+        self.strategy: Strategy | None = None
+        self.frozen_bn = "fastai"
+        self._eval_bn: list[str] = []
+
+    # the paper's names
+    @property
+    def T(self) -> Colorizer:
+        return self.colorizer
+
+    @property
+    def E(self) -> Backbone:
+        return self.backbone
+
+    @property
+    def C(self) -> ClassifierHead:
+        return self.head
+
+    @classmethod
+    def create(
+        cls,
+        colorizer: str = "pixelshuffle",
+        backbone: str = "resnet18",
+        num_classes: int = 5,
+        weights: str | os.PathLike | None = None,
+        *,
+        colorizer_kwargs: dict[str, Any] | None = None,
+        dropout: float = 0.0,
+        progress: bool = True,
+    ) -> ColorTransferNet:
+        t = create_colorizer(colorizer, **(colorizer_kwargs or {}))
+        e = create_backbone(backbone, weights, progress=progress)
+        c = ClassifierHead(e.num_features, num_classes, dropout)
+        return cls(t, e, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(self.colorizer(x)))
+
+    def colorize(self, x: torch.Tensor) -> torch.Tensor:
+        """The 3-channel image T produces (what E sees)."""
+        return self.colorizer(x)
+
+    def architecture(self) -> dict[str, Any]:
+        """Everything needed to rebuild this network without its weights."""
+        return {
+            "colorizer": self.colorizer.name,
+            "colorizer_kwargs": dict(self.colorizer.init_kwargs),
+            "backbone": self.backbone.name,
+            "num_classes": self.head.num_classes,
+            "dropout": self.head.p,
+        }
+
+    @classmethod
+    def from_architecture(cls, arch: dict[str, Any]) -> ColorTransferNet:
+        return cls.create(
+            arch["colorizer"],
+            arch["backbone"],
+            int(arch["num_classes"]),
+            None,
+            colorizer_kwargs=arch.get("colorizer_kwargs") or {},
+            dropout=float(arch.get("dropout", 0.0)),
+        )
+
+    def replace_colorizer(self, colorizer: Colorizer, transferred: bool = True) -> None:
+        self.colorizer = colorizer
+        self.colorizer_transferred = transferred and colorizer.learnable
+
+    def new_head(self, num_classes: int) -> None:
+        """Give the network a fresh C with ``num_classes`` outputs (transfer to a new label set)."""
+        self.head = ClassifierHead(self.backbone.num_features, num_classes, self.head.p)
+
+    # ---------------------------------------------------------------- strategies
+    def check_strategy(self, strategy: str | Strategy) -> Strategy:
+        s = get_strategy(strategy)
+        t = self.colorizer
+        if s.colorizer == "replicate" and not isinstance(t, ReplicateColorizer):
+            raise ConfigError(
+                f"strategy {s.name!r} feeds the gray image copied to 3 channels: use colorizer 'replicate' "
+                f"(got {t.name!r}), or a colorization strategy (color-module, all)"
+            )
+        if s.colorizer == "learned" and not t.learnable:
+            raise ConfigError(
+                f"strategy {s.name!r} trains the colorization module T, but colorizer {t.name!r} has no "
+                "parameters; choose deconv, pixelshuffle or colorU, or use strategy baseline/baseline-all"
+            )
+        if s.colorizer == "transferred" and t.learnable and not self.colorizer_transferred:
+            raise ConfigError(
+                f"strategy {s.name!r} needs a transferred colorization module T, but T ({t.name!r}) is "
+                "freshly initialised: pass --colorizer-from FILE (an exported T) or --init-from RUN "
+                "(T and E of an earlier run), or train it first in a 'color-module' stage"
+            )
+        return s
+
+    def apply_strategy(
+        self, strategy: str | Strategy, frozen_bn: str = "fastai", reset_head: bool | None = None
+    ) -> Strategy:
+        """Set which parameters train, optionally re-initialise C, and fix BN behaviour in frozen parts."""
+        s = self.check_strategy(strategy)
+        check_frozen_bn(frozen_bn)
+        if reset_head if reset_head is not None else s.reset_head:
+            self.head.reset_parameters()
+        self._eval_bn = []
+        for part_name, part, trained in (
+            ("colorizer", self.colorizer, s.train_colorizer),
+            ("backbone", self.backbone, s.train_backbone),
+            ("head", self.head, True),
+        ):
+            part.requires_grad_(trained)
+            if trained:
+                continue
+            for name, m in part.named_modules():
+                if isinstance(m, _BN_TYPES):
+                    if frozen_bn == "fastai":
+                        m.requires_grad_(True)
+                    elif frozen_bn == "eval":
+                        self._eval_bn.append(f"{part_name}.{name}")
+        self.strategy, self.frozen_bn = s, frozen_bn
+        self.train(self.training)
+        return s
+
+    def train(self, mode: bool = True) -> ColorTransferNet:
+        super().train(mode)
+        for name in self._eval_bn:
+            self.get_submodule(name).eval()
+        return self
+
+    def trainable_parameter_names(self) -> list[str]:
+        return [n for n, p in self.named_parameters() if p.requires_grad]
+
+    def parameter_summary(self) -> dict[str, dict[str, int]]:
+        """Total and trainable parameter counts of T, E and C."""
+        out = {}
+        for key, part in (("T", self.colorizer), ("E", self.backbone), ("C", self.head)):
+            out[key] = {
+                "total": sum(p.numel() for p in part.parameters()),
+                "trainable": sum(p.numel() for p in part.parameters() if p.requires_grad),
+            }
+        return out
+
+
+__all__ = ["ClassifierHead", "ColorTransferNet"]

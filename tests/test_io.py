@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from medcolor.colorizers import list_colorizers
+from medcolor.errors import WeightsError
+from medcolor.io import load_colorizer, load_model, save_colorizer, save_model, sidecar_path
+from medcolor.model import ColorTransferNet
+
+
+@pytest.mark.parametrize("name", list_colorizers())
+def test_colorizer_round_trip_gives_identical_outputs(tmp_path, name):
+    torch.manual_seed(0)
+    net = ColorTransferNet.create(name, "mobilenet_v2", 5)
+    t = net.colorizer
+    # move BN statistics away from their defaults so the round trip must carry buffers too
+    t.train()
+    with torch.no_grad():
+        for _ in range(3):
+            t(torch.rand(4, 1, 48, 48))
+    t.eval()
+    path = save_colorizer(
+        t,
+        tmp_path / "T.safetensors",
+        normalization={"mean": 0.5028, "std": 0.2902},
+        backbone="mobilenet_v2",
+        strategy="color-module",
+        dataset="chexpert",
+        size=320,
+    )
+    loaded, meta = load_colorizer(path)
+    loaded.eval()
+    x = torch.rand(2, 1, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(t(x), loaded(x))
+    assert meta["colorizer"] == name and meta["backbone"] == "mobilenet_v2"
+    assert meta["normalization"] == {"mean": 0.5028, "std": 0.2902}
+    side = json.loads(sidecar_path(path).read_text())
+    assert side["strategy"] == "color-module" and side["format"] == "medcolor-colorizer"
+
+
+def test_transferred_colorizer_enables_last_layer(tmp_path):
+    torch.manual_seed(0)
+    src = ColorTransferNet.create("colorU", "mobilenet_v2", 5)
+    path = save_colorizer(src.colorizer, tmp_path / "T.safetensors")
+    dst = ColorTransferNet.create("replicate", "mobilenet_v2", 1)
+    t, _ = load_colorizer(path)
+    dst.replace_colorizer(t)
+    dst.apply_strategy("last-layer", frozen_bn="eval")
+    assert dst.trainable_parameter_names() == ["head.fc.weight", "head.fc.bias"]
+
+
+def test_model_round_trip_and_colorizer_extraction(tmp_path):
+    torch.manual_seed(0)
+    net = ColorTransferNet.create("pixelshuffle", "resnet18", 5).eval()
+    path = save_model(net, tmp_path / "model.safetensors", label_names=list("abcde"), size=64)
+    again, meta = load_model(path)
+    again.eval()
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(net(x), again(x))
+    assert meta["label_names"] == list("abcde") and again.colorizer_transferred
+    t, tmeta = load_colorizer(path)
+    with torch.no_grad():
+        assert torch.equal(t.eval()(x), net.colorizer(x))
+    assert tmeta["colorizer"] == "pixelshuffle"
+
+
+def test_bad_files_are_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    with pytest.raises(WeightsError, match="does not exist"):
+        load_colorizer(tmp_path / "none.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 32)
+    with pytest.raises(WeightsError, match="cannot read"):
+        load_colorizer(tmp_path / "junk.safetensors")
+    save_file({"a": torch.zeros(2)}, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(WeightsError, match="without medcolor metadata"):
+        load_colorizer(tmp_path / "foreign.safetensors")
+    t = ColorTransferNet.create("colorU", "mobilenet_v2", 1).colorizer
+    path = save_colorizer(t, tmp_path / "T.safetensors")
+    with pytest.raises(WeightsError, match="expected a 'medcolor-model'"):
+        load_model(path)
+    # weights that do not match the architecture named in the metadata
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    tensors.pop(next(iter(tensors)))
+    save_file(tensors, str(tmp_path / "broken.safetensors"), metadata=meta)
+    with pytest.raises(WeightsError, match="does not fit the architecture"):
+        load_colorizer(tmp_path / "broken.safetensors")

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medcolor.colorizers import list_colorizers
+from medcolor.errors import ConfigError, UnknownNameError
+from medcolor.model import ColorTransferNet
+from medcolor.strategies import FROZEN_BN_MODES, get_strategy, list_strategies
+
+BACKBONES = ["resnet18", "densenet121", "mobilenet_v2"]
+BN = torch.nn.modules.batchnorm._BatchNorm
+
+
+def _net(colorizer: str, backbone: str, classes: int = 5) -> ColorTransferNet:
+    torch.manual_seed(0)
+    return ColorTransferNet.create(colorizer, backbone, classes)
+
+
+def _colorizer_for(strategy: str) -> str:
+    return "replicate" if get_strategy(strategy).colorizer == "replicate" else "pixelshuffle"
+
+
+def _bn_parameter_names(net: ColorTransferNet) -> set[str]:
+    return {
+        f"{mname}.{pname}"
+        for mname, m in net.named_modules()
+        if isinstance(m, BN)
+        for pname, _ in m.named_parameters(recurse=False)
+    }
+
+
+def _expected_trainable(net: ColorTransferNet, strategy: str, frozen_bn: str) -> set[str]:
+    s = get_strategy(strategy)
+    bn = _bn_parameter_names(net)
+    trained_parts = {"colorizer": s.train_colorizer, "backbone": s.train_backbone, "head": True}
+    return {
+        n
+        for n, _ in net.named_parameters()
+        if trained_parts[n.split(".")[0]] or (frozen_bn == "fastai" and n in bn)
+    }
+
+
+def test_strategies_registered():
+    assert list_strategies() == [
+        "baseline",
+        "baseline-all",
+        "color-module",
+        "all",
+        "last-layer",
+        "transfer-all",
+    ]
+    with pytest.raises(UnknownNameError, match=r"Valid strategys?: baseline"):
+        get_strategy("color_modul")
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("strategy", list_strategies())
+@pytest.mark.parametrize("frozen_bn", FROZEN_BN_MODES)
+def test_backward_reaches_exactly_the_trained_parameters(backbone, strategy, frozen_bn):
+    net = _net(_colorizer_for(strategy), backbone, 5)
+    net.colorizer_transferred = True  # as if T came from an earlier stage / a file
+    net.apply_strategy(strategy, frozen_bn=frozen_bn)
+    net.train()
+    x = torch.rand(2, 1, 32, 32)
+    net(x).sum().backward()
+    expected = _expected_trainable(net, strategy, frozen_bn)
+    assert set(net.trainable_parameter_names()) == expected
+    reached = {n for n, p in net.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    has_grad = {n for n, p in net.named_parameters() if p.grad is not None}
+    assert has_grad == expected
+    # a parameter may get an all-zero gradient by chance (e.g. dead units); nearly all must be reached
+    assert len(reached) >= 0.95 * len(expected) and reached <= expected
+    s = get_strategy(strategy)
+    assert any(n.startswith("head.") for n in reached)
+    backbone_weights = {n for n in reached if n.startswith("backbone.")} - _bn_parameter_names(net)
+    assert bool(backbone_weights) == s.train_backbone
+
+
+@pytest.mark.parametrize("colorizer", [c for c in list_colorizers() if c != "replicate"])
+@pytest.mark.parametrize("strategy", ["color-module", "all", "transfer-all"])
+def test_every_colorizer_is_trained_by_colorization_strategies(colorizer, strategy):
+    net = _net(colorizer, "mobilenet_v2", 1)
+    net.colorizer_transferred = True
+    net.apply_strategy(strategy, frozen_bn="eval")
+    net.train()
+    net(torch.rand(2, 1, 40, 40)).sum().backward()
+    t = [p for p in net.colorizer.parameters()]
+    assert t and all(p.grad is not None for p in t)
+    e_grads = [p.grad is not None for p in net.backbone.parameters()]
+    assert all(e_grads) if strategy != "color-module" else not any(e_grads)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_eval_mode_keeps_frozen_bn_statistics(backbone):
+    net = _net("pixelshuffle", backbone)
+    net.apply_strategy("color-module", frozen_bn="eval")
+    net.train()
+    bns = [m for m in net.backbone.modules() if isinstance(m, BN)]
+    assert bns and all(not m.training for m in bns)
+    before = [m.running_mean.clone() for m in bns]
+    net(torch.rand(3, 1, 32, 32))
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns, strict=True))
+    assert all(m.training for m in net.colorizer.modules() if isinstance(m, BN))
+
+
+@pytest.mark.parametrize("frozen_bn", ["fastai", "stats"])
+def test_other_modes_update_frozen_bn_statistics(frozen_bn):
+    net = _net("pixelshuffle", "resnet18")
+    net.apply_strategy("color-module", frozen_bn=frozen_bn)
+    net.train()
+    before = net.backbone.net.bn1.running_mean.clone()
+    net(torch.rand(3, 1, 32, 32))
+    assert not torch.equal(before, net.backbone.net.bn1.running_mean)
+    assert net.backbone.net.bn1.weight.requires_grad == (frozen_bn == "fastai")
+
+
+def test_new_stage_reinitialises_c():
+    net = _net("pixelshuffle", "resnet18")
+    net.apply_strategy("color-module")
+    with torch.no_grad():
+        net.head.fc.weight.fill_(3.0)
+    net.apply_strategy("all")
+    assert not torch.all(net.head.fc.weight == 3.0)
+    with torch.no_grad():
+        net.head.fc.weight.fill_(3.0)
+    net.apply_strategy("all", reset_head=False)
+    assert torch.all(net.head.fc.weight == 3.0)
+
+
+def test_strategy_colorizer_mismatches_are_explained():
+    with pytest.raises(ConfigError, match="use colorizer 'replicate'"):
+        _net("pixelshuffle", "resnet18").apply_strategy("baseline")
+    with pytest.raises(ConfigError, match="has no parameters; choose deconv, pixelshuffle or colorU"):
+        _net("replicate", "resnet18").apply_strategy("color-module")
+    with pytest.raises(ConfigError, match=r"needs a transferred colorization module.*--colorizer-from"):
+        _net("colorU", "resnet18").apply_strategy("last-layer")
+    with pytest.raises(ConfigError, match="unknown frozen_bn mode 'freeze'"):
+        _net("colorU", "resnet18").apply_strategy("color-module", frozen_bn="freeze")
+
+
+def test_last_layer_with_replicate_is_allowed():
+    net = _net("replicate", "resnet18")
+    net.apply_strategy("last-layer")
+    assert set(net.trainable_parameter_names()) >= {"head.fc.weight", "head.fc.bias"}
+
+
+def test_parameter_budget_color_module_vs_all():
+    """Paper Sec. V-A: Color Module updates ~10^5 parameters, Baseline All ~10^7 (ResNet18)."""
+    net = _net("pixelshuffle", "resnet18")
+    net.apply_strategy("color-module", frozen_bn="eval")
+    s = net.parameter_summary()
+    trainable_cm = sum(v["trainable"] for v in s.values())
+    assert 1e5 < trainable_cm < 1e6
+    net.apply_strategy("all")
+    trainable_all = sum(v["trainable"] for v in net.parameter_summary().values())
+    assert 1e7 < trainable_all < 2e7
+
+
+def test_paper_aliases_and_architecture_round_trip():
+    net = _net("colorU", "mobilenet_v2", 3)
+    assert net.T is net.colorizer and net.E is net.backbone and net.C is net.head
+    again = ColorTransferNet.from_architecture(net.architecture())
+    assert again.architecture() == net.architecture()
+    assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in net.parameters())
