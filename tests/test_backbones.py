@@ -15,9 +15,7 @@ def test_list_has_torchvision_classifiers():
     assert "efficientnet_b0" in names and "fasterrcnn_resnet50_fpn" not in names
 
 
-@pytest.mark.parametrize(
-    ("name", "width"), [("resnet18", 512), ("densenet121", 1024), ("mobilenet_v2", 1280)]
-)
+@pytest.mark.parametrize(("name", "width"), [("resnet18", 512), ("densenet121", 1024), ("mobilenet_v2", 1280)])
 def test_feature_width(name, width):
     torch.manual_seed(0)
     e = create_backbone(name).eval()
@@ -49,9 +47,7 @@ def test_local_imagenet_file_loads_and_changes_outputs(mobilenet_weights):
 
 
 def test_wrong_architecture_file_is_refused(mobilenet_weights):
-    with pytest.raises(
-        WeightsError, match=r"does not fit backbone 'resnet18'.*unexpected key.*features\.0\.0"
-    ):
+    with pytest.raises(WeightsError, match=r"does not fit backbone 'resnet18'.*unexpected key.*features\.0\.0"):
         create_backbone("resnet18", mobilenet_weights)
 
 
@@ -68,9 +64,7 @@ def test_missing_feature_tensors_are_refused(tmp_path, mobilenet_weights):
     sd = torch.load(mobilenet_weights, weights_only=True)
     sd.pop("features.18.0.weight")
     torch.save(sd, tmp_path / "partial.pth")
-    with pytest.raises(
-        WeightsError, match=r"1 feature-extractor key\(s\) missing, e\.g\. features\.18\.0\.weight"
-    ):
+    with pytest.raises(WeightsError, match=r"1 feature-extractor key\(s\) missing, e\.g\. features\.18\.0\.weight"):
         create_backbone("mobilenet_v2", tmp_path / "partial.pth")
 
 
@@ -151,9 +145,7 @@ def test_imagenet_from_the_torchvision_cache(tmp_path, monkeypatch):
     weights = torchvision.models.get_model_weights("resnet18").DEFAULT
     name = f"resnet18-{digest}.pth"
     (ckpt / name).write_bytes(buf.getvalue())
-    monkeypatch.setattr(
-        type(weights), "url", property(lambda self: f"https://download.pytorch.org/models/{name}")
-    )
+    monkeypatch.setattr(type(weights), "url", property(lambda self: f"https://download.pytorch.org/models/{name}"))
     assert imagenet_weights_available("resnet18")
     e = create_backbone("resnet18", "imagenet")
     assert e.weights == "imagenet"

@@ -35,9 +35,7 @@ def _expected_trainable(net: ColorTransferNet, strategy: str, frozen_bn: str) ->
     bn = _bn_parameter_names(net)
     trained_parts = {"colorizer": s.train_colorizer, "backbone": s.train_backbone, "head": True}
     return {
-        n
-        for n, _ in net.named_parameters()
-        if trained_parts[n.split(".")[0]] or (frozen_bn == "fastai" and n in bn)
+        n for n, _ in net.named_parameters() if trained_parts[n.split(".")[0]] or (frozen_bn == "fastai" and n in bn)
     }
 
 

@@ -155,9 +155,7 @@ def load_state_dict_checked(
         details = ", ".join(f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}" for k in wrong_shape[:5])
         problems.append(f"{len(wrong_shape)} tensor(s) of the wrong shape, e.g. {details}")
     if missing_body:
-        problems.append(
-            f"{len(missing_body)} feature-extractor key(s) missing, e.g. {', '.join(missing_body[:5])}"
-        )
+        problems.append(f"{len(missing_body)} feature-extractor key(s) missing, e.g. {', '.join(missing_body[:5])}")
     if problems:
         raise WeightsError(
             f"weights file {source} does not fit backbone {arch!r}: "
@@ -184,9 +182,7 @@ def _imagenet_state_dict(name: str, progress: bool) -> tuple[dict[str, torch.Ten
         ) from exc
 
 
-def create_backbone(
-    name: str, weights: str | os.PathLike | None = None, *, progress: bool = True
-) -> Backbone:
+def create_backbone(name: str, weights: str | os.PathLike | None = None, *, progress: bool = True) -> Backbone:
     """Build backbone E by torchvision name, with ``weights`` ``None``, ``"imagenet"`` or a file path."""
     if not isinstance(name, str):
         raise ConfigError(f"backbone name must be a string, got {name!r}")

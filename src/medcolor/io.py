@@ -57,9 +57,7 @@ def _read(path: str | os.PathLike, expected_format: str | None) -> tuple[dict[st
             "written by `medcolor export-colorizer` or by training (model.safetensors in a run directory)"
         ) from exc
     if "medcolor" not in header:
-        raise WeightsError(
-            f"{path} is a safetensors file without medcolor metadata; it was not written by medcolor"
-        )
+        raise WeightsError(f"{path} is a safetensors file without medcolor metadata; it was not written by medcolor")
     meta = json.loads(header["medcolor"])
     if expected_format and meta.get("format") != expected_format:
         raise WeightsError(f"{path} holds a {meta.get('format')!r}, expected a {expected_format!r}")

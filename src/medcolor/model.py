@@ -53,8 +53,7 @@ class ColorTransferNet(nn.Module):
         super().__init__()
         if head.in_features != backbone.num_features:
             raise ConfigError(
-                f"head expects {head.in_features} features but backbone {backbone.name} gives "
-                f"{backbone.num_features}"
+                f"head expects {head.in_features} features but backbone {backbone.name} gives {backbone.num_features}"
             )
         self.colorizer = colorizer
         self.backbone = backbone

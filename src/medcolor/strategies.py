@@ -60,9 +60,7 @@ for _s in (
     Strategy("baseline-all", "replicate", False, True, True, "gray copied to 3 channels, E and C trained"),
     Strategy("color-module", "learned", True, False, True, "T and C trained from scratch, E frozen"),
     Strategy("all", "learned", True, True, True, "T and E fine-tuned, C re-initialised and trained"),
-    Strategy(
-        "last-layer", "transferred", False, False, True, "T and E transferred and frozen, new C trained"
-    ),
+    Strategy("last-layer", "transferred", False, False, True, "T and E transferred and frozen, new C trained"),
     Strategy("transfer-all", "transferred", True, True, True, "T and E transferred and fine-tuned, new C"),
 ):
     STRATEGIES.register(_s.name, _s)
