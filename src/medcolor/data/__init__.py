@@ -1,0 +1,59 @@
+"""The data layer: readers, datasets, splits, transforms, cache."""
+
+from __future__ import annotations
+
+from medcolor.data.cache import ImageCache
+from medcolor.data.datasets import (
+    CHEXPERT_LABELS,
+    MURA,
+    NIH_LABELS,
+    NIH_PAPER_LABELS,
+    PAPER_LABELS,
+    PAPER_POLICY,
+    ChestXray14,
+    CheXpert,
+    CsvDataset,
+    FolderDataset,
+    MissingImagesWarning,
+    XRayDataset,
+    aggregate_by_study,
+    apply_policy,
+    create_dataset,
+    list_datasets,
+    read_label_csv,
+)
+from medcolor.data.readers import image_bit_depth, load_reduced, read_image, reduce_image, to_float
+from medcolor.data.splits import check_no_leak, label_subset, patient_split, subset_draws
+from medcolor.data.summary import label_counts, plot_label_counts
+
+__all__ = [
+    "CHEXPERT_LABELS",
+    "MURA",
+    "NIH_LABELS",
+    "NIH_PAPER_LABELS",
+    "PAPER_LABELS",
+    "PAPER_POLICY",
+    "CheXpert",
+    "ChestXray14",
+    "CsvDataset",
+    "FolderDataset",
+    "ImageCache",
+    "MissingImagesWarning",
+    "XRayDataset",
+    "aggregate_by_study",
+    "apply_policy",
+    "check_no_leak",
+    "create_dataset",
+    "image_bit_depth",
+    "label_counts",
+    "label_subset",
+    "list_datasets",
+    "load_reduced",
+    "patient_split",
+    "plot_label_counts",
+    "read_image",
+    "read_label_csv",
+    "reduce_image",
+    "subset_draws",
+    "to_float",
+]
