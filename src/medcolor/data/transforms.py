@@ -1,0 +1,196 @@
+"""Preprocessing and augmentation of the paper (Sec. IV-B), on 1-channel tensors.
+
+Training: a random square crop of non-square images, resized to the input size (320 by default),
+then random rotation (-10..+10 degrees) and zoom (0..10 %), each applied with probability 0.75 as in
+fastai's ``aug_transforms`` (which the paper used): rotation and zoom are drawn independently, merged
+into one affine warp with reflection padding.  Evaluation: resize the short side, centre crop.
+Both normalise with one mean/std (the paper: CheXpert's, 0.5028 / 0.2902).
+
+All randomness comes from an explicit ``torch.Generator`` seeded per sample, so augmentations are the
+same whatever the number of DataLoader workers, across resumed runs, and whether the affine warp runs
+per sample in a worker or batched on the GPU (:func:`rotate_zoom` takes a batch).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+
+from medcolor.errors import ConfigError
+from medcolor.utils import derive_seed
+
+#: input normalisation used by the paper's released modules (computed over CheXpert, NOTES.md)
+CHEXPERT_MEAN = 0.5028
+CHEXPERT_STD = 0.2902
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The paper's augmentation ranges."""
+
+    max_rotate: float = 10.0  # degrees, uniform in [-max_rotate, max_rotate]
+    max_zoom: float = 1.1  # scale factor, uniform in [1, max_zoom] (zoom 0-10 %)
+    p: float = 0.75  # probability of each of rotation and zoom
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.p <= 1:
+            raise ConfigError(f"augmentation probability p must be in [0, 1], got {self.p}")
+        if self.max_zoom < 1:
+            raise ConfigError(f"max_zoom must be >= 1 (1.1 = zoom up to 10 %), got {self.max_zoom}")
+        if self.max_rotate < 0:
+            raise ConfigError(f"max_rotate must be >= 0 degrees, got {self.max_rotate}")
+
+
+def sample_rotate_zoom(generator: torch.Generator, cfg: AugmentConfig = AugmentConfig()) -> tuple[float, float]:
+    """Draw ``(angle in degrees, zoom scale)`` for one image; identity parts are 0 and 1."""
+    u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+    angle = (2 * u[1] - 1) * cfg.max_rotate if u[0] < cfg.p else 0.0
+    scale = 1 + u[3] * (cfg.max_zoom - 1) if u[2] < cfg.p else 1.0
+    return angle, scale
+
+
+def rotate_zoom(images: torch.Tensor, angles: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Rotate by ``angles`` (degrees) and zoom in by ``scales`` a batch ``(B, C, H, W)``, one warp per
+    image (bilinear, reflection padding).  Images with angle 0 and scale 1 are returned unchanged."""
+    if images.ndim != 4:
+        raise ValueError(f"rotate_zoom expects (B, C, H, W), got {tuple(images.shape)}")
+    identity = (angles == 0) & (scales == 1)
+    if bool(identity.all()):
+        return images
+    theta_rad = angles.to(torch.float32) * (math.pi / 180)
+    cos, sin = torch.cos(theta_rad) / scales, torch.sin(theta_rad) / scales
+    zero = torch.zeros_like(cos)
+    mat = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1)
+    grid = F.affine_grid(mat.to(images.device, images.dtype), list(images.shape), align_corners=False)
+    warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    keep = identity.to(images.device).view(-1, 1, 1, 1)
+    return torch.where(keep, images, warped)
+
+
+def random_square_crop(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random square of side min(H, W) taken along the long axis of ``(C, H, W)``."""
+    h, w = img.shape[-2:]
+    s = min(h, w)
+    if h == w:
+        return img
+    off = int(torch.randint(0, max(h, w) - s + 1, (1,), generator=generator))
+    return TF.crop(img, off, 0, s, s) if h > w else TF.crop(img, 0, off, s, s)
+
+
+def center_square_crop(img: torch.Tensor) -> torch.Tensor:
+    s = min(img.shape[-2:])
+    return TF.center_crop(img, [s, s])
+
+
+def resize(img: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a square ``(C, S, S)`` image to ``(C, size, size)`` (bilinear, antialiased)."""
+    if img.shape[-1] == size and img.shape[-2] == size:
+        return img
+    return TF.resize(img, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+
+
+class TrainTransform:
+    """Random square crop -> resize -> (optional) rotation/zoom -> normalise, for ``(1, H, W)`` floats.
+
+    Call with the per-sample seed: ``t(img, seed)``.  With ``rotate_zoom_here=False`` the affine part
+    is left for :class:`BatchRotateZoom` (e.g. on the GPU), which draws the same parameters from the
+    same seed.
+    """
+
+    def __init__(
+        self,
+        size: int = 320,
+        mean: float = CHEXPERT_MEAN,
+        std: float = CHEXPERT_STD,
+        augment: AugmentConfig | None = AugmentConfig(),
+        rotate_zoom_here: bool = True,
+    ) -> None:
+        check_size(size)
+        self.size, self.mean, self.std = size, float(mean), float(std)
+        self.augment, self.rotate_zoom_here = augment, rotate_zoom_here
+
+    def __call__(self, img: torch.Tensor, seed: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(derive_seed(seed, 0))
+        out = resize(random_square_crop(img, g), self.size)
+        if self.augment is not None and self.rotate_zoom_here:
+            angle, scale = sample_rotate_zoom(torch.Generator().manual_seed(derive_seed(seed, 1)), self.augment)
+            out = rotate_zoom(out[None], torch.tensor([angle]), torch.tensor([scale]))[0]
+        return (out - self.mean) / self.std
+
+
+class EvalTransform:
+    """Resize (short side) + centre crop to ``size`` -> normalise."""
+
+    def __init__(self, size: int = 320, mean: float = CHEXPERT_MEAN, std: float = CHEXPERT_STD) -> None:
+        check_size(size)
+        self.size, self.mean, self.std = size, float(mean), float(std)
+
+    def __call__(self, img: torch.Tensor, seed: int | None = None) -> torch.Tensor:
+        return (resize(center_square_crop(img), self.size) - self.mean) / self.std
+
+
+class BatchRotateZoom(torch.nn.Module):
+    """The rotation/zoom part of :class:`TrainTransform` for a whole batch on its device; parameters
+    are drawn from each sample's seed exactly as the per-sample path does."""
+
+    def __init__(self, augment: AugmentConfig = AugmentConfig()) -> None:
+        super().__init__()
+        self.augment = augment
+
+    def params(self, seeds: Iterable[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        drawn = [sample_rotate_zoom(torch.Generator().manual_seed(derive_seed(int(s), 1)), self.augment) for s in seeds]
+        angles, scales = zip(*drawn, strict=True) if drawn else ((), ())
+        return torch.tensor(angles, dtype=torch.float32), torch.tensor(scales, dtype=torch.float32)
+
+    def forward(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+        angles, scales = self.params(seeds.tolist())
+        return rotate_zoom(images, angles, scales)
+
+
+def check_size(size: int) -> int:
+    if not isinstance(size, (int, np.integer)) or size < 8:
+        raise ConfigError(f"input size must be an integer >= 8 pixels, got {size!r}")
+    return int(size)
+
+
+def compute_mean_std(dataset, max_images: int | None = None, seed: int = 0) -> tuple[float, float]:
+    """Pixel mean and standard deviation of a dataset's images (as ``load_image`` returns them, in
+    [0, 1]), over all images or a seeded random sample of ``max_images``.  Use them as ``mean``/``std``
+    of the transforms; the paper normalised with CheXpert's (``CHEXPERT_MEAN``, ``CHEXPERT_STD``)."""
+    n = len(dataset)
+    if n == 0:
+        raise ConfigError("cannot compute mean/std of an empty dataset")
+    idx = np.arange(n)
+    if max_images is not None and max_images < n:
+        idx = np.sort(np.random.default_rng(seed).choice(n, max_images, replace=False))
+    total = total_sq = count = 0.0
+    for i in idx:
+        img = np.asarray(dataset.load_image(int(i)), dtype=np.float64)
+        total += img.sum()
+        total_sq += np.square(img).sum()
+        count += img.size
+    mean = total / count
+    std = math.sqrt(max(total_sq / count - mean * mean, 0.0))
+    return float(mean), float(std)
+
+
+__all__ = [
+    "CHEXPERT_MEAN",
+    "CHEXPERT_STD",
+    "AugmentConfig",
+    "BatchRotateZoom",
+    "EvalTransform",
+    "TrainTransform",
+    "center_square_crop",
+    "compute_mean_std",
+    "random_square_crop",
+    "resize",
+    "rotate_zoom",
+    "sample_rotate_zoom",
+]
