@@ -1,0 +1,175 @@
+"""From a :class:`~medcolor.config.DataConfig` to train / val / test datasets ready for a network.
+
+Files -> dataset (labels, policy) -> patient-level split -> label-proportional subset -> cache ->
+:class:`NetworkView` (crop/resize, augmentation, normalisation) -> batches.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medcolor.config import DataConfig
+from medcolor.data.transforms import (
+    CHEXPERT_MEAN,
+    CHEXPERT_STD,
+    AugmentConfig,
+    EvalTransform,
+    TrainTransform,
+    compute_mean_std,
+)
+from medcolor.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+class NetworkView(Dataset):
+    """A dataset as the network sees it: ``{"image": (1, size, size) normalised, "target": (L,) with
+    NaN for ignored labels, "index": int, "seed": int}``.
+
+    Keys are indices (evaluation: deterministic resize + centre crop) or ``(index, seed)`` pairs from
+    :class:`~medcolor.data.samplers.ChunkSampler` (training: the seed drives the augmentation).
+    """
+
+    def __init__(self, dataset: Any, transform: TrainTransform | EvalTransform) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        idx, seed = key if isinstance(key, tuple) else (key, 0)
+        img = torch.from_numpy(np.ascontiguousarray(self.dataset.load_image(idx), dtype=np.float32))[None]
+        return {
+            "image": self.transform(img, seed),
+            "target": torch.from_numpy(np.asarray(self.dataset.labels[idx], dtype=np.float32)),
+            "index": idx,
+            "seed": seed,
+        }
+
+
+@dataclass
+class DataBundle:
+    train: Any
+    val: Any
+    test: Any | None
+    label_names: list[str]
+    size: int
+    mean: float
+    std: float
+    dataset_name: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def train_view(self, rotate_zoom_here: bool = True, augment: bool = True) -> NetworkView:
+        aug = AugmentConfig() if augment else None
+        return NetworkView(self.train, TrainTransform(self.size, self.mean, self.std, aug, rotate_zoom_here))
+
+    def eval_view(self, dataset: Any) -> NetworkView:
+        return NetworkView(dataset, EvalTransform(self.size, self.mean, self.std))
+
+    @property
+    def normalization(self) -> dict[str, float]:
+        return {"mean": self.mean, "std": self.std}
+
+
+def make_dataset(cfg: DataConfig, split: str | None = None, *, synthetic_dir: Path | None = None) -> Any:
+    """The dataset named by ``cfg`` (one official split of it when ``split`` is given)."""
+    from medcolor.data.datasets import create_dataset
+
+    kwargs: dict[str, Any] = dict(cfg.options)
+    name = cfg.dataset.lower()
+    root, csv = cfg.root, cfg.csv
+    if name == "synthetic":
+        from medcolor.data.synthetic import CSV_OPTIONS, make_synthetic_xrays
+
+        directory = Path(root) if root else synthetic_dir
+        if directory is None:
+            raise ConfigError("the synthetic dataset needs a directory: set data.root")
+        opts = {k: kwargs.pop(k) for k in ("n", "image_size", "seed", "prevalence", "knobs") if k in kwargs}
+        csv = str(make_synthetic_xrays(directory, **opts))
+        root, name = str(directory), "csv"
+        kwargs = {**CSV_OPTIONS, **kwargs}
+    if split is not None:
+        kwargs["split"] = split
+    load_size = cfg.load_size or cfg.size
+    try:
+        return create_dataset(
+            name, root, csv, load_size=load_size, cache=cfg.cache_dir, on_missing=cfg.on_missing, **kwargs
+        )
+    except TypeError as exc:
+        raise ConfigError(f"invalid data.options for dataset {cfg.dataset!r}: {exc}") from exc
+
+
+def build_data(cfg: DataConfig, *, synthetic_dir: Path | None = None) -> DataBundle:
+    """Datasets for training (after split and subset), validation and testing, with normalisation."""
+    from medcolor.data.splits import check_no_leak, label_subset, patient_split
+
+    full = make_dataset(cfg, cfg.train_split, synthetic_dir=synthetic_dir)
+    fractions: dict[str, float] = {}
+    for part in ("val", "test"):
+        v = getattr(cfg, part)
+        if isinstance(v, float):
+            if not 0 < v < 1:
+                raise ConfigError(f"data.{part} must be a fraction in (0, 1) or a split name, got {v}")
+            fractions[part] = v
+    info: dict[str, Any] = {"dataset_rows": len(full)}
+    if fractions:
+        fractions["train"] = 1 - sum(fractions.values())
+        if fractions["train"] <= 0:
+            raise ConfigError(f"data.val + data.test leave no training data ({fractions})")
+        parts = patient_split(full.patient_ids, fractions, seed=cfg.split_seed)
+        check_no_leak(parts, full.patient_ids)
+        train = full.subset(parts["train"])
+    else:
+        parts, train = {}, full
+
+    def held_out(part: str) -> Any:
+        v = getattr(cfg, part)
+        if v is None:
+            return None
+        if isinstance(v, str):
+            return make_dataset(cfg, v, synthetic_dir=synthetic_dir)
+        return full.subset(parts[part])
+
+    val, test = held_out("val"), held_out("test")
+    if cfg.subset is not None:
+        s = cfg.subset
+        kw = {"count": int(s)} if s > 1 else {"fraction": float(s)}
+        idx = label_subset(train.raw_labels, seed=cfg.split_seed * 1000 + cfg.subset_draw, **kw)
+        info["subset"] = {"requested": s, "draw": cfg.subset_draw, "images": len(idx), "of": len(train)}
+        train = train.subset(idx)
+    for name, ds in (("train", train), ("val", val)):
+        if ds is None or len(ds) == 0:
+            raise DataError(f"the {name} split is empty; use more data or change data.val/data.test")
+    if test is not None and len(test) == 0:
+        raise DataError("the test split is empty; use more data, a larger data.test, or data.test: none")
+    mean, std = _normalisation(cfg, train)
+    info.update(
+        train=len(train),
+        val=len(val),
+        test=len(test) if test is not None else 0,
+        train_patients=len(set(train.patient_ids)),
+        label_names=list(train.label_names),
+    )
+    return DataBundle(train, val, test, list(train.label_names), cfg.size, mean, std, cfg.dataset, info)
+
+
+def _normalisation(cfg: DataConfig, train: Any) -> tuple[float, float]:
+    if isinstance(cfg.mean, str):
+        if cfg.mean != "compute":
+            raise ConfigError(f"data.mean must be a number, none or 'compute', got {cfg.mean!r}")
+        return compute_mean_std(train, max_images=2000)
+    mean = CHEXPERT_MEAN if cfg.mean is None else float(cfg.mean)
+    std = CHEXPERT_STD if cfg.std is None else float(cfg.std)
+    if std <= 0:
+        raise ConfigError(f"data.std must be > 0, got {std}")
+    return mean, std
+
+
+__all__ = ["DataBundle", "NetworkView", "build_data", "make_dataset"]

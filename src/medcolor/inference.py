@@ -1,0 +1,263 @@
+"""Using trained networks: evaluate a dataset, predict image files, colorize images with T.
+
+Images go through the same path as in training: decode -> reduce (short side to the input size,
+quantized as the cache stores it) -> centre square crop -> resize -> normalise with the mean/std
+stored in the model file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from medcolor.data.transforms import CHEXPERT_MEAN, CHEXPERT_STD, EvalTransform
+from medcolor.errors import ConfigError, DataError
+from medcolor.evaluation import EvaluationResult, summarize
+from medcolor.utils import atomic_path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff", ".bmp"}
+
+
+def _autocast(device: str, precision: str):
+    if precision.startswith("bf16"):
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+    if precision.startswith("16") and device == "cuda":
+        return torch.autocast(device_type=device, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict_probs(
+    model: torch.nn.Module,
+    view: Dataset,
+    *,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str = "cpu",
+    precision: str = "32-true",
+    progress: bool = False,
+) -> np.ndarray:
+    """Sigmoid probabilities ``(N, L)`` of ``model`` on a :class:`~medcolor.data.bundle.NetworkView`."""
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval().to(device)
+    loader = DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    out = []
+    for batch in tqdm(loader, desc="predicting", disable=not progress, leave=False):
+        x = batch["image"].to(device)
+        with _autocast(device, precision):
+            logits = model(x)
+        out.append(torch.sigmoid(logits.float()).cpu())
+    model.train(was_training)
+    return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+@dataclass
+class DatasetPredictions:
+    probs: np.ndarray
+    result: EvaluationResult
+
+
+def evaluate_dataset(
+    model: torch.nn.Module,
+    view: Any,
+    *,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str = "cpu",
+    precision: str = "32-true",
+    bootstrap: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+) -> DatasetPredictions:
+    """Predict every image of ``view`` and compute per-label/mean AUC (+ bootstrap CIs, and the
+    study-level AUC for MURA)."""
+    probs = predict_probs(
+        model,
+        view,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        precision=precision,
+        progress=progress,
+    )
+    ds = view.dataset
+    study = getattr(ds, "study_ids", None) if getattr(ds, "name", "") == "mura" else None
+    res = summarize(probs, ds.labels, list(ds.label_names), bootstrap=bootstrap, seed=seed, study_ids=study)
+    return DatasetPredictions(probs, res)
+
+
+def write_predictions(path: str | os.PathLike, dataset: Any, probs: np.ndarray, label_names: Sequence[str]) -> Path:
+    """CSV: path, patient, study, then ``target:<label>`` (blank = ignored) and ``prob:<label>``."""
+    df = pd.DataFrame(
+        {
+            "path": [str(p) for p in dataset.paths],
+            "patient_id": list(dataset.patient_ids),
+            "study_id": list(getattr(dataset, "study_ids", dataset.patient_ids)),
+        }
+    )
+    for j, name in enumerate(label_names):
+        df[f"target:{name}"] = np.asarray(dataset.labels)[:, j]
+    for j, name in enumerate(label_names):
+        df[f"prob:{name}"] = probs[:, j]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
+def resolve_model_path(path: str | os.PathLike) -> Path:
+    """A run directory (its final ``model.safetensors``) or a model file."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "model.safetensors").is_file():
+            return p / "model.safetensors"
+        raise ConfigError(f"{p} is a directory without model.safetensors; is it a finished medcolor run?")
+    if not p.exists():
+        raise ConfigError(f"{p} does not exist; give a run directory or a model.safetensors file")
+    return p
+
+
+def collect_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Image files from files and folders (recursively, by extension); errors name missing inputs."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"folder {p} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise DataError(f"input {p} does not exist")
+    if not files:
+        raise DataError("no input images given")
+    return files
+
+
+class ImageFiles(Dataset):
+    """Plain image files as a dataset for prediction (no labels)."""
+
+    def __init__(self, paths: Sequence[Path], size: int, mean: float, std: float) -> None:
+        self.paths = list(paths)
+        self.size = size
+        self.transform = EvalTransform(size, mean, std)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load_image(self, i: int) -> np.ndarray:
+        from medcolor.data.readers import load_reduced, to_float
+
+        return to_float(load_reduced(self.paths[i], self.size))
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        img = torch.from_numpy(self.load_image(i))[None]
+        return {"image": self.transform(img), "index": i}
+
+
+def _norm(meta: dict[str, Any]) -> tuple[float, float]:
+    n = meta.get("normalization") or {}
+    return float(n.get("mean", CHEXPERT_MEAN)), float(n.get("std", CHEXPERT_STD))
+
+
+def predict_files(
+    model_path: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike],
+    *,
+    batch_size: int = 16,
+    device: str = "cpu",
+    precision: str = "32-true",
+    size: int | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Probabilities for image files/folders: a DataFrame with ``path`` and one column per label."""
+    from medcolor.io import load_model
+
+    model, meta = load_model(resolve_model_path(model_path))
+    files = collect_images(inputs)
+    mean, std = _norm(meta)
+    ds = ImageFiles(files, int(size or meta.get("size", 320)), mean, std)
+    probs = predict_probs(model, ds, batch_size=batch_size, device=device, precision=precision, progress=progress)
+    labels = meta.get("label_names") or [f"label{j}" for j in range(probs.shape[1])]
+    df = pd.DataFrame(probs, columns=labels)
+    df.insert(0, "path", [str(f) for f in files])
+    return df
+
+
+def load_colorizer_any(path: str | os.PathLike):
+    """T from an exported colorizer file, a model file, or a run directory; with its metadata."""
+    from medcolor.io import load_colorizer
+
+    p = Path(path)
+    if p.is_dir():
+        p = resolve_model_path(p)
+    return load_colorizer(p)
+
+
+@torch.no_grad()
+def colorize_files(
+    source: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    size: int | None = None,
+    display: str = "imagenet",
+    grid: bool = True,
+) -> list[Path]:
+    """Write, for every input image, ``<name>_colorized.png``: the gray input beside T's colour output
+    (paper Fig. 4); with ``grid`` also ``colorized_grid.png`` with all of them."""
+    from PIL import Image
+
+    from medcolor.report import colorization_figure, side_by_side, to_display
+
+    t, meta = load_colorizer_any(source)
+    t.eval()
+    files = collect_images(inputs)
+    mean, std = _norm(meta)
+    ds = ImageFiles(files, int(size or meta.get("size", 320)), mean, std)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written, grays, colors = [], [], []
+    for i, f in enumerate(files):
+        x = ds[i]["image"][None]
+        rgb = to_display(t(x)[0], display)
+        gray = (x[0, 0] * std + mean).clamp(0, 1).numpy()
+        target = out / f"{f.stem}_colorized.png"
+        with atomic_path(target) as tmp:
+            Image.fromarray(side_by_side(gray, rgb)).save(tmp, format="PNG")
+        written.append(target)
+        grays.append(gray)
+        colors.append(rgb)
+    if grid:
+        label = f"{t.name} ({meta.get('strategy', '?')}, {meta.get('backbone', '?')})"
+        written.append(
+            colorization_figure(grays[:8], {label: colors[:8]}, out / "colorized_grid.png", [f.name for f in files[:8]])
+        )
+    return written
+
+
+__all__ = [
+    "DatasetPredictions",
+    "ImageFiles",
+    "collect_images",
+    "colorize_files",
+    "evaluate_dataset",
+    "load_colorizer_any",
+    "predict_files",
+    "predict_probs",
+    "resolve_model_path",
+    "write_predictions",
+]

@@ -1,0 +1,284 @@
+"""Training engine on the built-in synthetic data (tiny images, few iterations)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from medcolor.config import DataConfig, LRFindConfig, ModelConfig, RunConfig, StageConfig, TrainerConfig
+from medcolor.errors import ConfigError, TrainingError, UnknownNameError
+from medcolor.io import load_colorizer, load_model
+from medcolor.training import ColorTransferModule, check_run_config, plan_stage, train
+
+QUIET = {"log_fn": lambda *a, **k: None}
+
+
+def tiny_config(out: Path, data_dir: Path, **over) -> RunConfig:
+    """Synthetic 32 px images, random-init MobileNetV2, colorU: a few seconds per stage."""
+    cfg = RunConfig(
+        data=DataConfig(
+            dataset="synthetic",
+            root=str(data_dir),
+            size=32,
+            batch_size=8,
+            num_workers=0,
+            val=0.2,
+            test=0.2,
+            options={"n": 120, "image_size": 40},
+        ),
+        model=ModelConfig(colorizer="colorU", backbone="mobilenet_v2", weights="none"),
+        stages=[StageConfig("color-module", lr=0.05, iterations=4, val_every=2)],
+        trainer=TrainerConfig(progress=False, bootstrap=50, precision="32-true"),
+        output=str(out),
+    )
+    for k, v in over.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("synthetic")
+
+
+@pytest.fixture(scope="module")
+def two_stage_run(tmp_path_factory, data_dir):
+    out = tmp_path_factory.mktemp("runs") / "two-stage"
+    cfg = tiny_config(out, data_dir)
+    cfg.stages = [
+        StageConfig("color-module", lr=0.05, iterations=4, val_every=2),
+        StageConfig("all", lr="find", iterations=4, val_every=2, lr_find=LRFindConfig(1e-4, 1.0, 12)),
+    ]
+    return cfg, train(cfg, **QUIET)
+
+
+def test_plan_stage():
+    p = plan_stage(StageConfig("all", epochs=2), n_train=100, batch_size=16, world_size=1)
+    assert (p.iterations_per_epoch, p.total_steps, p.val_every, p.chunks) == (7, 14, 7, 2)
+    p = plan_stage(StageConfig("all", iterations=4801, val_every=4800), 10**5, 16, 1)
+    assert p.chunks == 2 and p.val_every == 2401 and p.total_steps == 4802  # rounded to whole chunks
+    p = plan_stage(StageConfig("all", epochs=1), 1000, 10, 4)  # DDP: 4 processes share each epoch
+    assert p.iterations_per_epoch == 25
+
+
+def test_two_stage_run_writes_everything(two_stage_run):
+    cfg, r = two_stage_run
+    out = Path(cfg.output)
+    assert [s.strategy for s in r.stages] == ["color-module", "all"]
+    for s in r.stages:
+        assert (s.directory / "model.safetensors").is_file() and (s.directory / "result.json").is_file()
+        history = json.loads((s.directory / "history.json").read_text())
+        assert [h["step"] for h in history] == [2, 4]
+        assert all(0 <= h["val_mean_auc"] <= 1 for h in history)
+        assert (s.directory / "checkpoints" / "best.ckpt").is_file()
+        assert s.best_val_mean_auc == max(h["val_mean_auc"] for h in history)
+    # the LR range test of stage 2 was run, plotted and used
+    lr_find = json.loads((r.stages[1].directory / "lr_find.json").read_text())
+    assert r.stages[1].lr == lr_find["suggestion"] and 1e-4 <= r.stages[1].lr <= 1.0
+    assert (r.stages[1].directory / "lr_find.png").stat().st_size > 1000
+    assert not (r.stages[1].directory / "lr_find_tmp").exists()
+    # color-module trains T and C only; all trains everything
+    assert r.stages[0].trainable_parameters < r.stages[1].trainable_parameters
+    metrics = json.loads((out / "test" / "metrics.json").read_text())
+    assert set(metrics["auc"]) == {"Opacity", "Fine texture", "Enlarged heart"}
+    assert metrics["n_samples"] == r.info["test"]
+    lo, hi = metrics["ci95"]["mean_auc"]
+    assert lo <= metrics["mean_auc"] <= hi
+    preds = pd.read_csv(out / "test" / "predictions.csv")
+    assert len(preds) == r.info["test"] and preds.filter(like="prob:").to_numpy().max() <= 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["test"]["mean_auc"] == metrics["mean_auc"]
+
+
+def test_final_model_is_the_best_checkpoint(two_stage_run):
+    cfg, r = two_stage_run
+    final, meta = load_model(Path(cfg.output) / "model.safetensors")
+    best = torch.load(r.stages[-1].directory / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    for k, v in final.state_dict().items():
+        assert torch.equal(v, best[f"model.{k}"]), k
+    assert meta["label_names"] == ["Opacity", "Fine texture", "Enlarged heart"]
+    assert meta["normalization"] == {"mean": 0.5028, "std": 0.2902} and meta["size"] == 32
+    t, tmeta = load_colorizer(Path(cfg.output) / "colorizer.safetensors")
+    assert tmeta["strategy"] == "all" and tmeta["backbone"] == "mobilenet_v2"
+    assert torch.equal(t.state_dict()["out.4.weight"], final.colorizer.state_dict()["out.4.weight"])
+
+
+def test_checkpoints_load_without_unpickling(two_stage_run):
+    _, r = two_stage_run
+    for name in ("best.ckpt", "last.ckpt"):
+        ckpt = torch.load(r.stages[0].directory / "checkpoints" / name, weights_only=True)
+        assert "state_dict" in ckpt and "optimizer_states" in ckpt
+
+
+def test_rerunning_a_finished_run_reuses_it(two_stage_run):
+    cfg, r = two_stage_run
+    t0 = time.time()
+    again = train(cfg, **QUIET)
+    assert again.test["mean_auc"] == r.test["mean_auc"]
+    assert [s.best_val_mean_auc for s in again.stages] == [s.best_val_mean_auc for s in r.stages]
+    assert time.time() - t0 < 60
+
+
+def test_same_seed_same_result(tmp_path, data_dir, two_stage_run):
+    cfg, r = two_stage_run
+    cfg2 = RunConfig.from_dict(cfg.to_dict())
+    cfg2.output = str(tmp_path / "again")
+    r2 = train(cfg2, **QUIET)
+    assert r2.test["mean_auc"] == pytest.approx(r.test["mean_auc"], abs=1e-6)
+    a = pd.read_csv(Path(cfg.output) / "test" / "predictions.csv").filter(like="prob:").to_numpy()
+    b = pd.read_csv(tmp_path / "again" / "test" / "predictions.csv").filter(like="prob:").to_numpy()
+    assert np.allclose(a, b, atol=1e-6)
+
+
+def test_output_directory_holding_another_run(tmp_path, data_dir, two_stage_run):
+    cfg, _ = two_stage_run
+    other = RunConfig.from_dict(cfg.to_dict())
+    other.stages[0].lr = 0.01
+    with pytest.raises(ConfigError, match=r"holds another run .*stages.*--resume.*--overwrite"):
+        train(other, **QUIET)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"not empty but holds no config\.yaml"):
+        train(tiny_config(tmp_path / "junk", data_dir), **QUIET)
+    with pytest.raises(ConfigError, match="not a medcolor run directory; refusing to delete"):
+        train(tiny_config(tmp_path / "junk", data_dir), overwrite=True, **QUIET)
+    assert (tmp_path / "junk" / "notes.txt").read_text() == "mine"
+
+
+def test_overwrite_replaces_a_run(tmp_path, data_dir):
+    out = tmp_path / "run"
+    train(tiny_config(out, data_dir), **QUIET)
+    cfg = tiny_config(out, data_dir)
+    cfg.stages[0].lr = 0.02
+    r = train(cfg, overwrite=True, **QUIET)
+    assert r.stages[0].lr == 0.02
+
+
+def test_config_errors_come_before_any_work(tmp_path, data_dir):
+    out = tmp_path / "never"
+    bad = tiny_config(out, data_dir)
+    bad.model.backbone = "resnet81"
+    with pytest.raises(ConfigError, match="Did you mean 'resnet18'"):
+        train(bad, **QUIET)
+    bad = tiny_config(out, data_dir)
+    bad.stages = [StageConfig("color-module"), StageConfig("al")]
+    with pytest.raises(UnknownNameError, match=r"unknown strategy 'al'.*Valid strategys?: baseline"):
+        train(bad, **QUIET)
+    bad = tiny_config(out, data_dir)
+    bad.stages = [StageConfig("last-layer")]
+    with pytest.raises(ConfigError, match=r"needs a transferred colorization module T.*--colorizer-from"):
+        train(bad, **QUIET)
+    bad = tiny_config(out, data_dir)
+    bad.stages = [StageConfig("baseline")]
+    with pytest.raises(ConfigError, match=r"baseline.*copied to 3 channels.*learned colorizer"):
+        train(bad, **QUIET)
+    bad = tiny_config(out, data_dir)
+    bad.data.dataset = "chexpret"
+    with pytest.raises(ConfigError, match=r"unknown dataset 'chexpret'; valid datasets: .*chexpert"):
+        train(bad, **QUIET)
+    assert not out.exists()
+    ok = tiny_config(out, data_dir)
+    ok.stages = [StageConfig("color-module"), StageConfig("last-layer")]
+    check_run_config(ok)  # T trained in stage 1 is transferred to stage 2
+
+
+def test_nan_loss_stops_with_step_and_batch(tmp_path, data_dir):
+    cfg = tiny_config(tmp_path / "nan", data_dir)
+    cfg.stages = [StageConfig("color-module", lr=1e9, iterations=8, val_every=2)]
+    with pytest.raises(
+        TrainingError,
+        match=r"loss became (nan|inf) at step \d+ .*batch \d+ of the current chunk, sample indices",
+    ):
+        train(cfg, **QUIET)
+
+
+def test_lr_finder_that_diverges(tmp_path, data_dir):
+    cfg = tiny_config(tmp_path / "div", data_dir)
+    cfg.stages = [StageConfig("color-module", lr="find", iterations=4, lr_find=LRFindConfig(1e6, 1e9, 20))]
+    with pytest.raises(TrainingError, match=r"LR finder of stage 'color-module' diverged.*--lr"):
+        train(cfg, **QUIET)
+
+
+def test_out_of_memory_gets_a_hint(tmp_path, data_dir, monkeypatch):
+    def boom(self, batch, batch_idx):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(ColorTransferModule, "training_step", boom)
+    with pytest.raises(TrainingError, match=r"out of memory .*smaller --batch-size.*--size.*bf16"):
+        train(tiny_config(tmp_path / "oom", data_dir), **QUIET)
+
+
+# ----------------------------------------------------------------------------- kill and resume
+def _cli_config(path: Path, out: Path, data_dir: Path) -> Path:
+    cfg = tiny_config(out, data_dir)
+    cfg.stages = [
+        StageConfig("color-module", lr=0.05, iterations=24, val_every=6),
+        StageConfig("all", lr=0.01, iterations=12, val_every=6),
+    ]
+    path.write_text(cfg.to_yaml())
+    return path
+
+
+def _run_cli(config: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "medcolor.cli", "train", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir) -> Path:
+    d = tmp_path_factory.mktemp("resume")
+    out = d / "reference"
+    r = _run_cli(_cli_config(d / "ref.yaml", out, data_dir))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_killed_run_resumes_to_the_same_result(tmp_path, data_dir, uninterrupted, sig):
+    out = tmp_path / "run"
+    config = _cli_config(tmp_path / "run.yaml", out, data_dir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medcolor.cli", "train", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ckpt = out / "1-color-module" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=120)
+    assert not (out / "1-color-module" / "result.json").exists(), "the run finished before it could be killed"
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "Re-run the same command to resume" in err
+    history = json.loads((out / "1-color-module" / "history.json").read_text())
+    assert 1 <= len(history) < 4  # killed after the first checkpoint, before the end of the stage
+    r = _run_cli(config)
+    assert r.returncode == 0, r.stderr
+    got = json.loads((out / "test" / "metrics.json").read_text())
+    want = json.loads((uninterrupted / "test" / "metrics.json").read_text())
+    assert got["mean_auc"] == pytest.approx(want["mean_auc"], abs=1e-6)
+    for label, auc in want["auc"].items():
+        assert got["auc"][label] == pytest.approx(auc, abs=1e-6)
+    a = pd.read_csv(out / "test" / "predictions.csv").filter(like="prob:").to_numpy()
+    b = pd.read_csv(uninterrupted / "test" / "predictions.csv").filter(like="prob:").to_numpy()
+    assert np.allclose(a, b, atol=1e-6)
+    h_got = json.loads((out / "2-all" / "history.json").read_text())
+    h_want = json.loads((uninterrupted / "2-all" / "history.json").read_text())
+    assert [h["val_mean_auc"] for h in h_got] == pytest.approx([h["val_mean_auc"] for h in h_want], abs=1e-6)
