@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from medcolor.cli import build_parser, config_from_args
@@ -85,3 +87,12 @@ def test_stages_flag_replaces_the_list():
     cfg = config_from_args(a)
     assert [s.strategy for s in cfg.stages] == ["baseline", "baseline-all"]
     assert all(s.lr_find.num_training == 20 for s in cfg.stages)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml")))
+def test_shipped_configs_parse_and_pass_the_checks(path: Path) -> None:
+    from medcolor.training import check_run_config
+
+    cfg = RunConfig.from_yaml(path)
+    assert cfg.stages and cfg.output
+    check_run_config(cfg)

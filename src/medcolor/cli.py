@@ -67,7 +67,12 @@ def _add_train_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--std", type=float, help="normalisation std (default: CheXpert's 0.2902)")
     g.add_argument("--no-augment", dest="augment", action="store_const", const=False)
     g.add_argument("--augment-on", choices=["auto", "worker", "device"])
-    g.add_argument("--on-missing", choices=["error", "skip"], help="what to do with rows whose image is missing")
+    g.add_argument(
+        "--on-missing",
+        choices=["error", "skip", "present"],
+        help="rows whose image is missing: error; skip (listed in data.json); present (the folder holds only "
+        "part of the dataset, e.g. nih-chestxray14-1000)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,8 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--data", help="a YAML file with a data: section to run the demo on real data")
     d.add_argument("--weights", help="ImageNet weights of E (default: searched, see docs)")
     d.add_argument("--backbone", default="mobilenet_v2")
-    d.add_argument("--colorizer", default="pixelshuffle")
-    d.add_argument("--epochs", type=float, default=8)
+    d.add_argument("--colorizer", default="colorU", help="T of the color-module run (default colorU, the fastest)")
+    d.add_argument("--epochs", type=float, default=12)
+    d.add_argument(
+        "--lr",
+        default="0.02",
+        help="one-cycle max lr of both runs, or 'find' (the LR range test; unreliable on the 360 synthetic images)",
+    )
     d.add_argument("--no-progress", dest="progress", action="store_false")
 
     sub.add_parser("list", help="the registered colorizers (with parameters and GFLOPs), strategies, datasets")
@@ -465,6 +475,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
         backbone=a.backbone,
         colorizer=a.colorizer,
         epochs=a.epochs,
+        lr=a.lr if a.lr == "find" else float(a.lr),
         progress=a.progress,
     )
     print()

@@ -63,8 +63,9 @@ def run_demo(
     data: str | os.PathLike | None = None,
     weights: str | None = None,
     backbone: str = "mobilenet_v2",
-    colorizer: str = "pixelshuffle",
-    epochs: float = 8,
+    colorizer: str = "colorU",
+    epochs: float = 12,
+    lr: float | str = 0.02,
     seed: int = 0,
     progress: bool = True,
     log_fn=print,
@@ -100,7 +101,7 @@ def run_demo(
         cfg = RunConfig(
             data=data_cfg,
             model=ModelConfig(colorizer=t_name, backbone=backbone, weights=weights or "none"),
-            stages=[StageConfig(strategy, lr="find", epochs=epochs, lr_find=lrf)],
+            stages=[StageConfig(strategy, lr=lr, epochs=epochs, lr_find=lrf)],
             trainer=trainer,
             output=str(out / name),
             name=f"demo {name}",
@@ -143,7 +144,7 @@ def run_demo(
         f"({cm.info.get('train')} train / {cm.info.get('val')} val / {cm.info.get('test')} test images, "
         f"labels {', '.join(cm.info.get('label_names', []))}).",
         f"E: {backbone}, weights: {weights or 'random initialisation (no ImageNet weights found)'}; "
-        f"T for color-module: {colorizer}. Each run: LR range test then one-cycle SGD for {epochs:g} epochs.",
+        f"T for color-module: {colorizer}. Each run: one-cycle SGD, max lr {lr}, {epochs:g} epochs.",
         "",
         markdown_table(table),
         "",

@@ -236,6 +236,8 @@ def colorize_files(
         rgb = to_display(t(x)[0], display)
         gray = (x[0, 0] * std + mean).clamp(0, 1).numpy()
         target = out / f"{f.stem}_colorized.png"
+        if target in written:  # two inputs with the same name (from different folders)
+            target = out / f"{f.stem}_{i}_colorized.png"
         with atomic_path(target) as tmp:
             Image.fromarray(side_by_side(gray, rgb)).save(tmp, format="PNG")
         written.append(target)

@@ -43,7 +43,10 @@ class ClassifierHead(nn.Module):
         self.fc.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(x))
+        # C always in float32, also under bf16/fp16 autocast: low-precision logits make many tied
+        # probabilities, which bias the AUC (seen: 0.745 vs 0.735 on 165 Kermany test images)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.fc(self.dropout(x.float()))
 
 
 class ColorTransferNet(nn.Module):

@@ -32,11 +32,13 @@ import os
 import shutil
 import signal
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch.utils.data import DataLoader
@@ -49,7 +51,7 @@ from medcolor.errors import ConfigError, TrainingError
 from medcolor.evaluation import MaskedAUROC, masked_bce_with_logits, mean_auc
 from medcolor.model import ColorTransferNet
 from medcolor.strategies import get_strategy
-from medcolor.utils import derive_seed, seed_everything, write_json, write_text_atomic
+from medcolor.utils import atomic_path, derive_seed, seed_everything, write_json, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ class ColorTransferModule(L.LightningModule):
         self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
 
     def on_validation_epoch_end(self) -> None:
-        aucs = self.val_auc.compute().cpu().numpy()
+        aucs = np.atleast_1d(self.val_auc.compute().cpu().numpy())  # torchmetrics squeezes a single label
         self.val_auc.reset()
         m = mean_auc(aucs)
         self.log("val/mean_auc", m if not math.isnan(m) else float("nan"), prog_bar=True)
@@ -484,6 +486,21 @@ def _run_fit(trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@contextlib.contextmanager
+def _lr_finder_without_bar():
+    """Lightning's LR finder always draws its own tqdm bar (ignoring enable_progress_bar)."""
+    import functools
+
+    from lightning.pytorch.tuner import lr_finder
+
+    original = lr_finder.tqdm
+    lr_finder.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        lr_finder.tqdm = original
+
+
 def out_of_memory_hint(exc: BaseException) -> str:
     return (
         f"out of memory ({str(exc).splitlines()[0][:200]}). Try a smaller --batch-size, a smaller input "
@@ -529,15 +546,17 @@ def find_lr(
     trainer = _make_trainer(cfg, accelerator, precision, max_epochs=1, default_root_dir=str(tmp))
     module.lr_finding = True
     seed_everything(derive_seed(seed, 78))
+    quiet = contextlib.nullcontext() if cfg.trainer.progress else _lr_finder_without_bar()
     try:
-        finder = Tuner(trainer).lr_find(
-            module,
-            datamodule=data,
-            min_lr=lf.min_lr,
-            max_lr=lf.max_lr,
-            num_training=lf.num_training,
-            update_attr=False,
-        )
+        with quiet:
+            finder = Tuner(trainer).lr_find(
+                module,
+                datamodule=data,
+                min_lr=lf.min_lr,
+                max_lr=lf.max_lr,
+                num_training=lf.num_training,
+                update_attr=False,
+            )
     except SystemExit as exc:
         raise KeyboardInterrupt("LR search interrupted") from exc
     finally:
@@ -671,7 +690,10 @@ def run_stage(
         f"{cfg.data.batch_size}, max lr {module.lr:.3g}, {trainable:,} trainable parameters, {precision}"
         f"{', channels_last' if channels_last else ''}{', resuming from ' + resume_from if resume_from else ''}"
     )
-    _run_fit(trainer, module, datamodule=data, ckpt_path=resume_from, weights_only=True)
+    with warnings.catch_warnings():
+        # frozen_bn=eval keeps BN layers of frozen parts in eval mode on purpose
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+        _run_fit(trainer, module, datamodule=data, ckpt_path=resume_from, weights_only=True)
     if trainer.interrupted:
         raise KeyboardInterrupt("training interrupted")
     best_path = ckpt.best_model_path or str(last)
@@ -782,6 +804,10 @@ def train(
         f"labels {', '.join(bundle.label_names)}; input {bundle.size} px, mean/std {bundle.mean:.4f}/{bundle.std:.4f}"
     )
     write_json(out / "data.json", info | {"normalization": bundle.normalization})
+    if bundle.skipped is not None:
+        with atomic_path(out / "skipped_rows.csv") as tmp:
+            bundle.skipped.to_csv(tmp, index=False)
+        log_fn(f"{len(bundle.skipped):,} rows without an image were left out: listed in {out / 'skipped_rows.csv'}")
     model = build_model(cfg, bundle, log_fn)
     results: list[StageResult] = []
     for i, stage in enumerate(cfg.stages):
@@ -822,7 +848,7 @@ def train(
             batch_size=cfg.data.batch_size,
             num_workers=cfg.data.num_workers,
             device=accelerator,
-            precision=resolve_precision(cfg.trainer.precision, accelerator),
+            precision="32-true",  # test metrics in full precision, whatever the training precision
             bootstrap=cfg.trainer.bootstrap,
             seed=cfg.trainer.seed,
             progress=cfg.trainer.progress,

@@ -65,6 +65,8 @@ class DataBundle:
     std: float
     dataset_name: str
     info: dict[str, Any] = field(default_factory=dict)
+    #: rows of the label file left out for a missing image (on_missing skip/present), or None
+    skipped: Any | None = None
 
     def train_view(self, rotate_zoom_here: bool = True, augment: bool = True) -> NetworkView:
         aug = AugmentConfig() if augment else None
@@ -119,6 +121,9 @@ def build_data(cfg: DataConfig, *, synthetic_dir: Path | None = None) -> DataBun
                 raise ConfigError(f"data.{part} must be a fraction in (0, 1) or a split name, got {v}")
             fractions[part] = v
     info: dict[str, Any] = {"dataset_rows": len(full)}
+    skipped = getattr(full, "skipped", None)
+    if skipped is not None and len(skipped):
+        info["skipped_rows"] = len(skipped)
     if fractions:
         fractions["train"] = 1 - sum(fractions.values())
         if fractions["train"] <= 0:
@@ -157,7 +162,8 @@ def build_data(cfg: DataConfig, *, synthetic_dir: Path | None = None) -> DataBun
         train_patients=len(set(train.patient_ids)),
         label_names=list(train.label_names),
     )
-    return DataBundle(train, val, test, list(train.label_names), cfg.size, mean, std, cfg.dataset, info)
+    kept_out = skipped if skipped is not None and len(skipped) else None
+    return DataBundle(train, val, test, list(train.label_names), cfg.size, mean, std, cfg.dataset, info, kept_out)
 
 
 def _normalisation(cfg: DataConfig, train: Any) -> tuple[float, float]:

@@ -297,10 +297,11 @@ def apply_policy(
 
     ``policy`` is ``"ones"`` (U-Ones: uncertain -> 1), ``"zeros"`` (U-Zeros: -> 0) or ``"ignore"``
     (U-Ignore: -> NaN), for all labels, or a dict ``{label: policy}`` (labels not in it: ``"zeros"``);
-    ``None`` means the paper's :data:`PAPER_POLICY`.  Blank always becomes 0 (negative), as in CheXpert.
+    ``None`` or ``"paper"`` means the paper's :data:`PAPER_POLICY`.  Blank always becomes 0 (negative),
+    as in CheXpert.
     """
     names = list(label_names)
-    if policy is None:
+    if policy is None or (isinstance(policy, str) and policy.lower() == "paper"):
         policy = {n: p for n, p in PAPER_POLICY.items() if n in names}
     if isinstance(policy, str):
         per_label = dict.fromkeys(names, policy)

@@ -6,8 +6,8 @@ that how gray levels are mapped to colours matters:
 * ``Opacity`` — every image has one soft blob in a lung; the finding is present when the blob's
   gray level lies in a narrow band (0.47-0.53) and absent when it lies on either side of it
   (0.36-0.43 or 0.57-0.64): the evidence is an intensity *range*, not an edge or a contrast;
-* ``Fine texture`` — a faint (amplitude 0.035) high-frequency pattern (period 2 px) inside the lungs,
-  against a pattern of the same amplitude but low frequency (period 8 px) when absent;
+* ``Fine texture`` — a faint (amplitude 0.035) high-frequency pattern (period 4 px) inside the lungs,
+  against a pattern of the same amplitude but lower frequency (period 12 px) when absent;
 * ``Enlarged heart`` — a wider heart shadow (shape evidence, which a frozen ImageNet network already
   sees without colorization).
 
@@ -33,6 +33,7 @@ CSV_OPTIONS = {"path_column": "path", "label_columns": list(LABELS), "patient_co
 
 DEFAULT_KNOBS = {
     "texture_amp": 0.035,
+    "texture_periods": (4, 12),
     "blob_sigma": 0.11,
     "band": (0.47, 0.53),
     "below": (0.36, 0.43),
@@ -54,7 +55,7 @@ def _image(rng: np.random.Generator, size: int, labels: np.ndarray, knobs: dict 
     ribs = 0.04 * np.sin(2 * np.pi * (y * 4.5 + 0.15 * x**2) + rng.uniform(0, 2 * np.pi))
     img += np.where(lungs, ribs, 0)
     # texture: high frequency (finding present) or low frequency (absent), same amplitude
-    period = 2 if labels[1] else 8
+    period = int(k["texture_periods"][0] if labels[1] else k["texture_periods"][1])
     phase = rng.integers(0, period)
     yy, xx = np.indices((size, size))
     pattern = np.where(((yy + xx + phase) // (period // 2)) % 2 == 0, 1.0, -1.0)
@@ -93,7 +94,7 @@ def make_synthetic_xrays(
         "image_size": image_size,
         "seed": seed,
         "prevalence": prevalence,
-        "version": 1,
+        "version": 2,
         "knobs": {**DEFAULT_KNOBS, **(knobs or {})},
     }
     stamp = json.loads(json.dumps(stamp))  # tuples -> lists, as read back
