@@ -10,11 +10,11 @@ import torch.multiprocessing as mp
 
 from medcolor.evaluation import (
     MaskedAUROC,
-    aggregate_by_study,
     auc_per_label,
     bootstrap_ci,
     masked_bce_with_logits,
     mean_auc,
+    study_level,
     summarize,
 )
 
@@ -122,7 +122,7 @@ def test_study_level_aggregation():
     probs = np.array([[0.2], [0.4], [0.9], [0.7], [0.1]])
     targets = np.array([[0], [0], [1], [1], [0]], dtype=float)
     studies = np.array(["a", "a", "b", "b", "c"])
-    p, t = aggregate_by_study(probs, targets, studies)
+    p, t = study_level(probs, targets, studies)
     assert np.allclose(p[:, 0], [0.3, 0.8, 0.1]) and np.array_equal(t[:, 0], [0, 1, 0])
     r = summarize(probs, targets, ["abnormal"], study_ids=studies)
     assert r.study_mean_auc == 1.0 and r.extra["n_studies"] == 3

@@ -187,32 +187,30 @@ def summarize(
     if bootstrap:
         res.ci = bootstrap_ci(probs, targets, bootstrap, seed)
     if study_ids is not None:
-        s_probs, s_targets = aggregate_by_study(probs, targets, study_ids)
+        s_probs, s_targets = study_level(probs, targets, study_ids)
         res.study_auc = auc_per_label(s_probs, s_targets)
         res.study_mean_auc = mean_auc(res.study_auc)
         res.extra["n_studies"] = len(s_probs)
     return res
 
 
-def aggregate_by_study(probs: np.ndarray, targets: np.ndarray, study_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean probability per study (MURA's study-level evaluation); a study's target is its images'
-    (they share the study label)."""
-    df = pd.DataFrame(np.asarray(probs, dtype=np.float64))
-    df["__study"] = np.asarray(study_ids)
-    p = df.groupby("__study", sort=True).mean().to_numpy()
-    tf = pd.DataFrame(np.asarray(targets, dtype=np.float64))
-    tf["__study"] = np.asarray(study_ids)
-    t = tf.groupby("__study", sort=True).max().to_numpy()  # NaN-skipping; labels are per study
+def study_level(probs: np.ndarray, targets: np.ndarray, study_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean probability and label per study (MURA's study-level evaluation; a study's images share
+    its label, so the mean label is that label), both ``(S, L)`` in sorted study order."""
+    from medcolor.data.datasets import aggregate_by_study
+
+    _, p = aggregate_by_study(probs, study_ids)
+    _, t = aggregate_by_study(targets, study_ids)
     return p, t
 
 
 __all__ = [
     "EvaluationResult",
     "MaskedAUROC",
-    "aggregate_by_study",
     "auc_per_label",
     "bootstrap_ci",
     "masked_bce_with_logits",
     "mean_auc",
+    "study_level",
     "summarize",
 ]
