@@ -94,3 +94,22 @@ def test_bad_files_are_refused(tmp_path):
     save_file(tensors, str(tmp_path / "broken.safetensors"), metadata=meta)
     with pytest.raises(WeightsError, match="does not fit the architecture"):
         load_colorizer(tmp_path / "broken.safetensors")
+
+
+def test_atomic_writes_leave_no_temporary_file_and_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from medcolor.utils import atomic_path, write_json
+
+    target = write_json(tmp_path / "m.json", {"a": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~mask
+    try:
+        with atomic_path(tmp_path / "half.csv") as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("killed")
+    except RuntimeError:
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
