@@ -328,7 +328,7 @@ def _ci(c: list[float] | None) -> str:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from medcolor.config import DataConfig, RunConfig, read_yaml
+    from medcolor.config import DataConfig, RunConfig, read_data_config
     from medcolor.data.bundle import NetworkView, make_dataset
     from medcolor.data.transforms import EvalTransform
     from medcolor.inference import evaluate_dataset, resolve_model_path, write_predictions
@@ -340,8 +340,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     run_dir = path.parent
     data_flags = any(getattr(a, k) is not None for k in ("dataset", "root", "csv", "config", "option", "split"))
     if data_flags:
-        d = read_yaml(a.config) if a.config else {}
-        data = RunConfig.from_dict({"data": d.get("data", d)}, where=a.config or "options").data if d else DataConfig()
+        data = read_data_config(a.config) if a.config else DataConfig()
         for k in ("dataset", "root", "csv", "batch_size", "num_workers", "cache_dir"):
             if getattr(a, k, None) is not None:
                 setattr(data, k, getattr(a, k))

@@ -185,6 +185,12 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     return d
 
 
+def read_data_config(path: str | os.PathLike) -> DataConfig:
+    """The ``data:`` section of a YAML run configuration (or a file holding only that section)."""
+    d = read_yaml(path)
+    return RunConfig.from_dict({"data": d.get("data", d)}, where=str(path)).data
+
+
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 

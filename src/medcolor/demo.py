@@ -24,7 +24,7 @@ from medcolor.config import (
     RunConfig,
     StageConfig,
     TrainerConfig,
-    read_yaml,
+    read_data_config,
 )
 from medcolor.utils import write_text_atomic
 
@@ -85,8 +85,7 @@ def run_demo(
     else:
         log_fn(f"E = {backbone} with ImageNet weights from {weights}")
     if data is not None:
-        d = read_yaml(data)
-        data_cfg = RunConfig.from_dict({"data": d.get("data", d)}, where=str(data)).data
+        data_cfg = read_data_config(data)
     else:
         data_cfg = DataConfig(dataset="synthetic", size=64, batch_size=32, num_workers=0, val=0.15, test=0.25)
         data_cfg.root = str(out / "synthetic-data")

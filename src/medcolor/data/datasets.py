@@ -407,6 +407,13 @@ class XRayDataset(Dataset):
 
     name: ClassVar[str] = "xray"
     patients_known: bool = True
+    #: the official splits of a dataset that has them (empty: any or none)
+    SPLITS: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def _check_split(cls, split: str | None) -> None:
+        if cls.SPLITS and split not in cls.SPLITS:
+            raise ConfigError(f"{cls.__name__} split must be one of {cls.SPLITS}, not {split!r}")
 
     def __init__(
         self,
@@ -690,8 +697,7 @@ class CheXpert(XRayDataset):
         views: str | Sequence[str] | None = ("frontal",),
         policy: str | Mapping[str, str] | None = None,
     ) -> None:
-        if split not in self.SPLITS:
-            raise ConfigError(f"CheXpert split must be one of {self.SPLITS}, not {split!r}")
+        self._check_split(split)
         self.views = _normalize_views(views, ("frontal", "lateral"), "CheXpert views")
         self.policy = policy
         if csv is None:
@@ -782,8 +788,7 @@ class ChestXray14(XRayDataset):
         on_missing: str = "error",
         split_lists: str | os.PathLike | None = None,
     ) -> None:
-        if split not in self.SPLITS:
-            raise ConfigError(f"ChestXray14 split must be one of {self.SPLITS}, not {split!r}")
+        self._check_split(split)
         if split != "all" and split_lists is None:
             raise ConfigError(
                 f"ChestXray14 split={split!r} needs split_lists=<folder with train_val_list.txt "
@@ -899,8 +904,7 @@ class MURA(XRayDataset):
         body_parts: str | Sequence[str] | None = ("XR_SHOULDER",),
         studies_csv: str | os.PathLike | None = None,
     ) -> None:
-        if split not in self.SPLITS:
-            raise ConfigError(f"MURA split must be one of {self.SPLITS}, not {split!r}")
+        self._check_split(split)
         self.body_parts = _normalize_body_parts(body_parts)
         if csv is None:
             if root is None:
