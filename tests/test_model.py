@@ -57,7 +57,7 @@ def test_strategies_registered():
 @pytest.mark.parametrize("frozen_bn", FROZEN_BN_MODES)
 def test_backward_reaches_exactly_the_trained_parameters(backbone, strategy, frozen_bn):
     net = _net(_colorizer_for(strategy), backbone, 5)
-    net.colorizer_transferred = True  # as if T came from an earlier stage / a file
+    net.mark_colorizer_transferred()  # as if T came from an earlier stage / a file
     net.apply_strategy(strategy, frozen_bn=frozen_bn)
     net.train()
     x = torch.rand(2, 1, 32, 32)
@@ -79,7 +79,7 @@ def test_backward_reaches_exactly_the_trained_parameters(backbone, strategy, fro
 @pytest.mark.parametrize("strategy", ["color-module", "all", "transfer-all"])
 def test_every_colorizer_is_trained_by_colorization_strategies(colorizer, strategy):
     net = _net(colorizer, "mobilenet_v2", 1)
-    net.colorizer_transferred = True
+    net.mark_colorizer_transferred()
     net.apply_strategy(strategy, frozen_bn="eval")
     net.train()
     net(torch.rand(2, 1, 40, 40)).sum().backward()

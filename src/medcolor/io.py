@@ -123,7 +123,7 @@ def load_model(path: str | os.PathLike):
     meta, tensors = _read(path, MODEL_FORMAT)
     model = ColorTransferNet.from_architecture(meta["architecture"])
     _load_into(model, tensors, path)
-    model.colorizer_transferred = model.colorizer.learnable
+    model.mark_colorizer_transferred()  # T comes from a file
     return model, meta
 
 

@@ -6,12 +6,12 @@
 
 :meth:`ColorTransferNet.apply_strategy` puts the network into one of the states of
 :mod:`medcolor.strategies`: which parts get gradients, whether C is re-initialised and what happens to
-BatchNorm layers in frozen parts.
+BatchNorm layers in frozen parts.  Whether T is trained/transferred (what the transfer strategies need)
+is set by one method, :meth:`ColorTransferNet.mark_colorizer_transferred`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -19,11 +19,9 @@ import torch
 from torch import nn
 
 from medcolor.backbones import Backbone, create_backbone
-from medcolor.colorizers import Colorizer, ReplicateColorizer, create_colorizer
+from medcolor.colorizers import Colorizer, create_colorizer
 from medcolor.errors import ConfigError
-from medcolor.strategies import Strategy, check_frozen_bn, get_strategy
-
-log = logging.getLogger(__name__)
+from medcolor.strategies import Strategy, check_frozen_bn, check_stage, transferred_after
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
@@ -52,7 +50,9 @@ class ClassifierHead(nn.Module):
 class ColorTransferNet(nn.Module):
     """``C(E(T(x)))`` for 1-channel input ``(B, 1, H, W)``; returns logits ``(B, num_classes)``."""
 
-    def __init__(self, colorizer: Colorizer, backbone: Backbone, head: ClassifierHead) -> None:
+    def __init__(
+        self, colorizer: Colorizer, backbone: Backbone, head: ClassifierHead, *, colorizer_transferred: bool = False
+    ) -> None:
         super().__init__()
         if head.in_features != backbone.num_features:
             raise ConfigError(
@@ -61,11 +61,23 @@ class ColorTransferNet(nn.Module):
         self.colorizer = colorizer
         self.backbone = backbone
         self.head = head
-        #: True once T was trained in an earlier stage or loaded from a file (needed by transfer strategies)
-        self.colorizer_transferred = False
+        self.mark_colorizer_transferred(colorizer_transferred)
         self.strategy: Strategy | None = None
         self.frozen_bn = "fastai"
         self._eval_bn: list[str] = []
+
+    @property
+    def colorizer_transferred(self) -> bool:
+        """True once T was trained in an earlier stage or loaded from a file (needed by transfer strategies)."""
+        return self._colorizer_transferred
+
+    def mark_colorizer_transferred(self, transferred: bool = True) -> None:
+        """The one place that records whether T is trained/transferred (never for the parameter-free gray copy)."""
+        self._colorizer_transferred = bool(transferred) and self.colorizer.learnable
+
+    def finish_stage(self, strategy: str | Strategy) -> None:
+        """Record that a stage of ``strategy`` is done: T counts as transferred once a stage trained it."""
+        self.mark_colorizer_transferred(transferred_after(strategy, self.colorizer_transferred))
 
     # the paper's names
     @property
@@ -127,7 +139,7 @@ class ColorTransferNet(nn.Module):
 
     def replace_colorizer(self, colorizer: Colorizer, transferred: bool = True) -> None:
         self.colorizer = colorizer
-        self.colorizer_transferred = transferred and colorizer.learnable
+        self.mark_colorizer_transferred(transferred)
 
     def new_head(self, num_classes: int) -> None:
         """Give the network a fresh C with ``num_classes`` outputs (transfer to a new label set)."""
@@ -135,25 +147,9 @@ class ColorTransferNet(nn.Module):
 
     # ---------------------------------------------------------------- strategies
     def check_strategy(self, strategy: str | Strategy) -> Strategy:
-        s = get_strategy(strategy)
+        """Whether ``strategy`` can run on this network's T (:func:`medcolor.strategies.check_stage`)."""
         t = self.colorizer
-        if s.colorizer == "replicate" and not isinstance(t, ReplicateColorizer):
-            raise ConfigError(
-                f"strategy {s.name!r} feeds the gray image copied to 3 channels: use colorizer 'replicate' "
-                f"(got {t.name!r}), or a colorization strategy (color-module, all)"
-            )
-        if s.colorizer == "learned" and not t.learnable:
-            raise ConfigError(
-                f"strategy {s.name!r} trains the colorization module T, but colorizer {t.name!r} has no "
-                "parameters; choose deconv, pixelshuffle or colorU, or use strategy baseline/baseline-all"
-            )
-        if s.colorizer == "transferred" and t.learnable and not self.colorizer_transferred:
-            raise ConfigError(
-                f"strategy {s.name!r} needs a transferred colorization module T, but T ({t.name!r}) is "
-                "freshly initialised: pass --colorizer-from FILE (an exported T) or --init-from RUN "
-                "(T and E of an earlier run), or train it first in a 'color-module' stage"
-            )
-        return s
+        return check_stage(strategy, colorizer=t.name, learnable=t.learnable, transferred=self.colorizer_transferred)
 
     def apply_strategy(
         self, strategy: str | Strategy, frozen_bn: str = "fastai", reset_head: bool | None = None

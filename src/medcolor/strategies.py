@@ -15,6 +15,12 @@ transfer-all   transferred  trained   trained   yes       T, E transferred + fin
 be a freshly initialised T.  ``last-layer`` and ``transfer-all`` also accept ``replicate`` (a
 transferred E without colorization).
 
+Whether a sequence of stages can run on a given T is decided in one place, :func:`check_stage` (one
+stage) and :func:`check_stage_sequence` (a whole run, before any work): pure functions of the strategy,
+whether T is learnable and whether it is already trained/transferred.  :func:`transferred_after` is
+the one rule for when T counts as transferred (after any stage that trains it), and
+:func:`default_colorizer` the one rule for T when none is named.
+
 What "frozen" does to BatchNorm layers inside a frozen part is the ``frozen_bn`` option:
 
 * ``"fastai"`` (default, as the paper, which trained with fastai): BatchNorm layers stay trainable —
@@ -26,6 +32,7 @@ What "frozen" does to BatchNorm layers inside a frozen part is the ``frozen_bn``
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from medcolor.errors import ConfigError
@@ -80,4 +87,69 @@ def check_frozen_bn(mode: str) -> str:
     return mode
 
 
-__all__ = ["FROZEN_BN_MODES", "STRATEGIES", "Strategy", "check_frozen_bn", "get_strategy", "list_strategies"]
+def default_colorizer(first_strategy: str | Strategy) -> str:
+    """T when none is named: the gray copy (``replicate``) for baseline runs, else ``pixelshuffle``."""
+    return "replicate" if get_strategy(first_strategy).colorizer == "replicate" else "pixelshuffle"
+
+
+def transferred_after(strategy: str | Strategy, transferred: bool) -> bool:
+    """Whether T counts as trained/transferred after a stage of ``strategy`` (it does once any stage trained it)."""
+    return transferred or get_strategy(strategy).train_colorizer
+
+
+def check_stage(
+    strategy: str | Strategy, *, colorizer: str, learnable: bool, transferred: bool, where: str | None = None
+) -> Strategy:
+    """Check that ``strategy`` can run on T (named ``colorizer``; ``learnable``: it has parameters, i.e. it
+    is not the gray copy; ``transferred``: it was trained in an earlier stage or loaded from a file).
+    Raises :class:`~medcolor.errors.ConfigError` saying how to fix it; returns the strategy."""
+    s = get_strategy(strategy)
+    where = where or f"strategy {s.name!r}"
+    if s.colorizer == "replicate" and learnable:
+        raise ConfigError(
+            f"{where} feeds the gray image copied to 3 channels, but T ({colorizer!r}) is a learned colorizer: "
+            "use colorizer 'replicate' (baseline strategies run in a run of their own), or a colorization "
+            "strategy (color-module, all)"
+        )
+    if s.colorizer == "learned" and not learnable:
+        raise ConfigError(
+            f"{where} trains the colorization module T, but colorizer {colorizer!r} has no parameters; "
+            "choose deconv, pixelshuffle or colorU, or use strategy baseline/baseline-all"
+        )
+    if s.colorizer == "transferred" and learnable and not transferred:
+        raise ConfigError(
+            f"{where} needs a transferred colorization module T, but T ({colorizer!r}) is freshly initialised: "
+            "pass --colorizer-from FILE (an exported T) or --init-from RUN (T and E of an earlier run), or "
+            "train it first in a 'color-module' stage"
+        )
+    return s
+
+
+def check_stage_sequence(
+    strategies: Iterable[str | Strategy], *, colorizer: str, learnable: bool, transferred: bool
+) -> list[Strategy]:
+    """:func:`check_stage` for each stage of a run in turn, T becoming transferred after a stage trains it."""
+    out = []
+    for i, name in enumerate(strategies):
+        s = get_strategy(name)
+        out.append(
+            check_stage(
+                s, colorizer=colorizer, learnable=learnable, transferred=transferred, where=f"stage {i + 1} ({s.name})"
+            )
+        )
+        transferred = transferred_after(s, transferred)
+    return out
+
+
+__all__ = [
+    "FROZEN_BN_MODES",
+    "STRATEGIES",
+    "Strategy",
+    "check_frozen_bn",
+    "check_stage",
+    "check_stage_sequence",
+    "default_colorizer",
+    "get_strategy",
+    "list_strategies",
+    "transferred_after",
+]

@@ -50,7 +50,7 @@ from medcolor.data.transforms import AugmentConfig, BatchRotateZoom
 from medcolor.errors import ConfigError, TrainingError
 from medcolor.evaluation import MaskedAUROC, masked_bce_with_logits, mean_auc
 from medcolor.model import ColorTransferNet
-from medcolor.strategies import get_strategy
+from medcolor.strategies import check_stage_sequence, default_colorizer, get_strategy
 from medcolor.utils import atomic_path, derive_seed, seed_everything, write_json, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -422,16 +422,15 @@ def build_model(cfg: RunConfig, bundle: DataBundle, log_fn=print) -> ColorTransf
 
     m = cfg.model
     first = cfg.stages[0].strategy if cfg.stages else "color-module"
-    colorizer = m.colorizer or ("replicate" if get_strategy(first).colorizer == "replicate" else "pixelshuffle")
+    colorizer = m.colorizer or default_colorizer(first)
     n_classes = len(bundle.label_names)
     weights = m.weights
     if m.init_from:
         path = Path(m.init_from)
         path = path / "model.safetensors" if path.is_dir() else path
         src, meta = load_model(path)
-        model = ColorTransferNet(src.colorizer, src.backbone, src.head)
+        model = src  # its T counts as transferred
         model.new_head(n_classes)
-        model.colorizer_transferred = model.colorizer.learnable
         log_fn(f"T and E from {path} (trained on {meta.get('dataset', '?')}); C is new with {n_classes} outputs")
         return model
     model = ColorTransferNet.create(colorizer, m.backbone, n_classes, weights, dropout=m.dropout)
@@ -700,8 +699,7 @@ def run_stage(
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     model.to(memory_format=torch.contiguous_format)
-    if strategy.train_colorizer and model.colorizer.learnable:
-        model.colorizer_transferred = True
+    model.finish_stage(strategy)
     best_row = max(
         (r for r in history.rows if r["val_mean_auc"] is not None),
         key=lambda r: r["val_mean_auc"],
@@ -757,29 +755,16 @@ def check_run_config(cfg: RunConfig) -> None:
     resolve_precision(cfg.trainer.precision, "cpu")
     resolve_channels_last(cfg.trainer.channels_last)
     strategies = [get_strategy(s.strategy) for s in cfg.stages]
-    transferred = bool(cfg.model.colorizer_from or cfg.model.init_from)
-    colorizer = cfg.model.colorizer or ("replicate" if strategies[0].colorizer == "replicate" else "pixelshuffle")
-    learnable = COLORIZERS.get(colorizer).learnable or bool(cfg.model.colorizer_from)
     for i, (st, s) in enumerate(zip(cfg.stages, strategies, strict=True)):
-        where = f"stage {i + 1} ({s.name})"
         if st.iterations is not None and st.epochs is not None:
-            raise ConfigError(f"{where}: give epochs or iterations, not both")
-        if s.colorizer == "replicate" and learnable:
-            raise ConfigError(
-                f"{where} feeds the gray image copied to 3 channels, but T is a learned "
-                f"colorizer; run baseline strategies in a run of their own (colorizer replicate)"
-            )
-        if s.colorizer == "learned" and not learnable:
-            raise ConfigError(
-                f"{where} trains T, but the colorizer is 'replicate'; choose --colorizer deconv, pixelshuffle or colorU"
-            )
-        if s.colorizer == "transferred" and learnable and not transferred:
-            raise ConfigError(
-                f"{where} needs a transferred colorization module T: pass --colorizer-from FILE (an exported "
-                "T) or --init-from RUN (T and E of an earlier run), or put a 'color-module' stage before it"
-            )
-        if s.train_colorizer:
-            transferred = True
+            raise ConfigError(f"stage {i + 1} ({s.name}): give epochs or iterations, not both")
+    colorizer = cfg.model.colorizer or default_colorizer(strategies[0])
+    check_stage_sequence(
+        strategies,
+        colorizer=colorizer,
+        learnable=COLORIZERS.get(colorizer).learnable or bool(cfg.model.colorizer_from),
+        transferred=bool(cfg.model.colorizer_from or cfg.model.init_from),
+    )
 
 
 def train(
@@ -819,8 +804,7 @@ def train(
             stored = json.loads(done.read_text())
             best, _ = load_model(stage_dir / "model.safetensors")
             model.load_state_dict(best.state_dict())
-            if get_strategy(stage.strategy).train_colorizer and model.colorizer.learnable:
-                model.colorizer_transferred = True
+            model.finish_stage(stage.strategy)
             stored["directory"] = Path(stored["directory"])
             results.append(StageResult(**stored))
             log_fn(f"[{stage.strategy}] already done (best val mean AUC {stored['best_val_mean_auc']})")
