@@ -20,7 +20,7 @@ from medcolor.errors import ConfigError, TrainingError, UnknownNameError
 from medcolor.io import load_colorizer, load_model
 from medcolor.training import ColorTransferModule, check_run_config, plan_stage, train
 
-QUIET = {"log_fn": lambda *a, **k: None}
+QUIET: dict = {}  # training logs through logging.getLogger("medcolor"); nothing to silence
 
 
 def tiny_config(out: Path, data_dir: Path, **over) -> RunConfig:

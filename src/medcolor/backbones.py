@@ -200,7 +200,7 @@ def create_backbone(name: str, weights: str | os.PathLike | None = None, *, prog
         sd = _read_state_dict(path)
         report = load_state_dict_checked(net, sd, head_name, str(path), name)
         source = str(path)
-        log.info("%s", report)
+        log.debug("%s", report)  # the run's log shows it at INFO (medcolor.training.pipeline.build_model)
     num_features = head.in_features
     _set_submodule(net, head_name, nn.Identity())
     bb = Backbone(name, net, head_name, num_features)

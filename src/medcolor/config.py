@@ -2,7 +2,8 @@
 
 A run is described by a :class:`RunConfig`, written as YAML (``medcolor train --config run.yaml``)
 or built in Python.  Every key can also be given as a command-line flag; flags override the file.
-Unknown keys are errors that name the key and list the valid ones.
+Unknown keys are errors that name the key and list the valid ones; :func:`check_run_config` checks
+names and combinations (datasets, T, E, the stage sequence, precision) before any work starts.
 
 .. code-block:: yaml
 
@@ -271,6 +272,62 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
+#: valid ``trainer.precision`` values (``auto`` is resolved per machine by :mod:`medcolor.training.runtime`)
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def check_precision(precision: str) -> str:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(sorted(PRECISIONS))}")
+    return precision
+
+
+def parse_channels_last(value: str | bool) -> bool:
+    """``trainer.channels_last``: true/false (or yes/no, 1/0); ``auto`` means true (faster on CPU and GPU)."""
+    if isinstance(value, bool):
+        return value
+    v = str(value).lower()
+    if v == "auto" or v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ConfigError(f"channels_last must be auto, true or false, got {value!r}")
+
+
+def check_run_config(cfg: RunConfig) -> None:
+    """Fail fast — before any data is read or any stage runs — on names and combinations that cannot work."""
+    from medcolor.backbones import _unknown_backbone, list_backbones
+    from medcolor.colorizers import COLORIZERS
+    from medcolor.data.datasets import list_datasets
+    from medcolor.strategies import check_frozen_bn, check_stage_sequence, default_colorizer, get_strategy
+
+    if not cfg.stages:
+        raise ConfigError("the run has no stages; give --stages (e.g. color-module,all)")
+    names = [n.lower() for n in list_datasets()]
+    names += [] if "synthetic" in names else ["synthetic"]
+    if cfg.data.dataset.lower() not in names:
+        raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; valid datasets: {', '.join(names)}")
+    if cfg.model.colorizer is not None:
+        COLORIZERS.get(cfg.model.colorizer)
+    if not cfg.model.init_from and cfg.model.backbone not in list_backbones():
+        raise ConfigError(_unknown_backbone(cfg.model.backbone))
+    check_frozen_bn(cfg.model.frozen_bn)
+    check_precision(cfg.trainer.precision)
+    parse_channels_last(cfg.trainer.channels_last)
+    strategies = [get_strategy(s.strategy) for s in cfg.stages]
+    for i, (st, s) in enumerate(zip(cfg.stages, strategies, strict=True)):
+        if st.iterations is not None and st.epochs is not None:
+            raise ConfigError(f"stage {i + 1} ({s.name}): give epochs or iterations, not both")
+    colorizer = cfg.model.colorizer or default_colorizer(strategies[0])
+    check_stage_sequence(
+        strategies,
+        colorizer=colorizer,
+        learnable=COLORIZERS.get(colorizer).learnable or bool(cfg.model.colorizer_from),
+        transferred=bool(cfg.model.colorizer_from or cfg.model.init_from),
+    )
+
+
 def diff_configs(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two config dicts."""
     out = []
@@ -284,12 +341,17 @@ def diff_configs(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 
 
 __all__ = [
+    "PRECISIONS",
     "DataConfig",
     "LRFindConfig",
     "ModelConfig",
     "RunConfig",
     "StageConfig",
     "TrainerConfig",
+    "check_precision",
+    "check_run_config",
     "diff_configs",
+    "parse_channels_last",
+    "read_data_config",
     "read_yaml",
 ]

@@ -11,6 +11,7 @@ colorized examples, training curves).  ``data=`` points it at any dataset instea
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from medcolor.config import (
     read_data_config,
 )
 from medcolor.utils import write_text_atomic
+
+log = logging.getLogger(__name__)
 
 #: where the demo looks for ImageNet weights of its MobileNetV2 (besides torchvision's cache)
 WEIGHT_CANDIDATES = (
@@ -68,7 +71,6 @@ def run_demo(
     lr: float | str = 0.02,
     seed: int = 0,
     progress: bool = True,
-    log_fn=print,
 ) -> DemoResult:
     from medcolor.inference import colorize_files
     from medcolor.report import markdown_table, plot_history
@@ -78,12 +80,12 @@ def run_demo(
     if weights is None:
         weights = find_weights(backbone)
     if weights is None:
-        log_fn(
+        log.warning(
             f"no ImageNet weights for {backbone} found: using RANDOM initialisation of E (the comparison "
             "then says little). Set MEDCOLOR_WEIGHTS=/path/to/weights.pth or --weights."
         )
     else:
-        log_fn(f"E = {backbone} with ImageNet weights from {weights}")
+        log.info(f"E = {backbone} with ImageNet weights from {weights}")
     if data is not None:
         data_cfg = read_data_config(data)
     else:
@@ -105,8 +107,8 @@ def run_demo(
             output=str(out / name),
             name=f"demo {name}",
         )
-        log_fn(f"--- {name}: T={t_name}, E={backbone} frozen, C trained ---")
-        results[name] = train(cfg, resume=False, log_fn=log_fn)
+        log.info(f"--- {name}: T={t_name}, E={backbone} frozen, C trained ---")
+        results[name] = train(cfg, resume=False)
     table = []
     for name, r in results.items():
         t = r.test or {}

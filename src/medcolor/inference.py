@@ -1,5 +1,9 @@
 """Using trained networks: evaluate a dataset, predict image files, colorize images with T.
 
+:func:`evaluate_run` is the one evaluation path: the test step at the end of ``medcolor train`` and
+``medcolor evaluate`` (through :func:`evaluate_model`) both use it — predict, compute per-label / mean
+AUCs with bootstrap CIs, write ``metrics.json`` and ``predictions.csv``.
+
 Images go through the same path as in training: decode -> reduce (short side to the input size,
 quantized as the cache stores it) -> centre square crop -> resize -> normalise with the mean/std
 stored in the model file.
@@ -7,7 +11,6 @@ stored in the model file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,20 +22,13 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from medcolor.config import DataConfig
+from medcolor.data.readers import IMAGE_EXTENSIONS
 from medcolor.data.transforms import CHEXPERT_MEAN, CHEXPERT_STD, EvalTransform
 from medcolor.errors import ConfigError, DataError
 from medcolor.evaluation import EvaluationResult, summarize
-from medcolor.utils import atomic_path
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff", ".bmp"}
-
-
-def _autocast(device: str, precision: str):
-    if precision.startswith("bf16"):
-        return torch.autocast(device_type=device, dtype=torch.bfloat16)
-    if precision.startswith("16") and device == "cuda":
-        return torch.autocast(device_type=device, dtype=torch.float16)
-    return contextlib.nullcontext()
+from medcolor.training.runtime import autocast
+from medcolor.utils import atomic_path, write_json
 
 
 @torch.no_grad()
@@ -55,7 +51,7 @@ def predict_probs(
     out = []
     for batch in tqdm(loader, desc="predicting", disable=not progress, leave=False):
         x = batch["image"].to(device)
-        with _autocast(device, precision):
+        with autocast(device, precision):
             logits = model(x)
         out.append(torch.sigmoid(logits.float()).cpu())
     model.train(was_training)
@@ -116,6 +112,114 @@ def write_predictions(path: str | os.PathLike, dataset: Any, probs: np.ndarray, 
     return path
 
 
+def held_out_split(bundle: Any) -> tuple[Any, str]:
+    """The split a run is tested on: its test split, or its validation split when it has none."""
+    return (bundle.test, "test") if bundle.test is not None else (bundle.val, "val")
+
+
+def evaluate_run(
+    model: torch.nn.Module,
+    dataset: Any,
+    out_dir: str | os.PathLike,
+    *,
+    split: str,
+    size: int,
+    normalization: dict[str, float],
+    label_names: Sequence[str] | None = None,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str = "cpu",
+    precision: str = "32-true",
+    bootstrap: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``model`` (predicting ``label_names``, default: the dataset's) on ``dataset`` as the
+    network sees it (``size`` px, ``normalization``); write ``metrics.json`` (+ ``split`` and ``extra``)
+    and ``predictions.csv`` to ``out_dir``; return the metrics."""
+    labels = list(label_names or dataset.label_names)
+    if list(dataset.label_names) != labels:
+        raise ConfigError(
+            f"the network predicts {labels} but the dataset has labels {list(dataset.label_names)}; "
+            "choose matching labels with --option labels=[...]"
+        )
+    from medcolor.data.bundle import NetworkView
+
+    view = NetworkView(dataset, EvalTransform(size, normalization["mean"], normalization["std"]))
+    res = evaluate_dataset(
+        model,
+        view,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        precision=precision,
+        bootstrap=bootstrap,
+        seed=seed,
+        progress=progress,
+    )
+    out = Path(out_dir)
+    write_predictions(out / "predictions.csv", dataset, res.probs, labels)
+    metrics = res.result.to_dict() | {"split": split} | (extra or {})
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def evaluate_model(
+    model_path: str | os.PathLike,
+    *,
+    data: DataConfig | None = None,
+    split: str | None = None,
+    size: int | None = None,
+    output: str | os.PathLike | None = None,
+    device: str = "cpu",
+    precision: str = "32-true",
+    bootstrap: int = 1000,
+    progress: bool = True,
+) -> tuple[dict[str, Any], Path]:
+    """``medcolor evaluate``: a saved network on ``data`` (one official ``split`` of it; images loaded at
+    ``size``, default the network's), or — without ``data`` — on the held-out split of the run it comes
+    from.  Writes to ``output`` (default ``RUN/evaluate-<split>``); returns the metrics and that folder."""
+    from medcolor.io import load_model
+
+    path = resolve_model_path(model_path)
+    model, meta = load_model(path)
+    run_dir = path.parent
+    if data is not None:
+        from medcolor.data.bundle import make_dataset
+
+        data.size = size or int(meta.get("size", data.size))
+        dataset, name = make_dataset(data, split), split or "data"
+    elif (run_dir / "config.yaml").is_file():
+        from medcolor.config import RunConfig
+        from medcolor.data.bundle import build_data
+
+        cfg = RunConfig.from_yaml(run_dir / "config.yaml")
+        dataset, name = held_out_split(build_data(cfg.data, synthetic_dir=run_dir / "synthetic-data"))
+        data = cfg.data
+    else:
+        raise ConfigError(f"{path} is not inside a run directory: say which data to evaluate with --dataset/--root")
+    mean, std = _norm(meta)
+    out = Path(output) if output else run_dir / f"evaluate-{name}"
+    metrics = evaluate_run(
+        model,
+        dataset,
+        out,
+        split=name,
+        size=int(meta.get("size", data.size)),
+        normalization={"mean": mean, "std": std},
+        label_names=meta.get("label_names"),
+        batch_size=data.batch_size,
+        num_workers=data.num_workers,
+        device=device,
+        precision=precision,
+        bootstrap=bootstrap,
+        progress=progress,
+        extra={"model": str(path)},
+    )
+    return metrics, out
+
+
 def resolve_model_path(path: str | os.PathLike) -> Path:
     """A run directory (its final ``model.safetensors``) or a model file."""
     p = Path(path)
@@ -134,9 +238,9 @@ def collect_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
             if not found:
-                raise DataError(f"folder {p} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+                raise DataError(f"folder {p} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
             files += found
         elif p.is_file():
             files.append(p)
@@ -257,6 +361,9 @@ __all__ = [
     "collect_images",
     "colorize_files",
     "evaluate_dataset",
+    "evaluate_model",
+    "evaluate_run",
+    "held_out_split",
     "load_colorizer_any",
     "predict_files",
     "predict_probs",

@@ -1,0 +1,133 @@
+"""Callbacks of a stage: per-chunk history (``history.json``), the best/last checkpoints, and reseeding
+every optimizer step so that a resumed run draws the same random numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from medcolor.training.module import ColorTransferModule
+from medcolor.utils import derive_seed, seed_everything, write_json
+
+HISTORY_FILE = "history.json"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+
+
+class ReseedEachStep(Callback):
+    """Every optimizer step starts from RNG state derived from (seed, step, rank): dropout (e.g. the
+    one torchvision keeps before a classifier) draws the same numbers in a resumed run, whatever else
+    (data-loader set-up, validation) consumed random numbers before it."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        seed_everything(derive_seed(self.seed, trainer.global_step, trainer.global_rank))
+
+
+class History(Callback):
+    """Per-chunk metrics (train loss, val loss and AUCs, lr); saved in checkpoints so a resumed run
+    keeps its history; written to ``history.json`` atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows: list[dict[str, Any]] = []
+        self.t0 = time.time()
+
+    @property
+    def state_key(self) -> str:
+        return "_History"  # the key of this state in checkpoints, as written since the first version
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # after the module's on_validation_epoch_end has logged this chunk's metrics, and before
+        # ModelCheckpoint (which Lightning runs last) saves this history into the checkpoint
+        if trainer.sanity_checking or not isinstance(pl_module, ColorTransferModule):
+            return
+        m = trainer.callback_metrics
+        row = {
+            "step": trainer.global_step,
+            "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
+            "train_loss": _num(m.get("train/loss_chunk")),
+            "val_loss": _num(m.get("val/loss")),
+            "val_mean_auc": _num(m.get("val/mean_auc")),
+            "val_auc": {n: _num(m.get(f"val/auc/{n}")) for n in pl_module.label_names},
+            "elapsed_s": round(time.time() - self.t0, 2),
+        }
+        self.rows = [r for r in self.rows if r["step"] < row["step"]] + [row]
+        if trainer.is_global_zero:
+            write_json(self.path, self.rows)
+
+    def best(self) -> dict[str, Any] | None:
+        """The row of the best validation mean AUC (None before the first validation)."""
+        return max(
+            (r for r in self.rows if r["val_mean_auc"] is not None),
+            key=lambda r: r["val_mean_auc"],
+            default=None,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))
+
+
+class RememberLastCheckpoint(Callback):
+    """Tells the module its last checkpoint, for the error message of a diverged loss."""
+
+    def __init__(self, ckpt: ModelCheckpoint) -> None:
+        self.ckpt = ckpt
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if isinstance(pl_module, ColorTransferModule) and self.ckpt.last_model_path:
+            pl_module.last_good_checkpoint = self.ckpt.last_model_path
+
+
+@dataclass
+class StageCallbacks:
+    """The callbacks of a stage in ``directory``: ``checkpoints/{best,last}.ckpt`` (best = highest
+    validation mean AUC) and ``history.json``."""
+
+    checkpoint: ModelCheckpoint
+    history: History
+    all: list[Callback]
+
+    @classmethod
+    def create(cls, directory: Path, seed: int) -> StageCallbacks:
+        ckpt = ModelCheckpoint(
+            dirpath=directory / CHECKPOINT_DIR,
+            filename="best",
+            monitor="val/mean_auc",
+            mode="max",
+            save_top_k=1,
+            save_last=True,
+            every_n_epochs=1,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+        )
+        history = History(directory / HISTORY_FILE)
+        return cls(ckpt, history, [ckpt, ReseedEachStep(seed), history, RememberLastCheckpoint(ckpt)])
+
+
+def last_checkpoint(directory: Path) -> Path:
+    return directory / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    v = float(x)
+    return None if math.isnan(v) else v
+
+
+__all__ = ["History", "RememberLastCheckpoint", "ReseedEachStep", "StageCallbacks", "last_checkpoint"]

@@ -1,0 +1,146 @@
+"""The LightningModule of a stage: the network ``C(E(T(x)))`` and the optimisation recipe of the paper
+(masked binary cross-entropy, SGD with momentum, the one-cycle policy; Sec. IV-B), plus validation AUCs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from medcolor.data.transforms import AugmentConfig, BatchRotateZoom
+from medcolor.errors import ConfigError, TrainingError
+from medcolor.evaluation import MaskedAUROC, masked_bce_with_logits, mean_auc
+from medcolor.model import ColorTransferNet
+
+if TYPE_CHECKING:
+    from medcolor.training.plan import StagePlan
+
+
+class ColorTransferModule(L.LightningModule):
+    """Holds the network and the optimisation recipe of one stage (masked BCE, SGD + one-cycle)."""
+
+    def __init__(
+        self,
+        model: ColorTransferNet,
+        label_names: list[str],
+        *,
+        lr: float = 1e-2,
+        total_steps: int = 1,
+        momentum: float = 0.9,
+        weight_decay: float = 1e-4,
+        pct_start: float = 0.25,
+        channels_last: bool = False,
+        device_augment: AugmentConfig | None = None,
+        stage_name: str = "stage",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.label_names = list(label_names)
+        self.lr = lr
+        self.total_steps = total_steps
+        self.momentum, self.weight_decay, self.pct_start = momentum, weight_decay, pct_start
+        self.channels_last = channels_last
+        self.device_augment = BatchRotateZoom(device_augment) if device_augment is not None else None
+        self.stage_name = stage_name
+        self.val_auc = MaskedAUROC(len(self.label_names))
+        self.last_good_checkpoint: str | None = None
+        self._train_loss = torch.zeros(2, dtype=torch.float64)
+
+    @classmethod
+    def from_plan(
+        cls, model: ColorTransferNet, label_names: list[str], plan: StagePlan, lr: float | None = None
+    ) -> ColorTransferModule:
+        """The module of a planned stage, with max learning rate ``lr`` (default: the plan's)."""
+        lr = plan.lr if lr is None else lr
+        if lr is None:
+            raise ValueError(f"stage {plan.name!r}: the learning rate is not known yet (run the LR range test first)")
+        return cls(
+            model,
+            label_names,
+            lr=lr,
+            total_steps=plan.schedule.total_steps,
+            momentum=plan.momentum,
+            weight_decay=plan.weight_decay,
+            pct_start=plan.pct_start,
+            channels_last=plan.runtime.channels_last,
+            device_augment=AugmentConfig() if (plan.runtime.augment_on_device and plan.augment) else None,
+            stage_name=plan.name,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _input(self, batch: dict[str, Any], train: bool) -> torch.Tensor:
+        x = batch["image"]
+        if train and self.device_augment is not None:
+            x = self.device_augment(x, batch["seed"])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        logits = self(self._input(batch, train=True))
+        loss = masked_bce_with_logits(logits, batch["target"])
+        if not torch.isfinite(loss):
+            return self.on_nonfinite_loss(loss, batch, batch_idx)
+        self._train_loss += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def on_nonfinite_loss(self, loss: torch.Tensor, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
+        """Training stops with an error naming the step, the batch and the last good checkpoint."""
+        idx = batch["index"].tolist()
+        raise TrainingError(
+            f"the loss became {loss.item()} at step {self.global_step} of stage {self.stage_name!r} "
+            f"(batch {batch_idx} of the current chunk, sample indices {idx[:8]}"
+            f"{'...' if len(idx) > 8 else ''}); training stopped. The last good checkpoint is "
+            f"{self.last_good_checkpoint or 'not written yet (the failure came before the first one)'}. "
+            "Lower the learning rate (--lr, or the LR finder's --lr-max), or check these images."
+        )
+
+    def on_train_epoch_start(self) -> None:
+        self._train_loss.zero_()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        logits = self(self._input(batch, train=False))
+        loss = masked_bce_with_logits(logits, batch["target"])
+        self.val_auc.update(torch.sigmoid(logits.float()), batch["target"])
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
+
+    def on_validation_epoch_end(self) -> None:
+        aucs = np.atleast_1d(self.val_auc.compute().cpu().numpy())  # torchmetrics squeezes a single label
+        self.val_auc.reset()
+        m = mean_auc(aucs)
+        self.log("val/mean_auc", m if not math.isnan(m) else float("nan"), prog_bar=True)
+        for name, a in zip(self.label_names, aucs, strict=True):
+            self.log(f"val/auc/{name}", float(a))
+        n = float(self._train_loss[1])
+        self.log("train/loss_chunk", float(self._train_loss[0]) / n if n else float("nan"))
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            raise ConfigError(f"stage {self.stage_name!r} has no trainable parameters")
+        opt = torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        # OneCycleLR needs >= 2 steps in its warm-up phase: very short stages get a longer warm-up
+        total = max(self.total_steps, 4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=self.lr,
+            total_steps=total,
+            pct_start=min(0.5, max(self.pct_start, 2 / total)),
+            anneal_strategy="cos",
+            cycle_momentum=True,
+            base_momentum=0.85,
+            max_momentum=0.95,
+            div_factor=25.0,
+            final_div_factor=1e4,
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+__all__ = ["ColorTransferModule"]

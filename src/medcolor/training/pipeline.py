@@ -1,0 +1,224 @@
+"""The multi-stage transfer procedure of the paper (Sec. III-A, IV-B): :func:`train` and :func:`run_stage`.
+
+:func:`train` runs a :class:`~medcolor.config.RunConfig`: it builds the data, the network ``C(E(T(x)))``
+(:func:`build_model`) and then each stage in turn (e.g. ``color-module`` then ``all``), where a stage is
+
+1. the strategy applied to the network (which of T, E, C train; C re-initialised);
+2. an LR range test when ``lr: find`` (:mod:`~medcolor.training.lr_find`);
+3. SGD with momentum and the one-cycle policy, validating and checkpointing every ``val_every``
+   iterations, keeping the checkpoint of best validation mean AUC;
+4. the best checkpoint becomes the stage's result (``model.safetensors``) and the next stage's start.
+
+At the end the final network is tested (:func:`medcolor.inference.evaluate_run`, the same path as
+``medcolor evaluate``).  Re-running the same command resumes a killed run from its last checkpoint and
+gives the same result as an uninterrupted run (all randomness is derived from the seed, the stage and
+the chunk).  The run directory's layout is in :mod:`~medcolor.training.rundir`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from medcolor.config import RunConfig, StageConfig, check_run_config
+from medcolor.data.bundle import DataBundle, build_data
+from medcolor.model import ColorTransferNet
+from medcolor.strategies import default_colorizer
+from medcolor.training.callbacks import StageCallbacks, last_checkpoint
+from medcolor.training.data import TrainValData
+from medcolor.training.lr_find import find_lr
+from medcolor.training.module import ColorTransferModule
+from medcolor.training.plan import resolve_stage, stage_seed
+from medcolor.training.rundir import (
+    COLORIZER_FILE,
+    DATA_FILE,
+    MODEL_FILE,
+    SKIPPED_ROWS_FILE,
+    RunResult,
+    StageResult,
+    model_metadata,
+    prepare_run_dir,
+    read_stage_result,
+    stage_dir,
+    write_stage_result,
+    write_summary,
+)
+from medcolor.training.runtime import configure_determinism, make_trainer, resolve_runtime, run_fit
+from medcolor.utils import atomic_path, seed_everything, write_json
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: RunConfig, bundle: DataBundle) -> ColorTransferNet:
+    """The network of a run: T, E (weights), C with one output per label; transferred T/E if asked."""
+    from medcolor.io import load_colorizer, load_model
+
+    m = cfg.model
+    n_classes = len(bundle.label_names)
+    if m.init_from:
+        path = Path(m.init_from)
+        path = path / MODEL_FILE if path.is_dir() else path
+        model, meta = load_model(path)  # its T counts as transferred
+        model.new_head(n_classes)
+        log.info(f"T and E from {path} (trained on {meta.get('dataset', '?')}); C is new with {n_classes} outputs")
+        return model
+    colorizer = m.colorizer or default_colorizer(cfg.stages[0].strategy if cfg.stages else "color-module")
+    model = ColorTransferNet.create(colorizer, m.backbone, n_classes, m.weights, dropout=m.dropout)
+    if model.backbone.load_report is not None:
+        log.info(str(model.backbone.load_report))
+    if m.colorizer_from:
+        t, meta = load_colorizer(m.colorizer_from)
+        model.replace_colorizer(t, transferred=True)
+        log.info(
+            f"T ({t.name}) from {m.colorizer_from} (trained with {meta.get('backbone', '?')} on "
+            f"{meta.get('dataset', '?')}, strategy {meta.get('strategy', '?')})"
+        )
+    return model
+
+
+def run_stage(
+    index: int, stage: StageConfig, model: ColorTransferNet, bundle: DataBundle, cfg: RunConfig, directory: Path
+) -> StageResult:
+    """Run, resume or reuse (when its ``result.json`` exists) stage ``index``.  Afterwards ``model``
+    holds the stage's best checkpoint, also saved as ``directory/model.safetensors``."""
+    from medcolor.io import load_model, save_model
+
+    done = read_stage_result(directory)
+    if done is not None:
+        best, _ = load_model(directory / MODEL_FILE)
+        model.load_state_dict(best.state_dict())
+        log.info(f"[{stage.strategy}] already done (best val mean AUC {done.best_val_mean_auc})")
+    else:
+        done = _fit_stage(index, stage, model, bundle, cfg, directory)
+        save_model(model, directory / MODEL_FILE, **model_metadata(cfg, bundle, stage.strategy))
+        write_stage_result(done)
+        log.info(
+            f"[{stage.strategy}] best val mean AUC {done.best_val_mean_auc} at step {done.best_step} "
+            f"({done.time_s:.0f} s)"
+        )
+    model.finish_stage(stage.strategy)
+    return done
+
+
+def _fit_stage(
+    index: int, stage: StageConfig, model: ColorTransferNet, bundle: DataBundle, cfg: RunConfig, directory: Path
+) -> StageResult:
+    t0 = time.time()
+    runtime = resolve_runtime(cfg)
+    callbacks = StageCallbacks.create(directory, stage_seed(cfg.trainer.seed, index))
+    trainer = make_trainer(runtime, max_epochs=1, default_root_dir=str(directory), callbacks=callbacks.all)
+    plan = resolve_stage(
+        index,
+        stage,
+        cfg,
+        runtime=runtime,
+        n_train=len(bundle.train),
+        world_size=trainer.world_size,
+        directory=directory,
+    )
+    trainer.fit_loop.max_epochs = plan.schedule.chunks
+    log.debug("stage plan: %s", plan)
+    model.apply_strategy(plan.strategy, plan.frozen_bn, plan.reset_head)
+    seed_everything(plan.seed)
+    if runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if plan.needs_lr_find:
+        log.info(f"[{plan.name}] LR range test ({plan.lr_find.num_training} steps)...")
+        plan = plan.with_lr(find_lr(plan, model, bundle))
+        log.info(f"[{plan.name}] LR finder suggests max lr {plan.lr:.3g} (plot: {directory / 'lr_find.png'})")
+        seed_everything(plan.seed)
+    module = ColorTransferModule.from_plan(model, bundle.label_names, plan)
+    last = last_checkpoint(directory)
+    resume_from = str(last) if last.is_file() else None
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    s = plan.schedule
+    log.info(
+        f"[{plan.name}] {s.total_steps} iterations ({s.chunks} x {s.val_every}), batch {plan.batch_size}, max lr "
+        f"{plan.lr:.3g}, {trainable:,} trainable parameters, {runtime.precision}"
+        f"{', channels_last' if runtime.channels_last else ''}{', resuming from ' + resume_from if resume_from else ''}"
+    )
+    with warnings.catch_warnings():
+        # frozen_bn=eval keeps BN layers of frozen parts in eval mode on purpose
+        warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
+        run_fit(trainer, module, datamodule=TrainValData(bundle, plan), ckpt_path=resume_from, weights_only=True)
+    if trainer.interrupted:
+        raise KeyboardInterrupt("training interrupted")
+    best_path = callbacks.checkpoint.best_model_path or str(last)
+    module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
+    model.to(memory_format=torch.contiguous_format)
+    best = callbacks.history.best()
+    return StageResult(
+        index=index,
+        strategy=plan.name,
+        directory=directory,
+        lr=plan.lr,
+        best_val_mean_auc=best["val_mean_auc"] if best else None,
+        best_val_auc=best["val_auc"] if best else {},
+        best_step=best["step"] if best else None,
+        total_steps=s.total_steps,
+        val_every=s.val_every,
+        time_s=round(time.time() - t0, 2),
+        trainable_parameters=trainable,
+    )
+
+
+def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, evaluate_test: bool = True) -> RunResult:
+    """Run (or resume) all stages of ``cfg``, then evaluate the final network on the test split."""
+    from medcolor.inference import evaluate_run, held_out_split
+    from medcolor.io import save_colorizer, save_model
+
+    cfg = RunConfig.from_dict(cfg.to_dict())  # canonical values ("none" -> None...), as stored in config.yaml
+    check_run_config(cfg)
+    configure_determinism()
+    out, cfg = prepare_run_dir(cfg, resume=resume, overwrite=overwrite)
+    if resume:
+        check_run_config(cfg)  # the stored configuration
+    seed_everything(cfg.trainer.seed)
+    bundle = build_data(cfg.data, synthetic_dir=out / "synthetic-data")
+    info = bundle.info
+    log.info(
+        f"data: {bundle.dataset_name} train {info['train']} / val {info['val']} / test {info['test']} images, "
+        f"labels {', '.join(bundle.label_names)}; input {bundle.size} px, mean/std {bundle.mean:.4f}/{bundle.std:.4f}"
+    )
+    write_json(out / DATA_FILE, info | {"normalization": bundle.normalization})
+    if bundle.skipped is not None:
+        with atomic_path(out / SKIPPED_ROWS_FILE) as tmp:
+            bundle.skipped.to_csv(tmp, index=False)
+        log.info(f"{len(bundle.skipped):,} rows without an image were left out: listed in {out / SKIPPED_ROWS_FILE}")
+    model = build_model(cfg, bundle)
+    results = [
+        run_stage(i, stage, model, bundle, cfg, stage_dir(out, i, stage.strategy)) for i, stage in enumerate(cfg.stages)
+    ]
+    meta = model_metadata(cfg, bundle, cfg.stages[-1].strategy)
+    model_path = save_model(model, out / MODEL_FILE, **meta)
+    colorizer_path = (
+        save_colorizer(model.colorizer, out / COLORIZER_FILE, **meta) if model.colorizer.learnable else None
+    )
+    test_metrics = None
+    if evaluate_test:
+        dataset, split = held_out_split(bundle)
+        test_metrics = evaluate_run(
+            model,
+            dataset,
+            out / split,
+            split=split,
+            size=bundle.size,
+            normalization=bundle.normalization,
+            batch_size=cfg.data.batch_size,
+            num_workers=cfg.data.num_workers,
+            device=resolve_runtime(cfg).accelerator,
+            precision="32-true",  # test metrics in full precision, whatever the training precision
+            bootstrap=cfg.trainer.bootstrap,
+            seed=cfg.trainer.seed,
+            progress=cfg.trainer.progress,
+        )
+    result = RunResult(out, results, test_metrics, model_path, colorizer_path, info)
+    write_summary(out, result, name=cfg.name, parameters=model.parameter_summary())
+    return result
+
+
+__all__ = ["build_model", "run_stage", "train"]

@@ -1,0 +1,171 @@
+"""Where and how the network computes: accelerator, precision, memory format, device-side augmentation,
+the Lightning ``Trainer`` built from them, out-of-memory hints, and :func:`autocast` — the one autocast
+helper, also used by :mod:`medcolor.inference` (training gets autocast from Lightning's precision plugin).
+
+Nothing here imports Lightning at module level, so inference can use :func:`autocast` cheaply.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from medcolor.config import RunConfig, TrainerConfig, check_precision, parse_channels_last
+from medcolor.errors import ConfigError, TrainingError
+
+if TYPE_CHECKING:
+    import lightning as L
+
+
+def resolve_accelerator(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; ``gpu``/``cuda`` without a GPU is an error."""
+    name = (name or "auto").lower()
+    if name in ("auto", "gpu", "cuda"):
+        if torch.cuda.is_available():
+            return "cuda"
+        if name != "auto":
+            raise ConfigError(f"accelerator {name!r} was asked for but no CUDA GPU is visible; use --accelerator cpu")
+        return "cpu"
+    if name == "cpu":
+        return "cpu"
+    raise ConfigError(f"unknown accelerator {name!r}; valid: auto, cpu, gpu")
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto``: bf16 autocast where the hardware has bf16 (measured on a 2-core Xeon with AMX: see
+    benchmarks/results/train_step.md), fp16 autocast on older GPUs, else fp32."""
+    check_precision(precision)
+    if precision != "auto":
+        return precision
+    if accelerator == "cuda":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_bf16() else "32-true"
+
+
+def resolve_channels_last(value: str | bool) -> bool:
+    """``trainer.channels_last`` as a bool (``auto``: true)."""
+    return parse_channels_last(value)
+
+
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context of a Lightning-style ``precision`` on ``device`` (``cpu``/``cuda``): bf16 for
+    ``bf16-*``, fp16 for ``16-*`` on a GPU, none otherwise."""
+    if precision.startswith("bf16"):
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+    if precision.startswith("16") and device == "cuda":
+        return torch.autocast(device_type=device, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The hardware choices of a run, resolved once from its configuration."""
+
+    accelerator: str
+    precision: str
+    channels_last: bool
+    #: rotation/zoom runs batched on the accelerator (else per sample in the data-loader workers)
+    augment_on_device: bool
+    trainer: TrainerConfig
+
+    @property
+    def rotate_zoom_in_worker(self) -> bool:
+        return not self.augment_on_device
+
+
+def resolve_runtime(cfg: RunConfig) -> Runtime:
+    accelerator = resolve_accelerator(cfg.trainer.accelerator)
+    augment_on = cfg.data.augment_on
+    if augment_on not in ("auto", "worker", "device"):
+        raise ConfigError(f"data.augment_on must be auto, worker or device, got {augment_on!r}")
+    return Runtime(
+        accelerator=accelerator,
+        precision=resolve_precision(cfg.trainer.precision, accelerator),
+        channels_last=resolve_channels_last(cfg.trainer.channels_last),
+        augment_on_device=augment_on == "device" or (augment_on == "auto" and accelerator == "cuda"),
+        trainer=cfg.trainer,
+    )
+
+
+def configure_determinism() -> None:
+    """cuBLAS needs a fixed workspace for deterministic matrix products on the GPU."""
+    if torch.cuda.is_available():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def make_trainer(runtime: Runtime, **kw: Any) -> L.Trainer:
+    """A Lightning ``Trainer`` for ``runtime``; ``kw`` (max_epochs, callbacks, default_root_dir...) on top."""
+    import lightning as L
+
+    t = runtime.trainer
+    kwargs: dict[str, Any] = dict(
+        accelerator=runtime.accelerator,
+        devices=t.devices if runtime.accelerator != "cpu" or t.devices != "auto" else 1,
+        num_nodes=t.num_nodes,
+        precision=runtime.precision,
+        strategy=t.strategy,
+        logger=False,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+        enable_model_summary=False,
+        deterministic=t.deterministic
+        if not isinstance(t.deterministic, str) or t.deterministic == "warn"
+        else t.deterministic.lower() == "true",
+    )
+    kwargs.update(kw)
+    kwargs.setdefault("enable_progress_bar", t.progress)
+    return L.Trainer(**kwargs)
+
+
+def run_fit(trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+    """trainer.fit, turning Lightning's exit on Ctrl-C back into KeyboardInterrupt and giving OOM hints."""
+    try:
+        trainer.fit(*args, **kwargs)
+    except SystemExit as exc:  # Lightning's graceful shutdown after KeyboardInterrupt
+        raise KeyboardInterrupt("training interrupted") from exc
+    except torch.OutOfMemoryError as exc:
+        raise TrainingError(out_of_memory_hint(exc)) from exc
+    except RuntimeError as exc:
+        if "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc).lower():
+            raise TrainingError(out_of_memory_hint(exc)) from exc
+        raise
+    finally:
+        with contextlib.suppress(ValueError):  # Lightning leaves SIGINT ignored after an interrupt
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def out_of_memory_hint(exc: BaseException) -> str:
+    return (
+        f"out of memory ({str(exc).splitlines()[0][:200]}). Try a smaller --batch-size, a smaller input "
+        "--size, --precision bf16-mixed (half the activation memory), fewer --num-workers, or a lighter "
+        "--backbone / --colorizer (colorU has 1/3 of pixelshuffle's parameters)."
+    )
+
+
+__all__ = [
+    "Runtime",
+    "autocast",
+    "configure_determinism",
+    "cpu_has_bf16",
+    "make_trainer",
+    "out_of_memory_hint",
+    "resolve_accelerator",
+    "resolve_channels_last",
+    "resolve_precision",
+    "resolve_runtime",
+    "run_fit",
+]
