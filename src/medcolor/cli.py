@@ -1,7 +1,9 @@
 """The ``medcolor`` command: a thin layer over the Python API.
 
 Every ``train`` option can come from a YAML file (``--config run.yaml``); flags given on the command
-line override the file.  Errors in input files or options are printed as one clear message (exit 2).
+line override the file — :data:`CONFIG_FLAGS` is the one table of which flag sets which configuration
+key.  Errors in input files or options are printed as one clear message (exit 2).  Library messages
+come through the ``medcolor`` logger (:func:`configure_logging`: INFO as plain lines, ``-v`` adds DEBUG).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import argparse
 import logging
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -35,6 +36,24 @@ def _kv(text: str) -> tuple[str, Any]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     k, v = text.split("=", 1)
     return k.strip(), yaml.safe_load(v)
+
+
+def _fraction_or_name(v: str) -> float | str | None:
+    if v.lower() in {"none", "null", ""}:
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        return v
+
+
+def _mean(v: str) -> float | str:
+    if v == "compute":
+        return v
+    try:
+        return float(v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'compute', got {v!r}") from None
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -63,8 +82,8 @@ def _add_train_data_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--split-seed", type=int)
     g.add_argument("--subset", type=float, help="training subset: fraction (0.001 = 0.1%%) or count of images")
     g.add_argument("--subset-draw", type=int, help="which independent draw of the subset (0, 1, 2...)")
-    g.add_argument("--mean", help="normalisation mean (default: CheXpert's 0.5028) or 'compute'")
-    g.add_argument("--std", type=float, help="normalisation std (default: CheXpert's 0.2902)")
+    g.add_argument("--mean", type=_mean, help="normalisation mean (default: the paper's CheXpert value) or 'compute'")
+    g.add_argument("--std", type=float, help="normalisation std (default: the paper's CheXpert value)")
     g.add_argument("--no-augment", dest="augment", action="store_const", const=False)
     g.add_argument("--augment-on", choices=["auto", "worker", "device"])
     g.add_argument(
@@ -85,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         "classifier C on top.",
     )
     ap.add_argument("--version", action="version", version=f"medcolor {__version__}")
-    ap.add_argument("-v", "--verbose", action="store_true", help="show Lightning's messages and full tracebacks")
+    ap.add_argument(
+        "-v", "--verbose", action="store_true", help="show debug messages, Lightning's messages and full tracebacks"
+    )
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
     t = sub.add_parser(
@@ -192,100 +213,101 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-# ----------------------------------------------------------------------------- train config merging
-_DATA_KEYS = [
-    "dataset",
-    "root",
-    "csv",
-    "size",
-    "batch_size",
-    "num_workers",
-    "cache_dir",
-    "train_split",
-    "split_seed",
-    "subset",
-    "subset_draw",
-    "std",
-    "augment",
-    "augment_on",
-    "on_missing",
-]
-_MODEL_KEYS = ["backbone", "weights", "colorizer", "colorizer_from", "init_from", "frozen_bn"]
-_STAGE_KEYS = {
-    "lr": "lr",
-    "epochs": "epochs",
-    "iterations": "iterations",
-    "val_every": "val_every",
-    "weight_decay": "weight_decay",
+# ----------------------------------------------------------------------------- flags -> configuration
+#: The one table of command-line flags that set configuration keys: argparse destination -> dotted key
+#: of :class:`~medcolor.config.RunConfig` (``stages.*.KEY``: KEY of every stage).  ``medcolor train``
+#: applies all of them over ``--config``; ``medcolor evaluate`` the ``data.*`` ones it has.
+CONFIG_FLAGS: dict[str, str] = {
+    "dataset": "data.dataset",
+    "root": "data.root",
+    "csv": "data.csv",
+    "option": "data.options",
+    "size": "data.size",
+    "batch_size": "data.batch_size",
+    "num_workers": "data.num_workers",
+    "cache_dir": "data.cache_dir",
+    "train_split": "data.train_split",
+    "val": "data.val",
+    "test": "data.test",
+    "split_seed": "data.split_seed",
+    "subset": "data.subset",
+    "subset_draw": "data.subset_draw",
+    "mean": "data.mean",
+    "std": "data.std",
+    "augment": "data.augment",
+    "augment_on": "data.augment_on",
+    "on_missing": "data.on_missing",
+    "backbone": "model.backbone",
+    "weights": "model.weights",
+    "colorizer": "model.colorizer",
+    "colorizer_from": "model.colorizer_from",
+    "init_from": "model.init_from",
+    "frozen_bn": "model.frozen_bn",
+    "stages": "stages.*.strategy",  # "a,b": one stage per strategy (settings of the first stage kept)
+    "lr": "stages.*.lr",
+    "lr_min": "stages.*.lr_find.min_lr",
+    "lr_max": "stages.*.lr_find.max_lr",
+    "lr_steps": "stages.*.lr_find.num_training",
+    "epochs": "stages.*.epochs",
+    "iterations": "stages.*.iterations",
+    "val_every": "stages.*.val_every",
+    "weight_decay": "stages.*.weight_decay",
+    "precision": "trainer.precision",
+    "channels_last": "trainer.channels_last",
+    "accelerator": "trainer.accelerator",
+    "devices": "trainer.devices",
+    "num_nodes": "trainer.num_nodes",
+    "seed": "trainer.seed",
+    "bootstrap": "trainer.bootstrap",
+    "progress": "trainer.progress",
+    "output": "output",
 }
-_TRAINER_KEYS = [
-    "precision",
-    "channels_last",
-    "accelerator",
-    "devices",
-    "num_nodes",
-    "seed",
-    "bootstrap",
-    "progress",
-]
+#: flags whose text becomes another value ("none" -> None, "0.1" -> 0.1, "valid" stays)
+_CONVERT = {"val": _fraction_or_name, "test": _fraction_or_name}
+#: setting one of these stage keys drops the other (a stage has epochs or iterations)
+_EXCLUSIVE = {"epochs": "iterations", "iterations": "epochs"}
 
 
-def _fraction_or_name(v: str) -> float | str | None:
-    if v.lower() in {"none", "null", ""}:
-        return None
-    try:
-        return float(v)
-    except ValueError:
-        return v
+def _set(d: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for p in parents:
+        d = d.setdefault(p, {})
+    if last == "options":
+        d.setdefault(last, {}).update(dict(value))  # --option KEY=VALUE (repeatable) adds to the file's
+    else:
+        d[last] = value
+        if last in _EXCLUSIVE:
+            d.pop(_EXCLUSIVE[last], None)
+
+
+def apply_flags(d: dict[str, Any], a: argparse.Namespace, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Write the flags given in ``a`` into the configuration dict ``d`` (of ``sections`` only, if given)."""
+    for dest, key in CONFIG_FLAGS.items():
+        value = getattr(a, dest, None)
+        section = key.split(".")[0]
+        if value is None or (sections is not None and section not in sections):
+            continue
+        value = _CONVERT[dest](value) if dest in _CONVERT else value
+        if key == "stages.*.strategy":
+            if not value:
+                continue
+            old = d.get("stages") or []
+            template = old[0] if old else {}
+            d["stages"] = [{**template, "strategy": s.strip()} for s in value.split(",") if s.strip()]
+        elif section == "stages":
+            for st in d.setdefault("stages", [{"strategy": "color-module"}]):
+                _set(st, key.split(".", 2)[2], value)
+        else:
+            _set(d, key, value)
+    return d
 
 
 def config_from_args(a: argparse.Namespace) -> Any:
     from medcolor.config import RunConfig, read_yaml
 
     d: dict[str, Any] = read_yaml(a.config) if a.config else {}
-    data = d.setdefault("data", {})
-    model = d.setdefault("model", {})
-    trainer = d.setdefault("trainer", {})
-    for k in _DATA_KEYS:
-        v = getattr(a, k, None)
-        if v is not None:
-            data[k] = v
-    for k in ("val", "test"):
-        v = getattr(a, k, None)
-        if v is not None:
-            data[k] = _fraction_or_name(v)
-    if a.mean is not None:
-        data["mean"] = a.mean if a.mean == "compute" else float(a.mean)
-    if a.option:
-        data.setdefault("options", {}).update(dict(a.option))
-    for k in _MODEL_KEYS:
-        v = getattr(a, k, None)
-        if v is not None:
-            model[k] = v
-    for k in _TRAINER_KEYS:
-        v = getattr(a, k, None)
-        if v is not None:
-            trainer[k] = v
-    if a.stages:
-        old = d.get("stages") or []
-        template = old[0] if old else {}
-        d["stages"] = [{**template, "strategy": s.strip()} for s in a.stages.split(",") if s.strip()]
-    stages = d.setdefault("stages", [{"strategy": "color-module"}])
-    for st in stages:
-        for flag, key in _STAGE_KEYS.items():
-            v = getattr(a, flag, None)
-            if v is not None:
-                st[key] = v
-        if a.epochs is not None:
-            st.pop("iterations", None)
-        if a.iterations is not None:
-            st.pop("epochs", None)
-        for flag, key in (("lr_min", "min_lr"), ("lr_max", "max_lr"), ("lr_steps", "num_training")):
-            v = getattr(a, flag, None)
-            if v is not None:
-                st.setdefault("lr_find", {})[key] = v
-    if a.output:
-        d["output"] = a.output
+    apply_flags(d, a)
+    d.setdefault("stages", [{"strategy": "color-module"}])
     return RunConfig.from_dict(d, where=a.config or "options")
 
 
@@ -328,58 +350,18 @@ def _ci(c: list[float] | None) -> str:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    from medcolor.config import DataConfig, RunConfig, read_data_config
-    from medcolor.data.bundle import NetworkView, make_dataset
-    from medcolor.data.transforms import EvalTransform
-    from medcolor.inference import evaluate_dataset, resolve_model_path, write_predictions
-    from medcolor.io import load_model
-    from medcolor.utils import write_json
+    import dataclasses
 
-    path = resolve_model_path(a.model)
-    model, meta = load_model(path)
-    run_dir = path.parent
-    data_flags = any(getattr(a, k) is not None for k in ("dataset", "root", "csv", "config", "option", "split"))
-    if data_flags:
-        data = read_data_config(a.config) if a.config else DataConfig()
-        for k in ("dataset", "root", "csv", "batch_size", "num_workers", "cache_dir"):
-            if getattr(a, k, None) is not None:
-                setattr(data, k, getattr(a, k))
-        if a.option:
-            data.options.update(dict(a.option))
-        data.size = a.size or int(meta.get("size", data.size))
-        dataset = make_dataset(data, a.split)
-        name = a.split or "data"
-    elif (run_dir / "config.yaml").is_file():
-        from medcolor.data.bundle import build_data
+    from medcolor.config import RunConfig, read_data_config
+    from medcolor.inference import evaluate_model
 
-        cfg = RunConfig.from_yaml(run_dir / "config.yaml")
-        bundle = build_data(cfg.data, synthetic_dir=run_dir / "synthetic-data")
-        dataset, name = (bundle.test, "test") if bundle.test is not None else (bundle.val, "val")
-        data = cfg.data
-    else:
-        raise ConfigError(f"{path} is not inside a run directory: say which data to evaluate with --dataset/--root")
-    labels = list(meta.get("label_names") or dataset.label_names)
-    if list(dataset.label_names) != labels:
-        raise ConfigError(
-            f"the network predicts {labels} but the dataset has labels {list(dataset.label_names)}; "
-            "choose matching labels with --option labels=[...]"
-        )
-    norm = meta.get("normalization") or {}
-    size = int(meta.get("size", data.size))
-    view = NetworkView(dataset, EvalTransform(size, norm.get("mean", 0.5028), norm.get("std", 0.2902)))
-    res = evaluate_dataset(
-        model,
-        view,
-        batch_size=data.batch_size,
-        num_workers=data.num_workers,
-        precision=a.precision,
-        bootstrap=a.bootstrap,
-        progress=True,
+    data = None  # None: the run's own held-out split
+    if any(getattr(a, k) is not None for k in ("dataset", "root", "csv", "config", "option", "split")):
+        d = {"data": dataclasses.asdict(read_data_config(a.config))} if a.config else {}
+        data = RunConfig.from_dict(apply_flags(d, a, sections=("data",)), where=a.config or "options").data
+    metrics, out = evaluate_model(
+        a.model, data=data, split=a.split, size=a.size, output=a.output, precision=a.precision, bootstrap=a.bootstrap
     )
-    out = Path(a.output) if a.output else run_dir / f"evaluate-{name}"
-    metrics = res.result.to_dict() | {"split": name, "model": str(path)}
-    write_json(out / "metrics.json", metrics)
-    write_predictions(out / "predictions.csv", dataset, res.probs, labels)
     _print_metrics(metrics)
     print(f"written: {out / 'metrics.json'}, {out / 'predictions.csv'}")
     return 0
@@ -522,13 +504,42 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*You defined a `validation_step` but have no `val_dataloader`.*")
 
 
+class _ConsoleHandler(logging.Handler):
+    """The ``medcolor`` logger on the terminal: INFO as plain lines on stdout (what the commands always
+    printed), DEBUG with the logger's name, warnings and errors on stderr.  Writes to the ``sys.stdout``
+    / ``sys.stderr`` of the moment (so captured output in tests and notebooks gets it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.levelno < logging.INFO:
+                text = f"{record.name}: {text}"
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+            stream.write(text + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Show medcolor's messages on the terminal (INFO; DEBUG with ``verbose``) and third-party ones
+    (Lightning) from WARNING (INFO with ``verbose``).  Safe to call more than once."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    logger = logging.getLogger("medcolor")
+    for h in [h for h in logger.handlers if isinstance(h, _ConsoleHandler)]:
+        logger.removeHandler(h)
+    logger.addHandler(_ConsoleHandler())
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False  # not a second time through the root handler
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
     if not a.command:
         ap.print_help()
         return 0
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(message)s")
+    configure_logging(a.verbose)
     if not a.verbose:
         quiet_lightning()
     try:
