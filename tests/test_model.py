@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import functools
+import itertools
+
 import pytest
 import torch
 
-from medcolor.colorizers import list_colorizers
+from medcolor.colorizers import create_colorizer, list_colorizers
 from medcolor.errors import ConfigError, UnknownNameError
 from medcolor.model import ColorTransferNet
 from medcolor.strategies import FROZEN_BN_MODES, get_strategy, list_strategies
@@ -161,3 +164,107 @@ def test_paper_aliases_and_architecture_round_trip():
     again = ColorTransferNet.from_architecture(net.architecture())
     assert again.architecture() == net.architecture()
     assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in net.parameters())
+
+
+# ----------------------------------------------------------------------------- the T x E x strategy contract
+#: one backbone per architecture family of torchvision (random init, small input)
+CONTRACT_BACKBONES = [
+    "resnet18",
+    "densenet121",
+    "mobilenet_v2",
+    "efficientnet_b0",
+    "regnet_y_400mf",
+    "shufflenet_v2_x0_5",
+    "convnext_tiny",
+]
+
+
+@functools.cache
+def _contract_net(backbone: str) -> ColorTransferNet:
+    torch.manual_seed(0)
+    return ColorTransferNet.create("replicate", backbone, 3)
+
+
+@functools.cache
+def _contract_colorizer(name: str):
+    torch.manual_seed(0)
+    return create_colorizer(name)
+
+
+@functools.cache
+def _contract_output_shape(backbone: str, colorizer: str) -> tuple[int, ...]:
+    net = _contract_net(backbone)
+    net.replace_colorizer(_contract_colorizer(colorizer))
+    with torch.no_grad():
+        y = net.eval()(torch.rand(2, 1, 36, 36))  # 36: not a multiple of the colorizers' strides
+    assert y.dtype == torch.float32
+    return tuple(y.shape)
+
+
+@pytest.mark.parametrize("strategy", list_strategies())
+@pytest.mark.parametrize("colorizer", list_colorizers())
+@pytest.mark.parametrize("backbone", CONTRACT_BACKBONES)
+def test_every_colorizer_backbone_and_strategy(backbone, colorizer, strategy):
+    """Each strategy either refuses the T it is given (as the strategy table says) or gives a network
+    whose output is (B, labels) and in which exactly the parts of the table train.  (Gradients reaching
+    exactly those parameters: test_backward_reaches_exactly_the_trained_parameters.)"""
+    assert _contract_output_shape(backbone, colorizer) == (2, 3)
+    net = _contract_net(backbone)
+    net.replace_colorizer(_contract_colorizer(colorizer), transferred=False)
+    s = get_strategy(strategy)
+    learnable = net.colorizer.learnable
+    if (s.colorizer == "replicate" and learnable) or (s.colorizer == "learned" and not learnable):
+        with pytest.raises(ConfigError):
+            net.apply_strategy(strategy)
+        return
+    if s.colorizer == "transferred" and learnable:
+        with pytest.raises(ConfigError, match="needs a transferred colorization module"):
+            net.apply_strategy(strategy)  # a fresh T is not a transferred one
+        net.mark_colorizer_transferred()
+    net.apply_strategy(strategy, frozen_bn="stats")  # frozen parts fully frozen: the table exactly
+    trains = {"colorizer": s.train_colorizer, "backbone": s.train_backbone, "head": True}
+    for name, p in net.named_parameters():
+        assert p.requires_grad == trains[name.split(".")[0]], name
+    summary = net.parameter_summary()
+    assert summary["C"]["trainable"] == summary["C"]["total"] > 0
+    assert summary["E"]["trainable"] == (summary["E"]["total"] if s.train_backbone else 0)
+    assert summary["T"]["trainable"] == (summary["T"]["total"] if s.train_colorizer else 0)
+
+
+@pytest.mark.parametrize("colorizer", list_colorizers())
+def test_run_check_and_model_agree_on_every_stage_sequence(colorizer):
+    """The run's up-front check (config) and the model's check at each stage are the same rule."""
+    from medcolor.strategies import check_stage_sequence
+
+    net = _contract_net("mobilenet_v2")
+    net.replace_colorizer(_contract_colorizer(colorizer))
+    learnable = net.colorizer.learnable
+    for seq in itertools.product(list_strategies(), repeat=2):
+        try:
+            check_stage_sequence(seq, colorizer=colorizer, learnable=learnable, transferred=False)
+            up_front = None
+        except ConfigError as exc:
+            up_front = str(exc)
+        net.mark_colorizer_transferred(False)
+        at_run = None
+        for s in seq:
+            try:
+                net.check_strategy(s)  # what apply_strategy checks at the start of each stage
+            except ConfigError as exc:
+                at_run = str(exc)
+                break
+            net.finish_stage(s)
+        assert (up_front is None) == (at_run is None), (seq, up_front, at_run)
+
+
+def test_colorizer_transferred_has_one_writer():
+    net = _net("colorU", "mobilenet_v2")
+    assert not net.colorizer_transferred
+    with pytest.raises(AttributeError):
+        net.colorizer_transferred = True
+    net.finish_stage("baseline-all")  # does not train T
+    assert not net.colorizer_transferred
+    net.finish_stage("color-module")
+    assert net.colorizer_transferred
+    net.replace_colorizer(create_colorizer("replicate"))
+    assert not net.colorizer_transferred  # the gray copy is never "transferred"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -18,7 +19,8 @@ import torch
 from medcolor.config import DataConfig, LRFindConfig, ModelConfig, RunConfig, StageConfig, TrainerConfig
 from medcolor.errors import ConfigError, TrainingError, UnknownNameError
 from medcolor.io import load_colorizer, load_model
-from medcolor.training import ColorTransferModule, check_run_config, plan_stage, train
+from medcolor.training import ColorTransferModule, check_run_config, plan_stage, read_run, resolve_stage, train
+from medcolor.training.runtime import resolve_runtime
 
 QUIET: dict = {}  # training logs through logging.getLogger("medcolor"); nothing to silence
 
@@ -46,6 +48,18 @@ def tiny_config(out: Path, data_dir: Path, **over) -> RunConfig:
     return cfg
 
 
+@pytest.fixture
+def medcolor_log(caplog):
+    """Records of the ``medcolor`` logger (whatever handlers the CLI tests left on it)."""
+    logger = logging.getLogger("medcolor")
+    level = logger.level
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.DEBUG)
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(level)
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("synthetic")
@@ -69,6 +83,26 @@ def test_plan_stage():
     assert p.chunks == 2 and p.val_every == 2401 and p.total_steps == 4802  # rounded to whole chunks
     p = plan_stage(StageConfig("all", epochs=1), 1000, 10, 4)  # DDP: 4 processes share each epoch
     assert p.iterations_per_epoch == 25
+
+
+def test_a_stage_is_resolved_once(tmp_path):
+    cfg = tiny_config(tmp_path / "plan", tmp_path)
+    runtime = resolve_runtime(cfg)
+    stage = StageConfig("Color-Module", lr="find", epochs=2, lr_find=LRFindConfig(1e-4, 1.0, 12))
+    plan = resolve_stage(1, stage, cfg, runtime=runtime, n_train=100, world_size=1, directory=tmp_path)
+    assert plan.name == "color-module" and plan.needs_lr_find and plan.lr is None
+    assert plan.schedule == plan_stage(stage, 100, cfg.data.batch_size, 1)
+    assert (plan.batch_size, plan.num_workers, plan.frozen_bn) == (8, 0, "fastai")
+    found = plan.with_lr(0.03)
+    assert found.lr == 0.03 and not found.needs_lr_find and plan.lr is None
+    module = ColorTransferModule.from_plan(torch.nn.Linear(1, 1), ["a"], found)  # any network will do here
+    assert module.lr == 0.03 and module.total_steps == found.schedule.total_steps
+    for bad, message in [
+        (StageConfig("all", lr="fnd"), "lr must be a number or 'find'"),
+        (StageConfig("all", lr="find", lr_find=LRFindConfig(1.0, 0.1)), "0 < min_lr < max_lr"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            resolve_stage(0, bad, cfg, runtime=runtime, n_train=9, world_size=1, directory=tmp_path)
 
 
 def test_two_stage_run_writes_everything(two_stage_run):
@@ -120,13 +154,37 @@ def test_checkpoints_load_without_unpickling(two_stage_run):
         assert "state_dict" in ckpt and "optimizer_states" in ckpt
 
 
-def test_rerunning_a_finished_run_reuses_it(two_stage_run):
+def test_rerunning_a_finished_run_reuses_it(two_stage_run, medcolor_log):
     cfg, r = two_stage_run
     t0 = time.time()
     again = train(cfg, **QUIET)
     assert again.test["mean_auc"] == r.test["mean_auc"]
     assert [s.best_val_mean_auc for s in again.stages] == [s.best_val_mean_auc for s in r.stages]
     assert time.time() - t0 < 60
+    messages = [rec.getMessage() for rec in medcolor_log.records if rec.levelno == logging.INFO]
+    assert messages[0].startswith("data: synthetic train ")
+    assert any(m.startswith("[color-module] already done (best val mean AUC ") for m in messages)
+    assert any(m.startswith("[all] already done") for m in messages)
+
+
+def test_read_run_gives_back_the_result(two_stage_run):
+    cfg, r = two_stage_run
+    back = read_run(cfg.output)
+    assert back.stages == r.stages and back.test == r.test and back.info == r.info
+    assert back.model_path == r.model_path and back.colorizer_path == r.colorizer_path
+
+
+def test_evaluate_is_the_test_step_of_training(two_stage_run, tmp_path):
+    from medcolor.inference import evaluate_model
+
+    cfg, _ = two_stage_run
+    metrics, out = evaluate_model(cfg.output, output=tmp_path / "eval", bootstrap=cfg.trainer.bootstrap, progress=False)
+    assert out == tmp_path / "eval"
+    assert metrics.pop("model") == str(Path(cfg.output) / "model.safetensors")
+    assert metrics == json.loads((Path(cfg.output) / "test" / "metrics.json").read_text())
+    a = pd.read_csv(out / "predictions.csv")
+    b = pd.read_csv(Path(cfg.output) / "test" / "predictions.csv")
+    pd.testing.assert_frame_equal(a, b)
 
 
 def test_same_seed_same_result(tmp_path, data_dir, two_stage_run):

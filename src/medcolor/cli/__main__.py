@@ -1,0 +1,3 @@
+from medcolor.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,192 @@
+"""The ``medcolor`` commands: each turns parsed flags into one call of the Python API and prints the result."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from medcolor.cli.parser import apply_flags, config_from_args
+from medcolor.errors import ConfigError
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from medcolor.training import train
+
+    cfg = config_from_args(a)
+    r = train(cfg, resume=a.resume, overwrite=a.overwrite)
+    print()
+    print(f"run: {r.directory}")
+    for s in r.stages:
+        auc = "n/a" if s.best_val_mean_auc is None else f"{s.best_val_mean_auc:.4f}"
+        print(
+            f"  stage {s.index + 1} {s.strategy:<13} lr {s.lr:.3g}  best val mean AUC {auc} "
+            f"(step {s.best_step} of {s.total_steps})  {s.time_s:.0f} s"
+        )
+    if r.test:
+        _print_metrics(r.test)
+    print(f"model: {r.model_path}" + (f"   colorizer: {r.colorizer_path}" if r.colorizer_path else ""))
+    return 0
+
+
+def _print_metrics(m: dict[str, Any]) -> None:
+    ci = m.get("ci95", {})
+    split = m.get("split", "test")
+    print(f"  {split} ({m['n_samples']} images): mean AUC {_fmt(m['mean_auc'])} {_ci(ci.get('mean_auc'))}")
+    for name, v in m["auc"].items():
+        print(f"    {name:<28} {_fmt(v)} {_ci(ci.get(name))}")
+    if "study_level" in m:
+        print(f"  study level ({m.get('n_studies')} studies): mean AUC {_fmt(m['study_level']['mean_auc'])}")
+
+
+def _fmt(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _ci(c: list[float] | None) -> str:
+    return f"(95% CI {c[0]:.3f}-{c[1]:.3f})" if c and None not in c else ""
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    import dataclasses
+
+    from medcolor.config import RunConfig, read_data_config
+    from medcolor.inference import evaluate_model
+
+    data = None  # None: the run's own held-out split
+    if any(getattr(a, k) is not None for k in ("dataset", "root", "csv", "config", "option", "split")):
+        d = {"data": dataclasses.asdict(read_data_config(a.config))} if a.config else {}
+        data = RunConfig.from_dict(apply_flags(d, a, sections=("data",)), where=a.config or "options").data
+    metrics, out = evaluate_model(
+        a.model, data=data, split=a.split, size=a.size, output=a.output, precision=a.precision, bootstrap=a.bootstrap
+    )
+    _print_metrics(metrics)
+    print(f"written: {out / 'metrics.json'}, {out / 'predictions.csv'}")
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from medcolor.inference import predict_files
+
+    df = predict_files(a.model, a.images, batch_size=a.batch_size, precision=a.precision)
+    if a.output:
+        from medcolor.utils import atomic_path
+
+        with atomic_path(a.output) as tmp:
+            df.to_csv(tmp, index=False)
+        print(f"{len(df)} images -> {a.output}")
+    else:
+        df.to_csv(sys.stdout, index=False)
+    return 0
+
+
+def cmd_colorize(a: argparse.Namespace) -> int:
+    from medcolor.inference import colorize_files
+
+    files = colorize_files(a.source, a.images, a.output, size=a.size, display=a.display)
+    print(f"{len(files)} images written to {a.output}")
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from medcolor.inference import load_colorizer_any
+    from medcolor.io import save_colorizer
+
+    t, meta = load_colorizer_any(a.run)
+    if not t.learnable:
+        raise ConfigError(f"{a.run} has no learned colorization module (its T is {t.name!r})")
+    keep = {
+        k: v
+        for k, v in meta.items()
+        if k not in {"format", "format_version", "colorizer", "colorizer_kwargs", "architecture"}
+    }
+    path = save_colorizer(t, a.output, **keep)
+    print(
+        f"T ({t.name}, {sum(p.numel() for p in t.parameters()):,} parameters) -> {path} (+ {path.with_suffix('.json')})"
+    )
+    return 0
+
+
+def cmd_stats(a: argparse.Namespace) -> int:
+    from medcolor.config import DataConfig
+    from medcolor.data.bundle import make_dataset
+    from medcolor.data.summary import label_counts, plot_label_counts
+
+    data = DataConfig(dataset=a.dataset_name, root=a.root, csv=a.csv, options=dict(a.option or []), size=a.size)
+    ds = make_dataset(data, a.split)
+    counts = label_counts(ds)
+    print(f"{ds.name}: {len(ds)} images, {len(set(ds.patient_ids))} patients")
+    print(counts.to_string())
+    tables = {"full set": counts}
+    if a.subset:
+        from medcolor.data.splits import label_subset
+
+        kw = {"count": int(a.subset)} if a.subset > 1 else {"fraction": a.subset}
+        idx = label_subset(ds.raw_labels, seed=a.seed, **kw)
+        sub_counts = label_counts(ds.subset(idx))
+        print(f"\nsubset ({len(idx)} images, seed {a.seed}):")
+        print(sub_counts.to_string())
+        tables[f"subset ({len(idx)} images)"] = sub_counts
+    if a.plot:
+        print(f"plot: {plot_label_counts(tables, a.plot)}")
+    if a.mean_std:
+        from medcolor.data.transforms import compute_mean_std
+
+        mean, std = compute_mean_std(ds, max_images=a.max_images, seed=a.seed)
+        print(
+            f"pixel mean {mean:.4f}, std {std:.4f} (over {min(len(ds), a.max_images)} images; "
+            f"use --mean {mean:.4f} --std {std:.4f})"
+        )
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    import time
+
+    from medcolor.demo import run_demo
+    from medcolor.report import markdown_table
+
+    t0 = time.time()
+    r = run_demo(
+        a.output,
+        data=a.data,
+        weights=a.weights,
+        backbone=a.backbone,
+        colorizer=a.colorizer,
+        epochs=a.epochs,
+        lr=a.lr if a.lr == "find" else float(a.lr),
+        progress=a.progress,
+    )
+    print()
+    print(markdown_table(r.table))
+    print(f"\nreport: {r.report}   ({time.time() - t0:.0f} s)")
+    return 0
+
+
+def cmd_list(a: argparse.Namespace) -> int:
+    from medcolor.backbones import list_backbones
+    from medcolor.colorizers import colorizer_table
+    from medcolor.data.datasets import list_datasets
+    from medcolor.strategies import STRATEGIES
+
+    print("colorizers (T), measured at 1x320x320:")
+    for r in colorizer_table(320):
+        print(f"  {r['colorizer']:<13} {r['parameters']:>9,} parameters  {r['gflops']:6.2f} GFLOPs")
+    print("strategies:")
+    for name in STRATEGIES:
+        print(f"  {name:<13} {STRATEGIES.get(name).description}")
+    print(f"datasets: {', '.join(list_datasets())}, synthetic")
+    print(f"backbones (E): {len(list_backbones())} torchvision classifiers, e.g. resnet18, densenet121, mobilenet_v2")
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "colorize": cmd_colorize,
+    "export-colorizer": cmd_export,
+    "stats": cmd_stats,
+    "demo": cmd_demo,
+    "list": cmd_list,
+}

@@ -1,0 +1,97 @@
+"""The command line's own parts: the one flag -> config-key table and the console logging."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import typing
+
+import pytest
+
+from medcolor.cli import CONFIG_FLAGS, apply_flags, build_parser, configure_logging
+from medcolor.config import RunConfig
+
+#: flags of `medcolor train` that are not configuration keys
+TRAIN_ONLY = {"help", "config", "resume", "overwrite"}
+#: flags of `medcolor evaluate` that are not configuration keys
+EVALUATE_ONLY = {"help", "model", "config", "split", "bootstrap", "precision", "output"}
+
+
+def _subparser(name: str) -> argparse.ArgumentParser:
+    ap = build_parser()
+    sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[name]
+
+
+def _dests(p: argparse.ArgumentParser) -> set[str]:
+    return {a.dest for a in p._actions}
+
+
+def _field_type(cls: type, key: str) -> typing.Any:
+    """The type of a dotted key of a config dataclass ("stages.*.lr_find.min_lr")."""
+    tp: typing.Any = cls
+    for part in key.split("."):
+        if part == "*":
+            (tp,) = typing.get_args(tp)  # list[StageConfig] -> StageConfig
+            continue
+        assert dataclasses.is_dataclass(tp), key
+        fields = {f.name for f in dataclasses.fields(tp)}
+        assert part in fields, f"{key}: {tp.__name__} has no field {part!r}"
+        tp = typing.get_type_hints(tp)[part]
+    return tp
+
+
+def test_every_train_flag_is_in_the_one_table():
+    assert _dests(_subparser("train")) - TRAIN_ONLY == set(CONFIG_FLAGS)
+    for key in CONFIG_FLAGS.values():
+        _field_type(RunConfig, key)
+
+
+def test_evaluate_data_flags_come_from_the_same_table():
+    p = _subparser("evaluate")
+    data_flags = _dests(p) - EVALUATE_ONLY
+    assert data_flags and all(CONFIG_FLAGS[d].startswith("data.") for d in data_flags)
+    a = p.parse_args(["run", "--dataset", "folder", "--root", "/x", "--option", "labels=[A]", "--batch-size", "4"])
+    d = apply_flags({}, a, sections=("data",))
+    assert d == {"data": {"dataset": "folder", "root": "/x", "options": {"labels": ["A"]}, "batch_size": 4}}
+
+
+def test_flags_with_converted_values_and_exclusive_keys():
+    a = _subparser("train").parse_args(["--test", "none", "--val", "valid", "--mean", "compute", "--iterations", "5"])
+    d = apply_flags({"stages": [{"strategy": "all", "epochs": 2}], "data": {"test": 0.2}}, a)
+    assert d["data"] == {"test": None, "val": "valid", "mean": "compute"}
+    assert d["stages"] == [{"strategy": "all", "iterations": 5}]
+
+
+@pytest.fixture
+def console():
+    logger = logging.getLogger("medcolor")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield logger
+    logger.handlers[:], logger.level, logger.propagate = saved
+
+
+def test_console_logging_prints_info_as_plain_lines(console, capsys):
+    configure_logging(verbose=False)
+    configure_logging(verbose=False)  # twice: still one handler
+    log = logging.getLogger("medcolor.training.pipeline")
+    log.info("[all] 10 iterations")
+    log.debug("hidden")
+    log.warning("careful")
+    out, err = capsys.readouterr()
+    assert out == "[all] 10 iterations\n" and err == "careful\n"
+    configure_logging(verbose=True)
+    log.debug("plan")
+    assert capsys.readouterr().out == "medcolor.training.pipeline: plan\n"
+
+
+def test_predict_finds_the_files_the_folder_dataset_finds(tmp_path):
+    from medcolor.data import readers
+    from medcolor.inference import collect_images
+
+    for name in ("a.png", "b.webp", "c.dic", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    found = {p.name for p in collect_images([tmp_path])}
+    assert found == {p.name for p in tmp_path.iterdir() if p.suffix.lower() in readers.IMAGE_EXTENSIONS}
+    assert found == {"a.png", "b.webp", "c.dic"}
