@@ -20,13 +20,13 @@ from medcolor.data import (
     CsvDataset,
     FolderDataset,
     MissingImagesWarning,
-    aggregate_by_study,
     create_dataset,
     list_datasets,
     patient_split,
 )
 from medcolor.data.splits import check_no_leak
 from medcolor.errors import ConfigError, DataError, ImageReadError, UnknownNameError
+from medcolor.evaluation import aggregate_by_study
 
 # README: positive / negative / uncertain / blank in the official CheXpert train.csv
 README_CHEXPERT = {
@@ -480,7 +480,7 @@ def test_corrupt_image_in_dataset_names_file_and_row(tmp_path: Path) -> None:
 
 
 def test_registry(chexpert_csv: Path, shared_path) -> None:
-    assert set(list_datasets()) == {"chexpert", "chestxray14", "mura", "csv", "folder"}
+    assert list_datasets() == ["chexpert", "chestxray14", "mura", "csv", "folder", "synthetic"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = create_dataset("MURA", csv=shared_path("labels", "mura", "valid_image_paths.csv"), split="valid")
