@@ -9,23 +9,32 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MEDCOLOR_SHARED", REPO.parent / "shared")).resolve()
-DATA = SHARED / "data"
-MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2-imagenet-features.pth"
+#: The shared real data and weights (never copied into the repo): $MEDCOLOR_SHARED, else <repo>/../shared.
+SHARED = Path(os.environ.get("MEDCOLOR_SHARED") or REPO.parent / "shared").expanduser().resolve()
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
-def need(path: Path) -> Path:
-    """Skip (with the reason) when a file from ../shared is absent."""
+def _shared(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is not available (the shared data/weights folder lives next to the repo)")
+        pytest.skip(
+            f"{path} is not available (the shared data/weights folder: set MEDCOLOR_SHARED, or put it next to "
+            "the repo as ../shared)"
+        )
     return path
 
 
-@pytest.fixture
-def mobilenet_weights() -> Path:
-    return need(MOBILENET_WEIGHTS)
+@pytest.fixture(scope="session")
+def shared_path() -> Callable[..., Path]:
+    """``shared_path("data", "labels", "mura")``: a path under the shared folder ($MEDCOLOR_SHARED, default
+    <repo>/../shared), or skip the test with the reason when it is absent.  The one way tests find real data."""
+    return _shared
+
+
+@pytest.fixture(scope="session")
+def mobilenet_weights(shared_path: Callable[..., Path]) -> Path:
+    return shared_path("weights", "mobilenet_v2-imagenet-features.pth")
 
 
 @pytest.fixture

@@ -20,22 +20,8 @@ from PIL import Image
 from medcolor.cli import main
 from medcolor.io import load_colorizer, load_model
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-DATA = SHARED / "data"
-MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2-imagenet-features.pth"
-
-
-def need(path: Path) -> Path:
-    if not path.exists():
-        pytest.skip(f"{path} is not available (the shared data/weights folder lives next to the repo)")
-    return path
-
-
 pytestmark = pytest.mark.slow
 
-KERMANY = DATA / "kermany-pneumonia-224"
-NIH_IMAGES = DATA / "nih-chestxray14-1000" / "images"
-NIH_CSV = DATA / "labels" / "nih" / "Data_Entry_2017_v2020.csv.gz"
 COMMON = ["--size", "64", "--batch-size", "16", "--num-workers", "0", "--no-progress", "--bootstrap", "20"]
 
 
@@ -49,14 +35,17 @@ def _state(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def kermany_run(tmp_path_factory) -> Path:
-    need(KERMANY)
-    need(MOBILENET_WEIGHTS)
+def kermany_dir(shared_path) -> Path:
+    return shared_path("data", "kermany-pneumonia-224")
+
+
+@pytest.fixture(scope="module")
+def kermany_run(tmp_path_factory, kermany_dir: Path, mobilenet_weights: Path) -> Path:
     out = tmp_path_factory.mktemp("e2e") / "kermany"
     rc = cli(
-        "train", "--dataset", "folder", "--root", KERMANY, "--train-split", "train",
+        "train", "--dataset", "folder", "--root", kermany_dir, "--train-split", "train",
         "--option", "patient_regex=kermany", "--subset", "160", "--val", "0.03", "--test", "0.03",
-        "--backbone", "mobilenet_v2", "--weights", MOBILENET_WEIGHTS, "--colorizer", "colorU",
+        "--backbone", "mobilenet_v2", "--weights", mobilenet_weights, "--colorizer", "colorU",
         "--stages", "color-module,all", "--lr", "0.02", "--iterations", "6", "--val-every", "3",
         "--output", out, *COMMON,
     )  # fmt: skip
@@ -64,7 +53,7 @@ def kermany_run(tmp_path_factory) -> Path:
     return out
 
 
-def test_kermany_color_module_then_all(kermany_run: Path) -> None:
+def test_kermany_color_module_then_all(kermany_run: Path, mobilenet_weights: Path) -> None:
     out = kermany_run
     summary = json.loads((out / "summary.json").read_text())
     assert [s["strategy"] for s in summary["stages"]] == ["color-module", "all"]
@@ -82,7 +71,7 @@ def test_kermany_color_module_then_all(kermany_run: Path) -> None:
 
     # stage 1 (color-module) trains T and C; E's convolutions keep the ImageNet weights (BN layers
     # of frozen parts train, as in fastai); stage 2 (all) fine-tunes T and E
-    imagenet = torch.load(MOBILENET_WEIGHTS, map_location="cpu", weights_only=True)
+    imagenet = torch.load(mobilenet_weights, map_location="cpu", weights_only=True)
     s1 = _state(out / "1-color-module" / "model.safetensors")
     s2 = _state(out / "model.safetensors")
     convs = [k for k, v in imagenet.items() if v.ndim == 4]
@@ -96,12 +85,12 @@ def test_kermany_color_module_then_all(kermany_run: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def nih_run(tmp_path_factory, kermany_run: Path) -> Path:
-    need(NIH_IMAGES)
-    need(NIH_CSV)
+def nih_run(tmp_path_factory, kermany_run: Path, shared_path) -> Path:
+    nih_images = shared_path("data", "nih-chestxray14-1000", "images")
+    nih_csv = shared_path("data", "labels", "nih", "Data_Entry_2017_v2020.csv.gz")
     out = tmp_path_factory.mktemp("e2e") / "nih-last-layer"
     rc = cli(
-        "train", "--dataset", "chestxray14", "--root", NIH_IMAGES, "--csv", NIH_CSV, "--on-missing", "present",
+        "train", "--dataset", "chestxray14", "--root", nih_images, "--csv", nih_csv, "--on-missing", "present",
         "--init-from", kermany_run, "--frozen-bn", "eval", "--stages", "last-layer", "--lr", "0.05",
         "--iterations", "4", "--val-every", "2", "--val", "0.2", "--test", "0.2", "--output", out, *COMMON,
     )  # fmt: skip
@@ -153,7 +142,9 @@ def test_evaluate_reproduces_the_run_metrics(kermany_run: Path, tmp_path: Path) 
     assert got["mean_auc"] == pytest.approx(want["mean_auc"], abs=1e-6)
 
 
-def test_export_colorize_and_transfer_a_colorizer(kermany_run: Path, tmp_path: Path) -> None:
+def test_export_colorize_and_transfer_a_colorizer(
+    kermany_run: Path, kermany_dir: Path, mobilenet_weights: Path, tmp_path: Path
+) -> None:
     exported = tmp_path / "T.safetensors"
     assert cli("export-colorizer", kermany_run, "-o", exported) == 0
     t, meta = load_colorizer(exported)
@@ -180,9 +171,9 @@ def test_export_colorize_and_transfer_a_colorizer(kermany_run: Path, tmp_path: P
     # a new run starting from the exported T: last-layer keeps it exactly
     out = tmp_path / "from-exported"
     rc = cli(
-        "train", "--dataset", "folder", "--root", KERMANY, "--train-split", "train",
+        "train", "--dataset", "folder", "--root", kermany_dir, "--train-split", "train",
         "--option", "patient_regex=kermany", "--subset", "48", "--val", "0.02", "--test", "none",
-        "--backbone", "mobilenet_v2", "--weights", MOBILENET_WEIGHTS, "--colorizer-from", exported,
+        "--backbone", "mobilenet_v2", "--weights", mobilenet_weights, "--colorizer-from", exported,
         "--frozen-bn", "eval", "--stages", "last-layer", "--lr", "0.02", "--iterations", "2",
         "--val-every", "2", "--output", out, *COMMON,
     )  # fmt: skip

@@ -194,11 +194,31 @@ def summarize(
     return res
 
 
+def aggregate_by_study(probs: np.ndarray, study_ids: np.ndarray | list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Average per-image predictions (N, L) (or (N,)) over each study (``study_ids``: one id per image).
+
+    Returns ``(unique_study_ids, probs_mean)``: the sorted unique study ids (S,) and the mean per study,
+    shape (S, L) (or (S,) for 1-D input).  Used for MURA's study-level AUC; applied to ``labels`` it gives
+    the study labels.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    ids = np.asarray(study_ids)
+    if probs.shape[0] != ids.shape[0]:
+        from medcolor.errors import DataError
+
+        raise DataError(f"aggregate_by_study: {probs.shape[0]} predictions but {ids.shape[0]} study ids")
+    uniq, inverse = np.unique(ids, return_inverse=True)
+    flat = probs.reshape(probs.shape[0], -1)
+    sums = np.zeros((len(uniq), flat.shape[1]), dtype=np.float64)
+    np.add.at(sums, inverse, flat)
+    counts = np.bincount(inverse, minlength=len(uniq)).astype(np.float64)
+    mean = sums / counts[:, None]
+    return uniq, mean.reshape((len(uniq), *probs.shape[1:])).astype(np.float32)
+
+
 def study_level(probs: np.ndarray, targets: np.ndarray, study_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean probability and label per study (MURA's study-level evaluation; a study's images share
     its label, so the mean label is that label), both ``(S, L)`` in sorted study order."""
-    from medcolor.data.datasets import aggregate_by_study
-
     _, p = aggregate_by_study(probs, study_ids)
     _, t = aggregate_by_study(targets, study_ids)
     return p, t

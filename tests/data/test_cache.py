@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import medcolor.data.cache as cache_mod
-import medcolor.data.datasets as datasets_mod
+import medcolor.data.datasets.base as dataset_base
 from medcolor.data import CsvDataset, ImageCache, load_reduced, to_float
 from medcolor.errors import ConfigError
 
@@ -188,7 +188,7 @@ def test_cache_through_dataloader_workers(mixed_dir: Path, tmp_path: Path, monke
     def no_decoding(*args, **kwargs):
         raise AssertionError("a cached image was decoded")
 
-    monkeypatch.setattr(datasets_mod, "load_reduced", no_decoding)  # inherited by the forked workers
+    monkeypatch.setattr(dataset_base, "load_reduced", no_decoding)  # inherited by the forked workers
     loader = torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2, shuffle=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -1,4 +1,5 @@
-"""read_image: PNG 8/16-bit, JPEG, colour/alpha/palette, TIFF, DICOM (by hand-computed values), errors."""
+"""read_image: PNG 8/16-bit, JPEG, colour/alpha/palette, TIFF, DICOM (by hand-computed values), errors;
+find_images: which files of a folder are images."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import pytest
 from PIL import Image
 
 from medcolor.data.readers import (
+    IMAGE_EXTENSIONS,
+    find_images,
     image_bit_depth,
     load_reduced,
     read_image,
@@ -242,3 +245,20 @@ def test_load_reduced_antialiased(tmp_path: Path) -> None:
     out = load_reduced(tmp_path / "board.png", 16)
     assert out.shape == (16, 16)
     assert np.abs(out.astype(int) - 128).max() <= 2
+
+
+# ------------------------------------------------------------------------------------------ image files
+
+
+def test_find_images_one_list_of_extensions(tmp_path: Path) -> None:
+    names = ["b/x.PNG", "b/c/y.jpeg", "z.dcm", "a.tif", "w.webp", ".hidden.png", "b/._mac.jpg", "notes.txt", "b/z.csv"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "folder.png").mkdir()  # a folder named like an image is not a file
+    found = find_images(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a.tif", "b/c/y.jpeg", "b/x.PNG", "w.webp", "z.dcm"]
+    assert [p.name for p in find_images(tmp_path, recursive=False)] == ["a.tif", "w.webp", "z.dcm"]
+    assert [p.name for p in find_images(tmp_path, extensions={".dcm"})] == ["z.dcm"]
+    assert {".png", ".jpg", ".jpeg", ".dcm", ".tif", ".tiff", ".bmp"} <= IMAGE_EXTENSIONS
+    assert all(e.startswith(".") and e == e.lower() for e in IMAGE_EXTENSIONS)

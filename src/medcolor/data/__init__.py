@@ -15,19 +15,28 @@ from medcolor.data.datasets import (
     CsvDataset,
     FolderDataset,
     MissingImagesWarning,
+    SyntheticXrays,
     XRayDataset,
-    aggregate_by_study,
     apply_policy,
     create_dataset,
     list_datasets,
     read_label_csv,
 )
-from medcolor.data.readers import image_bit_depth, load_reduced, read_image, reduce_image, to_float
+from medcolor.data.readers import (
+    IMAGE_EXTENSIONS,
+    find_images,
+    image_bit_depth,
+    load_reduced,
+    read_image,
+    reduce_image,
+    to_float,
+)
 from medcolor.data.splits import check_no_leak, label_subset, patient_split, subset_draws
 from medcolor.data.summary import label_counts, plot_label_counts
 
 __all__ = [
     "CHEXPERT_LABELS",
+    "IMAGE_EXTENSIONS",
     "MURA",
     "NIH_LABELS",
     "NIH_PAPER_LABELS",
@@ -39,11 +48,12 @@ __all__ = [
     "FolderDataset",
     "ImageCache",
     "MissingImagesWarning",
+    "SyntheticXrays",
     "XRayDataset",
-    "aggregate_by_study",
     "apply_policy",
     "check_no_leak",
     "create_dataset",
+    "find_images",
     "image_bit_depth",
     "label_counts",
     "label_subset",

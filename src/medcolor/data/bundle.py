@@ -81,22 +81,17 @@ class DataBundle:
 
 
 def make_dataset(cfg: DataConfig, split: str | None = None, *, synthetic_dir: Path | None = None) -> Any:
-    """The dataset named by ``cfg`` (one official split of it when ``split`` is given)."""
-    from medcolor.data.datasets import create_dataset
+    """The dataset named by ``cfg`` (one official split of it when ``split`` is given).
+
+    ``synthetic_dir``: the root of a dataset that writes its own files (``synthetic``) when ``data.root``
+    is unset."""
+    from medcolor.data.datasets import DATASETS, create_dataset
 
     kwargs: dict[str, Any] = dict(cfg.options)
     name = cfg.dataset.lower()
     root, csv = cfg.root, cfg.csv
-    if name == "synthetic":
-        from medcolor.data.synthetic import CSV_OPTIONS, make_synthetic_xrays
-
-        directory = Path(root) if root else synthetic_dir
-        if directory is None:
-            raise ConfigError("the synthetic dataset needs a directory: set data.root")
-        opts = {k: kwargs.pop(k) for k in ("n", "image_size", "seed", "prevalence", "knobs") if k in kwargs}
-        csv = str(make_synthetic_xrays(directory, **opts))
-        root, name = str(directory), "csv"
-        kwargs = {**CSV_OPTIONS, **kwargs}
+    if not root and synthetic_dir is not None and DATASETS.get(name).GENERATES_FILES:
+        root = str(synthetic_dir)
     if split is not None:
         kwargs["split"] = split
     load_size = cfg.load_size or cfg.size

@@ -23,6 +23,8 @@ Every failure (missing file, empty file, not an image, truncated data, unsupport
 (16-bit sources).  8-bit images are reduced in uint8 by Pillow (JPEGs at a reduced DCT scale first when
 at least 2x too large); 16-bit and DICOM images in float32 (:func:`reduce_image`).  :func:`to_float`
 turns the result back into float32 in [0, 1].
+
+:func:`find_images` decides which files of a folder are images (:data:`IMAGE_EXTENSIONS`, the one list).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +44,10 @@ __all__ = [
     "DICOM_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "decode_image_bytes",
+    "find_images",
+    "has_image_extension",
     "image_bit_depth",
+    "list_files",
     "load_reduced",
     "read_image",
     "reduce_bytes",
@@ -52,8 +58,8 @@ __all__ = [
 ]
 
 DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})
-#: File name endings recognised as images (lower case), e.g. by
-#: :class:`~medcolor.data.datasets.FolderDataset`.
+#: File name endings recognised as images (lower case): the one list, used by :func:`find_images` (and so
+#: by :class:`~medcolor.data.datasets.FolderDataset` and by ``medcolor predict`` on a folder).
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"} | DICOM_EXTENSIONS)
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -373,3 +379,28 @@ def load_reduced(path: str | os.PathLike, size: int | None) -> np.ndarray:
     """Read ``path`` and return its reduced, quantized image (uint8 / uint16), as the cache stores it."""
     path = Path(path)
     return reduce_bytes(_read_bytes(path), str(path), size)
+
+
+# ------------------------------------------------------------------ image files in a folder
+
+
+def has_image_extension(path: str | os.PathLike, extensions: Collection[str] = IMAGE_EXTENSIONS) -> bool:
+    """Whether ``path`` ends in one of ``extensions`` (lower case, with the dot), ignoring case."""
+    return Path(path).suffix.lower() in extensions
+
+
+def list_files(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """The files in ``folder`` (and its sub-folders when ``recursive``), sorted; hidden files (name starting
+    with ``.``) are left out."""
+    folder = Path(folder)
+    entries = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in entries if not p.name.startswith(".") and p.is_file())
+
+
+def find_images(
+    folder: str | os.PathLike, recursive: bool = True, *, extensions: Collection[str] = IMAGE_EXTENSIONS
+) -> list[Path]:
+    """The image files in ``folder`` (recursively by default), sorted: the files of :func:`list_files` whose
+    extension is in :data:`IMAGE_EXTENSIONS` (any case).  The one rule for which files of a folder are images,
+    shared by :class:`~medcolor.data.datasets.FolderDataset` and ``medcolor predict``."""
+    return [p for p in list_files(folder, recursive) if has_image_extension(p, extensions)]
