@@ -11,8 +11,6 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "medcolor"
 MAX_LINES = 450
-#: being split into a package (issue 7); remove once it is
-TOO_LONG_FOR_NOW = {"data/datasets.py"}
 
 
 def _modules() -> list[Path]:
@@ -32,8 +30,6 @@ def _imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
 def test_modules_are_small(path: Path) -> None:
-    if str(path.relative_to(SRC)) in TOO_LONG_FOR_NOW:
-        pytest.skip("being split")
     assert len(path.read_text().splitlines()) <= MAX_LINES
 
 

@@ -305,7 +305,6 @@ def check_run_config(cfg: RunConfig) -> None:
     if not cfg.stages:
         raise ConfigError("the run has no stages; give --stages (e.g. color-module,all)")
     names = [n.lower() for n in list_datasets()]
-    names += [] if "synthetic" in names else ["synthetic"]
     if cfg.data.dataset.lower() not in names:
         raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; valid datasets: {', '.join(names)}")
     if cfg.model.colorizer is not None:

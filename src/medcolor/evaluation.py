@@ -227,6 +227,7 @@ def study_level(probs: np.ndarray, targets: np.ndarray, study_ids: np.ndarray) -
 __all__ = [
     "EvaluationResult",
     "MaskedAUROC",
+    "aggregate_by_study",
     "auc_per_label",
     "bootstrap_ci",
     "masked_bce_with_logits",

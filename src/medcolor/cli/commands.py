@@ -175,7 +175,7 @@ def cmd_list(a: argparse.Namespace) -> int:
     print("strategies:")
     for name in STRATEGIES:
         print(f"  {name:<13} {STRATEGIES.get(name).description}")
-    print(f"datasets: {', '.join(list_datasets())}, synthetic")
+    print(f"datasets: {', '.join(list_datasets())}")
     print(f"backbones (E): {len(list_backbones())} torchvision classifiers, e.g. resnet18, densenet121, mobilenet_v2")
     return 0
 
