@@ -85,6 +85,7 @@ class CheXpert(XRayDataset):
         load_size: int | None = None,
         cache: ImageCache | str | os.PathLike | None = None,
         on_missing: str = "error",
+        on_duplicate: str = "error",
         views: str | Sequence[str] | None = ("frontal",),
         policy: str | Mapping[str, str] | None = None,
     ) -> None:
@@ -104,6 +105,7 @@ class CheXpert(XRayDataset):
             load_size=load_size,
             cache=cache,
             on_missing=on_missing,
+            on_duplicate=on_duplicate,
         )
 
     def _load(self, labels: str | Sequence[str] | None) -> Table:
@@ -138,6 +140,7 @@ class CheXpert(XRayDataset):
             label_names=names,
             patient_ids=patients.astype(str),
             study_ids=studies.astype(str),
+            selection=f"views {self.views}" if self.views is not None else "",
             root_hint="root must be the CheXpert folder that contains train/ and valid/ "
             f"(e.g. {self.root / rel[0] if len(rel) and self.root else '...'} was looked for)",
         )
