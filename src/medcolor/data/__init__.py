@@ -33,7 +33,7 @@ from medcolor.data.readers import (
     to_float,
 )
 from medcolor.data.splits import check_no_leak, label_subset, patient_split, subset_draws
-from medcolor.data.summary import label_counts, plot_label_counts
+from medcolor.data.summary import check_images, label_counts, plot_label_counts
 
 __all__ = [
     "CHEXPERT_LABELS",
@@ -53,6 +53,7 @@ __all__ = [
     "SyntheticXrays",
     "XRayDataset",
     "apply_policy",
+    "check_images",
     "check_no_leak",
     "create_dataset",
     "find_images",
