@@ -55,7 +55,8 @@ def test_covid_one_hot_views_and_transform(covid_paths, covid_options) -> None:
             transform=lambda t: t * 2,
             **opts,
         )
-    assert len(ds) == 309 - 4 and ds.label_names  # 4 of the 5 repeated images are PA == ["COVID-19", "No Finding", "SARS"]
+    # 309 PA rows, 4 of them repeats of an earlier PA row
+    assert len(ds) == 309 - 4 and ds.label_names == ["COVID-19", "No Finding", "SARS"]
     ok = ~np.isnan(ds.labels).any(axis=1)
     assert ds.labels[ok].sum(axis=1).max() <= 1  # one-hot (others: all zero)
     item = ds[3]
