@@ -136,6 +136,7 @@ def duplicate_rows(
             "of labels: fix or remove the conflicting rows.",
             sorted(conflict_rows),
         )
+    repeats.sort()
     rep_rows = [int(rows[k]) for k, _ in repeats]
     first = _quote([f"row {rows[k]} repeats row {rows[f]}: {keys[k]!r}" for k, f in repeats], rep_rows)
     if policy != "drop":
