@@ -140,7 +140,8 @@ def check_images(dataset: Any, *, workers: int | None = None, progress: bool = F
     workers = min(os.cpu_count() or 1, 8) if workers is None else workers
     ds = copy.copy(dataset)
     ds.transform = None  # not needed to decode, and may not pickle (a lambda)
-    chunks = [list(range(k, min(k + 64, n))) for k in range(0, n, 64)]
+    step = max(1, min(64, -(-n // (4 * max(workers, 1)))))
+    chunks = [list(range(k, min(k + step, n))) for k in range(0, n, step)]
     failed: list[tuple[int, str]] = []
     bar = tqdm(total=n, disable=not progress, unit="img", desc="check images")
     try:
