@@ -28,6 +28,10 @@ from medcolor.data import CsvDataset
 from medcolor.data.readers import load_reduced, read_image
 from medcolor.errors import DataError, ImageReadError, MedcolorError
 
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Invalid value for VR"),  # pydicom, reading the odd tags written here
+    pytest.mark.filterwarnings("ignore:Corrupt EXIF data"),  # Pillow, reading corrupted TIFFs
+]
 FUZZ = settings(
     max_examples=int(os.environ.get("MEDCOLOR_FUZZ_EXAMPLES", "30")),  # raise it for a deeper run
     deadline=None,

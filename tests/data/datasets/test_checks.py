@@ -57,6 +57,16 @@ def test_paths_leaving_root_are_all_reported_at_construction(tmp_path, images, o
     assert [p.relative_to(images).as_posix() for p in ok.paths] == ["a.png", "b.png", "sub/c.png"]
 
 
+def test_symbolic_links_to_and_inside_root_are_followed(tmp_path, images) -> None:
+    link = tmp_path / "link-to-images"
+    link.symlink_to(images, target_is_directory=True)
+    (images / "linked").symlink_to(tmp_path, target_is_directory=True)  # a link inside root: followed as before
+    csv = _csv(tmp_path, [f"{link / 'a.png'},1", "linked/outside.png,0"])
+    ds = CsvDataset(link, csv, label_columns=["y"])  # root is resolved; the CSV names it through the link
+    assert ds.root == images and [p.name for p in ds.paths] == ["a.png", "outside.png"]
+    assert ds.load_image(1).shape == ds.load_image(0).shape
+
+
 def test_many_escaping_rows_name_the_first_paths_and_every_row(tmp_path, images) -> None:
     csv = _csv(tmp_path, [f"../x{k}.png,1" for k in range(40)])
     with pytest.raises(DataError) as e:
@@ -118,6 +128,12 @@ def test_empty_label_file_and_empty_selection(tmp_path, images, tiny_chexpert) -
         CsvDataset(images, csv, label_columns=["y"])
     with pytest.raises(DataError, match="no rows in"):
         create_dataset("csv", images, csv, label_columns=["y"])
+    from medcolor.config import DataConfig
+    from medcolor.data.bundle import build_data
+
+    cfg = DataConfig(dataset="csv", root=str(images), csv=str(csv), options={"label_columns": ["y"]})
+    with pytest.raises(DataError, match=r"no rows in label file .*labels\.csv"):  # not "patient_split needs..."
+        build_data(cfg)
     csv = _csv(tmp_path, ["a.png,1,PA"], header="path,y,view")
     with pytest.raises(DataError, match=r"csv: no rows in .*labels.csv match view in \['AP'\]"):
         CsvDataset(images, csv, label_columns=["y"], views=["AP"])

@@ -5,7 +5,8 @@ with their paths, and how to fix them):
 
 1. :func:`paths_under_root`: every image path, joined to ``root`` and normalised, stays inside ``root``
    (``../../etc/passwd`` or an absolute path elsewhere is an error whatever ``on_missing`` says).  The check
-   is lexical: symbolic links inside ``root`` are followed when reading, as before.
+   is lexical: symbolic links inside ``root`` are followed when reading, as before, and an absolute path
+   written through a link to ``root`` counts as inside.
 2. :func:`duplicate_rows`: an image listed twice with different labels is always an error; listed twice
    with the same labels it is an error too, unless ``on_duplicate="drop"`` (keep the first row, warn, and
    record the others in ``dataset.skipped``).
@@ -84,6 +85,8 @@ def paths_under_root(rel: Sequence[str], root: Path, rows: np.ndarray, src: str)
     join = os.path.join
     paths = [norm(join(root_str, r)) for r in rel]
     bad = [k for k, (p, r) in enumerate(zip(paths, rel, strict=True)) if not p.startswith(prefix) or "\0" in r]
+    # an absolute path written through a symbolic link to root (root itself is resolved) is inside
+    bad = [k for k in bad if "\0" in rel[k] or not os.path.realpath(paths[k]).startswith(prefix)]
     if bad:
         first = _quote([f"row {rows[k]}: {rel[k]!r}" for k in bad], rows[bad].tolist())
         raise _error(
@@ -142,7 +145,7 @@ def duplicate_rows(
     if policy != "drop":
         raise _error(
             f"{len(repeats)} row(s) of {src} repeat an image listed earlier with the same labels ({first}). "
-            "Remove them, or pass on_duplicate='drop' (data option "
+            "Remove them, or pass on_duplicate='drop' (command line: --option "
             "on_duplicate=drop) to keep the first row of each image.",
             rep_rows,
         )
