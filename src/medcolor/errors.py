@@ -6,9 +6,37 @@ row, column or option at fault and says how to fix it; the command line prints i
 
 from __future__ import annotations
 
+import re
+
+#: How PyTorch re-raises an exception of a DataLoader worker: ``exc_type("Caught X in DataLoader worker
+#: process N.\nOriginal Traceback ...")`` with the worker's whole formatted traceback as the message.
+_RERAISED = re.compile(r"\ACaught \w+ (?P<where>.+?)\.\nOriginal Traceback \(most recent call last\):\n")
+
+
+def _worker_message(text: str, cls: type, where: str) -> str:
+    """The original message of an error re-raised from a DataLoader worker, and where it came from."""
+    marker = f"{cls.__module__}.{cls.__qualname__}: "
+    k = text.rfind(marker)
+    if k >= 0:
+        message = text[k + len(marker) :].strip()
+    else:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        message = lines[-1].strip() if lines else text
+    return f"{message} (raised {where})"
+
 
 class MedcolorError(Exception):
-    """Base class of all user-facing medcolor errors."""
+    """Base class of all user-facing medcolor errors.
+
+    Re-raised by PyTorch from a DataLoader worker, it keeps its class and its own one-line message (plus
+    "raised in DataLoader worker process N") instead of the worker's traceback."""
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str) and args[0].startswith("Caught "):
+            m = _RERAISED.match(args[0])
+            if m is not None:
+                args = (_worker_message(args[0], type(self), m["where"]),)
+        super().__init__(*args)
 
 
 class ConfigError(MedcolorError, ValueError):

@@ -54,7 +54,8 @@ def tiny_chexpert() -> Callable[..., tuple[Path, Path]]:
 @pytest.fixture(scope="session")
 def covid_options() -> dict:
     """How the tests read the COVID collection: COVID-19 anywhere in the comma-separated ``finding``
-    -> 1, ``todo`` -> NaN (unknown), anything else -> 0; patients from ``patientid``."""
+    -> 1, ``todo`` -> NaN (unknown), anything else -> 0; patients from ``patientid``; the 5 rows that repeat
+    an image (same finding, another patient id) dropped."""
     return dict(COVID_OPTIONS)
 
 
@@ -94,6 +95,7 @@ COVID_OPTIONS = {
     "separator": ",",
     "ignore": ["todo"],
     "patient_column": "patientid",
+    "on_duplicate": "drop",
 }
 
 
@@ -106,7 +108,9 @@ def covid_paths(shared_path) -> tuple[Path, Path]:
 def covid(covid_paths: tuple[Path, Path]):
     from medcolor.data import CsvDataset
 
-    return CsvDataset(covid_paths[0], covid_paths[1], **COVID_OPTIONS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DuplicateRowsWarning: tested in test_csv
+        return CsvDataset(covid_paths[0], covid_paths[1], **COVID_OPTIONS)
 
 
 @pytest.fixture(scope="session")

@@ -222,6 +222,37 @@ def test_dicom_without_pixels(tmp_path: Path, write_dicom) -> None:
         read_image(p)
 
 
+@pytest.mark.parametrize("fill", ["all-nan", "all-inf", "one-nan", "one-minus-inf"])
+def test_float_image_with_nan_or_inf_is_an_error_not_a_constant_image(tmp_path: Path, fill: str) -> None:
+    arr = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    if fill.startswith("all"):
+        arr[:] = np.nan if fill == "all-nan" else np.inf
+    else:
+        arr[3, 4] = np.nan if fill == "one-nan" else -np.inf
+    Image.fromarray(arr).save(tmp_path / "f.tif")
+    what = "all pixels" if fill.startswith("all") else "1 of 64 pixels"
+    with pytest.raises(ImageReadError, match=rf"f\.tif: {what} .* NaN or infinite"):
+        read_image(tmp_path / "f.tif")
+    with pytest.raises(ImageReadError, match=r"f\.tif"):
+        load_reduced(tmp_path / "f.tif", 4)  # the reduced path (cache, load_size) too
+
+
+@pytest.mark.parametrize(
+    ("tags", "match"),
+    [
+        ({"slope": 0.0, "intercept": 100.0}, "RescaleSlope is '0.0'"),
+        ({"slope": 0.0, "intercept": 0.0, "center": 100.0, "width": 50.0}, "RescaleSlope is '0.0'"),
+        ({"center": 100.0, "width": float("nan")}, "WindowWidth nan is not finite"),
+        ({"photometric": "PALETTE COLOR"}, "PhotometricInterpretation 'PALETTE COLOR'"),
+        ({"photometric": "RGB"}, "PhotometricInterpretation 'RGB' with one sample"),
+    ],
+)
+def test_dicom_tags_that_would_give_a_wrong_image(tmp_path: Path, write_dicom, tags: dict, match: str) -> None:
+    p = write_dicom(tmp_path / "odd.dcm", PIX12, **tags)
+    with pytest.raises(ImageReadError, match=rf"DICOM {tmp_path}/odd\.dcm: .*{match}"):
+        read_image(p)
+
+
 # ------------------------------------------------------------------------------------------ reducing
 
 

@@ -137,6 +137,20 @@ def cmd_stats(a: argparse.Namespace) -> int:
             f"pixel mean {mean:.4f}, std {std:.4f} (over {min(len(ds), a.max_images)} images; "
             f"use --mean {mean:.4f} --std {std:.4f})"
         )
+    if a.check:
+        from medcolor.data.summary import check_images
+        from medcolor.errors import DataError
+
+        bad = check_images(ds, progress=sys.stderr.isatty())
+        if len(bad):
+            for msg in bad["error"]:
+                print(f"  {msg}", file=sys.stderr)
+            source = ds.csv if ds.csv is not None else ds.root
+            raise DataError(
+                f"{len(bad)} of {len(ds)} images of {source} cannot be read (listed above); "
+                "replace or remove those files (and their label rows) before training"
+            )
+        print(f"check: all {len(ds)} images decode")
     return 0
 
 

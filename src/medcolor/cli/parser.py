@@ -185,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mean-std", action="store_true", help="compute the pixel mean/std for normalisation")
     s.add_argument("--max-images", type=int, default=2000, help="images sampled for --mean-std")
     s.add_argument("--size", type=int, default=320, help="images are reduced to this short side first")
+    s.add_argument(
+        "--check",
+        action="store_true",
+        help="decode every image up front (as training will) and report all that cannot be read (exit 2)",
+    )
 
     d = sub.add_parser("demo", help="the built-in demo: baseline vs color-module on synthetic X-rays")
     d.add_argument("-o", "--output", default="demo-run")

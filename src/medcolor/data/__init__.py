@@ -13,6 +13,7 @@ from medcolor.data.datasets import (
     ChestXray14,
     CheXpert,
     CsvDataset,
+    DuplicateRowsWarning,
     FolderDataset,
     MissingImagesWarning,
     SyntheticXrays,
@@ -32,7 +33,7 @@ from medcolor.data.readers import (
     to_float,
 )
 from medcolor.data.splits import check_no_leak, label_subset, patient_split, subset_draws
-from medcolor.data.summary import label_counts, plot_label_counts
+from medcolor.data.summary import check_images, label_counts, plot_label_counts
 
 __all__ = [
     "CHEXPERT_LABELS",
@@ -45,12 +46,14 @@ __all__ = [
     "CheXpert",
     "ChestXray14",
     "CsvDataset",
+    "DuplicateRowsWarning",
     "FolderDataset",
     "ImageCache",
     "MissingImagesWarning",
     "SyntheticXrays",
     "XRayDataset",
     "apply_policy",
+    "check_images",
     "check_no_leak",
     "create_dataset",
     "find_images",

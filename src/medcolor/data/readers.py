@@ -12,10 +12,13 @@
   window (centre/width, with the DICOM LINEAR / LINEAR_EXACT / SIGMOID functions) maps straight to [0, 1];
   a VOI LUT sequence is applied with pydicom and scaled by the LUT's own value range.  Without any VOI the
   value range of the stored bits (``BitsStored``, ``PixelRepresentation``, after rescale) maps to [0, 1].
-  MONOCHROME1 is inverted last (``1 - x``).  Colour DICOMs use the same luminance weights.
+  MONOCHROME1 is inverted last (``1 - x``).  Colour DICOMs use the same luminance weights
+  (:mod:`medcolor.data.dicom`).
 
 Every failure (missing file, empty file, not an image, truncated data, unsupported compression) raises
-:class:`~medcolor.errors.ImageReadError` naming the file and the problem.
+:class:`~medcolor.errors.ImageReadError` naming the file and the problem; so does an image that would come
+out silently wrong: NaN or infinite pixels (float TIFFs), a DICOM with RescaleSlope 0 or a non-finite
+rescale / window, or a PhotometricInterpretation the reader cannot turn into gray.
 
 :func:`load_reduced` / :func:`reduce_bytes` give the *reduced image* that datasets return with a
 ``load_size`` and that :class:`~medcolor.data.cache.ImageCache` stores: short side reduced to ``size``
@@ -38,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from medcolor.data.dicom import DICOM_EXTENSIONS, decode_dicom, is_dicom
 from medcolor.errors import ImageReadError
 
 __all__ = [
@@ -57,7 +61,6 @@ __all__ = [
     "to_float",
 ]
 
-DICOM_EXTENSIONS = frozenset({".dcm", ".dicom", ".dic"})
 #: File name endings recognised as images (lower case): the one list, used by :func:`find_images` (and so
 #: by :class:`~medcolor.data.datasets.FolderDataset` and by ``medcolor predict`` on a folder).
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"} | DICOM_EXTENSIONS)
@@ -95,13 +98,11 @@ def _read_bytes(path: Path) -> bytes:
         raise ImageReadError(f"cannot read image {path}: it is a directory, not a file") from None
     except OSError as e:
         raise ImageReadError(f"cannot read image {path}: {e.strerror or e}") from None
+    except ValueError as e:  # e.g. an embedded NUL byte
+        raise ImageReadError(f"cannot read image {path!r}: {e}") from None
     if not data:
         raise ImageReadError(f"cannot read image {path}: the file is empty (0 bytes); re-create or remove it")
     return data
-
-
-def _is_dicom(data: bytes, name: str) -> bool:
-    return data[128:132] == b"DICM" or Path(name).suffix.lower() in DICOM_EXTENSIONS
 
 
 def read_image(path: str | os.PathLike, *, return_bits: bool = False) -> np.ndarray | tuple[np.ndarray, int]:
@@ -121,9 +122,15 @@ def decode_image_bytes(data: bytes, name: str = "<bytes>") -> tuple[np.ndarray, 
 
     ``name`` is used in error messages and, for DICOM files without a preamble, its extension.
     """
-    if _is_dicom(data, name):
-        return _decode_dicom(data, name)
-    return _decode_pil(data, name)
+    image, bits = decode_dicom(data, name) if is_dicom(data, name) else _decode_pil(data, name)
+    if image.ndim != 2 or min(image.shape) < 1:
+        raise ImageReadError(f"cannot read image {name}: decoded to an array of shape {image.shape}, not an image")
+    if not np.isfinite(image).all():  # never hand NaN/inf pixels on: they would turn the loss into NaN
+        bad = int((~np.isfinite(image)).sum())
+        raise ImageReadError(
+            f"cannot read image {name}: {bad} of {image.size} pixels are NaN or infinite; fix the file"
+        )
+    return image, bits
 
 
 def _decode_pil(data: bytes, name: str) -> tuple[np.ndarray, int]:
@@ -146,7 +153,14 @@ def _decode_pil(data: bytes, name: str) -> tuple[np.ndarray, int]:
                 return to_float(arr.astype(np.uint16)), 16
             if mode == "F":
                 arr = np.asarray(im, dtype=np.float32)
-                lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+                finite = np.isfinite(arr)
+                if not finite.all():
+                    what = "all" if not finite.any() else f"{int((~finite).sum())} of {arr.size}"
+                    raise ImageReadError(
+                        f"cannot read image {name}: {what} pixels of this floating-point image are NaN or "
+                        "infinite; fix the file (e.g. replace them with the background value)"
+                    )
+                lo, hi = float(arr.min()), float(arr.max())
                 if not (lo >= 0.0 and hi <= 1.0):
                     arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
                 return np.ascontiguousarray(arr, dtype=np.float32), 16
@@ -167,105 +181,6 @@ def _decode_pil(data: bytes, name: str) -> tuple[np.ndarray, int]:
         ) from None
 
 
-# ----------------------------------------------------------------------------------------------- DICOM
-
-
-def _first(value: object) -> float:
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = next(iter(value))  # type: ignore[call-overload]
-    return float(value)  # type: ignore[arg-type]
-
-
-def _window(arr: np.ndarray, center: float, width: float, function: str, name: str) -> np.ndarray:
-    """DICOM PS3.3 C.11.2.1.2 windowing straight to [0, 1]."""
-    function = function.upper()
-    if function == "LINEAR":
-        if width < 1:
-            raise ImageReadError(f"cannot read DICOM {name}: WindowWidth {width} < 1 for a LINEAR window")
-        if width == 1:
-            return (arr > center - 0.5).astype(np.float64)
-        return np.clip((arr - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
-    if width <= 0:
-        raise ImageReadError(f"cannot read DICOM {name}: WindowWidth {width} <= 0")
-    if function == "LINEAR_EXACT":
-        return np.clip((arr - center) / width + 0.5, 0.0, 1.0)
-    if function == "SIGMOID":
-        return 1.0 / (1.0 + np.exp(-4.0 * (arr - center) / width))
-    raise ImageReadError(f"cannot read DICOM {name}: unknown VOILUTFunction {function!r}")
-
-
-def _stored_range(ds: object) -> tuple[float, float]:
-    bits = int(getattr(ds, "BitsStored", 0) or getattr(ds, "BitsAllocated", 16))
-    if int(getattr(ds, "PixelRepresentation", 0)) == 0:
-        lo, hi = 0.0, float(2**bits - 1)
-    else:
-        lo, hi = float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
-    slope = getattr(ds, "RescaleSlope", None)
-    intercept = getattr(ds, "RescaleIntercept", None)
-    if slope is not None or intercept is not None:
-        s = float(slope if slope is not None else 1.0)
-        b = float(intercept if intercept is not None else 0.0)
-        lo, hi = sorted((lo * s + b, hi * s + b))
-    return lo, hi
-
-
-def _decode_dicom(data: bytes, name: str) -> tuple[np.ndarray, int]:
-    import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi
-
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-    except Exception as e:
-        raise ImageReadError(f"cannot read DICOM {name}: {type(e).__name__}: {e}") from None
-    if "PixelData" not in ds:
-        raise ImageReadError(f"cannot read DICOM {name}: it holds no pixel data (PixelData element missing)")
-    try:
-        pixels = ds.pixel_array
-    except Exception as e:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        hint = ""
-        if syntax is not None and getattr(syntax, "is_compressed", False):
-            hint = f" The pixel data is compressed ({syntax.name}); install pylibjpeg / gdcm to decode it."
-        raise ImageReadError(f"cannot decode the pixels of DICOM {name}: {type(e).__name__}: {e}.{hint}") from None
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
-    if frames > 1:
-        raise ImageReadError(f"cannot read DICOM {name}: it has {frames} frames; only single images are supported")
-    if samples == 3:  # pydicom converts YBR to RGB
-        rgb = pixels.astype(np.float64)
-        maxv = float(2 ** int(getattr(ds, "BitsStored", 8)) - 1)
-        gray = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114) / maxv
-        return np.clip(gray, 0, 1).astype(np.float32), (8 if maxv <= 255 else 16)
-    if pixels.ndim != 2:
-        raise ImageReadError(f"cannot read DICOM {name}: unexpected pixel array shape {pixels.shape}")
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
-    stored_bits = int(getattr(ds, "BitsStored", 0) or getattr(ds, "BitsAllocated", 16))
-    try:
-        arr = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
-        if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
-            out = np.asarray(apply_voi(arr, ds, index=0), dtype=np.float64)
-            table = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64)
-            lo, hi = float(table.min()), float(table.max())
-            image = (out - lo) / (hi - lo) if hi > lo else np.zeros_like(out)
-        elif "WindowCenter" in ds and "WindowWidth" in ds and ds.WindowWidth is not None:
-            function = str(getattr(ds, "VOILUTFunction", "LINEAR") or "LINEAR")
-            image = _window(arr, _first(ds.WindowCenter), _first(ds.WindowWidth), function, name)
-        else:
-            if "ModalityLUTSequence" in ds:
-                lo, hi = float(arr.min()), float(arr.max())
-            else:
-                lo, hi = _stored_range(ds)
-            image = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-    except ImageReadError:
-        raise
-    except Exception as e:
-        raise ImageReadError(f"cannot apply the LUTs of DICOM {name}: {type(e).__name__}: {e}") from None
-    image = np.clip(image, 0.0, 1.0)
-    if photometric == "MONOCHROME1":
-        image = 1.0 - image
-    return image.astype(np.float32), (8 if stored_bits <= 8 else 16)
-
-
 def image_bit_depth(path: str | os.PathLike) -> int:
     """8 or 16: the precision of ``path`` (as :func:`read_image` with ``return_bits=True`` reports it),
     read from the header only."""
@@ -275,7 +190,7 @@ def image_bit_depth(path: str | os.PathLike) -> int:
             head = f.read(132)
     except OSError as e:
         raise ImageReadError(f"cannot read image {path}: {e.strerror or e}") from None
-    if _is_dicom(head, str(path)):
+    if is_dicom(head, str(path)):
         import pydicom
 
         try:
@@ -367,7 +282,7 @@ def reduce_bytes(data: bytes, name: str, size: int | None) -> np.ndarray:
     twice the target size are decoded at a reduced DCT scale first, which is much faster for full-size
     X-rays.  16-bit and DICOM sources are reduced in float32 by :func:`reduce_image`.
     """
-    if size is not None and not _is_dicom(data, name):
+    if size is not None and not is_dicom(data, name):
         fast = _reduce_pil_8bit(data, name, size)
         if fast is not None:
             return fast

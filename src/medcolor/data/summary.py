@@ -1,7 +1,10 @@
-"""Label statistics and the paper's Fig. 5-style bar plot of positive / negative / uncertain counts."""
+"""Label statistics, the paper's Fig. 5-style bar plot of positive / negative / uncertain counts, and
+:func:`check_images` (decode every image of a dataset up front: ``medcolor stats --check``)."""
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,7 +16,9 @@ import pandas as pd
 from medcolor.errors import ConfigError, DataError
 from medcolor.utils import atomic_path
 
-__all__ = ["COUNT_COLUMNS", "label_counts", "plot_label_counts"]
+__all__ = ["COUNT_COLUMNS", "check_images", "label_counts", "plot_label_counts"]
+
+log = logging.getLogger(__name__)
 
 COUNT_COLUMNS = ("positive", "negative", "uncertain", "blank")
 
@@ -98,3 +103,66 @@ def plot_label_counts(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     return path
+
+
+_CHECKED: Any = None  # the dataset a check_images worker process decodes from
+
+
+def _init_check(dataset: Any) -> None:
+    global _CHECKED
+    _CHECKED = dataset
+
+
+def _check_chunk(indices: list[int], dataset: Any = None) -> list[tuple[int, str]]:
+    ds = dataset if dataset is not None else _CHECKED
+    failed = []
+    for i in indices:
+        try:
+            ds.load_image(i)
+        except Exception as e:  # report every failure, whatever its kind, instead of stopping at the first
+            failed.append((i, str(e) if isinstance(e, DataError) else f"{type(e).__name__}: {e}"))
+    return failed
+
+
+def check_images(dataset: Any, *, workers: int | None = None, progress: bool = False) -> pd.DataFrame:
+    """Decode every image of ``dataset`` exactly as training will (:meth:`load_image`: at its ``load_size``,
+    from its cache when it has one) and return the ones that fail: a DataFrame with ``index``,
+    ``source_row``, ``path`` and ``error`` (the message names the file and its row), empty when all decode.
+
+    ``workers``: decoding processes (default ``min(cpu_count, 8)``; 0 or 1: this process)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    if getattr(dataset, "root", None) is None:
+        raise DataError(f"this {dataset.name} dataset has no root (labels only): there are no images to check")
+    n = len(dataset)
+    workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+    ds = copy.copy(dataset)
+    ds.transform = None  # not needed to decode, and may not pickle (a lambda)
+    step = max(1, min(64, -(-n // (4 * max(workers, 1)))))
+    chunks = [list(range(k, min(k + step, n))) for k in range(0, n, step)]
+    failed: list[tuple[int, str]] = []
+    bar = tqdm(total=n, disable=not progress, unit="img", desc="check images")
+    try:
+        if workers <= 1 or len(chunks) < 2:
+            for c in chunks:
+                failed += _check_chunk(c, ds)
+                bar.update(len(c))
+        else:
+            with ProcessPoolExecutor(max_workers=workers, initializer=_init_check, initargs=(ds,)) as ex:
+                for c, res in zip(chunks, ex.map(_check_chunk, chunks), strict=True):
+                    failed += res
+                    bar.update(len(c))
+    finally:
+        bar.close()
+    idx = [i for i, _ in failed]
+    log.debug("check_images: %d of %d images failed to decode", len(idx), n)
+    return pd.DataFrame(
+        {
+            "index": pd.Series(idx, dtype=np.int64),
+            "source_row": pd.Series(dataset.meta["source_row"].to_numpy()[idx], dtype=np.int64),
+            "path": pd.Series([str(dataset.paths[i]) for i in idx], dtype=object),
+            "error": pd.Series([m for _, m in failed], dtype=object),
+        }
+    )

@@ -53,8 +53,25 @@ def test_chexpert_ids_paths_views(chexpert_all, chexpert_csv: Path) -> None:
         ds[0]
 
 
-def test_chexpert_frontal_default(chexpert_csv: Path, chexpert_all) -> None:
-    frontal = CheXpert(csv=chexpert_csv, labels=["Edema", "No Finding"])  # views=("frontal",) by default
+def test_chexpert_views_default_all_as_the_paper(chexpert_csv: Path, chexpert_all) -> None:
+    """The paper counts every radiograph, frontal and lateral: the default, and what the paper config asks."""
+    from medcolor.config import RunConfig
+    from medcolor.data.splits import label_subset
+
+    default = CheXpert(csv=chexpert_csv, labels=["Edema"])
+    assert len(default) == len(chexpert_all) == 223414
+    assert default.meta["Frontal/Lateral"].value_counts().to_dict() == {"Frontal": 191027, "Lateral": 32387}
+    paper_cfg = Path(__file__).resolve().parents[3] / "configs" / "examples" / "chexpert-paper.yaml"
+    options = RunConfig.from_yaml(paper_cfg).data.options
+    assert options["views"] == "all" and options["policy"] == "paper"
+    paper = CheXpert(csv=chexpert_csv, **options)
+    assert len(paper) == 223414 and paper.label_names == list(PAPER_LABELS)
+    assert len(label_subset(paper.raw_labels, fraction=0.001, seed=0)) == 223  # the paper's 224 is 0.1 % of 224,316
+    assert len(CheXpert(csv=chexpert_csv, views="lateral", labels=["Edema"])) == 32387
+
+
+def test_chexpert_frontal(chexpert_csv: Path, chexpert_all) -> None:
+    frontal = CheXpert(csv=chexpert_csv, labels=["Edema", "No Finding"], views="frontal")
     assert frontal.label_names == ["Edema", "No Finding"]
     assert len(frontal) == int((chexpert_all.meta["Frontal/Lateral"] == "Frontal").sum()) == 191027
     assert set(frontal.meta["Frontal/Lateral"]) == {"Frontal"}

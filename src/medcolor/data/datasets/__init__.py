@@ -5,7 +5,8 @@ module              its one job
 ==================  =============================================================================
 ``labels``          label files (line numbers for messages), raw labels, the uncertainty policies
                     (U-Ones / U-Zeros / U-Ignore) and the paper's five labels and per-label policy
-``base``            :class:`XRayDataset` (the public fields, missing images, loading, subsets, cache),
+``checks``          the row checks at construction: paths inside root, duplicates, missing images
+``base``            :class:`XRayDataset` (the public fields, loading, subsets, cache),
                     the registry, :func:`create_dataset`, :func:`list_datasets`
 ``chexpert``        CheXpert (Irvin et al. 2019)
 ``chestxray14``     ChestX-ray14 (NIH)
@@ -23,7 +24,9 @@ from __future__ import annotations
 
 from medcolor.data.datasets.base import (
     DATASETS,
+    ON_DUPLICATE,
     ON_MISSING,
+    DuplicateRowsWarning,
     MissingImagesWarning,
     XRayDataset,
     create_dataset,
@@ -48,6 +51,7 @@ __all__ = [
     "MURA_BODY_PARTS",
     "NIH_LABELS",
     "NIH_PAPER_LABELS",
+    "ON_DUPLICATE",
     "ON_MISSING",
     "PAPER_LABELS",
     "PAPER_POLICY",
@@ -56,6 +60,7 @@ __all__ = [
     "CheXpert",
     "ChestXray14",
     "CsvDataset",
+    "DuplicateRowsWarning",
     "FolderDataset",
     "MissingImagesWarning",
     "SyntheticXrays",

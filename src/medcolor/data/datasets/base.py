@@ -1,7 +1,7 @@
 """The base class of every X-ray dataset, the dataset registry and :func:`create_dataset`.
 
 Every dataset is built as ``Cls(root=None, csv=None, *, split=..., labels=None, transform=None,
-load_size=None, cache=None, on_missing="error", **dataset_specific)`` and exposes:
+load_size=None, cache=None, on_missing="error", on_duplicate="error", **dataset_specific)`` and exposes:
 
 ==================  ==================================================================================
 ``name``            its registry name: ``"chexpert"``, ``"chestxray14"``, ``"mura"``, ``"csv"``, ``"folder"``
@@ -17,13 +17,20 @@ load_size=None, cache=None, on_missing="error", **dataset_specific)`` and expose
                     path; for CheXpert without its first ``CheXpert-v1.0*/`` component)
 ``meta``            DataFrame, one row per sample: the source CSV row plus ``source_row``, its 1-based line
                     number in the file (header = line 1), which error messages quote
-``skipped``         DataFrame (source_row, path, reason) of rows dropped for missing images; empty if none
+``skipped``         DataFrame (source_row, path, reason) of rows dropped (missing image, duplicate); empty if none
 ``patients_known``  False when patient ids are stand-ins (each image its own patient): splits may then leak
-``transform``, ``load_size``, ``cache``, ``split``, ``on_missing``, ``cache_misses``
+``transform``, ``load_size``, ``cache``, ``split``, ``on_missing``, ``on_duplicate``, ``cache_misses``
 ==================  ==================================================================================
 
 ``dataset[i]`` is ``{"image": (1, H, W) float32 in [0, 1] (then through ``transform``), "target": (L,)
 float32 (row i of ``labels``), "index": i}``.
+
+Rows are checked at construction (:mod:`medcolor.data.datasets.checks`), each check listing *all* the
+offending rows of the label file at once: a file with no (selected) rows is a DataError; every image path
+must stay inside ``root`` (``..`` or an absolute path elsewhere is a DataError, whatever ``on_missing``);
+an image listed twice with different labels is a DataError, and with the same labels too unless
+``on_duplicate="drop"`` (keeps the first row, warns with :class:`DuplicateRowsWarning`, lists the others in
+``dataset.skipped``).
 
 Missing images (``on_missing``):
 
@@ -33,7 +40,8 @@ Missing images (``on_missing``):
   :class:`MissingImagesWarning` names the count and the first rows.
 * ``"present"``: for an image folder that holds only part of a dataset on purpose (e.g. 1000 of the 112,120
   ChestX-ray14 images): keeps the rows whose image is present and warns once with the number dropped; the
-  dropped rows are in ``dataset.skipped`` too.  Nothing is ever dropped silently.
+  dropped rows are in ``dataset.skipped`` too.  Nothing is ever dropped silently; a root that holds none
+  of the images is a DataError with any policy.
 
 ``load_size``: when set, :meth:`~XRayDataset.load_image` returns the *reduced image*: the short side
 reduced to ``load_size`` (antialiased, aspect kept; smaller images are **not** upscaled, so the short side
@@ -43,15 +51,14 @@ uint8/uint16 like the source and back to float32.  This is exactly what
 Without ``load_size`` images are returned at full resolution.
 
 A dataset subclass implements ``_load(labels) -> Table`` (the rows, labels and ids read from its files)
-and registers itself with ``@DATASETS.register("name")``; the base class checks the files, handles missing
-images and sets the public fields.
+and registers itself with ``@DATASETS.register("name")``; the base class checks the rows and files
+(:mod:`~medcolor.data.datasets.checks`) and sets the public fields.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +70,17 @@ import torch
 from torch.utils.data import Dataset
 
 from medcolor.data.cache import ImageCache
+from medcolor.data.datasets.checks import (
+    ON_DUPLICATE,
+    ON_MISSING,
+    DuplicateRowsWarning,
+    MissingImagesWarning,
+    duplicate_rows,
+    empty_skipped,
+    existing,
+    missing_rows,
+    paths_under_root,
+)
 from medcolor.data.datasets.labels import as_str_array
 from medcolor.data.readers import load_reduced, read_image, to_float
 from medcolor.errors import ConfigError, DataError, ImageReadError
@@ -70,7 +88,9 @@ from medcolor.registry import Registry
 
 __all__ = [
     "DATASETS",
+    "ON_DUPLICATE",
     "ON_MISSING",
+    "DuplicateRowsWarning",
     "MissingImagesWarning",
     "Table",
     "XRayDataset",
@@ -79,29 +99,6 @@ __all__ = [
 ]
 
 DATASETS: Registry[type[XRayDataset]] = Registry("dataset")
-ON_MISSING = ("error", "skip", "present")
-
-
-class MissingImagesWarning(UserWarning):
-    """Rows were dropped because their image file is missing (``on_missing="skip"`` / ``"present"``)."""
-
-
-def _existing(paths: Sequence[str]) -> np.ndarray:
-    """Which paths exist; lists each folder once (fast for 100k+ files)."""
-    listing: dict[str, set[str] | None] = {}
-    out = np.zeros(len(paths), dtype=bool)
-    split = os.path.split
-    for k, p in enumerate(paths):
-        parent, base = split(p)
-        names = listing.get(parent, False)
-        if names is False:
-            try:
-                names = set(os.listdir(parent))
-            except OSError:
-                names = None
-            listing[parent] = names
-        out[k] = names is not None and base in names
-    return out
 
 
 @dataclass
@@ -117,6 +114,8 @@ class Table:
     study_ids: np.ndarray | None = None
     check_files: bool = True
     root_hint: str = ""
+    #: the row selection ``_load`` applied (e.g. "views ['lateral']"), quoted when it leaves no rows
+    selection: str = ""
 
 
 class XRayDataset(Dataset):
@@ -146,9 +145,12 @@ class XRayDataset(Dataset):
         load_size: int | None = None,
         cache: ImageCache | str | os.PathLike | None = None,
         on_missing: str = "error",
+        on_duplicate: str = "error",
     ) -> None:
         if on_missing not in ON_MISSING:
             raise ConfigError(f"on_missing must be one of {ON_MISSING}, not {on_missing!r}")
+        if on_duplicate not in ON_DUPLICATE:
+            raise ConfigError(f"on_duplicate must be one of {ON_DUPLICATE}, not {on_duplicate!r}")
         if load_size is not None and (isinstance(load_size, bool) or not isinstance(load_size, int) or load_size < 1):
             raise ConfigError(f"load_size must be a positive int or None, not {load_size!r}")
         self.root: Path | None = None
@@ -160,36 +162,20 @@ class XRayDataset(Dataset):
         self.csv: Path | None = Path(csv).expanduser() if csv is not None else None
         self.split = split
         self.on_missing = on_missing
+        self.on_duplicate = on_duplicate
         self.transform = transform
         self.load_size = load_size
         self.cache_misses = 0
 
         table = self._load(labels)
         meta = table.meta.reset_index(drop=True)
-        rel = list(table.rel_paths)
-        if self.root is not None:
-            root_str = str(self.root)
-            paths = [os.path.join(root_str, r) for r in rel]
-        else:
-            paths = rel
-        keep = np.ones(len(paths), dtype=bool)
-        skipped = pd.DataFrame(
-            {
-                "source_row": pd.Series([], dtype=np.int64),
-                "path": pd.Series([], dtype=object),
-                "reason": pd.Series([], dtype=object),
-            }
-        )
-        if self.root is not None and table.check_files and len(paths):
-            keep = _existing(paths)
-            if not keep.all():
-                skipped = self._handle_missing(paths, meta, keep, table.root_hint)
+        keep, paths, skipped = self._check_rows(table, meta)
         idx = np.flatnonzero(keep)
         self.label_names: list[str] = list(table.label_names)
         self.raw_labels: np.ndarray = np.ascontiguousarray(table.raw_labels[idx], dtype=np.float32)
         self.labels: np.ndarray = np.ascontiguousarray(table.labels[idx], dtype=np.float32)
         self.patient_ids: np.ndarray = np.asarray(table.patient_ids)[idx]
-        study = table.study_ids if table.study_ids is not None else as_str_array(rel)
+        study = table.study_ids if table.study_ids is not None else as_str_array(table.rel_paths)
         self.study_ids: np.ndarray = np.asarray(study)[idx]
         self._path_strs: list[str] = [paths[i] for i in idx]
         self._paths: list[Path] | None = None
@@ -208,39 +194,39 @@ class XRayDataset(Dataset):
 
     # ---------------------------------------------------------------- construction helpers
 
-    def _handle_missing(self, paths: list[str], meta: pd.DataFrame, present: np.ndarray, hint: str) -> pd.DataFrame:
-        missing = np.flatnonzero(~present)
-        rows = meta["source_row"].to_numpy()
-        n, total = len(missing), len(paths)
-        skipped = pd.DataFrame(
-            {
-                "source_row": rows[missing].astype(np.int64),
-                "path": [paths[i] for i in missing],
-                "reason": "image file not found",
-            }
-        )
-        first = "; ".join(f"row {rows[i]}: {paths[i]}" for i in missing[:5])
+    def _check_rows(self, table: Table, meta: pd.DataFrame) -> tuple[np.ndarray, list[str], pd.DataFrame]:
+        """The checks of :mod:`~medcolor.data.datasets.checks`: rows present, paths inside root, duplicates,
+        missing images.  Returns (rows kept, image paths of all rows, skipped rows)."""
+        rel = [str(r) for r in table.rel_paths]
         src = self._source_name()
-        if self.on_missing == "error":
-            extra = f" None of the images were found: {hint}" if n == total and hint else ""
-            raise DataError(
-                f"{n} of {total} images listed in {src} are missing under root {self.root} ({first}"
-                f'{"; ..." if n > 5 else ""}).{extra} Pass on_missing="skip" to drop those rows (listed in '
-                'dataset.skipped), or on_missing="present" when the folder holds only part of the dataset.'
-            )
-        if self.on_missing == "skip":
-            msg = (
-                f"{self.name}: skipped {n} of {total} rows of {src} whose image is missing ({first}"
-                f"{'; ...' if n > 5 else ''}); dataset.skipped lists them all"
-            )
-        else:
-            msg = (
-                f"{self.name}: root {self.root} holds images for {total - n:,} of the {total:,} rows of "
-                f"{src}; "
-                f"using those, dropped {n:,} rows (dataset.skipped lists them)"
-            )
-        warnings.warn(msg, MissingImagesWarning, stacklevel=4)
-        return skipped
+        rows = meta["source_row"].to_numpy()
+        if not rel:
+            how = f" match {table.selection}" if table.selection else ""
+            raise DataError(f"{self.name}: no rows in {src}{how}; check the file and the dataset options")
+        if self.root is not None:
+            paths = keys = paths_under_root(rel, self.root, rows, src)
+        else:  # labels only: the paths as written
+            paths, keys = rel, [os.path.normpath(r) for r in rel]
+        keep, skipped = duplicate_rows(keys, table.raw_labels, table.label_names, rows, src, self.on_duplicate)
+        if self.root is not None and table.check_files:
+            kept = np.flatnonzero(keep)
+            present = existing([paths[i] for i in kept])
+            if not present.all():
+                missing = missing_rows(
+                    [paths[i] for i in kept],
+                    rows[kept],
+                    present,
+                    name=self.name,
+                    src=src,
+                    root=self.root,
+                    hint=table.root_hint,
+                    policy=self.on_missing,
+                )
+                keep[kept[~present]] = False
+                skipped = pd.concat([skipped, missing], ignore_index=True) if len(skipped) else missing
+        if not len(skipped):
+            skipped = empty_skipped()
+        return keep, paths, skipped
 
     def _set_cache(self, cache: ImageCache | str | os.PathLike | None) -> None:
         if cache is None:

@@ -71,6 +71,7 @@ class ChestXray14(XRayDataset):
         load_size: int | None = None,
         cache: ImageCache | str | os.PathLike | None = None,
         on_missing: str = "error",
+        on_duplicate: str = "error",
         split_lists: str | os.PathLike | None = None,
     ) -> None:
         self._check_split(split)
@@ -101,6 +102,7 @@ class ChestXray14(XRayDataset):
             load_size=load_size,
             cache=cache,
             on_missing=on_missing,
+            on_duplicate=on_duplicate,
         )
 
     def _load(self, labels: str | Sequence[str] | None) -> Table:
@@ -138,5 +140,6 @@ class ChestXray14(XRayDataset):
             label_names=names,
             patient_ids=as_str_array(df["Patient ID"].tolist()),
             study_ids=index.to_numpy(dtype=str),
+            selection=f"split {self.split!r} ({self.split_lists})" if self.split != "all" else "",
             root_hint="root must be the folder that holds the PNG files themselves (flat, named like 00000001_000.png)",
         )

@@ -1,6 +1,7 @@
 """CheXpert (Irvin et al. 2019) from its official label files, with the U-Ones / U-Zeros / U-Ignore policies.
 
-The paper trains on CheXpert's five observations (:data:`~medcolor.data.datasets.labels.PAPER_LABELS`) with its
+The paper trains on all of CheXpert's radiographs, frontal and lateral (``views="all"``, the default), on its
+five observations (:data:`~medcolor.data.datasets.labels.PAPER_LABELS`) with its
 per-label uncertainty policy (:data:`~medcolor.data.datasets.labels.PAPER_POLICY`, applied by
 :func:`~medcolor.data.datasets.labels.apply_policy`); any of the 14 :data:`CHEXPERT_LABELS` can be asked for.
 """
@@ -64,8 +65,11 @@ class CheXpert(XRayDataset):
 
     ``root`` is the dataset folder that contains ``train/`` and ``valid/`` (e.g. ``CheXpert-v1.0-small``);
     the CSV paths' first component (``CheXpert-v1.0-small/`` or ``CheXpert-v1.0/``) is stripped and the rest
-    resolved against it.  ``csv`` defaults to ``root/{split}.csv``.  ``views``: ``("frontal",)`` (default),
-    ``("lateral",)`` or ``"all"``, filtering the ``Frontal/Lateral`` column.  ``policy``: see
+    resolved against it.  ``csv`` defaults to ``root/{split}.csv``.  ``views`` filters the ``Frontal/Lateral``
+    column: ``"all"`` (default: frontal and lateral, the paper's image set), ``"frontal"`` or ``"lateral"``.
+    In the official ``train.csv`` that is 223,414 images (all), 191,027 (frontal) or 32,387 (lateral); the
+    paper's 224,316 radiographs are the whole CheXpert release, train.csv being 223,414 of them, so its "0.1 %
+    (224 images)" is ``subset: 224`` (a fraction 0.001 of train.csv gives 223).  ``policy``: see
     :func:`apply_policy` (default: the paper's per-label policy).  Default labels: :data:`PAPER_LABELS`;
     any of :data:`CHEXPERT_LABELS` on request.  Patient id ``patientNNNNN`` and study id
     ``patientNNNNN/studyK`` come from the path.
@@ -85,7 +89,8 @@ class CheXpert(XRayDataset):
         load_size: int | None = None,
         cache: ImageCache | str | os.PathLike | None = None,
         on_missing: str = "error",
-        views: str | Sequence[str] | None = ("frontal",),
+        on_duplicate: str = "error",
+        views: str | Sequence[str] | None = "all",
         policy: str | Mapping[str, str] | None = None,
     ) -> None:
         self._check_split(split)
@@ -104,6 +109,7 @@ class CheXpert(XRayDataset):
             load_size=load_size,
             cache=cache,
             on_missing=on_missing,
+            on_duplicate=on_duplicate,
         )
 
     def _load(self, labels: str | Sequence[str] | None) -> Table:
@@ -138,6 +144,7 @@ class CheXpert(XRayDataset):
             label_names=names,
             patient_ids=patients.astype(str),
             study_ids=studies.astype(str),
+            selection=f"views {self.views}" if self.views is not None else "",
             root_hint="root must be the CheXpert folder that contains train/ and valid/ "
             f"(e.g. {self.root / rel[0] if len(rel) and self.root else '...'} was looked for)",
         )

@@ -61,6 +61,7 @@ class CsvDataset(XRayDataset):
         load_size: int | None = None,
         cache: ImageCache | str | os.PathLike | None = None,
         on_missing: str = "error",
+        on_duplicate: str = "error",
         path_column: str = "path",
         label_columns: Sequence[str] | None = None,
         category_column: str | None = None,
@@ -108,6 +109,7 @@ class CsvDataset(XRayDataset):
             load_size=load_size,
             cache=cache,
             on_missing=on_missing,
+            on_duplicate=on_duplicate,
         )
 
     def _cells(self, s: pd.Series) -> list[list[str] | None]:
@@ -138,11 +140,14 @@ class CsvDataset(XRayDataset):
                 f"{self.csv}: row {df['source_row'].iloc[k]}, column {self.path_column!r} is blank "
                 f"({int(blank_path.sum())} such rows); every row needs an image path"
             )
+        sel = []
         if self.views is not None:
+            sel.append(f"{self.view_column} in {self.views}")
             wanted = {str(v).lower() for v in self.views}
             keep = df[self.view_column].astype("string").str.lower().isin(wanted).fillna(False).to_numpy(bool)
             df = df[keep]
         if self.split is not None:
+            sel.append(f"{self.split_column} == {self.split!r}")
             df = df[(df[self.split_column].astype(str) == str(self.split)).to_numpy()]
 
         if self.label_columns is not None:
@@ -180,6 +185,7 @@ class CsvDataset(XRayDataset):
             label_names=names,
             patient_ids=patients,
             study_ids=studies,
+            selection=" and ".join(sel),
         )
 
     def _categorical(self, df: pd.DataFrame, labels: str | Sequence[str] | None) -> tuple[np.ndarray, list[str]]:

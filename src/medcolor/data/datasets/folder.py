@@ -65,6 +65,7 @@ class FolderDataset(XRayDataset):
         load_size: int | None = None,
         cache: ImageCache | str | os.PathLike | None = None,
         on_missing: str = "error",
+        on_duplicate: str = "error",
         classes: Sequence[str] | None = None,
         positive_class: str | None = None,
         patient_regex: str | None = None,
@@ -100,6 +101,7 @@ class FolderDataset(XRayDataset):
             load_size=load_size,
             cache=cache,
             on_missing=on_missing,
+            on_duplicate=on_duplicate,
         )
 
     def _source_name(self) -> str:

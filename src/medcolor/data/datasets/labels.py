@@ -105,8 +105,8 @@ def read_label_csv(
     what: str = "label file",
 ) -> pd.DataFrame:
     """Read a (possibly .gz/.bz2/.xz compressed) CSV and add ``source_row``: each record's 1-based line in
-    the file (header = line 1).  Raises :class:`DataError` naming the file when it is missing or
-    unparsable."""
+    the file (header = line 1).  Raises :class:`DataError` naming the file when it is missing, unparsable
+    or holds no rows."""
     path = Path(path)
     data = _read_file_bytes(path, what)
     try:
@@ -123,6 +123,8 @@ def read_label_csv(
         raise DataError(f"{what} {path} is empty") from None
     except (pd.errors.ParserError, ValueError) as e:
         raise DataError(f"cannot parse {what} {path} as CSV: {e}") from None
+    if len(df) == 0:
+        raise DataError(f"no rows in {what} {path} (only a header line); add rows or pass the right file")
     df["source_row"] = _record_lines(data, len(df), header)
     return df
 

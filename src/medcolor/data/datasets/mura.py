@@ -74,6 +74,7 @@ class MURA(XRayDataset):
         load_size: int | None = None,
         cache: ImageCache | str | os.PathLike | None = None,
         on_missing: str = "error",
+        on_duplicate: str = "error",
         body_parts: str | Sequence[str] | None = ("XR_SHOULDER",),
         studies_csv: str | os.PathLike | None = None,
     ) -> None:
@@ -98,6 +99,7 @@ class MURA(XRayDataset):
             load_size=load_size,
             cache=cache,
             on_missing=on_missing,
+            on_duplicate=on_duplicate,
         )
 
     def _load(self, labels: str | Sequence[str] | None) -> Table:
@@ -158,6 +160,7 @@ class MURA(XRayDataset):
             label_names=names,
             patient_ids=patient.to_numpy(dtype=str),
             study_ids=study.to_numpy(dtype=str),
+            selection=f"body_parts {self.body_parts}" if self.body_parts is not None else "",
             root_hint="root must be the folder that contains MURA-v1.1/",
         )
 

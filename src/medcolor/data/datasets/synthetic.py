@@ -158,6 +158,7 @@ class SyntheticXrays(CsvDataset):
         load_size: int | None = None,
         cache: ImageCache | str | os.PathLike | None = None,
         on_missing: str = "error",
+        on_duplicate: str = "error",
         n: int = 600,
         image_size: int = 64,
         seed: int = 0,
@@ -184,5 +185,6 @@ class SyntheticXrays(CsvDataset):
             load_size=load_size,
             cache=cache,
             on_missing=on_missing,
+            on_duplicate=on_duplicate,
             **{**CSV_OPTIONS, **csv_options},
         )
