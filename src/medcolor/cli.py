@@ -189,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", dest="progress", action="store_false")
 
     sub.add_parser("list", help="the registered colorizers (with parameters and GFLOPs), strategies, datasets")
+    from medcolor.study.cli import add_parser as add_study_parser
+
+    add_study_parser(sub)
     return ap
 
 
@@ -509,6 +512,7 @@ COMMANDS = {
     "stats": cmd_stats,
     "demo": cmd_demo,
     "list": cmd_list,
+    "study": lambda a: __import__("medcolor.study.cli", fromlist=["run"]).run(a),
 }
 
 
