@@ -10,9 +10,10 @@ The cost model counts floating-point operations and divides them by an assumed s
   part, plus an input-gradient pass through E when T (in front of it) trains.  A frozen-E ``baseline``
   step is thus about one forward pass, ``all`` about three;
 * a stage is ``iterations x batch x world size`` images (``epochs`` need the training-set size:
-  ``estimate.train_images`` in the spec, then the subset); an LR range test (``lr: find``) adds its
-  ``num_training`` steps; each validation is a forward pass over the validation images, and the final
-  test one over the test images (both only when ``estimate`` gives their sizes);
+  ``estimate.train_images`` in the spec — one number, or one per dataset name — less the val/test
+  fractions, then the subset); an LR range test (``lr: find``) adds its ``num_training`` steps; each
+  validation is a forward pass over the validation images, and the final test one over the test images
+  (fractions of ``train_images``, or ``estimate.val_images`` / ``test_images`` for official splits);
 * GPU-seconds = FLOPs / (``tflops`` x 10^12).  The default, 20 TFLOP/s sustained, is an assumption,
   not a measurement: roughly what ResNet-sized CNNs reach end to end in mixed precision on an
   A100-class GPU at batch 16-64 (a few % to ~10 % of its bf16 peak once data loading, small batches and
@@ -83,15 +84,15 @@ def _split_size(value: Any, images: float | None, explicit: float | None) -> flo
     return None
 
 
-def estimate_run(cfg: RunConfig, estimate: dict[str, float] | None = None) -> dict[str, Any]:
+def estimate_run(cfg: RunConfig, estimate: dict[str, Any] | None = None) -> dict[str, Any]:
     """Iterations per stage and estimated FLOPs / GPU-hours of one run (see the module docstring)."""
     from medcolor.colorizers import COLORIZERS
     from medcolor.strategies import get_strategy
 
-    est = estimate or {}
-    tflops = float(est.get("tflops", DEFAULT_TFLOPS))
-    notes: list[str] = []
     d = cfg.data
+    est = {k: (v.get(d.dataset.lower()) if isinstance(v, dict) else v) for k, v in (estimate or {}).items()}
+    tflops = float(est.get("tflops") or DEFAULT_TFLOPS)
+    notes: list[str] = []
     pool = est.get("train_images")
     val_frac = d.val if isinstance(d.val, float) else 0.0
     test_frac = d.test if isinstance(d.test, float) else 0.0

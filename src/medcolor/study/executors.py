@@ -355,9 +355,8 @@ class SubmititExecutor:
             if not cells:
                 continue
             jobs = self.submit(study_dir, cells, f"{plan.study}-L{i}")
-            report_ids = ", ".join(sorted({str(j.job_id).split("_")[0] for j in jobs}))
-            for c in cells:
-                report(c, "submitted", f"level {i}, job {report_ids}")
+            for c, job in zip(cells, jobs, strict=True):
+                report(c, "submitted", f"dependency level {i}, job {job.job_id}")
             for c, job in zip(cells, jobs, strict=True):
                 try:
                     st = job.result()

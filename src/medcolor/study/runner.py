@@ -215,7 +215,8 @@ def process_rank() -> int:
 
 @contextlib.contextmanager
 def _output_to(path: Path, capture: bool) -> Iterator[None]:
-    """Send this process's stdout/stderr (file descriptors 1 and 2) to ``path`` for the duration."""
+    """Send this process's output to ``path`` for the duration: file descriptors 1 and 2 (C libraries,
+    subprocesses) and ``sys.stdout`` / ``sys.stderr`` (Python, even when they were replaced)."""
     if not capture:
         yield
         return
@@ -227,14 +228,17 @@ def _output_to(path: Path, capture: bool) -> Iterator[None]:
     try:
         os.dup2(fd, 1)
         os.dup2(fd, 2)
-        yield
+        with (
+            open(path, "a", buffering=1, encoding="utf-8", errors="replace") as f,
+            contextlib.redirect_stdout(f),
+            contextlib.redirect_stderr(f),
+        ):
+            yield
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
-        for f in (fd, *saved):
-            os.close(f)
+        for x in (fd, *saved):
+            os.close(x)
 
 
 def _train(cfg: Any) -> None:

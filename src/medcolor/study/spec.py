@@ -175,7 +175,7 @@ class Spec:
     transfers: dict[str, TransferSpec] = field(default_factory=dict)
     executor: dict[str, Any] = field(default_factory=dict)
     resources: Resources = field(default_factory=Resources)
-    estimate: dict[str, float] = field(default_factory=dict)
+    estimate: dict[str, Any] = field(default_factory=dict)
     text: str = ""
     lines: dict[tuple, int] = field(default_factory=dict)
 
@@ -311,6 +311,11 @@ def _as_values(spec: Spec, key: str, raw: Any, path: tuple) -> list[Value]:
     if isinstance(raw, list):
         vals = [Value(label_of(key, v), v, spec.lines.get((*path, i), line)) for i, v in enumerate(raw)]
     elif isinstance(raw, dict):
+        if key == "stages":
+            raise SpecError(
+                f"{spec.at(*path)}: stages: give the alternatives as a list (the table shows their strategies); "
+                "vary stage options with stages.<option> keys"
+            )
         vals = [Value(str(n), v, spec.lines.get((*path, n), line)) for n, v in raw.items()]
     else:
         vals = [Value(label_of(key, raw), raw, line)]
@@ -538,19 +543,31 @@ def _parse_resources(spec: Spec, d: Any) -> Resources:
     return r
 
 
-def _parse_estimate(spec: Spec, d: Any) -> dict[str, float]:
+def _parse_estimate(spec: Spec, d: Any) -> dict[str, Any]:
+    """``estimate:`` sizes (a number, or a mapping dataset name -> number for studies over several
+    datasets) and the assumed ``tflops``."""
     if not isinstance(d, dict):
         raise SpecError(f"{spec.at('estimate')}: estimate: expected a mapping (train_images:, tflops:...)")
-    out = {}
+    out: dict[str, Any] = {}
+
+    def positive(v: Any) -> bool:
+        return not isinstance(v, bool) and isinstance(v, int | float) and v > 0
+
     for k, v in d.items():
         if k not in ESTIMATE_KEYS:
             raise SpecError(
                 f"{spec.at('estimate', k)}: estimate: unknown key {k!r}.{did_you_mean(str(k), ESTIMATE_KEYS)} "
                 f"Valid keys: {', '.join(ESTIMATE_KEYS)}"
             )
-        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0:
-            raise SpecError(f"{spec.at('estimate', k)}: estimate.{k}: expected a positive number, got {v!r}")
-        out[k] = float(v)
+        if isinstance(v, dict) and k != "tflops" and v and all(positive(x) for x in v.values()):
+            out[k] = {str(name).lower(): float(x) for name, x in v.items()}
+        elif positive(v):
+            out[k] = float(v)
+        else:
+            raise SpecError(
+                f"{spec.at('estimate', k)}: estimate.{k}: expected a positive number"
+                f"{'' if k == 'tflops' else ' or a mapping of dataset name -> number'}, got {v!r}"
+            )
     return out
 
 
