@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import pickle
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
 from study_helpers import BASE, write_spec
 
-from medcolor.study.executors import CellJob, SubmititExecutor, make_executor, submitit_parameters
+import medcolor
+from medcolor.study.executors import CellJob, LocalExecutor, SubmititExecutor, make_executor, submitit_parameters
 from medcolor.study.plan import expand
-from medcolor.study.results import read_results
+from medcolor.study.results import StudyError, read_results
 from medcolor.study.runner import prepare_study_dir, run_study
 from medcolor.study.spec import Resources, load_spec
 
@@ -110,3 +112,35 @@ def test_submitit_parameters():
     }
     local = submitit_parameters(Resources(gpus=2, partition="p", qos="high"), "local", "s")
     assert local["tasks_per_node"] == 2 and not any(k.startswith("slurm_") for k in local)
+
+
+def test_gpu_slots_per_cell_and_worker_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    ex = LocalExecutor(workers=None, devices=2)
+    assert ex.workers == 2 and ex.slots == [["0", "1"], ["2", "3"]] and ex.threads is None
+    assert LocalExecutor(workers=1, devices=1).slots == [["0"]]
+    with pytest.raises(StudyError, match="each cell needs 8 GPU"):
+        LocalExecutor(devices=8)
+    seen = {}
+
+    class FakePopen:
+        def __init__(self, cmd, **kw):
+            seen.update(cmd=cmd, env=kw["env"])
+
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    cell = type("C", (), {"id": "cell_0000"})()
+    ex._start(tmp_path, cell, ["2", "3"])
+    env = seen["env"]
+    assert seen["cmd"][1:] == ["-m", "medcolor.study.worker", str(tmp_path), "cell_0000"]
+    assert env["CUDA_VISIBLE_DEVICES"] == "2,3" and env["MEDCOLOR_DEVICES"] == "2"
+    assert env["MEDCOLOR_STUDY_PARENT"] == str(os.getpid())
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(Path(medcolor.__file__).resolve().parent.parent)
+    cpu = LocalExecutor(workers=2, threads=1)
+    cpu._start(tmp_path, cell, None)
+    assert seen["env"]["OMP_NUM_THREADS"] == "1" and "MEDCOLOR_DEVICES" not in seen["env"]
+
+
+def test_slurm_needs_sbatch(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(StudyError, match="needs SLURM's sbatch and srun"):
+        make_executor("slurm")

@@ -73,7 +73,7 @@ def _progress_logging() -> None:
 def _fmt_hours(h: float | None) -> str:
     if h is None:
         return "?"
-    return f"{h:,.1f}" if h >= 10 else f"{h:.2f}" if h >= 0.01 else f"{h:.4f}"
+    return f"{h:,.1f}" if h >= 10 else f"{h:.2f}" if h >= 0.01 else f"{h:.2g}"
 
 
 def plan_lines(plan: Any, states: dict[str, str] | None = None) -> list[str]:

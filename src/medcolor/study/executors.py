@@ -22,11 +22,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,18 @@ def visible_gpus() -> list[str]:
         return []
 
 
+def source_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) with the medcolor being run first on PYTHONPATH, so that worker
+    processes and jobs run the same code as the runner."""
+    import medcolor
+
+    env = dict(os.environ if env is None else env)
+    root = str(Path(medcolor.__file__).resolve().parent.parent)
+    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    env["PYTHONPATH"] = os.pathsep.join([root, *parts])
+    return env
+
+
 def die_with_parent(parent: int | None) -> None:
     """Linux: get SIGKILL when the process that started us dies (best effort elsewhere)."""
     if parent is None:
@@ -91,7 +104,7 @@ class LocalExecutor:
 
     def __init__(
         self,
-        workers: int = 1,
+        workers: int | None = 1,
         devices: int = 0,
         threads: int | None = None,
         *,
@@ -99,7 +112,7 @@ class LocalExecutor:
         busy_wait_s: float = 5.0,
         python: str | None = None,
     ) -> None:
-        if workers < 0 or devices < 0 or (threads is not None and threads < 1):
+        if (workers is not None and workers < 0) or devices < 0 or (threads is not None and threads < 1):
             raise StudyError("workers and devices must be >= 0, threads >= 1")
         self.devices = devices
         self.slots: list[list[str] | None]
@@ -111,13 +124,13 @@ class LocalExecutor:
                     f"--devices {devices}: each cell needs {devices} GPU(s) but {len(gpus)} are visible "
                     f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
                 )
-            self.workers = min(workers or n, n)
-            self.slots = [gpus[i * devices : (i + 1) * devices] for i in range(self.workers)]
+            self.workers = n if workers is None else min(workers, n)  # default: one worker per GPU slot
+            self.slots = [gpus[i * devices : (i + 1) * devices] for i in range(max(1, self.workers))]
         else:
-            self.workers = workers
-            self.slots = [None] * max(1, workers)
+            self.workers = 1 if workers is None else workers
+            self.slots = [None] * max(1, self.workers)
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.threads = threads or (None if devices else max(1, cpus // max(1, workers)))
+        self.threads = threads or (None if devices else max(1, cpus // max(1, self.workers)))
         self.poll_s, self.busy_wait_s = poll_s, busy_wait_s
         self.python = python or sys.executable
 
@@ -151,7 +164,7 @@ class LocalExecutor:
 
     # -- worker processes
     def _start(self, study_dir: Path, cell: Cell, slot: list[str] | None) -> subprocess.Popen:
-        env = os.environ.copy()
+        env = source_env()
         env["MEDCOLOR_STUDY_PARENT"] = str(os.getpid())
         if self.threads:
             env["MEDCOLOR_THREADS"] = env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
@@ -249,6 +262,17 @@ def _detail(study_dir: Path, cell_id: str, status: str, cell: Cell | None = None
 
 
 # ----------------------------------------------------------------------------- submitit (SLURM)
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
 class CellJob:
     """The function a SLURM job runs: one cell (picklable; requeued on timeout/preemption)."""
 
@@ -301,6 +325,11 @@ class SubmititExecutor:
     ) -> None:
         if cluster not in ("slurm", "local", "debug"):
             raise StudyError(f"unknown submitit cluster {cluster!r} (slurm, local or debug)")
+        if cluster == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+            raise StudyError(
+                "--executor slurm needs SLURM's sbatch and srun on PATH (run it on a cluster's login node); "
+                "--executor submitit-local runs the same job arrays on this machine"
+            )
         self.resources = resources or Resources()
         self.cluster, self.threads, self.folder, self.poll_s = cluster, threads, folder, poll_s
         self.jobs: list[Any] = []
@@ -324,15 +353,16 @@ class SubmititExecutor:
         ex = self.make_executor(study_dir, name)
         n = len(cells)
         devices = self.resources.gpus if self.resources.gpus > 1 or self.resources.nodes > 1 else 0
-        jobs = ex.map_array(
-            CellJob(),
-            [str(study_dir)] * n,
-            [c.id for c in cells],
-            [os.getcwd()] * n,
-            [self.threads] * n,
-            [devices] * n,
-            [self.resources.nodes] * n,
-        )
+        with _environ(source_env()):  # sbatch and submitit's local jobs take the environment along
+            jobs = ex.map_array(
+                CellJob(),
+                [str(study_dir)] * n,
+                [c.id for c in cells],
+                [os.getcwd()] * n,
+                [self.threads] * n,
+                [devices] * n,
+                [self.resources.nodes] * n,
+            )
         self.jobs += jobs
         return jobs
 
@@ -382,7 +412,7 @@ def make_executor(
     resources: Resources | None = None,
 ) -> LocalExecutor | SubmititExecutor:
     if name == "local":
-        return LocalExecutor(workers=1 if workers is None else workers, devices=devices or 0, threads=threads)
+        return LocalExecutor(workers=workers, devices=devices or 0, threads=threads)
     if name in ("slurm", "submitit-local"):
         res = resources or Resources()
         if devices:

@@ -308,6 +308,10 @@ def run_cell(
                 if nodes and nodes > 1:
                     cfg.trainer.num_nodes = nodes
                 wall_file = d / WALL_FILE
+                if not rank0:  # the other DDP ranks start when rank 0 has made the run directory
+                    deadline = time.time() + 600
+                    while not (d / "config.yaml").is_file() and time.time() < deadline:
+                        time.sleep(0.5)
                 if rank0 and not (d / "config.yaml").is_file():
                     # the run directory already holds the runner's files: make it a run directory first
                     write_text_atomic(d / "config.yaml", RunConfig.from_dict(cfg.to_dict()).to_yaml())

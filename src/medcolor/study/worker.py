@@ -21,7 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     parent = os.environ.get("MEDCOLOR_STUDY_PARENT")
     if parent and os.environ.get("LOCAL_RANK") in (None, "", "0"):  # not in Lightning's own DDP workers
         die_with_parent(int(parent))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()  # the cell's log.txt (the runner sends our output there)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    logging.getLogger("medcolor").addHandler(handler)
+    logging.getLogger("medcolor").setLevel(logging.INFO)
     from medcolor.study.runner import EXIT_CODES, run_cell
 
     threads = int(os.environ["MEDCOLOR_THREADS"]) if os.environ.get("MEDCOLOR_THREADS") else None
