@@ -15,7 +15,7 @@ EPILOG = """examples:
   medcolor study run configs/examples/study-kermany.yaml -o studies/kermany --dry-run   # plan and cost
   medcolor study run configs/examples/study-kermany.yaml -o studies/kermany --workers 2
   medcolor study status studies/kermany
-  medcolor study compare studies/kermany baseline color-module --by trainer.seed
+  medcolor study compare studies/kermany baseline color-module
   medcolor study report studies/kermany -o studies/kermany/report
   medcolor study run configs/paper/table1.yaml -o /scratch/table1 --executor slurm
 """
