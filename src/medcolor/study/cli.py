@@ -17,7 +17,7 @@ EPILOG = """examples:
   medcolor study status studies/kermany
   medcolor study compare studies/kermany baseline color-module
   medcolor study report studies/kermany -o studies/kermany/report
-  medcolor study run configs/paper/table1.yaml -o /scratch/table1 --executor slurm
+  medcolor study run configs/paper/table1-chexpert.yaml -o /scratch/table1 --executor slurm
 """
 
 
@@ -81,7 +81,8 @@ def plan_lines(plan: Any, states: dict[str, str] | None = None) -> list[str]:
 
     width = max([len(c.id) for c in plan.cells] + [4])
     swidth = max([len(c.values.get("stages", "")) for c in plan.cells] + [6])
-    head = f"  {'cell':<{width}}  lvl  {'depends on':<12}  {'stages':<{swidth}}  {'iterations':>14}  {'GPU-h':>8}"
+    dwidth = max([len(c.depends_on[0]) for c in plan.cells if c.depends_on] + [10])
+    head = f"  {'cell':<{width}}  lvl  {'depends on':<{dwidth}}  {'stages':<{swidth}}  {'iterations':>14}  {'GPU-h':>8}"
     lines = [head + ("  state" if states else "")]
     total_h, total_it, unknown, tflops = 0.0, 0, 0, DEFAULT_TFLOPS
     for c in plan.cells:
@@ -96,8 +97,9 @@ def plan_lines(plan: Any, states: dict[str, str] | None = None) -> list[str]:
             total_h += h
         if its and None not in its:
             total_it += sum(its)
-        dep = c.depends_on[0][:12] if c.depends_on else "-"
-        line = f"  {c.id:<{width}}  {c.level:>3}  {dep:<12}  {c.values.get('stages', ''):<{swidth}}  {it_text:>14}  "
+        dep = c.depends_on[0] if c.depends_on else "-"
+        stages = c.values.get("stages", "")
+        line = f"  {c.id:<{width}}  {c.level:>3}  {dep:<{dwidth}}  {stages:<{swidth}}  {it_text:>14}  "
         line += f"{'-' if c.invalid else _fmt_hours(h):>8}"
         if states:
             line += f"  {states.get(c.id, '')}"

@@ -230,7 +230,8 @@ class LocalExecutor:
                     if st is None or (st == "done" and not _is_done(study_dir, cid)):
                         d = cell_dir(study_dir, cid)
                         why = f"signal {-code}" if code < 0 else f"exit code {code}"
-                        record_failure(d, f"the worker process died ({why}); see {d / LOG_FILE}", _tail(d / LOG_FILE))
+                        what = "died" if st is None else "ended without writing the cell's rows"
+                        record_failure(d, f"the worker process {what} ({why}); see {d / LOG_FILE}", _tail(d / LOG_FILE))
                         st = "failed"
                     status[cid] = st
                     report(c, st, _detail(study_dir, cid, st, c))

@@ -15,7 +15,9 @@
 A cell is *done* when its ``row.json`` exists, *running* while some process holds its lock, *failed*
 when ``FAILED.json`` exists, *skipped* when a cell it depends on (its transfer source) failed or was
 skipped, and *pending* otherwise (``started`` if an earlier attempt left checkpoints: it resumes).
-Re-running a study skips done cells, retries failed ones and resumes interrupted ones.
+Re-running a study skips done cells, retries failed ones and resumes interrupted ones.  Cells are found
+again by their id (a hash of their configuration): a grid extended with new values only adds cells; cells
+that an edited spec no longer has stay on disk but leave the plan and the table.
 
 The lock is ``flock`` on ``.lock``: the kernel releases it when its process dies (SIGKILL included),
 so a lock can never go stale — a lock file whose process is gone is simply not locked.  (On network
