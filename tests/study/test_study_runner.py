@@ -87,6 +87,9 @@ def test_local_executor_runs_the_study_end_to_end(reference, tiny_spec, capsys):
     assert main(["study", "status", str(out)]) == 0
     text = capsys.readouterr().out
     assert "7 cells — 7 done" in text and text.count("  done ") == 7
+    assert main(["study", "run", str(tiny_spec), "-o", str(out), "--dry-run"]) == 0  # the plan with each state
+    text = capsys.readouterr().out
+    assert text.count("  done") == 7 and "total: 7 cells in 2 dependency level(s), 28 training iterations" in text
 
 
 def test_sigkill_at_random_moments_then_rerun_gives_the_same_table(reference, tiny_spec, tmp_path):
@@ -149,6 +152,17 @@ def test_a_failed_cell_is_recorded_the_rest_goes_on_and_the_exit_code_says_so(tm
     assert main(["study", "status", str(out)]) == 0
     text = capsys.readouterr().out
     assert "3 cells — 1 done, 1 failed, 1 skipped" in text and "ConfigError" in text
+
+
+def test_a_study_directory_holds_one_study(reference, tmp_path, synthetic_root, capsys):
+    spec = write_spec(tmp_path / "broken.yaml", FAILING, synthetic_root)
+    assert main(["study", "run", str(spec), "-o", str(reference[0])]) == 2
+    assert "holds the study 'tiny', not 'broken'" in capsys.readouterr().err
+    (tmp_path / "thesis").mkdir()
+    (tmp_path / "thesis" / "ch1.tex").write_text("x")
+    assert main(["study", "run", str(spec), "-o", str(tmp_path / "thesis")]) == 2
+    assert "is not empty and is not a study directory" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "thesis").iterdir()] == ["ch1.tex"]
 
 
 TWO = (

@@ -6,12 +6,13 @@ import re
 import textwrap
 
 import pytest
-from study_helpers import BASE, TINY
+import yaml
+from study_helpers import BASE, REPO, TINY
 
 from medcolor.cli import main
 from medcolor.study.cost import estimate_run, forward_gflops
 from medcolor.study.plan import cell_run_config, expand
-from medcolor.study.spec import SpecError, parse_memory_gb, parse_spec, parse_time_minutes
+from medcolor.study.spec import SpecError, load_spec, parse_memory_gb, parse_spec, parse_time_minutes
 
 ROOT = "/nonexistent/synthetic"  # specs are only parsed and expanded here: no data is read
 
@@ -250,3 +251,17 @@ def test_durations_and_memory():
         30,
     ]
     assert parse_memory_gb("32G") == 32 and parse_memory_gb("512M") == 0.5 and parse_memory_gb(8) == 8
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p for p in (REPO / "configs").rglob("*.yaml") if "base" in yaml.safe_load(p.read_text()))
+)
+def test_shipped_study_specs_expand_and_every_cell_can_run(path):
+    plan = expand(load_spec(path))
+    assert plan.cells and not plan.warnings
+    assert [c.id for c in plan.cells if c.invalid] == []
+    assert all(c.estimate.get("gpu_hours") is not None for c in plan.cells)
+    text = path.read_text()
+    if "configs/paper" in str(path):  # the cost quoted in the comment is the one --dry-run computes
+        hours = sum(c.estimate["gpu_hours"] for c in plan.cells)
+        assert f"{len(plan.cells)} cells" in text and (f"{hours:.1f} GPU-hours" in text or f"{hours:.1f}\n" in text)
