@@ -734,7 +734,12 @@ def compare_to_baseline(
                     for r in _rows(sub, plan, labels, test, n_boot, seed, level, min_pairs, strict=False):
                         rows.append({**head, **{k: v for k, v in r.items() if k not in head}})
             except (ArmNotFoundError, PairingError) as exc:
-                reason = f"no {ref} run in this section" if isinstance(exc, ArmNotFoundError) else str(exc)
+                if not isinstance(exc, ArmNotFoundError):
+                    reason = str(exc)
+                elif bases:
+                    reason = f"no {ref} run in this section"
+                else:
+                    reason = f"no baseline was run in this section ({' or '.join(BASELINES)})"
                 for label in labels:
                     rows.append(
                         {
