@@ -237,10 +237,10 @@ def resolve_field(name: str, fields: Sequence[str]) -> str:
 
 
 def _values_of(cells: StudyCells, f: str) -> list[str]:
-    return sorted(set(cells.fields[f]), key=_sort_key)
+    return sorted(set(cells.fields[f]), key=value_sort_key)
 
 
-def _sort_key(v: str) -> tuple[int, float, str]:
+def value_sort_key(v: str) -> tuple[int, float, str]:
     if v == NONE:
         return (2, 0.0, v)
     try:
@@ -398,7 +398,7 @@ def _pair(
         return out
 
     ka, kb = keyed(A, "a"), keyed(B, "b")
-    common = sorted(set(ka) & set(kb), key=lambda k: tuple(_sort_key(v) for v in k))
+    common = sorted(set(ka) & set(kb), key=lambda k: tuple(value_sort_key(v) for v in k))
     lone_a = [ka[k] for k in ka if k not in kb]
     lone_b = [kb[k] for k in kb if k not in ka]
     note = ""
@@ -489,7 +489,7 @@ def _plan(
         group_keys |= set(rows[group_fields].itertuples(index=False, name=None)) if group_fields else {()}
     plans: list[_Plan] = []
     missing: list[str] = []
-    for k in sorted(group_keys, key=lambda t: tuple(_sort_key(v) for v in t)):
+    for k in sorted(group_keys, key=lambda t: tuple(value_sort_key(v) for v in t)):
         g = dict(zip(group_fields, k, strict=True))
         ma = np.ones(len(A), dtype=bool)
         mb = np.ones(len(B), dtype=bool)
@@ -501,7 +501,7 @@ def _plan(
         sub_groups: list[dict[str, str]] = [{}]
         for f, arm in shared.items():
             other = Bg if arm == "a" else Ag
-            sub_groups = [{**s, f: v} for s in sub_groups for v in sorted(set(other[f]), key=_sort_key)]
+            sub_groups = [{**s, f: v} for s in sub_groups for v in sorted(set(other[f]), key=value_sort_key)]
         for s in sub_groups:
             Ags, Bgs = Ag, Bg
             for f, v in s.items():
@@ -681,6 +681,7 @@ def compare_to_baseline(
     labels: Sequence[str] | None = None,
     level: float = 0.95,
     min_pairs: int = 2,
+    cells: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Every arm (a combination of ``arm_fields`` values, default colorizer × stages × transfer source)
     against its baseline, within each section (a combination of ``by`` values; default every other
@@ -690,11 +691,18 @@ def compare_to_baseline(
     paper's reference (:func:`reference_baseline`), falling back to the other baseline when that one was
     not run.  It is never an error when a section lacks a baseline or an arm's cells lack a partner:
     those rows get NaN statistics (or leave the unpaired cells out) and say so in ``note``.
-    Columns: ``*by``, the arm fields, ``baseline``, then :data:`STAT_COLUMNS`; ``p_adj`` is
-    Benjamini–Hochberg over all rows returned.
+    ``cells`` restricts the comparisons to those cell ids (transfer sources outside it are still
+    described from the whole table).  Columns: ``*by``, the arm fields, ``baseline``, then
+    :data:`STAT_COLUMNS`; ``p_adj`` is Benjamini–Hochberg over all rows returned.
     """
     _check_args(test, n_boot, level)
+    only = cells
     cells = study_cells(table, metric)
+    if only is not None:
+        unknown = sorted(set(map(str, only)) - set(cells.fields.index))
+        if unknown:
+            raise ConfigError(f"cells {unknown[:5]} are not in the results table")
+        cells = cells.subset([c for c in cells.fields.index if c in set(map(str, only))])
     if "stages" not in cells.grid:
         raise ConfigError("comparing against a baseline needs a 'stages' grid field (baseline, baseline-all, ...)")
     labels = _labels(cells, labels)
@@ -786,4 +794,5 @@ __all__ = [
     "reference_baseline",
     "resolve_field",
     "study_cells",
+    "value_sort_key",
 ]
