@@ -363,3 +363,16 @@ def test_row_order_does_not_matter(t: pd.DataFrame, rnd) -> None:
     r2 = compare(shuffled, "baseline", "color-module", n_boot=100)
     r2 = r2.set_index("label").loc[r1["label"]].reset_index()
     pd.testing.assert_frame_equal(r1, r2[r1.columns])
+
+
+def test_format_comparison_for_the_terminal() -> None:
+    from medcolor.study.stats import format_comparison
+
+    text = format_comparison(compare(two_arms(A3, B3), "baseline", "color-module", n_boot=100))
+    lines = text.splitlines()
+    assert lines[0] == "a: stages=baseline & model.colorizer=replicate"
+    assert lines[1] == "b: stages=color-module & model.colorizer=pixelshuffle"
+    assert "paired t-test" in lines[2] and "over these 2 tests" in lines[2]
+    p = 1 - math.sqrt(14 / 15)
+    assert "| X | 3 | 72.0 ± 2.0 | 76.7 ± 1.5 | +4.7 [" in text and f"| {p:.3f} | {p:.3f} * |" in text
+    assert format_comparison(compare(two_arms(A3, B3), "baseline", "color-module").iloc[:0]) == "(no comparisons)"

@@ -771,6 +771,59 @@ def compare_to_baseline(
     return df
 
 
+# ---------------------------------------------------------------------------------------------- text
+
+
+def format_comparison(result: pd.DataFrame, *, scale: float = 100.0, decimals: int = 1, alpha: float = 0.05) -> str:
+    """A :func:`compare` (or :func:`compare_to_baseline`) result as a Markdown table for a terminal:
+    AUC ×``scale``, ``*`` where the BH-adjusted p < ``alpha``; the arms and the test above it."""
+    if result.empty:
+        return "(no comparisons)"
+    stat_cols = set(STAT_COLUMNS) | {"baseline"}
+    group = [c for c in result.columns if c not in stat_cols]
+
+    def pm(m: float, s: float) -> str:
+        if not np.isfinite(m):
+            return "n/a"
+        return f"{m * scale:.{decimals}f}" + (f" ± {s * scale:.{decimals}f}" if np.isfinite(s) else "")
+
+    def p_text(p: float) -> str:
+        return "–" if not np.isfinite(p) else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+    head = []
+    if result["a"].nunique() == 1 and result["b"].nunique() == 1:
+        head.append(f"a: {result['a'].iloc[0]}\nb: {result['b'].iloc[0]}")
+        arms = []
+    else:
+        arms = ["a", "b"]
+    test = "paired t-test" if result["test"].iloc[0] == "t" else "Wilcoxon signed-rank test"
+    scaled = f" ×{scale:g}" if scale != 1 else ""
+    head.append(
+        f"{result['metric'].iloc[0]}{scaled}; diff = b − a with a bootstrap CI; {test}; "
+        f"p (BH): Benjamini–Hochberg over these {int(result['p'].notna().sum())} tests; * p (BH) < {alpha:g}"
+    )
+    cols = [*group, *arms, "label", "n", "a", "b", "diff [CI]", "p", "p (BH)"]
+    if arms:
+        cols = [*group, "a", "b", "label", "n", "mean a", "mean b", "diff [CI]", "p", "p (BH)"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    notes = []
+    for _, r in result.iterrows():
+        d = r["diff"]
+        diff = "–" if not np.isfinite(d) else f"{d * scale:+.{decimals}f}"
+        if np.isfinite(r["ci_low"]) and np.isfinite(r["ci_high"]):
+            diff += f" [{r['ci_low'] * scale:+.{decimals}f}, {r['ci_high'] * scale:+.{decimals}f}]"
+        sig = " *" if np.isfinite(r["p_adj"]) and r["p_adj"] < alpha else ""
+        vals = [str(r[g]) for g in group]
+        if arms:
+            vals += [str(r["a"]), str(r["b"])]
+        vals += [str(r["label"]), str(int(r["n"])), pm(r["mean_a"], r["std_a"]), pm(r["mean_b"], r["std_b"])]
+        vals += [diff, p_text(r["p"]), p_text(r["p_adj"]) + sig]
+        lines.append("| " + " | ".join(vals) + " |")
+        if r["note"]:
+            notes.append(f"{r['label']}: {r['note']}")
+    return "\n".join([*head, "", *lines, *(["", *sorted(set(notes))] if notes else [])])
+
+
 __all__ = [
     "ARM_FIELDS",
     "BASELINES",
@@ -788,6 +841,7 @@ __all__ = [
     "compare",
     "compare_to_baseline",
     "describe_arm",
+    "format_comparison",
     "grid_fields",
     "normalize_value",
     "parse_arm",
