@@ -157,9 +157,8 @@ def colorization_grid(
                 ins.append((x[0, 0] * std + mean).clamp(0, 1).numpy())
         grays = grays if grays is not None else ins
         rows[textwrap.fill(name, wrap)] = outs
-    return colorization_figure(
-        grays, rows, path, titles or [textwrap.shorten(f.stem, 18, placeholder="…") for f in files]
-    )
+    titles = titles or [f.stem if len(f.stem) <= 18 else f.stem[:17] + "…" for f in files]
+    return colorization_figure(grays, rows, path, titles)
 
 
 def plot_label_distribution(

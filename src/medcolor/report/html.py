@@ -26,6 +26,7 @@ from medcolor.report.tables import (
     StudyTable,
     TableOptions,
     field_title,
+    row_order_key,
     size_curves,
     split_cells,
     table1,
@@ -178,7 +179,6 @@ def fig4_colorized(
     cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Path, n_images: int, max_rows: int = 24
 ) -> Section:
     from medcolor.report.figures import colorization_grid
-    from medcolor.report.tables import _row_key
 
     sec = Section("fig4", "Fig. 4. Colorized images: what E sees after each colorization module")
     has_t = [
@@ -200,14 +200,13 @@ def fig4_colorized(
     for ds in datasets:
         ids = [c for c in has_t if not ds or F.loc[c, "data.dataset"] == ds]
         chosen: dict[tuple[str, ...], str] = {}
-        for c in sorted(ids, key=lambda c: tuple(F.loc[c, f] for f in REPEAT_FIELDS if f in F.columns)):
-            chosen.setdefault(tuple(F.loc[c, f] for f in cond), c)
-        vary = [f for f in cond if len({k[cond.index(f)] for k in chosen}) > 1] or [
-            f for f in ("model.colorizer", "stages") if f in cond
-        ]
+        for c in sorted(ids, key=lambda c: tuple(value_sort_key(F.loc[c, f]) for f in REPEAT_FIELDS if f in F.columns)):
+            chosen.setdefault(tuple(F.loc[c, f] for f in cond), c)  # the first repeat of each condition
+        arm = [f for f in ("model.colorizer", "stages") if f in cond]  # always named, then what else varies
+        vary = arm + [f for f in cond if f not in arm and len({k[cond.index(f)] for k in chosen}) > 1]
         order = sorted(
             chosen.items(),
-            key=lambda kv: _row_key(
+            key=lambda kv: row_order_key(
                 F.loc[kv[1]].get("model.colorizer", NONE), F.loc[kv[1]].get("stages", NONE),
                 F.loc[kv[1]].get(TRANSFER_FIELD, NONE),
             ),
@@ -220,13 +219,14 @@ def fig4_colorized(
             continue
         rows = {}
         for _, c in order[:max_rows]:
-            name = " · ".join(value_text(f, F.loc[c, f]) for f in vary) or c
-            rows[f"{name} ({c})" if len(name) < 8 else name] = run_dir_of(study_dir, meta.loc[c, "run_dir"])
+            rows[" · ".join(value_text(f, F.loc[c, f]) for f in vary) or c] = run_dir_of(
+                study_dir, meta.loc[c, "run_dir"]
+            )
         path = out / "figures" / f"fig4_colorized{'_' + _slug(ds) if ds else ''}.png"
         try:
             colorization_grid({k: v / "colorizer.safetensors" for k, v in rows.items()}, images, path)
-        except (MedcolorError, OSError, RuntimeError) as exc:
-            reasons.append(f"{ds or 'the study'}: {exc}")
+        except (MedcolorError, OSError, RuntimeError, ValueError) as exc:
+            reasons.append(f"{ds or 'the study'}: cannot colorize the images: {exc}")
             continue
         rep = "; ".join(f"{f} {F.loc[order[0][1], f]}" for f in REPEAT_FIELDS if f in F.columns)
         caption = (
@@ -348,7 +348,6 @@ def _read_json(p: Path) -> Any:
 
 def sort_cells(cells: StudyCells) -> list[str]:
     """Cell ids in reading order: by condition (baselines first, as in the tables), then by repeat."""
-    from medcolor.report.tables import _row_key
 
     F = cells.fields
     arm = ("model.colorizer", "stages", TRANSFER_FIELD)
@@ -359,7 +358,7 @@ def sort_cells(cells: StudyCells) -> list[str]:
         r = F.loc[c]
         return (
             *(value_sort_key(r[f]) for f in other),
-            _row_key(r.get("model.colorizer", NONE), r.get("stages", NONE), r.get(TRANSFER_FIELD, NONE)),
+            row_order_key(r.get("model.colorizer", NONE), r.get("stages", NONE), r.get(TRANSFER_FIELD, NONE)),
             *(value_sort_key(r[f]) for f in reps),
             c,
         )

@@ -275,7 +275,10 @@ def split_cells(cells: StudyCells) -> tuple[list[str], list[str]]:
     return list(F.index[~is_target]), list(F.index[is_target])
 
 
-def _row_key(colorizer: str, stages: str, transfer: str) -> tuple:
+def row_order_key(colorizer: str, stages: str, transfer: str) -> tuple:
+    """The paper's row order: the frozen-E group (Baseline, then its arms) before the fine-tuned-E group
+    (Baseline All, then its arms); within a group non-transferred before transferred, then DECONV,
+    PixelShuffle, ColorU, then by strategy."""
     ref = 0 if (stages == "baseline" or (stages not in BASELINES and reference_baseline(stages) == "baseline")) else 1
     base = 0 if stages in BASELINES and transfer == NONE else 1
     col = COLORIZER_ORDER.index(colorizer) if colorizer in COLORIZER_ORDER else len(COLORIZER_ORDER)
@@ -355,7 +358,7 @@ def _sorted_conditions(agg: pd.DataFrame, layout: _Layout) -> list[tuple[tuple[s
         sections.setdefault(tuple(row[f] for f in layout.section_fields), []).append(row)
 
     def rk(r: dict[str, Any]) -> tuple:
-        return _row_key(r.get("model.colorizer", NONE), r.get("stages", NONE), r.get(TRANSFER_FIELD, NONE))
+        return row_order_key(r.get("model.colorizer", NONE), r.get("stages", NONE), r.get(TRANSFER_FIELD, NONE))
 
     return [
         (k, sorted(sections[k], key=rk)) for k in sorted(sections, key=lambda t: tuple(value_sort_key(v) for v in t))
@@ -599,6 +602,7 @@ __all__ = [
     "format_p",
     "format_pm",
     "latex_escape",
+    "row_order_key",
     "section_text",
     "size_curves",
     "split_cells",
