@@ -7,7 +7,9 @@
 * :mod:`~medcolor.study.runner` — each cell an ordinary run directory; skip / resume / record failures;
   locks; ``status``;
 * :mod:`~medcolor.study.executors` — local worker processes, SLURM job arrays via submitit;
-* :mod:`~medcolor.study.results` — the tidy results table (``results.parquet``) and its schema.
+* :mod:`~medcolor.study.results` — the tidy results table (``results.parquet``) and its schema;
+* :mod:`~medcolor.study.stats` — paired comparisons over matched repeats (t-test / Wilcoxon, bootstrap CI
+  of the difference, Benjamini–Hochberg); the tables and figures are in :mod:`medcolor.report`.
 
 .. code-block:: python
 
