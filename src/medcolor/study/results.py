@@ -66,6 +66,9 @@ METRICS = [
     "medcolor_version",
     "torch_version",
 ]
+#: the columns that are not grid fields: every other column is one (its dotted key, ``stages``, ``transfer``);
+#: ``transfer_name`` only names the spec entry behind ``transfer``
+RESULT_COLUMNS = (*LEADING, "transfer_name", *METRICS)
 INT_COLUMNS = ("schema_version", "n_train", "iterations")
 FLOAT_COLUMNS = ("val_auc", "test_auc", "test_ci_low", "test_ci_high", "wall_s")
 STR_COLUMNS = (
@@ -282,6 +285,7 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
 
 __all__ = [
     "MIGRATIONS",
+    "RESULT_COLUMNS",
     "ROW_FILE",
     "SCHEMA_VERSION",
     "TABLE_FILE",
