@@ -11,19 +11,24 @@
 
 Tables only hold what the study has: no Table III without transfer cells, no Table II with one label.
 Cells that are transfer targets' datasets go to Table III, all others to Tables I/II.
+
+The names shown for fields and values are in :mod:`medcolor.report.names`, :class:`StudyTable` and its
+renderings in :mod:`medcolor.report.render`, the number formats in :mod:`medcolor.study.stats.format`
+(re-exported here).
 """
 
 from __future__ import annotations
 
-import html as _html
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from medcolor.report.names import field_title, row_order_key, section_text, strategy_name, value_text
+from medcolor.report.render import StudyTable, latex_escape
 from medcolor.study.stats import (
     BASELINES,
     MEAN_LABEL,
@@ -32,213 +37,12 @@ from medcolor.study.stats import (
     TRANSFER_FIELD,
     StudyCells,
     compare_to_baseline,
-    reference_baseline,
+    format_diff,
+    format_p,
+    format_pm,
     study_cells,
     value_sort_key,
 )
-
-STRATEGY_NAMES = {
-    "baseline": "Baseline",
-    "baseline-all": "Baseline All",
-    "color-module": "Color Module",
-    "all": "All",
-    "last-layer": "Last Layer",
-    "transfer-all": "Transfer All",
-}
-COLORIZER_NAMES = {"deconv": "DECONV", "pixelshuffle": "PixelShuffle", "colorU": "ColorU", "replicate": "–", NONE: "–"}
-COLORIZER_ORDER = ("replicate", NONE, "deconv", "pixelshuffle", "colorU")
-FIELD_TITLES = {
-    "model.backbone": "Backbone",
-    "model.colorizer": "Colorization module",
-    "stages": "Learning strategy",
-    "transfer": "Transferred from",
-    "data.dataset": "Dataset",
-    "data.subset": "Training subset",
-    "data.subset_draw": "Subset draw",
-    "trainer.seed": "Seed",
-    "model.weights": "Weights",
-}
-
-
-def strategy_name(stages: str) -> str:
-    """``"color-module,all"`` -> ``"Color Module → All"``."""
-    if stages == NONE:
-        return "–"
-    return " → ".join(STRATEGY_NAMES.get(s.strip(), s.strip()) for s in stages.split(","))
-
-
-def field_title(f: str) -> str:
-    return FIELD_TITLES.get(f, f.rsplit(".", 1)[-1].replace("_", " ").capitalize())
-
-
-def value_text(f: str, v: str) -> str:
-    """A grid value for people: strategy and colorizer names, subset sizes as % or image counts."""
-    if f == "stages":
-        return strategy_name(v)
-    if f == "model.colorizer":
-        return COLORIZER_NAMES.get(v, v)
-    if f == TRANSFER_FIELD:
-        if v == NONE:
-            return "–"
-        return " · ".join(
-            strategy_name(part)
-            if all(x in STRATEGY_NAMES for x in part.split(","))
-            else COLORIZER_NAMES.get(part, part)
-            for part in v.split(" · ")
-        )
-    if f == "data.subset":
-        if v == NONE:
-            return "full"
-        x = float(v)
-        return f"{x * 100:g} %" if x <= 1 else f"{int(x):,} images"
-    return v
-
-
-def section_text(fields: Sequence[str], values: Sequence[str]) -> str:
-    return " · ".join(f"{field_title(f)}: {value_text(f, v)}" for f, v in zip(fields, values, strict=True))
-
-
-def format_pm(mean: float, std: float, scale: float = 100.0, decimals: int = 1) -> str:
-    if not np.isfinite(mean):
-        return "n/a"
-    s = f"{mean * scale:.{decimals}f}"
-    return s if not np.isfinite(std) else f"{s} ± {std * scale:.{decimals}f}"
-
-
-def format_diff(diff: float, lo: float, hi: float, scale: float = 100.0, decimals: int = 1) -> str:
-    if not np.isfinite(diff):
-        return "–"
-    s = f"{diff * scale:+.{decimals}f}"
-    if np.isfinite(lo) and np.isfinite(hi):
-        s += f" [{lo * scale:+.{decimals}f}, {hi * scale:+.{decimals}f}]"
-    return s
-
-
-def format_p(p: float) -> str:
-    if p is None or not np.isfinite(p):
-        return "–"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
-# --------------------------------------------------------------------------------------------- rendering
-
-_LATEX = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "±": r"$\pm$",
-    "Δ": r"$\Delta$",
-    "→": r"$\rightarrow$",
-    "·": r"$\cdot$",
-    "–": "--",
-    "—": "---",
-    "<": r"$<$",
-    ">": r"$>$",
-    "×": r"$\times$",
-    "α": r"$\alpha$",
-}
-
-
-def latex_escape(s: str) -> str:
-    return "".join(_LATEX.get(ch, ch) for ch in str(s))
-
-
-def _md_escape(s: str) -> str:
-    return str(s).replace("|", "\\|")
-
-
-@dataclass
-class StudyTable:
-    """A table as sections of display strings, plus the numbers behind it (``data``)."""
-
-    key: str
-    title: str
-    columns: list[str]
-    #: (section heading or "", rows of display strings)
-    sections: list[tuple[str, list[list[str]]]]
-    caption: str = ""
-    notes: list[str] = field(default_factory=list)
-    data: pd.DataFrame = field(default_factory=pd.DataFrame)
-    #: number of leading text columns (left-aligned); the others are right-aligned numbers
-    text_columns: int = 2
-
-    def _short_title(self) -> str:
-        """The title without its "Table I. " (LaTeX numbers its tables itself)."""
-        head, _, rest = self.title.partition(". ")
-        return rest if head.startswith("Table") and rest else self.title
-
-    def _align(self) -> list[str]:
-        return ["l" if j < self.text_columns else "r" for j in range(len(self.columns))]
-
-    def to_markdown(self) -> str:
-        out = [f"### {self.title}", ""]
-        if self.caption:
-            out += [self.caption, ""]
-        sep = "|" + "|".join("---" if a == "l" else "---:" for a in self._align()) + "|"
-        for heading, rows in self.sections:
-            if heading:
-                out += [f"**{_md_escape(heading)}**", ""]
-            out.append("| " + " | ".join(_md_escape(c) for c in self.columns) + " |")
-            out.append(sep)
-            out += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
-            out.append("")
-        out += [f"{n}  " for n in self.notes]
-        return "\n".join(out).rstrip() + "\n"
-
-    def to_latex(self) -> str:
-        n = len(self.columns)
-        caption = latex_escape(self._short_title()) + (". " + latex_escape(self.caption) if self.caption else "")
-        out = [
-            "% " + self.title + " (made by medcolor; needs \\usepackage{booktabs})",
-            "\\begin{table}[t]",
-            "\\centering",
-            f"\\caption{{{caption}}}",
-            f"\\label{{tab:{self.key}}}",
-            "\\begin{tabular}{" + "".join(self._align()) + "}",
-            "\\toprule",
-            " & ".join(latex_escape(c) for c in self.columns) + " \\\\",
-            "\\midrule",
-        ]
-        for i, (heading, rows) in enumerate(self.sections):
-            if heading:
-                if i:
-                    out.append("\\midrule")
-                out.append(f"\\multicolumn{{{n}}}{{l}}{{\\textit{{{latex_escape(heading)}}}}} \\\\")
-            out += [" & ".join(latex_escape(c) for c in r) + " \\\\" for r in rows]
-        out.append("\\bottomrule")
-        out.append("\\end{tabular}")
-        if self.notes:
-            out.append("\\par\\smallskip\\footnotesize " + " ".join(latex_escape(x) for x in self.notes))
-        out.append("\\end{table}")
-        return "\n".join(out) + "\n"
-
-    def to_html(self) -> str:
-        e = _html.escape
-        align = self._align()
-        out = [f'<table class="study" id="{e(self.key)}">', "<thead><tr>"]
-        out += [f'<th class="{a}">{e(c)}</th>' for c, a in zip(self.columns, align, strict=True)]
-        out.append("</tr></thead><tbody>")
-        for heading, rows in self.sections:
-            if heading:
-                out.append(f'<tr class="section"><th colspan="{len(self.columns)}">{e(heading)}</th></tr>')
-            for r in rows:
-                tds = []
-                for c, a in zip(r, align, strict=True):
-                    cls = a + (" sig" if c.endswith("*") else "")
-                    tds.append(f'<td class="{cls}">{e(c)}</td>')
-                out.append("<tr>" + "".join(tds) + "</tr>")
-        out.append("</tbody></table>")
-        return "\n".join(out)
-
-
-# ---------------------------------------------------------------------------------------------- building
 
 
 @dataclass
@@ -273,18 +77,6 @@ def split_cells(cells: StudyCells) -> tuple[list[str], list[str]]:
         return [], list(F.index)
     is_target = F["data.dataset"].isin(targets)
     return list(F.index[~is_target]), list(F.index[is_target])
-
-
-def row_order_key(colorizer: str, stages: str, transfer: str) -> tuple:
-    """The paper's row order: the frozen-E group (Baseline, then its arms) before the fine-tuned-E group
-    (Baseline All, then its arms); within a group non-transferred before transferred, then DECONV,
-    PixelShuffle, ColorU, then by strategy."""
-    ref = 0 if (stages == "baseline" or (stages not in BASELINES and reference_baseline(stages) == "baseline")) else 1
-    base = 0 if stages in BASELINES and transfer == NONE else 1
-    col = COLORIZER_ORDER.index(colorizer) if colorizer in COLORIZER_ORDER else len(COLORIZER_ORDER)
-    order = list(STRATEGY_NAMES)
-    seq = tuple(order.index(s) if s in order else len(order) for s in stages.split(","))
-    return (ref, base, transfer != NONE, transfer, col, colorizer, seq, stages)
 
 
 @dataclass
