@@ -27,7 +27,7 @@ def real_runs(tmp_path_factory) -> dict[str, Path]:
         ("pixelshuffle-cm", "pixelshuffle", [StageConfig("color-module", lr=0.05, iterations=4, val_every=2)]),
     ):  # fmt: skip
         cfg = tiny_config(base / name, data, colorizer, stages)
-        train(cfg, log_fn=lambda *a, **k: None)
+        train(cfg)
         runs[name] = base / name
     runs["data"] = data
     return runs

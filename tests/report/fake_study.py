@@ -97,7 +97,7 @@ def make_study(study_dir: Path, real_runs: dict[str, Path] | None, *, subsets=(3
             for seed in range(3):
                 grid = {"data.dataset": "synthetic", "model.backbone": "mobilenet_v2", "model.colorizer": colorizer,
                         "stages": stages, "data.subset": np.nan if subset is None else float(subset),
-                        "trainer.seed": seed, "transfer": ""}  # fmt: skip
+                        "trainer.seed": seed, "transfer": "", "transfer_name": ""}  # fmt: skip
                 values = {lab: auc(colorizer, stages, subset, seed, lab) for lab in labels}
                 add(cell_id("synthetic", colorizer, stages, subset, seed), grid, values, subset or 72)
     if transfer:
@@ -105,7 +105,8 @@ def make_study(study_dir: Path, real_runs: dict[str, Path] | None, *, subsets=(3
             for seed in range(3):
                 src = cell_id("synthetic", "pixelshuffle", "color-module,all", None, seed) if tr else ""
                 grid = {"data.dataset": "target", "model.backbone": "mobilenet_v2", "model.colorizer": colorizer,
-                        "stages": stages, "data.subset": np.nan, "trainer.seed": seed, "transfer": src}  # fmt: skip
+                        "stages": stages, "data.subset": np.nan, "trainer.seed": seed, "transfer": src,
+                        "transfer_name": tr}  # fmt: skip
                 values = {lab: v + 0.01 * seed + (0.005 * seed * seed if tr else 0) + LABEL_AUC[lab] for lab in labels}
                 add(cell_id("target", colorizer, stages, None, seed), grid, values, 50)
     df = pd.DataFrame(rows)

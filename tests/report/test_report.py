@@ -18,6 +18,7 @@ from medcolor.errors import DataError
 from medcolor.report import build_report
 from medcolor.report.html import add_constant_fields
 from medcolor.report.tables import TableOptions, table1
+from medcolor.study.results import StudyError
 
 
 class Links(HTMLParser):
@@ -143,15 +144,19 @@ def test_validation_auc_when_there_is_no_test_split(tmp_path: Path) -> None:
 
 
 def test_bad_input(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match=r"results\.parquet does not exist"):
+    """The report reads the table with study.results.read_results: its errors, unchanged."""
+    with pytest.raises(StudyError, match=r"no results table at .*results\.parquet"):
         build_report(tmp_path, tmp_path / "out")
     study = make_study(tmp_path / "s", None, subsets=(None,), transfer=False)
     t = pd.read_parquet(study / "results.parquet")
     t.assign(schema_version=2).to_parquet(study / "results.parquet")
-    with pytest.raises(DataError, match="reads version 1"):
+    with pytest.raises(StudyError, match="newer than the version 1 this medcolor reads"):
+        build_report(study, tmp_path / "out")
+    t.assign(test_auc=np.nan).iloc[:0].to_parquet(study / "results.parquet")
+    with pytest.raises(DataError, match="no cell of the study has finished"):
         build_report(study, tmp_path / "out")
     (study / "results.parquet").write_bytes(b"not parquet")
-    with pytest.raises(DataError, match="cannot read"):
+    with pytest.raises(StudyError, match="not a readable Parquet file"):
         build_report(study, tmp_path / "out")
 
 
