@@ -23,7 +23,7 @@ EPILOG = """examples:
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``study`` and its subcommands to the ``medcolor`` parser."""
-    from medcolor.study.spec import EXECUTORS
+    from medcolor.study.resources import EXECUTORS
 
     p = subparsers.add_parser(
         "study",

@@ -1,6 +1,8 @@
 """Studies: grids of runs from one YAML spec, run locally or on SLURM, collected in one results table.
 
 * :mod:`~medcolor.study.spec` — the YAML spec and its validation (errors name the file, line and key);
+* :mod:`~medcolor.study.spec_yaml` — the spec file read with the line of every key;
+* :mod:`~medcolor.study.resources` — the spec's ``executor:``, ``resources:`` (SLURM) and ``estimate:``;
 * :mod:`~medcolor.study.keys` — dotted config keys, stage shorthands, what the table shows for a value;
 * :mod:`~medcolor.study.plan` — expansion into cells: ids, dependencies (transfer), levels;
 * :mod:`~medcolor.study.cost` — iterations and GPU-hours per cell, for ``--dry-run``;
@@ -8,8 +10,8 @@
   locks; ``status``;
 * :mod:`~medcolor.study.executors` — local worker processes, SLURM job arrays via submitit;
 * :mod:`~medcolor.study.results` — the tidy results table (``results.parquet``) and its schema;
-* :mod:`~medcolor.study.stats` — paired comparisons over matched repeats (t-test / Wilcoxon, bootstrap CI
-  of the difference, Benjamini–Hochberg); the tables and figures are in :mod:`medcolor.report`.
+* :mod:`~medcolor.study.stats` (a package) — paired comparisons over matched repeats (t-test / Wilcoxon,
+  bootstrap CI of the difference, Benjamini–Hochberg); the tables and figures are in :mod:`medcolor.report`.
 
 .. code-block:: python
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from medcolor.study.plan import Cell, Plan
+from medcolor.study.resources import Resources
 from medcolor.study.results import ROW_FILE, StudyError
 from medcolor.study.runner import (
     EXIT_CODES,
@@ -43,7 +44,6 @@ from medcolor.study.runner import (
     record_failure,
     run_cell,
 )
-from medcolor.study.spec import Resources
 
 Report = Callable[..., None]
 _STATUS = {v: k for k, v in EXIT_CODES.items()}
