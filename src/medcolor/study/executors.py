@@ -278,7 +278,10 @@ class CellJob:
     """The function a SLURM job runs: one cell (picklable; requeued on timeout/preemption)."""
 
     def __call__(self, study_dir: str, cell_id: str, cwd: str, threads: int | None, devices: int, nodes: int) -> str:
+        from medcolor.study.worker import configure_cell_logging
+
         os.chdir(cwd)
+        configure_cell_logging()
         return run_cell(study_dir, cell_id, threads=threads, devices=devices, nodes=nodes, capture=True)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import inspect
 import json
 import logging
 import os
@@ -243,16 +242,6 @@ def _output_to(path: Path, capture: bool) -> Iterator[None]:
             os.close(x)
 
 
-def _train(cfg: Any) -> None:
-    from medcolor.training import train
-
-    params = inspect.signature(train).parameters
-    if "log_fn" in params:  # before the training package logs through logging.getLogger("medcolor")
-        train(cfg, log_fn=lambda *a, **k: print(*a, flush=True))
-    else:
-        train(cfg)
-
-
 def record_failure(d: Path, error: str, tb: str = "") -> None:
     write_json(
         d / FAILED_FILE,
@@ -318,10 +307,10 @@ def run_cell(
                     # the run directory already holds the runner's files: make it a run directory first
                     write_text_atomic(d / "config.yaml", RunConfig.from_dict(cfg.to_dict()).to_yaml())
                 if not (d / "summary.json").is_file() or not wall_file.is_file():
-                    import medcolor.training  # noqa: F401 - imported before the clock starts
+                    from medcolor.training import train  # imported before the clock starts; logs via logging
 
                     t0 = time.time()
-                    _train(cfg)
+                    train(cfg)
                     if rank0:
                         write_json(wall_file, {"wall_s": round(time.time() - t0, 3)})
                 if rank0:

@@ -6,9 +6,18 @@ process, 76 a transfer source is not done, 130 interrupted.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
+
+
+def configure_cell_logging() -> None:
+    """The console logging of the ``medcolor`` command in a process that runs cells (a worker, a SLURM
+    job): training's messages as plain lines on stdout, warnings on stderr, Lightning's from WARNING —
+    what the cell's ``log.txt`` gets when the cells run inside ``medcolor study run``."""
+    from medcolor.cli import configure_logging, quiet_lightning
+
+    configure_logging()
+    quiet_lightning()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,10 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parent = os.environ.get("MEDCOLOR_STUDY_PARENT")
     if parent and os.environ.get("LOCAL_RANK") in (None, "", "0"):  # not in Lightning's own DDP workers
         die_with_parent(int(parent))
-    handler = logging.StreamHandler()  # the cell's log.txt (the runner sends our output there)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
-    logging.getLogger("medcolor").addHandler(handler)
-    logging.getLogger("medcolor").setLevel(logging.INFO)
+    configure_cell_logging()  # the runner sends our stdout and stderr to the cell's log.txt
     from medcolor.study.runner import EXIT_CODES, run_cell
 
     threads = int(os.environ["MEDCOLOR_THREADS"]) if os.environ.get("MEDCOLOR_THREADS") else None
