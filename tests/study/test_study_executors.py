@@ -45,6 +45,7 @@ def test_submitit_local_executor_runs_one_job_array_per_level(tmp_path, syntheti
     source = df[df["stages"] == "color-module"]["cell"].iloc[0]
     assert (df[df["stages"] == "last-layer"]["transfer"] == source).all()
     assert all((out / "submitit" / str(j.job_id)).is_dir() for j in ex.jobs)
+    assert all("best val mean AUC" in (out / "cells" / c / "log.txt").read_text() for c in df["cell"].unique())
 
 
 def fake_slurm(bin_dir: Path) -> Path:

@@ -216,6 +216,7 @@ def test_a_locked_cell_is_left_to_its_holder(tmp_path, synthetic_root):
         time.sleep(0.2)
     time.sleep(1.0)
     assert (out / "cells" / second.id / "row.json").is_file()
+    assert "best val mean AUC" in (out / "cells" / second.id / "log.txt").read_text()  # training's logging
     assert not (out / "cells" / first.id / "config.yaml").exists() and t.is_alive()  # waits, does not touch it
     assert [s.state for s in study_status(out, plan)] == ["running", "done"]
     lock.release()
@@ -244,13 +245,18 @@ def test_tables_of_other_schema_versions_are_refused_with_the_reason(reference, 
         read_results(tmp_path)
 
 
-def test_compare_and_report_say_when_they_are_not_available(reference, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "medcolor.study.stats", None)
-    monkeypatch.setitem(sys.modules, "medcolor.report", None)
-    assert main(["study", "compare", str(reference[0]), "baseline", "color-module"]) == 2
-    assert main(["study", "report", str(reference[0]), "-o", "x"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and all("not available" in line for line in err)
+def test_compare_and_report_of_a_study_directory(reference, tmp_path, capsys):
+    assert main(["study", "compare", str(reference[0]), "baseline", "color-module"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(
+        "a: stages=baseline & model.colorizer=replicate\nb: stages=color-module & model.colorizer=colorU"
+    )
+    assert "paired t-test" in text and "| mean | 3 | " in text  # three seeds paired
+    assert main(["study", "compare", str(reference[0]), "baseline", "all"]) == 2
+    assert "no grid field has the value 'all'" in capsys.readouterr().err
+    assert main(["study", "report", str(reference[0]), "-o", str(tmp_path / "report")]) == 0
+    assert f"report: {tmp_path / 'report' / 'index.html'}" in capsys.readouterr().out
+    assert "Table III." in (tmp_path / "report" / "index.html").read_text()
 
 
 def test_run_needs_an_output_and_sane_options(tiny_spec, capsys):

@@ -182,39 +182,18 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    try:
-        from medcolor.study.stats import compare
-    except ImportError:
-        print(
-            "medcolor study compare: error: not available in this installation (medcolor.study.stats is missing)",
-            file=sys.stderr,
-        )
-        return 2
-    import pandas as pd
-
-    from medcolor.errors import ConfigError
     from medcolor.study.results import read_results
+    from medcolor.study.stats import compare, format_comparison
 
     table = read_results(a.dir)
     by = [f.strip() for spec in a.by or [] for f in spec.split(",") if f.strip()] or None
-    try:
-        res = compare(table, a.a, a.b, by=by, test=a.test)
-    except (ValueError, KeyError) as exc:
-        raise ConfigError(str(exc).strip("'\"")) from None
-    with pd.option_context("display.width", 200, "display.max_columns", 50):
-        print(res.to_string(index=False))
+    print(format_comparison(compare(table, a.a, a.b, by=by, test=a.test)))
     return 0
 
 
 def cmd_report(a: argparse.Namespace) -> int:
-    try:
-        from medcolor.report import build_report
-    except ImportError:
-        print(
-            "medcolor study report: error: not available in this installation (medcolor.report is missing)",
-            file=sys.stderr,
-        )
-        return 2
+    from medcolor.report import build_report
+
     path = build_report(a.dir, a.output)
     print(f"report: {path}")
     return 0
