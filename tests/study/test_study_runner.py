@@ -246,7 +246,8 @@ def test_tables_of_other_schema_versions_are_refused_with_the_reason(reference, 
 
 
 def test_compare_and_report_of_a_study_directory(reference, tmp_path, capsys):
-    assert main(["study", "compare", str(reference[0]), "baseline", "color-module"]) == 0
+    # a bare "color-module" would be ambiguous: it also describes the transfer source of the moved cell
+    assert main(["study", "compare", str(reference[0]), "baseline", "stages=color-module"]) == 0
     text = capsys.readouterr().out
     assert text.startswith(
         "a: stages=baseline & model.colorizer=replicate\nb: stages=color-module & model.colorizer=colorU"
