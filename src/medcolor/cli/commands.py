@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from medcolor.cli.parser import apply_flags, config_from_args
+from medcolor.cli.study import run as run_study_command
 from medcolor.errors import ConfigError
 
 
@@ -203,4 +204,5 @@ COMMANDS = {
     "stats": cmd_stats,
     "demo": cmd_demo,
     "list": cmd_list,
+    "study": run_study_command,
 }

@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", dest="progress", action="store_false")
 
     sub.add_parser("list", help="the registered colorizers (with parameters and GFLOPs), strategies, datasets")
+    from medcolor.cli.study import add_parser as add_study_parser
+
+    add_study_parser(sub)
     return ap
 
 

@@ -1,0 +1,202 @@
+"""``medcolor study run | status | compare | report``: the command line of studies.
+
+Exit codes: 0 ok; 1 some cells failed or were skipped (a summary lists them); 2 bad input (one line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+EPILOG = """examples:
+  medcolor study run configs/examples/study-kermany.yaml -o studies/kermany --dry-run   # plan and cost
+  medcolor study run configs/examples/study-kermany.yaml -o studies/kermany --workers 2
+  medcolor study status studies/kermany
+  medcolor study compare studies/kermany baseline color-module
+  medcolor study report studies/kermany -o studies/kermany/report
+  medcolor study run configs/paper/table1-chexpert.yaml -o /scratch/table1 --executor slurm
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``study`` and its subcommands to the ``medcolor`` parser."""
+    from medcolor.study.resources import EXECUTORS
+
+    p = subparsers.add_parser(
+        "study",
+        help="grids of runs from one YAML spec (local or SLURM), results table, statistics, report",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
+    r = sub.add_parser("run", help="run (or resume) every cell of a study spec that is not done")
+    r.add_argument("spec", metavar="SPEC.yaml")
+    r.add_argument("-o", "--output", metavar="DIR", help="the study directory (required unless --dry-run)")
+    r.add_argument("--dry-run", action="store_true", help="show the cells, their dependencies and cost; run nothing")
+    r.add_argument("--executor", choices=EXECUTORS, help="default: the spec's executor.name, else local")
+    r.add_argument("--workers", type=int, help="local: cells at a time (0: one by one in this process)")
+    r.add_argument("--devices", type=int, help="GPUs per cell (local: CUDA_VISIBLE_DEVICES slices; slurm: gpus)")
+    r.add_argument("--threads", type=int, help="torch CPU threads per cell (default: cores / workers)")
+    r.add_argument("--tflops", type=float, help="sustained TFLOP/s per GPU assumed by the cost estimate (20)")
+    s = sub.add_parser("status", help="done / running / failed / pending / skipped per cell")
+    s.add_argument("dir", metavar="DIR")
+    c = sub.add_parser("compare", help="paired comparison of two strategies over matched repeats")
+    c.add_argument("dir", metavar="DIR")
+    c.add_argument("a", metavar="A")
+    c.add_argument("b", metavar="B")
+    c.add_argument("--by", action="append", metavar="FIELD", help="compare within each value of FIELD (repeatable)")
+    c.add_argument("--test", default="t", choices=["t", "wilcoxon"], help="paired t-test or Wilcoxon signed-rank")
+    rp = sub.add_parser("report", help="HTML + Markdown + LaTeX report of a study")
+    rp.add_argument("dir", metavar="DIR")
+    rp.add_argument("-o", "--output", required=True, metavar="REPORT", help="output folder")
+    return p
+
+
+def run(a: argparse.Namespace) -> int:
+    return {"run": cmd_run, "status": cmd_status, "compare": cmd_compare, "report": cmd_report}[a.study_command](a)
+
+
+def _progress_logging() -> None:
+    log = logging.getLogger("medcolor.study")
+    if not any(getattr(h, "_medcolor_study", False) for h in log.handlers):
+        h = logging.StreamHandler(sys.stdout)
+        h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        h._medcolor_study = True  # type: ignore[attr-defined]
+        log.addHandler(h)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def _fmt_hours(h: float | None) -> str:
+    if h is None:
+        return "?"
+    return f"{h:,.1f}" if h >= 10 else f"{h:.2f}" if h >= 0.01 else f"{h:.2g}"
+
+
+def plan_lines(plan: Any, states: dict[str, str] | None = None) -> list[str]:
+    from medcolor.study.cost import DEFAULT_TFLOPS
+
+    width = max([len(c.id) for c in plan.cells] + [4])
+    swidth = max([len(c.values.get("stages", "")) for c in plan.cells] + [6])
+    dwidth = max([len(c.depends_on[0]) for c in plan.cells if c.depends_on] + [10])
+    head = f"  {'cell':<{width}}  lvl  {'depends on':<{dwidth}}  {'stages':<{swidth}}  {'iterations':>14}  {'GPU-h':>8}"
+    lines = [head + ("  state" if states else "")]
+    total_h, total_it, unknown, tflops = 0.0, 0, 0, DEFAULT_TFLOPS
+    for c in plan.cells:
+        e = c.estimate or {}
+        its = e.get("iterations")
+        tflops = e.get("tflops_assumed", tflops)
+        it_text = "+".join("?" if i is None else f"{i:,}" for i in its) if its else "?"
+        h = e.get("gpu_hours")
+        if h is None:
+            unknown += 1
+        else:
+            total_h += h
+        if its and None not in its:
+            total_it += sum(its)
+        dep = c.depends_on[0] if c.depends_on else "-"
+        stages = c.values.get("stages", "")
+        line = f"  {c.id:<{width}}  {c.level:>3}  {dep:<{dwidth}}  {stages:<{swidth}}  {it_text:>14}  "
+        line += f"{'-' if c.invalid else _fmt_hours(h):>8}"
+        if states:
+            line += f"  {states.get(c.id, '')}"
+        lines.append(line)
+    n_levels = max((c.level for c in plan.cells), default=0) + 1
+    lines.append(
+        f"total: {len(plan.cells)} cells in {n_levels} dependency level(s), {total_it:,} training iterations, "
+        f"{_fmt_hours(total_h)} GPU-hours at {tflops:g} TFLOP/s sustained"
+        + (f" (+ {unknown} cell(s) without an estimate)" if unknown else "")
+        + "; cost model: see medcolor.study.cost"
+    )
+    invalid = [c for c in plan.cells if c.invalid]
+    for c in invalid:
+        lines.append(f"cannot run (will be recorded as failed): {c.id}: {c.invalid}")
+    notes = sorted({n for c in plan.cells for n in (c.estimate or {}).get("notes", [])})
+    lines += [f"note: {n}" for n in notes]
+    lines += [f"warning: {w}" for w in plan.warnings]
+    return lines
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    from medcolor.errors import ConfigError
+    from medcolor.study.executors import make_executor
+    from medcolor.study.plan import expand
+    from medcolor.study.runner import run_study, study_status, summary_lines
+    from medcolor.study.spec import load_spec
+
+    spec = load_spec(a.spec)
+    for name in ("workers", "devices", "threads"):
+        v = getattr(a, name)
+        if v is not None and (v < 0 or (name == "threads" and v < 1)):
+            raise ConfigError(f"--{name} must be {'>= 1' if name == 'threads' else '>= 0'}, got {v}")
+    if a.tflops is not None:
+        if a.tflops <= 0:
+            raise ConfigError(f"--tflops must be > 0, got {a.tflops}")
+        spec.estimate["tflops"] = a.tflops
+    if a.dry_run:
+        plan = expand(spec)
+        states = None
+        if a.output and (Path(a.output) / "plan.json").is_file():
+            states = {s.cell.id: s.state for s in study_status(a.output, plan)}
+        print(f"study {plan.study} ({a.spec}):")
+        print("\n".join(plan_lines(plan, states)))
+        return 0
+    if not a.output:
+        raise ConfigError("give the study directory: -o DIR (or --dry-run to only show the plan)")
+    ex_cfg = spec.executor
+    name = a.executor or ex_cfg.get("name", "local")
+    executor = make_executor(
+        name,
+        workers=a.workers if a.workers is not None else ex_cfg.get("workers"),
+        devices=a.devices if a.devices is not None else ex_cfg.get("devices"),
+        threads=a.threads if a.threads is not None else ex_cfg.get("threads"),
+        resources=spec.resources,
+    )
+    _progress_logging()
+    result = run_study(spec, a.output, executor=executor)
+    print("\n".join(summary_lines(result)))
+    return 0 if result.ok else 1
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from medcolor.study.runner import read_plan, study_status
+
+    plan = read_plan(a.dir)
+    states = study_status(a.dir, plan)
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    order = ("done", "running", "failed", "skipped", "pending")
+    print(
+        f"study {plan.study} in {a.dir}: {len(states)} cells — "
+        + ", ".join(f"{counts[k]} {k}" for k in order if k in counts)
+    )
+    width = max([len(s.cell.id) for s in states] + [4])
+    for s in states:
+        detail = s.detail.strip().splitlines()[0][:200] if s.detail.strip() else ""
+        print(f"  {s.state:<8} {s.cell.id:<{width}}  {detail}")
+    return 0
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from medcolor.study.results import read_results
+    from medcolor.study.stats import compare, format_comparison
+
+    table = read_results(a.dir)
+    by = [f.strip() for spec in a.by or [] for f in spec.split(",") if f.strip()] or None
+    print(format_comparison(compare(table, a.a, a.b, by=by, test=a.test)))
+    return 0
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    from medcolor.report import build_report
+
+    path = build_report(a.dir, a.output)
+    print(f"report: {path}")
+    return 0
+
+
+__all__ = ["add_parser", "plan_lines", "run"]

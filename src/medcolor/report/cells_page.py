@@ -1,0 +1,153 @@
+"""The cells page of the report (``cells.html``): every cell in reading order with its grid values, AUCs,
+stages, training curves and LR range tests; and the list of cells on the main page."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medcolor.report.names import field_title, row_order_key, slug, value_text
+from medcolor.report.rundirs import read_json, run_dir_of
+from medcolor.study.stats import MEAN_LABEL, NONE, REPEAT_FIELDS, TRANSFER_FIELD, StudyCells, value_sort_key
+from medcolor.utils import atomic_path
+
+
+def sort_cells(cells: StudyCells) -> list[str]:
+    """Cell ids in reading order: by condition (baselines first, as in the tables), then by repeat."""
+
+    F = cells.fields
+    arm = ("model.colorizer", "stages", TRANSFER_FIELD)
+    other = [f for f in cells.grid if f not in REPEAT_FIELDS and f not in arm]
+    reps = [f for f in REPEAT_FIELDS if f in cells.grid]
+
+    def key(c: str) -> tuple:
+        r = F.loc[c]
+        return (
+            *(value_sort_key(r[f]) for f in other),
+            row_order_key(r.get("model.colorizer", NONE), r.get("stages", NONE), r.get(TRANSFER_FIELD, NONE)),
+            *(value_sort_key(r[f]) for f in reps),
+            c,
+        )
+
+    return sorted(F.index, key=key)
+
+
+def cell_details(
+    cells: StudyCells, meta: pd.DataFrame, table: pd.DataFrame, study_dir: Path, out: Path
+) -> list[dict[str, Any]]:
+    """Per cell: grid values, AUCs, stages, and its training-curve / LR-range-test images under ``out/cells``."""
+    from medcolor.report.figures import plot_history, plot_lr_find
+
+    order = sort_cells(cells)
+    details = []
+    for c in order:
+        rd = run_dir_of(study_dir, meta.loc[c, "run_dir"])
+        d: dict[str, Any] = {
+            "id": c,
+            "anchor": "cell-" + slug(c),
+            "fields": [(field_title(f) + f" ({f})", value_text(f, cells.fields.loc[c, f])) for f in cells.grid],
+            "run_dir": str(meta.loc[c, "run_dir"]),
+            "labels": [],
+            "stages": [],
+            "images": [],
+            "missing": "",
+        }
+        rows = table[table["cell"].astype(str) == c].set_index("label")
+        for label in cells.labels:
+            if label not in rows.index:
+                continue
+            r = rows.loc[label]
+            d["labels"].append(
+                {
+                    "label": label,
+                    "val": fmt(r.get("val_auc")),
+                    "test": fmt(r.get("test_auc")),
+                    "ci": f"{fmt(r.get('test_ci_low'))}–{fmt(r.get('test_ci_high'))}"
+                    if pd.notna(r.get("test_ci_low"))
+                    else "",
+                }
+            )
+        if rd is None or not rd.is_dir():
+            d["missing"] = f"run directory {meta.loc[c, 'run_dir']} is not here"
+            details.append(d)
+            continue
+        summary = read_json(rd / "summary.json") or {}
+        if not summary:
+            d["missing"] = "no summary.json in the run directory: no training record to show"
+        target = out / "cells" / slug(c)
+        histories = {}
+        for s in summary.get("stages") or []:
+            name = f"{int(s.get('index', 0)) + 1}-{s.get('strategy')}"
+            d["stages"].append(
+                {
+                    "name": name,
+                    "lr": f"{s['lr']:.3g}" if isinstance(s.get("lr"), (int, float)) else str(s.get("lr", "")),
+                    "best": fmt(s.get("best_val_mean_auc")),
+                    "step": f"{s.get('best_step', '')} / {s.get('total_steps', '')}",
+                    "time": f"{s.get('time_s', 0):.0f} s" if isinstance(s.get("time_s"), (int, float)) else "",
+                    "params": f"{s['trainable_parameters']:,}"
+                    if isinstance(s.get("trainable_parameters"), int)
+                    else "",
+                }
+            )
+            h = read_json(rd / name / "history.json")
+            if h:
+                histories[name] = h
+            png, js = rd / name / "lr_find.png", rd / name / "lr_find.json"
+            dest = target / f"{name}_lr_find.png"
+            if png.is_file():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(dest) as tmp:
+                    shutil.copyfile(png, tmp)
+            elif js.is_file() and (lf := read_json(js)):
+                plot_lr_find(lf.get("lr", []), lf.get("loss", []), lf.get("suggestion"), dest, f"LR range test: {name}")
+            else:
+                continue
+            d["images"].append({"src": dest.relative_to(out).as_posix(), "alt": f"{c} {name} LR range test"})
+        if histories:
+            dest = target / "history.png"
+            try:
+                plot_history(histories, dest)
+                d["images"].insert(0, {"src": dest.relative_to(out).as_posix(), "alt": f"{c} training curves"})
+            except (KeyError, TypeError, ValueError) as exc:
+                d["missing"] = f"history.json unreadable: {exc}"
+        details.append(d)
+    return details
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return ""
+    return "" if math.isnan(f) else f"{f:.{digits}f}"
+
+
+def cells_table(cells: StudyCells, meta: pd.DataFrame, details: list[dict[str, Any]]) -> dict[str, Any]:
+    vary = [f for f in cells.grid if cells.fields[f].nunique() > 1] or cells.grid
+    rows = []
+    for d in details:
+        c = d["id"]
+        m = cells.values.loc[c, MEAN_LABEL] if MEAN_LABEL in cells.values.columns else math.nan
+        rows.append(
+            {
+                "id": c,
+                "anchor": d["anchor"],
+                "values": [value_text(f, cells.fields.loc[c, f]) for f in vary],
+                "mean": fmt(m, 3),
+                "ci": f"{fmt(meta.loc[c, 'test_ci_low'], 3)}, {fmt(meta.loc[c, 'test_ci_high'], 3)}"
+                if "test_ci_low" in meta.columns and pd.notna(meta.loc[c, "test_ci_low"])
+                else "",
+                "n_train": f"{int(meta.loc[c, 'n_train']):,}" if pd.notna(meta.loc[c].get("n_train")) else "",
+                "iterations": f"{int(meta.loc[c, 'iterations']):,}" if pd.notna(meta.loc[c].get("iterations")) else "",
+                "wall": f"{float(meta.loc[c, 'wall_s']):.0f} s" if pd.notna(meta.loc[c].get("wall_s")) else "",
+            }
+        )
+    return {"columns": [field_title(f) for f in vary], "rows": rows}
+
+
+__all__ = ["cell_details", "cells_table", "sort_cells"]

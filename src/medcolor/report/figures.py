@@ -1,0 +1,304 @@
+"""Figures: LR range test, training curves, colorized images (paper Fig. 4), label distributions per
+training-set size (Fig. 5), AUC against training-set size (Fig. 6), AUC tables.
+
+The colorized images show what E receives.  ``display="imagenet"`` (default) maps T's output back
+through ImageNet's normalisation (``x * std + mean``, clipped to [0, 1]) — the RGB picture the
+pretrained backbone "believes" it sees; ``display="minmax"`` stretches each image's 1st-99th
+percentiles to [0, 1] instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from medcolor.utils import atomic_path
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _save(fig: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], suggestion: float | None, path, title="") -> Path:
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    lr, lo = np.asarray(lrs, float), np.asarray(losses, float)
+    ok = np.isfinite(lo)
+    ax.plot(lr[ok], lo[ok])
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("smoothed training loss")
+    if suggestion is not None:
+        ax.axvline(suggestion, color="tab:red", ls="--", label=f"suggested max lr {suggestion:.2g}")
+        ax.legend()
+    ax.set_title(title or "LR range test")
+    return _save(fig, path)
+
+
+def plot_history(histories: dict[str, list[dict[str, Any]]], path) -> Path:
+    """Training loss and validation mean AUC per chunk, one line per stage/run."""
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for name, rows in histories.items():
+        steps = [r["step"] for r in rows]
+        a1.plot(
+            steps,
+            [np.nan if r["train_loss"] is None else r["train_loss"] for r in rows],
+            marker=".",
+            label=name,
+        )
+        a2.plot(
+            steps, [np.nan if r["val_mean_auc"] is None else r["val_mean_auc"] for r in rows], marker=".", label=name
+        )
+    a1.set_xlabel("iteration")
+    a1.set_ylabel("training loss (mean over chunk)")
+    a2.set_xlabel("iteration")
+    a2.set_ylabel("validation mean AUC")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def to_display(rgb: torch.Tensor | np.ndarray, display: str = "imagenet") -> np.ndarray:
+    """A (3, H, W) output of T as an (H, W, 3) image in [0, 1] for viewing."""
+    x = torch.as_tensor(rgb, dtype=torch.float32)
+    if display == "imagenet":
+        mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+        y = x * std + mean
+    elif display == "minmax":
+        lo, hi = torch.quantile(x.flatten(), torch.tensor([0.01, 0.99]))
+        y = (x - lo) / (hi - lo).clamp_min(1e-8)
+    else:
+        raise ValueError(f"display must be 'imagenet' or 'minmax', got {display!r}")
+    return y.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def side_by_side(gray: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    """(H, W) gray in [0, 1] and (H, W, 3) colour -> one uint8 (H, 2W + 4, 3) image."""
+    g = np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=2)
+    gap = np.ones((g.shape[0], 4, 3))
+    return np.round(np.concatenate([g, gap, rgb], axis=1) * 255).astype(np.uint8)
+
+
+def colorization_figure(
+    grays: Sequence[np.ndarray],
+    colorized: dict[str, Sequence[np.ndarray]],
+    path,
+    titles: Sequence[str] | None = None,
+) -> Path:
+    """Fig. 4-like grid: first row the inputs, then one row per model/stage with its colorized images."""
+    rows = 1 + len(colorized)
+    cols = len(grays)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.9 * rows + 0.3), squeeze=False)
+    for j, g in enumerate(grays):
+        axes[0, j].imshow(g, cmap="gray", vmin=0, vmax=1)
+        if titles:
+            axes[0, j].set_title(titles[j], fontsize=7)
+    for i, (name, imgs) in enumerate(colorized.items(), start=1):
+        for j, im in enumerate(imgs):
+            axes[i, j].imshow(im)
+        axes[i, 0].set_ylabel(name, fontsize=8)
+    axes[0, 0].set_ylabel("input", fontsize=8)
+    for a in axes.flat:
+        a.set_xticks([])
+        a.set_yticks([])
+    return _save(fig, path)
+
+
+def colorization_grid(
+    colorizers: Mapping[str, str | os.PathLike],
+    images: Sequence[str | os.PathLike],
+    path,
+    *,
+    display: str = "imagenet",
+    titles: Sequence[str] | None = None,
+    wrap: int = 16,
+) -> Path:
+    """Paper Fig. 4: the same input images through several colorization modules.
+
+    ``colorizers`` maps a row name to an exported colorizer, a model file or a run directory; each
+    module sees the images at its own input size and normalisation.  The first row shows the inputs.
+    """
+    import textwrap
+
+    from medcolor.inference import ImageFiles, _norm, load_colorizer_any
+
+    if not colorizers or not images:
+        raise ValueError("colorization_grid needs at least one colorizer and one image")
+    files = [Path(f) for f in images]
+    grays: list[np.ndarray] | None = None
+    rows: dict[str, list[np.ndarray]] = {}
+    for name, src in colorizers.items():
+        t, meta = load_colorizer_any(src)
+        t.eval()
+        mean, std = _norm(meta)
+        ds = ImageFiles(files, int(meta.get("size", 320)), mean, std)
+        outs, ins = [], []
+        with torch.no_grad():
+            for i in range(len(ds)):
+                x = ds[i]["image"][None]
+                outs.append(to_display(t(x)[0], display))
+                ins.append((x[0, 0] * std + mean).clamp(0, 1).numpy())
+        grays = grays if grays is not None else ins
+        rows[textwrap.fill(name, wrap)] = outs
+    titles = titles or [f.stem if len(f.stem) <= 18 else f.stem[:17] + "…" for f in files]
+    return colorization_figure(grays, rows, path, titles)
+
+
+def plot_label_distribution(
+    panels: Mapping[str, Any],
+    path,
+    *,
+    states: Sequence[str] = ("positive", "negative", "uncertain"),
+    ncols: int = 3,
+    dpi: int = 110,
+) -> Path:
+    """Paper Fig. 5 for several training sets: one panel per set (the full training set, then each
+    subset size), grouped bars of positive / negative / uncertain counts per label.
+
+    ``panels`` maps a panel title to a :func:`medcolor.data.summary.label_counts` table.
+    """
+    if not panels:
+        raise ValueError("plot_label_distribution needs at least one table")
+    colors = {"positive": "#d62728", "negative": "#1f77b4", "uncertain": "#ff7f0e", "blank": "#7f7f7f"}
+    n = len(panels)
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    n_labels = max(len(t) for t in panels.values())
+    w = max(3.6, 0.75 * n_labels + 1.6)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, 3.4 * nrows), squeeze=False, layout="constrained")
+    width = 0.8 / len(states)
+    for ax, (name, table) in zip(axes.flat, panels.items(), strict=False):
+        x = np.arange(len(table))
+        for k, st in enumerate(states):
+            vals = table[st].to_numpy() if st in table.columns else np.zeros(len(table))
+            bars = ax.bar(x + (k - (len(states) - 1) / 2) * width, vals, width, label=st, color=colors.get(st))
+            ax.bar_label(bars, labels=[f"{int(v):,}" for v in vals], fontsize=6, rotation=90, padding=2)
+        ax.set_xticks(x, [str(i) for i in table.index], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("images")
+        ax.margins(y=0.22)
+        ax.set_title(name, fontsize=9)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7)
+    return _save(fig, path, dpi=dpi)
+
+
+def plot_size_curves(curves: Any, diffs: Any | None, path, *, scale: float = 100.0, title: str = "") -> Path:
+    """Paper Fig. 6: (a) mean AUC ± std over repeats against the training-set size, one line per arm;
+    (b) each arm's paired difference to the reference baseline with its bootstrap CI.
+
+    ``curves`` and ``diffs`` are the frames of :func:`medcolor.report.tables.size_curves` (columns
+    ``section``, ``arm``, ``n_train``, ``mean``, ``std``; ``diff``, ``ci_low``, ``ci_high``, ``baseline``;
+    optionally ``size`` for tick labels).  One row of panels per section, one legend below them.
+    """
+    from matplotlib.ticker import NullLocator
+
+    sections = list(dict.fromkeys(curves["section"]))
+    ncols = 2 if diffs is not None and len(diffs) else 1
+    fig, axes = plt.subplots(
+        len(sections), ncols, figsize=(6.0 * ncols, 3.6 * len(sections) + 0.7), squeeze=False, layout="constrained"
+    )
+    arms = list(dict.fromkeys(curves.sort_values("arm", key=lambda s: s.map(_arm_rank))["arm"]))
+    colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(arms)}
+    shift = {a: 1 + 0.02 * (k - (len(arms) - 1) / 2) for k, a in enumerate(arms)}  # side by side error bars
+
+    def x_axis(ax: Any, d: Any) -> None:
+        ax.set_xscale("log")
+        ticks = d.drop_duplicates("n_train").sort_values("n_train")
+        ax.set_xticks(ticks["n_train"].to_numpy(float))
+        labels = [f"{v:,.0f}" for v in ticks["n_train"]]
+        if "size" in ticks.columns:
+            labels = [f"{lab}\n({sz})" if sz else lab for lab, sz in zip(labels, ticks["size"], strict=True)]
+        ax.set_xticklabels(labels, fontsize=7)
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("training images")
+        ax.grid(alpha=0.3)
+
+    for i, sec in enumerate(sections):
+        ax = axes[i, 0]
+        c = curves[curves["section"] == sec]
+        for arm in arms:
+            d = c[c["arm"] == arm].sort_values("n_train")
+            if not d.empty:
+                ax.errorbar(
+                    d["n_train"].to_numpy(float) * shift[arm], d["mean"] * scale,
+                    yerr=np.nan_to_num(d["std"].to_numpy(float)) * scale, marker="o", ms=4, capsize=3, label=arm,
+                    color=colors[arm],
+                )  # fmt: skip
+        x_axis(ax, c)
+        ax.set_ylabel(f"mean AUC ×{scale:g}" if scale != 1 else "mean AUC")
+        ax.set_title("(a) mean AUC ± std over repeats" + (f"\n{sec}" if sec else ""), fontsize=9)
+        if ncols == 2:
+            ax = axes[i, 1]
+            d_all = diffs[diffs["section"] == sec]
+            ref = ", ".join(_STRATEGY_TITLES.get(b, b) for b in sorted(set(d_all["baseline"].dropna())))
+            for arm in arms:
+                d = d_all[d_all["arm"] == arm].sort_values("n_train")
+                if d.empty:
+                    continue
+                y = d["diff"].to_numpy(float) * scale
+                lo = np.clip(np.nan_to_num(y - d["ci_low"].to_numpy(float) * scale), 0, None)
+                hi = np.clip(np.nan_to_num(d["ci_high"].to_numpy(float) * scale - y), 0, None)
+                ax.errorbar(
+                    d["n_train"].to_numpy(float) * shift[arm], y, yerr=[lo, hi], marker="o", ms=4, capsize=3,
+                    color=colors[arm],
+                )  # fmt: skip
+            ax.axhline(0, color="k", lw=0.8)
+            x_axis(ax, c)
+            ax.set_ylabel(f"Δ AUC ×{scale:g}" if scale != 1 else "Δ AUC")
+            ax.set_title(f"(b) paired difference to {ref or 'the baseline'}, bootstrap CI", fontsize=9)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(4, max(1, len(labels))), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+_STRATEGY_TITLES = {"baseline": "Baseline", "baseline-all": "Baseline All"}
+
+
+def _arm_rank(arm: str) -> tuple[int, str]:
+    return (0 if arm.startswith("Baseline") else 1, arm)
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None, floatfmt: str = ".3f") -> str:
+    columns = list(columns or (rows[0].keys() if rows else []))
+
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "n/a" if np.isnan(v) else format(v, floatfmt)
+        return "n/a" if v is None else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+__all__ = [
+    "colorization_figure",
+    "colorization_grid",
+    "markdown_table",
+    "plot_history",
+    "plot_label_distribution",
+    "plot_lr_find",
+    "plot_size_curves",
+    "side_by_side",
+    "to_display",
+]

@@ -1,0 +1,100 @@
+"""How a study's grid fields and values are shown to people: strategy and colorizer names, field titles,
+subset sizes, and the paper's row order."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from medcolor.study.stats import BASELINES, NONE, TRANSFER_FIELD, reference_baseline
+
+STRATEGY_NAMES = {
+    "baseline": "Baseline",
+    "baseline-all": "Baseline All",
+    "color-module": "Color Module",
+    "all": "All",
+    "last-layer": "Last Layer",
+    "transfer-all": "Transfer All",
+}
+COLORIZER_NAMES = {"deconv": "DECONV", "pixelshuffle": "PixelShuffle", "colorU": "ColorU", "replicate": "–", NONE: "–"}
+COLORIZER_ORDER = ("replicate", NONE, "deconv", "pixelshuffle", "colorU")
+FIELD_TITLES = {
+    "model.backbone": "Backbone",
+    "model.colorizer": "Colorization module",
+    "stages": "Learning strategy",
+    "transfer": "Transferred from",
+    "data.dataset": "Dataset",
+    "data.subset": "Training subset",
+    "data.subset_draw": "Subset draw",
+    "trainer.seed": "Seed",
+    "model.weights": "Weights",
+}
+
+
+def strategy_name(stages: str) -> str:
+    """``"color-module,all"`` -> ``"Color Module → All"``."""
+    if stages == NONE:
+        return "–"
+    return " → ".join(STRATEGY_NAMES.get(s.strip(), s.strip()) for s in stages.split(","))
+
+
+def field_title(f: str) -> str:
+    return FIELD_TITLES.get(f, f.rsplit(".", 1)[-1].replace("_", " ").capitalize())
+
+
+def value_text(f: str, v: str) -> str:
+    """A grid value for people: strategy and colorizer names, subset sizes as % or image counts."""
+    if f == "stages":
+        return strategy_name(v)
+    if f == "model.colorizer":
+        return COLORIZER_NAMES.get(v, v)
+    if f == TRANSFER_FIELD:
+        if v == NONE:
+            return "–"
+        return " · ".join(
+            strategy_name(part)
+            if all(x in STRATEGY_NAMES for x in part.split(","))
+            else COLORIZER_NAMES.get(part, part)
+            for part in v.split(" · ")
+        )
+    if f == "data.subset":
+        if v == NONE:
+            return "full"
+        x = float(v)
+        return f"{x * 100:g} %" if x <= 1 else f"{int(x):,} images"
+    return v
+
+
+def section_text(fields: Sequence[str], values: Sequence[str]) -> str:
+    return " · ".join(f"{field_title(f)}: {value_text(f, v)}" for f, v in zip(fields, values, strict=True))
+
+
+def row_order_key(colorizer: str, stages: str, transfer: str) -> tuple:
+    """The paper's row order: the frozen-E group (Baseline, then its arms) before the fine-tuned-E group
+    (Baseline All, then its arms); within a group non-transferred before transferred, then DECONV,
+    PixelShuffle, ColorU, then by strategy."""
+    ref = 0 if (stages == "baseline" or (stages not in BASELINES and reference_baseline(stages) == "baseline")) else 1
+    base = 0 if stages in BASELINES and transfer == NONE else 1
+    col = COLORIZER_ORDER.index(colorizer) if colorizer in COLORIZER_ORDER else len(COLORIZER_ORDER)
+    order = list(STRATEGY_NAMES)
+    seq = tuple(order.index(s) if s in order else len(order) for s in stages.split(","))
+    return (ref, base, transfer != NONE, transfer, col, colorizer, seq, stages)
+
+
+def slug(s: str) -> str:
+    """A cell id or dataset name as a file name or HTML anchor."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "cell"
+
+
+__all__ = [
+    "COLORIZER_NAMES",
+    "COLORIZER_ORDER",
+    "FIELD_TITLES",
+    "STRATEGY_NAMES",
+    "field_title",
+    "row_order_key",
+    "section_text",
+    "slug",
+    "strategy_name",
+    "value_text",
+]

@@ -1,0 +1,231 @@
+"""The parts of the report page: :class:`Section` (present with its content, or absent with the reason),
+the sections of the paper's Tables I–III (also written as Markdown and LaTeX) and of its figures:
+Fig. 4 (colorized images), Fig. 5 (labels per training-set size) and Fig. 6 (AUC against the
+training-set size)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from medcolor.errors import DataError, MedcolorError
+from medcolor.report.names import row_order_key, slug, value_text
+from medcolor.report.render import StudyTable
+from medcolor.report.rundirs import prediction_images, run_dir_of
+from medcolor.report.tables import TableOptions, size_curves, table1, table2, table3
+from medcolor.study.stats import NONE, REPEAT_FIELDS, TRANSFER_FIELD, StudyCells, value_sort_key
+from medcolor.utils import write_text_atomic
+
+
+@dataclass
+class Section:
+    """One part of the page: present (with content) or absent (with the reason)."""
+
+    key: str
+    title: str
+    reason: str = ""
+    tables: list[StudyTable] = field(default_factory=list)
+    images: list[dict[str, str]] = field(default_factory=list)  # {"src", "alt", "caption"}
+    text: str = ""
+
+    @property
+    def present(self) -> bool:
+        return not self.reason
+
+    @property
+    def short(self) -> str:
+        """ "Table I", "Fig. 4"... for the navigation bar."""
+        return self.title.split(". ")[0] if self.title.startswith("Table") else ". ".join(self.title.split(". ")[:2])
+
+
+def table_sections(
+    table: pd.DataFrame, opt: TableOptions, out: Path, n_labels: int
+) -> tuple[list[Section], list[StudyTable]]:
+    """The sections of Tables I–III (absent ones with their reason); each table present is also written
+    to ``out/tables/`` as Markdown and LaTeX, and all of them together as ``tables.md`` / ``tables.tex``."""
+    sections: list[Section] = []
+    tables: list[StudyTable] = []
+    for key, title, fn, absent in (
+        ("table1", "Table I. Mean AUC per colorization module and learning strategy", table1,
+         "every cell belongs to a dataset that T or E was transferred to: see Table III"),
+        ("table2", "Table II. AUC per label", table2,
+         "the study has a single label: Table II would repeat Table I" if n_labels < 2 else "no cells for Table I"),
+        ("table3", "Table III. Transfer across datasets", table3,
+         "no cell transfers T or E from another cell of the study (no transfer grid field, or it is always empty)"),
+    ):  # fmt: skip
+        t = fn(table, opt)
+        sec = Section(key, title, reason="" if t is not None else absent)
+        if t is not None:
+            sec.tables.append(t)
+            tables.append(t)
+            for ext, text in (("md", t.to_markdown()), ("tex", t.to_latex())):
+                write_text_atomic(out / "tables" / f"{key}.{ext}", text)
+        sections.append(sec)
+    if tables:
+        write_text_atomic(out / "tables" / "tables.md", "\n".join(t.to_markdown() for t in tables))
+        write_text_atomic(out / "tables" / "tables.tex", "\n".join(t.to_latex() for t in tables))
+    return sections, tables
+
+
+def fig4_colorized(
+    cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Path, n_images: int, max_rows: int = 24
+) -> Section:
+    from medcolor.report.figures import colorization_grid
+
+    sec = Section("fig4", "Fig. 4. Colorized images: what E sees after each colorization module")
+    has_t = [
+        c
+        for c in cells.fields.index
+        if (rd := run_dir_of(study_dir, meta.loc[c, "run_dir"])) is not None
+        and (rd / "colorizer.safetensors").is_file()
+    ]
+    if not has_t:
+        sec.reason = (
+            "no cell has a learned colorization module to show (no colorizer.safetensors in the run directories: "
+            "only baselines, or the run directories are not here)"
+        )
+        return sec
+    F = cells.fields
+    datasets = sorted(set(F.loc[has_t, "data.dataset"])) if "data.dataset" in F.columns else [""]
+    cond = [f for f in cells.grid if f not in REPEAT_FIELDS and f != "data.dataset"]
+    reasons = []
+    for ds in datasets:
+        ids = [c for c in has_t if not ds or F.loc[c, "data.dataset"] == ds]
+        chosen: dict[tuple[str, ...], str] = {}
+        for c in sorted(ids, key=lambda c: tuple(value_sort_key(F.loc[c, f]) for f in REPEAT_FIELDS if f in F.columns)):
+            chosen.setdefault(tuple(F.loc[c, f] for f in cond), c)  # the first repeat of each condition
+        arm = [f for f in ("model.colorizer", "stages") if f in cond]  # always named, then what else varies
+        vary = arm + [f for f in cond if f not in arm and len({k[cond.index(f)] for k in chosen}) > 1]
+        order = sorted(
+            chosen.items(),
+            key=lambda kv: row_order_key(
+                F.loc[kv[1]].get("model.colorizer", NONE), F.loc[kv[1]].get("stages", NONE),
+                F.loc[kv[1]].get(TRANSFER_FIELD, NONE),
+            ),
+        )  # fmt: skip
+        images, split = prediction_images(run_dir_of(study_dir, meta.loc[order[0][1], "run_dir"]), study_dir, n_images)
+        if not images:
+            reasons.append(f"{ds or 'the study'}: the input images of the test split (predictions.csv) are not here")
+            continue
+        rows = {}
+        for _, c in order[:max_rows]:
+            rows[" · ".join(value_text(f, F.loc[c, f]) for f in vary) or c] = run_dir_of(
+                study_dir, meta.loc[c, "run_dir"]
+            )
+        path = out / "figures" / f"fig4_colorized{'_' + slug(ds) if ds else ''}.png"
+        try:
+            colorization_grid({k: v / "colorizer.safetensors" for k, v in rows.items()}, images, path)
+        except (MedcolorError, OSError, RuntimeError, ValueError) as exc:
+            reasons.append(f"{ds or 'the study'}: cannot colorize the images: {exc}")
+            continue
+        rep = "; ".join(f"{f} {F.loc[order[0][1], f]}" for f in REPEAT_FIELDS if f in F.columns)
+        caption = (
+            f"{len(images)} images of the {split} split{' of ' + ds if ds else ''} (top row) through "
+            f"the colorization module T of each condition ({'first repeat: ' + rep if rep else 'one cell each'}); "
+            "T's output shown through ImageNet's normalisation, i.e. the RGB picture the pretrained E receives."
+        )
+        if len(order) > max_rows:
+            caption += f" The first {max_rows} of {len(order)} conditions."
+        sec.images.append({"src": path.relative_to(out).as_posix(), "alt": f"Fig. 4 {ds}", "caption": caption})
+    if not sec.images:
+        sec.reason = "; ".join(reasons)
+    elif reasons:
+        sec.text = "Not shown: " + "; ".join(reasons)
+    return sec
+
+
+def fig5_labels(cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Path) -> Section:
+    sec = Section("fig5", "Fig. 5. Labels of the full training set and of each subset size")
+    F = cells.fields
+    if "data.subset" not in F.columns or not (F["data.subset"] != NONE).any():
+        sec.reason = "the study does not vary the training-set size (no data.subset grid field)"
+        return sec
+    from medcolor.config import RunConfig
+    from medcolor.data.bundle import build_data
+    from medcolor.data.summary import label_counts
+    from medcolor.report.figures import plot_label_distribution
+
+    varied = F[F["data.subset"] != NONE]
+    datasets = sorted(set(varied["data.dataset"])) if "data.dataset" in F.columns else [""]
+    reasons = []
+    for ds in datasets:
+        ids = [c for c in F.index if not ds or F.loc[c, "data.dataset"] == ds]
+        by_size: dict[str, str] = {}
+        for c in sorted(ids, key=lambda c: tuple(value_sort_key(F.loc[c, f]) for f in REPEAT_FIELDS if f in F.columns)):
+            by_size.setdefault(F.loc[c, "data.subset"], c)
+        panels: dict[str, pd.DataFrame] = {}
+        try:
+            for size in sorted(by_size, key=lambda v: (v == NONE, -float(v) if v != NONE else 0)):
+                rd = run_dir_of(study_dir, meta.loc[by_size[size], "run_dir"])
+                if rd is None or not (rd / "config.yaml").is_file():
+                    raise DataError(f"the run directory of cell {by_size[size]} (its config.yaml) is not here")
+                cfg = RunConfig.from_yaml(rd / "config.yaml")
+                cfg.data.mean, cfg.data.std, cfg.data.cache_dir = None, None, None
+                if not panels:  # the full training set (after the validation/test split), once
+                    full_cfg = RunConfig.from_dict(cfg.to_dict())
+                    full_cfg.data.subset = None
+                    train = build_data(full_cfg.data, synthetic_dir=rd / "synthetic-data").train
+                    panels[f"full training set ({len(train):,} images)"] = label_counts(train)
+                if size == NONE:
+                    continue
+                train = build_data(cfg.data, synthetic_dir=rd / "synthetic-data").train
+                n, what = len(train), value_text("data.subset", size)
+                head = f"subset of {n:,} images" if what.endswith("images") else f"subset {what}"
+                extra = [] if what.endswith("images") else [f"{n:,} images"]
+                if "data.subset_draw" in F.columns:
+                    extra.append(f"draw {cfg.data.subset_draw}")
+                panels[head + (f" ({', '.join(extra)})" if extra else "")] = label_counts(train)
+        except (MedcolorError, OSError, ValueError) as exc:
+            reasons.append(f"{ds or 'the study'}: cannot read the training labels: {exc}")
+            continue
+        path = out / "figures" / f"fig5_labels{'_' + slug(ds) if ds else ''}.png"
+        plot_label_distribution(panels, path)
+        sec.images.append(
+            {
+                "src": path.relative_to(out).as_posix(),
+                "alt": f"Fig. 5 {ds}",
+                "caption": "Positive, negative and uncertain labels per observation in the training set "
+                f"{'of ' + ds + ' ' if ds else ''}and in each label-proportional subset (first draw).",
+            }
+        )
+    if not sec.images:
+        sec.reason = "; ".join(reasons)
+    elif reasons:
+        sec.text = "Not shown: " + "; ".join(reasons)
+    return sec
+
+
+def fig6_sizes(
+    table: pd.DataFrame, opt: TableOptions, out: Path
+) -> tuple[Section, pd.DataFrame | None, pd.DataFrame | None]:
+    """Fig. 6 and the numbers behind it (curves per arm and size; paired differences to the baseline)."""
+    from medcolor.report.figures import plot_size_curves
+
+    sec = Section("fig6", "Fig. 6. Mean AUC against the training-set size")
+    curves, diffs = size_curves(table, opt)
+    if curves.empty:
+        sec.reason = "the study does not vary the training-set size (no data.subset grid field)"
+        return sec, None, None
+    if curves["data.subset"].nunique() < 2:
+        sec.reason = "the study has a single training-set size"
+        return sec, None, None
+    path = out / "figures" / "fig6_sizes.png"
+    plot_size_curves(curves, diffs, path, scale=opt.scale)
+    which = "test" if opt.metric == "test_auc" else "validation"
+    cap = (
+        f"(a) mean {which} AUC ± std over repeats (seeds × subset draws) against the number of training images; "
+        "one line per colorizer × strategy."
+    )
+    if diffs is not None:
+        ref = ", ".join(sorted(set(diffs["baseline"].dropna())))
+        cap += (
+            f" (b) paired difference of each arm to {ref} at each size (mean over matched repeats) with its "
+            f"{opt.level:.0%} bootstrap CI."
+        )
+    sec.images.append({"src": path.relative_to(out).as_posix(), "alt": "Fig. 6", "caption": cap})
+    return sec, curves, diffs
+
+
+__all__ = ["Section", "fig4_colorized", "fig5_labels", "fig6_sizes", "table_sections"]

@@ -1,0 +1,407 @@
+"""The paper's tables from a study's results table, as Markdown, LaTeX and HTML.
+
+* **Table I** — mean AUC ± std over repeats per colorizer × strategy, one block per backbone (and per any
+  other condition the study varies: dataset, training-set size...), with the difference to the baseline,
+  its bootstrap CI, the Benjamini–Hochberg adjusted p of a paired test, and a mark where it is < alpha.
+  The baseline of an arm is the paper's: Baseline for strategies that keep E frozen, Baseline All for
+  those that fine-tune it (:func:`medcolor.study.stats.reference_baseline`).
+* **Table II** — the same rows, one column per label (per-observation AUCs), marks per label.
+* **Table III** — transfer: for each target dataset (a dataset some cell transferred T/E to), every
+  cell condition of that dataset by source (``transfer``) × colorizer × strategy.
+
+Tables only hold what the study has: no Table III without transfer cells, no Table II with one label.
+Cells that are transfer targets' datasets go to Table III, all others to Tables I/II.
+
+The names shown for fields and values are in :mod:`medcolor.report.names`, :class:`StudyTable` and its
+renderings in :mod:`medcolor.report.render`, the number formats in :mod:`medcolor.study.stats.format`
+(re-exported here).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medcolor.report.names import field_title, row_order_key, section_text, strategy_name, value_text
+from medcolor.report.render import StudyTable, latex_escape
+from medcolor.study.stats import (
+    BASELINES,
+    MEAN_LABEL,
+    NONE,
+    REPEAT_FIELDS,
+    TRANSFER_FIELD,
+    StudyCells,
+    compare_to_baseline,
+    format_diff,
+    format_p,
+    format_pm,
+    study_cells,
+    value_sort_key,
+)
+
+
+@dataclass
+class TableOptions:
+    metric: str = "test_auc"
+    test: str = "t"
+    alpha: float = 0.05
+    n_boot: int = 2000
+    seed: int = 0
+    level: float = 0.95
+    scale: float = 100.0
+    decimals: int = 1
+
+
+def transfer_targets(cells: StudyCells) -> list[str]:
+    """Datasets (``data.dataset`` values) that some cell transferred to; ``["*"]`` without a dataset field."""
+    F = cells.fields
+    if TRANSFER_FIELD not in F.columns or not (F[TRANSFER_FIELD] != NONE).any():
+        return []
+    if "data.dataset" not in F.columns:
+        return ["*"]
+    return sorted(set(F.loc[F[TRANSFER_FIELD] != NONE, "data.dataset"]))
+
+
+def split_cells(cells: StudyCells) -> tuple[list[str], list[str]]:
+    """Cell ids for Tables I/II (datasets nobody transferred to) and for Table III (transfer targets)."""
+    targets = transfer_targets(cells)
+    F = cells.fields
+    if not targets:
+        return list(F.index), []
+    if targets == ["*"]:
+        return [], list(F.index)
+    is_target = F["data.dataset"].isin(targets)
+    return list(F.index[~is_target]), list(F.index[is_target])
+
+
+@dataclass
+class _Layout:
+    """Which grid fields make rows, sections, and the constant caption of a table over ``ids``."""
+
+    row_fields: list[str]
+    section_fields: list[str]
+    constant: dict[str, str]
+    cond_fields: list[str]
+
+
+def _layout(cells: StudyCells, ids: Sequence[str], row_candidates: Sequence[str]) -> _Layout:
+    F = cells.fields.loc[list(ids)]
+    cond = [f for f in cells.grid if f not in REPEAT_FIELDS]
+    rows = [f for f in row_candidates if f in cond]
+    others = [f for f in cond if f not in rows]
+    section = [f for f in others if F[f].nunique() > 1]
+    constant = {f: F[f].iloc[0] for f in others if f not in section and f != TRANSFER_FIELD}
+    return _Layout(rows, section, constant, cond)
+
+
+def _aggregate(cells: StudyCells, ids: Sequence[str], cond_fields: Sequence[str]) -> pd.DataFrame:
+    """One row per condition: the condition fields, then ``<label>:mean``, ``<label>:std``, ``<label>:n``."""
+    F = cells.fields.loc[list(ids), list(cond_fields)]
+    V = cells.values.loc[list(ids)]
+    keys = [tuple(r) for r in F.itertuples(index=False, name=None)]
+    out = []
+    for key in dict.fromkeys(keys):
+        members = [i for i, k in zip(ids, keys, strict=True) if k == key]
+        row: dict[str, Any] = dict(zip(cond_fields, key, strict=True))
+        for label in cells.labels:
+            x = V.loc[members, label].to_numpy(float)
+            x = x[np.isfinite(x)]
+            row[f"{label}:mean"] = float(x.mean()) if len(x) else math.nan
+            row[f"{label}:std"] = float(x.std(ddof=1)) if len(x) > 1 else math.nan
+            row[f"{label}:n"] = len(x)
+        row["cells"] = members
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def _comparisons(
+    table: pd.DataFrame, ids: Sequence[str], labels: Sequence[str], opt: TableOptions, cells: StudyCells
+) -> pd.DataFrame | None:
+    if "stages" not in cells.grid:
+        return None
+    F = cells.fields.loc[list(ids)]
+    if not F["stages"].isin(BASELINES).any() or F["stages"].isin(BASELINES).all():
+        return None
+    return compare_to_baseline(
+        table, labels=labels, test=opt.test, metric=opt.metric, n_boot=opt.n_boot, seed=opt.seed, level=opt.level,
+        cells=ids,
+    )  # fmt: skip
+
+
+def _lookup(comp: pd.DataFrame | None, cond: dict[str, str], label: str) -> pd.Series | None:
+    if comp is None or comp.empty:
+        return None
+    m = comp["label"] == label
+    for f, v in cond.items():
+        if f in comp.columns:
+            m &= comp[f] == v
+    hit = comp[m]
+    return hit.iloc[0] if len(hit) else None
+
+
+def _sorted_conditions(agg: pd.DataFrame, layout: _Layout) -> list[tuple[tuple[str, ...], list[dict[str, Any]]]]:
+    sections: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in agg.to_dict("records"):
+        sections.setdefault(tuple(row[f] for f in layout.section_fields), []).append(row)
+
+    def rk(r: dict[str, Any]) -> tuple:
+        return row_order_key(r.get("model.colorizer", NONE), r.get("stages", NONE), r.get(TRANSFER_FIELD, NONE))
+
+    return [
+        (k, sorted(sections[k], key=rk)) for k in sorted(sections, key=lambda t: tuple(value_sort_key(v) for v in t))
+    ]
+
+
+def _caption(layout: _Layout, metric: str, extra: str = "") -> str:
+    which = "test" if metric == "test_auc" else "validation"
+    parts = [f"AUC ×100 on the {which} split, mean ± std over repeats"]
+    if layout.constant:
+        parts.append(
+            "all cells: " + ", ".join(f"{field_title(f)} {value_text(f, v)}" for f, v in layout.constant.items())
+        )
+    return "; ".join(parts) + (f". {extra}" if extra else "")
+
+
+def _sig_note(comp: pd.DataFrame | None, opt: TableOptions, family: str) -> list[str]:
+    if comp is None:
+        return [
+            "No significance marks: the study has no baseline cells (stages baseline / baseline-all) to compare with."
+        ]
+    k = int(comp["p"].notna().sum())
+    test = "paired t-test" if opt.test == "t" else "Wilcoxon signed-rank test"
+    return [
+        f"Δ: difference to the baseline (AUC ×100) with its {opt.level:.0%} bootstrap CI; baseline = Baseline for "
+        "strategies that keep E frozen, Baseline All for those that fine-tune E (or the one that was run).",
+        f"* Benjamini–Hochberg adjusted p < {opt.alpha:g} ({test} over matched repeats; "
+        f"family: the {k} comparisons of {family}).",
+    ]
+
+
+def _comp_notes(comp: pd.DataFrame | None, row_fields: Sequence[str]) -> list[str]:
+    if comp is None or comp.empty:
+        return []
+    notes = []
+    for _, r in comp[comp["note"] != ""].drop_duplicates("note").iterrows():
+        who = ", ".join(value_text(f, r[f]) for f in row_fields if f in r.index)
+        notes.append(f"{who}: {r['note']}")
+    return notes
+
+
+def _arm_table(
+    key: str,
+    title: str,
+    table: pd.DataFrame,
+    cells: StudyCells,
+    ids: Sequence[str],
+    row_candidates: Sequence[str],
+    opt: TableOptions,
+    family: str,
+) -> StudyTable:
+    layout = _layout(cells, ids, row_candidates)
+    agg = _aggregate(cells, ids, layout.cond_fields)
+    comp = _comparisons(table, ids, [MEAN_LABEL], opt, cells)
+    columns = [field_title(f) for f in layout.row_fields] + ["n", "Mean AUC", "Δ vs baseline [CI]", "p (BH)"]
+    sections, data = [], []
+    for sec, rows in _sorted_conditions(agg, layout):
+        out_rows = []
+        for r in rows:
+            cond = {f: r[f] for f in layout.cond_fields}
+            c = _lookup(comp, cond, MEAN_LABEL)
+            mean, std, n = r[f"{MEAN_LABEL}:mean"], r[f"{MEAN_LABEL}:std"], r[f"{MEAN_LABEL}:n"]
+            sig = c is not None and np.isfinite(c["p_adj"]) and c["p_adj"] < opt.alpha
+            cell_text = format_pm(mean, std, opt.scale, opt.decimals) + (" *" if sig else "")
+            is_ref = c is None
+            out_rows.append(
+                [value_text(f, r[f]) for f in layout.row_fields]
+                + [
+                    str(n),
+                    cell_text,
+                    "–" if is_ref else format_diff(c["diff"], c["ci_low"], c["ci_high"], opt.scale, opt.decimals),
+                    "–" if is_ref else format_p(c["p_adj"]),
+                ]
+            )
+            data.append(
+                {
+                    **cond,
+                    "n": n,
+                    "mean": mean,
+                    "std": std,
+                    "baseline": None if is_ref else c["baseline"],
+                    "diff": math.nan if is_ref else c["diff"],
+                    "ci_low": math.nan if is_ref else c["ci_low"],
+                    "ci_high": math.nan if is_ref else c["ci_high"],
+                    "p": math.nan if is_ref else c["p"],
+                    "p_adj": math.nan if is_ref else c["p_adj"],
+                    "significant": bool(sig),
+                    "cells": ",".join(r["cells"]),
+                }
+            )
+        sections.append((section_text(layout.section_fields, sec), out_rows))
+    notes = _sig_note(comp, opt, family) + _comp_notes(comp, layout.row_fields)
+    return StudyTable(
+        key, title, columns, sections, _caption(layout, opt.metric), notes, pd.DataFrame(data), len(layout.row_fields)
+    )
+
+
+def table1(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable | None:
+    """Table I: mean AUC ± std per colorizer × strategy (blocks per backbone and other conditions)."""
+    opt = opt or TableOptions()
+    cells = study_cells(table, opt.metric)
+    ids, _ = split_cells(cells)
+    if not ids:
+        return None
+    return _arm_table(
+        "table1",
+        "Table I. Mean AUC per colorization module and learning strategy",
+        table,
+        cells,
+        ids,
+        ("model.colorizer", "stages"),
+        opt,
+        "this table",
+    )
+
+
+def table3(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable | None:
+    """Table III: for each transfer target dataset, mean AUC per source × colorizer × strategy."""
+    opt = opt or TableOptions()
+    cells = study_cells(table, opt.metric)
+    _, ids = split_cells(cells)
+    if not ids:
+        return None
+    return _arm_table(
+        "table3",
+        "Table III. Mean AUC across datasets: transferring T (and E) from another cell",
+        table,
+        cells,
+        ids,
+        (TRANSFER_FIELD, "model.colorizer", "stages"),
+        opt,
+        "this table",
+    )
+
+
+def table2(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable | None:
+    """Table II: per-label AUC (mean ± std) per colorizer × strategy, marks per label vs the baseline."""
+    opt = opt or TableOptions()
+    cells = study_cells(table, opt.metric)
+    labels = [x for x in cells.labels if x != MEAN_LABEL]
+    ids, _ = split_cells(cells)
+    if not ids or len(labels) < 2:
+        return None
+    layout = _layout(cells, ids, ("model.colorizer", "stages"))
+    agg = _aggregate(cells, ids, layout.cond_fields)
+    comp = _comparisons(table, ids, labels, opt, cells)
+    columns = [field_title(f) for f in layout.row_fields] + ["n", *labels]
+    sections, data = [], []
+    for sec, rows in _sorted_conditions(agg, layout):
+        out_rows = []
+        for r in rows:
+            cond = {f: r[f] for f in layout.cond_fields}
+            texts, rec = [], {**cond, "n": r[f"{MEAN_LABEL}:n"] if MEAN_LABEL in cells.labels else r[f"{labels[0]}:n"]}
+            for label in labels:
+                c = _lookup(comp, cond, label)
+                sig = c is not None and np.isfinite(c["p_adj"]) and c["p_adj"] < opt.alpha
+                texts.append(
+                    format_pm(r[f"{label}:mean"], r[f"{label}:std"], opt.scale, opt.decimals) + (" *" if sig else "")
+                )
+                rec |= {
+                    f"{label}:mean": r[f"{label}:mean"],
+                    f"{label}:std": r[f"{label}:std"],
+                    f"{label}:p_adj": math.nan if c is None else c["p_adj"],
+                }
+            out_rows.append([value_text(f, r[f]) for f in layout.row_fields] + [str(rec["n"]), *texts])
+            data.append(rec)
+        sections.append((section_text(layout.section_fields, sec), out_rows))
+    notes = _sig_note(comp, opt, "this table (every label of every row)")[1:] + _comp_notes(comp, layout.row_fields)
+    return StudyTable(
+        "table2",
+        "Table II. AUC per label",
+        columns,
+        sections,
+        _caption(layout, opt.metric),
+        notes,
+        pd.DataFrame(data),
+        len(layout.row_fields),
+    )
+
+
+# ------------------------------------------------------------------------------------------ Fig. 6 data
+
+
+def size_curves(table: pd.DataFrame, opt: TableOptions | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Fig. 6 data: per section × arm × training-set size, mean AUC ± std over repeats and the mean
+    ``n_train``; and each arm's paired difference to the fine-tuned baseline (Baseline All when run,
+    else Baseline) per size, with its bootstrap CI.  Needs a ``data.subset`` grid field."""
+    opt = opt or TableOptions()
+    cells = study_cells(table, opt.metric)
+    if "data.subset" not in cells.grid:
+        return pd.DataFrame(), None
+    ids, _ = split_cells(cells)
+    layout = _layout(cells, ids, ("model.colorizer", "stages", "data.subset"))
+    agg = _aggregate(cells, ids, layout.cond_fields)
+    per_cell = table.drop_duplicates("cell").set_index(table.drop_duplicates("cell")["cell"].astype(str))
+    n_train = pd.to_numeric(per_cell.get("n_train", pd.Series(dtype=float)), errors="coerce")
+    agg["n_train"] = [
+        float(np.nanmean(n_train.reindex(c).to_numpy(float))) if len(c) else math.nan for c in agg["cells"]
+    ]
+    agg["section"] = [
+        section_text(layout.section_fields, [r[f] for f in layout.section_fields]) for _, r in agg.iterrows()
+    ]
+    agg["arm"] = [
+        " ".join(
+            x
+            for x in (
+                value_text("model.colorizer", r.get("model.colorizer", NONE)),
+                value_text("stages", r.get("stages", NONE)),
+            )
+            if x != "–"
+        )
+        for _, r in agg.iterrows()
+    ]
+    agg["mean"] = agg[f"{MEAN_LABEL}:mean"]
+    agg["std"] = agg[f"{MEAN_LABEL}:std"]
+    agg["n"] = agg[f"{MEAN_LABEL}:n"]
+    agg["size"] = ["full" if v == NONE else value_text("data.subset", v) for v in agg["data.subset"]]
+    agg.loc[agg["size"].str.endswith("images"), "size"] = ""  # a count says nothing more than the tick
+    curves = agg[[*layout.cond_fields, "section", "arm", "size", "n_train", "mean", "std", "n"]]
+    diffs = None
+    if "stages" in cells.grid and cells.fields.loc[ids, "stages"].isin(BASELINES).any():
+        have = set(cells.fields.loc[ids, "stages"])
+        ref = "baseline-all" if "baseline-all" in have else "baseline"
+        comp = compare_to_baseline(
+            table,
+            cells=ids, baseline=ref, labels=[MEAN_LABEL], test=opt.test, metric=opt.metric, n_boot=opt.n_boot,
+            seed=opt.seed, level=opt.level,
+        )  # fmt: skip
+        if not comp.empty:
+            key = [f for f in layout.cond_fields if f in comp.columns]
+            comp = comp.merge(curves[[*key, "section", "arm", "n_train"]], on=key, how="left")
+            diffs = comp
+    return curves, diffs
+
+
+__all__ = [
+    "StudyTable",
+    "TableOptions",
+    "field_title",
+    "format_diff",
+    "format_p",
+    "format_pm",
+    "latex_escape",
+    "row_order_key",
+    "section_text",
+    "size_curves",
+    "split_cells",
+    "strategy_name",
+    "table1",
+    "table2",
+    "table3",
+    "transfer_targets",
+    "value_text",
+]

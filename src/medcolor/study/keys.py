@@ -1,0 +1,232 @@
+"""Run-configuration keys as a study spec uses them: dotted grid keys, stage shorthands, table labels."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import json
+import typing
+from typing import Any
+
+from medcolor.config import RunConfig, StageConfig
+from medcolor.errors import ConfigError
+
+#: keys the runner sets itself
+RUNNER_KEYS = ("output", "name")
+#: a grid value that means "no transfer"
+NO_TRANSFER = (None, "none", "")
+
+
+def did_you_mean(name: str, valid: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+# ----------------------------------------------------------------------------- config keys
+def fields_of(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _is_dict_type(tp: Any) -> bool:
+    return typing.get_origin(tp) is dict
+
+
+def check_config_key(key: str) -> str | None:
+    """None if ``key`` is a valid grid key, else the reason (with a did-you-mean hint)."""
+    parts = key.split(".")
+    if parts[0] == "transfer":
+        return None if len(parts) == 1 else f"'transfer' has no sub-keys (got {key!r})"
+    if parts[0] == "stages":
+        cls: type = StageConfig
+        parts = parts[1:]
+        prefix = "stages."
+        if parts and parts[0] == "strategy":
+            return "set strategies with the 'stages' key, not 'stages.strategy'"
+    else:
+        cls = RunConfig
+        prefix = ""
+        if parts[0] in RUNNER_KEYS:
+            return f"{parts[0]!r} is set by the study runner (each cell is DIR/cells/<cell id>)"
+    for i, p in enumerate(parts):
+        fields = fields_of(cls)
+        name = p.replace("-", "_")
+        if name not in fields:
+            valid = [f"{prefix}{'.'.join([*parts[:i], f])}" for f in fields if f not in RUNNER_KEYS]
+            extra = ["stages", "transfer"] if cls is RunConfig and not i else []
+            what = f"{prefix}{'.'.join(parts[:i])}" if i or prefix else "the run configuration"
+            return (
+                f"unknown key {key!r}: {what.rstrip('.')} has no option {p!r}."
+                f"{did_you_mean(prefix + '.'.join([*parts[:i], name]), valid + extra)}"
+            )
+        tp = fields[name]
+        if dataclasses.is_dataclass(tp):
+            cls = tp
+            continue
+        if _is_dict_type(tp):
+            return None  # data.options.<anything>
+        if i != len(parts) - 1:
+            return f"unknown key {key!r}: {'.'.join(parts[: i + 1])} is a value, not a section"
+    return None
+
+
+def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    parts = [p.replace("-", "_") for p in key.split(".")]
+    cur = d
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[p] = nxt
+        cur = nxt
+    last = parts[-1]
+    if isinstance(value, dict) and isinstance(cur.get(last), dict) and len(parts) == 1:
+        cur[last] = deep_merge(cur[last], value)  # a whole section: merged into the base
+    else:
+        cur[last] = copy.deepcopy(value)
+
+
+def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "options":
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# ----------------------------------------------------------------------------- stages
+def strategies_label(stages: Any) -> str:
+    """``"color-module,all"`` for any spelling of a stage list."""
+    if isinstance(stages, str):
+        return ",".join(s.strip() for s in stages.split(",") if s.strip())
+    if isinstance(stages, dict):
+        return str(stages.get("strategy", "color-module"))
+    if isinstance(stages, list):
+        return ",".join(strategies_label(s) for s in stages)
+    return str(stages)
+
+
+def expand_stages(value: Any, defaults: dict[str, Any]) -> list[dict[str, Any]]:
+    """A stage list from a shorthand (``"color-module,all"``), a list of names/mappings or one mapping."""
+    if isinstance(value, str):
+        items: list[Any] = [s.strip() for s in value.split(",") if s.strip()]
+    elif isinstance(value, dict):
+        items = [value]
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise ConfigError(f"expected strategy names ('color-module,all') or stage mappings, got {value!r}")
+    if not items:
+        raise ConfigError("no stages")
+    out = []
+    for it in items:
+        if isinstance(it, str):
+            if "," in it:
+                raise ConfigError(f"{it!r} inside a list: write the stages as one string or as a list, not both")
+            out.append({**copy.deepcopy(defaults), "strategy": it})
+        elif isinstance(it, dict):
+            base = copy.deepcopy(defaults)
+            for a, b in (("epochs", "iterations"), ("iterations", "epochs")):
+                if a in it:  # a stage's own length replaces the default length
+                    base.pop(b, None)
+            out.append(deep_merge(base, it))
+        else:
+            raise ConfigError(f"a stage is a strategy name or a mapping, got {it!r}")
+    return out
+
+
+def stage_option(stages: list[dict[str, Any]], key: str, value: Any) -> None:
+    opt = key.split(".", 1)[1]
+    for st in stages:
+        set_dotted(st, opt, value)
+        if opt in ("epochs", "iterations"):  # the length is one or the other
+            st.pop("iterations" if opt == "epochs" else "epochs", None)
+
+
+def label_of(key: str, value: Any) -> Any:
+    """What the results table shows for an (unnamed) grid value."""
+    if key == "stages":
+        return strategies_label(value)
+    if key == "transfer":
+        return "" if value in NO_TRANSFER else str(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def apply_value(d: dict[str, Any], key: str, value: Any, stage_defaults: dict[str, Any]) -> None:
+    if key == "stages":
+        d["stages"] = expand_stages(value, stage_defaults)
+    elif key.startswith("stages."):
+        stages = d.get("stages") or [{"strategy": "color-module"}]
+        d["stages"] = stages
+        stage_option(stages, key, value)
+    elif key == "transfer":
+        return
+    else:
+        set_dotted(d, key, value)
+
+
+def name_errors(cfg: RunConfig) -> list[tuple[str, tuple, str]]:
+    """Unknown registry names in a configuration (colorizer, backbone, dataset, strategies, frozen_bn):
+    ``(dotted key, key path, message with a did-you-mean hint)`` for each."""
+    from medcolor.colorizers import COLORIZERS
+    from medcolor.data.datasets import list_datasets
+    from medcolor.strategies import STRATEGIES, check_frozen_bn
+
+    out: list[tuple[str, tuple, str]] = []
+    if cfg.model.colorizer is not None:
+        try:
+            COLORIZERS.get(cfg.model.colorizer)
+        except ConfigError as exc:
+            out.append(("model.colorizer", ("model", "colorizer"), str(exc)))
+    if not cfg.model.init_from:
+        from medcolor.backbones import _unknown_backbone, list_backbones
+
+        if cfg.model.backbone not in list_backbones():
+            out.append(("model.backbone", ("model", "backbone"), _unknown_backbone(cfg.model.backbone)))
+    names = [n.lower() for n in list_datasets()]
+    if cfg.data.dataset.lower() not in names:
+        hint = did_you_mean(cfg.data.dataset.lower(), names)
+        msg = f"unknown dataset {cfg.data.dataset!r}.{hint} Valid datasets: {', '.join(names)}."
+        out.append(("data.dataset", ("data", "dataset"), msg))
+    for i, st in enumerate(cfg.stages):
+        try:
+            STRATEGIES.get(st.strategy)
+        except ConfigError as exc:
+            out.append(("stages", ("stages", i), str(exc)))
+    try:
+        check_frozen_bn(cfg.model.frozen_bn)
+    except ConfigError as exc:
+        out.append(("model.frozen_bn", ("model", "frozen_bn"), str(exc)))
+    return out
+
+
+def get_dotted(d: dict[str, Any], key: str) -> Any:
+    cur: Any = d
+    for p in key.replace("-", "_").split("."):
+        if not isinstance(cur, dict) or p not in cur:
+            return None
+        cur = cur[p]
+    return cur
+
+
+__all__ = [
+    "NO_TRANSFER",
+    "RUNNER_KEYS",
+    "apply_value",
+    "check_config_key",
+    "deep_merge",
+    "did_you_mean",
+    "expand_stages",
+    "fields_of",
+    "get_dotted",
+    "label_of",
+    "name_errors",
+    "set_dotted",
+    "stage_option",
+    "strategies_label",
+]

@@ -1,0 +1,96 @@
+"""Paired statistics over a study's results table (the paper's Sec. IV-C: paired t-tests over repeats,
+Benjamini–Hochberg across the family of comparisons).
+
+The results table (``STUDY_DIR/results.parquet``) has one row per cell × label plus a row with the label
+``"mean"`` (mean AUC over labels).  Every column that is not one of
+:data:`medcolor.study.results.RESULT_COLUMNS` is a *grid field*, named by its dotted config key (``stages``,
+``model.colorizer``, ``data.subset``, ``trainer.seed``, ``transfer``...).
+
+:func:`compare` contrasts two *arms*.  An arm is ``"field=value"`` (``"stages=color-module"``), several of
+them joined with ``&`` (``"model.colorizer=pixelshuffle&stages=color-module,all"``), a bare value that
+occurs in exactly one grid field (``"baseline"``), or a mapping ``{field: value}``.  A cell of arm A is
+paired with the cell of arm B that has the same value of every other grid field (seed, subset draw, size,
+backbone...), except:
+
+* the contrasted fields (those named in A or B);
+* fields that are constant within each arm but differ between them (e.g. ``model.colorizer`` is
+  ``replicate`` for every baseline cell and ``pixelshuffle`` for every colour-module cell): they are part
+  of what the arms are, and the result's ``a``/``b`` columns name them;
+* the ``by`` fields, which split the comparison into groups (``by=["data.subset"]``: one comparison per
+  training-set size).  When one arm has a single value of a ``by`` field that the other arm never has
+  (the baseline's colorizer ``replicate`` with ``by=["model.colorizer"]``), that arm's cells are the
+  reference of every group.
+
+The ``transfer`` field holds the id of the source cell, which differs between repeats; for pairing and
+display it is replaced by a description of the source (its dataset and stages, and whatever else varies
+among sources), so that target cells of seed 0 and 1 transferring from the seed-0 and seed-1 sources pair
+as expected.  An arm may name a source by its cell id or by that description.
+
+The difference is always **B − A** (A is the reference).  Per label and for the mean: the number of pairs,
+mean ± std (ddof 1) of each arm, the mean difference, a paired t-test (``scipy.stats.ttest_rel``) or a
+Wilcoxon signed-rank test (``scipy.stats.wilcoxon``; with fewer than 6 pairs it cannot reach p < 0.05),
+Benjamini–Hochberg adjusted p-values over every row returned (``scipy.stats.false_discovery_control``),
+and a percentile bootstrap CI of the mean difference (pairs resampled with a seeded generator; the same
+resamples for every label of one comparison).
+
+The modules: :mod:`~.cells` (the table as one row per cell), :mod:`~.arms` (arms and the cells they
+select), :mod:`~.pairing` (partners and groups), :mod:`~.significance` (tests, bootstrap, BH),
+:mod:`~.comparison` (:func:`compare`), :mod:`~.baseline` (:func:`compare_to_baseline`) and
+:mod:`~.format` (text for the terminal and the report's tables).
+"""
+
+from medcolor.study.results import RESULT_COLUMNS, SCHEMA_VERSION
+from medcolor.study.stats.arms import describe_arm, parse_arm, resolve_field
+from medcolor.study.stats.baseline import ARM_FIELDS, BASELINES, compare_to_baseline, reference_baseline
+from medcolor.study.stats.cells import (
+    MEAN_LABEL,
+    METRICS,
+    NONE,
+    REPEAT_FIELDS,
+    TESTS,
+    TRANSFER_FIELD,
+    ArmNotFoundError,
+    PairingError,
+    StudyCells,
+    check_results,
+    grid_fields,
+    normalize_value,
+    study_cells,
+    value_sort_key,
+)
+from medcolor.study.stats.comparison import STAT_COLUMNS, compare
+from medcolor.study.stats.format import format_comparison, format_diff, format_p, format_pm
+from medcolor.study.stats.significance import adjust_bh
+
+__all__ = [
+    "ARM_FIELDS",
+    "BASELINES",
+    "MEAN_LABEL",
+    "METRICS",
+    "NONE",
+    "REPEAT_FIELDS",
+    "RESULT_COLUMNS",
+    "SCHEMA_VERSION",
+    "STAT_COLUMNS",
+    "TESTS",
+    "TRANSFER_FIELD",
+    "ArmNotFoundError",
+    "PairingError",
+    "StudyCells",
+    "adjust_bh",
+    "check_results",
+    "compare",
+    "compare_to_baseline",
+    "describe_arm",
+    "format_comparison",
+    "format_diff",
+    "format_p",
+    "format_pm",
+    "grid_fields",
+    "normalize_value",
+    "parse_arm",
+    "reference_baseline",
+    "resolve_field",
+    "study_cells",
+    "value_sort_key",
+]

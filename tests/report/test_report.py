@@ -1,0 +1,189 @@
+"""build_report on a fake study whose cells point at two real tiny run directories: the files, the
+HTML's tables/figures/links, sections that are absent with their reasons, and bad input."""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from fake_study import cell_id, make_study
+from PIL import Image
+
+from medcolor.errors import DataError
+from medcolor.report import build_report
+from medcolor.report.html import add_constant_fields
+from medcolor.report.tables import TableOptions, table1
+from medcolor.study.results import StudyError
+
+
+class Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.src: list[str] = []
+        self.href: list[str] = []
+        self.ids: set[str] = set()
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.add(tag)
+        if tag == "img":
+            self.src.append(a["src"])
+        if tag == "a" and "href" in a:
+            self.href.append(a["href"])
+        if "id" in a:
+            self.ids.add(a["id"])
+
+
+def parse(path: Path) -> Links:
+    p = Links()
+    p.feed(path.read_text())
+    return p
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, real_runs) -> tuple[Path, Path]:
+    study = make_study(tmp_path_factory.mktemp("study") / "fake", real_runs)
+    out = tmp_path_factory.mktemp("report") / "html"
+    index = build_report(study, out, n_boot=300)
+    assert index == out / "index.html"
+    return study, out
+
+
+REAL_CM_ALL = cell_id("synthetic", "colorU", "color-module,all", None, 0)
+REAL_CM = cell_id("synthetic", "pixelshuffle", "color-module", None, 0)
+
+
+def test_report_files(report) -> None:
+    _, out = report
+    for f in ("index.html", "cells.html", "comparisons.csv", "tables/tables.md", "tables/tables.tex"):
+        assert (out / f).is_file(), f
+    for k in ("table1", "table2", "table3"):
+        assert (out / "tables" / f"{k}.md").read_text().startswith("### Table")
+        assert "\\begin{tabular}" in (out / "tables" / f"{k}.tex").read_text()
+    for fig in ("fig4_colorized_synthetic.png", "fig5_labels_synthetic.png", "fig6_sizes.png"):
+        with Image.open(out / "figures" / fig) as im:
+            assert im.format == "PNG" and im.width > 500 and im.height > 250, fig
+    assert (out / "figures" / "fig6_curves.csv").is_file() and (out / "figures" / "fig6_differences.csv").is_file()
+    real = out / "cells" / REAL_CM_ALL.replace("+", "_")
+    assert (real / "history.png").is_file() and (real / "2-all_lr_find.png").is_file()
+    assert (out / "cells" / REAL_CM.replace("+", "_") / "history.png").is_file()
+    comp = pd.read_csv(out / "comparisons.csv")
+    assert {"baseline", "diff", "ci_low", "ci_high", "p", "p_adj", "label"} <= set(comp.columns)
+    assert set(comp["label"]) == {"Opacity", "Fine texture", "Enlarged heart", "mean"}
+
+
+def test_index_html_shows_tables_figures_and_links(report) -> None:
+    study, out = report
+    index = out / "index.html"
+    html = index.read_text()
+    links = parse(index)
+    assert "script" not in links.tags and "http" not in " ".join(links.src + links.href)
+    for src in links.src:  # every picture is a file next to the page
+        assert (out / src).is_file(), src
+    for href in links.href:
+        if not href.startswith("#"):
+            assert (out / href.split("#")[0]).is_file(), href
+        else:
+            assert href[1:] in links.ids, href
+    assert "Not in this report" not in html
+    for title in ("Table I.", "Table II.", "Table III.", "Fig. 4.", "Fig. 5.", "Fig. 6.", "Overview", "Cells"):
+        assert title in html, title
+    # the Table I numbers in the HTML are those of table1(), which the table tests check against scipy
+    t1 = table1(pd.read_parquet(study / "results.parquet"), TableOptions(n_boot=300))
+    for _, rows in t1.sections:
+        for r in rows:
+            assert f'<td class="r{" sig" if r[3].endswith("*") else ""}">{r[3]}</td>' in html
+    assert "synthetic · Color Module → All" in html  # Table III's transfer source
+    assert "fig6_sizes.png" in html and "(b) paired difference" in html
+    # the cells list: every cell with a link to its section of cells.html
+    cells = parse(out / "cells.html")
+    ids = pd.read_parquet(study / "results.parquet")["cell"].unique()
+    assert len(ids) == 63
+    for c in ids:
+        anchor = "cell-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", c)
+        assert f"cells.html#{anchor}" in links.href and anchor in cells.ids
+    for src in cells.src:
+        assert (out / src).is_file(), src
+    ctext = (out / "cells.html").read_text()
+    assert "2-all_lr_find.png" in ctext and "1-color-module" in ctext
+    assert "is not here" in ctext  # cells whose run directory this fake study does not have
+
+
+def test_sections_absent_with_reasons(tmp_path: Path) -> None:
+    study = make_study(tmp_path / "small", None, subsets=(None,), transfer=False, labels=("Opacity",))
+    t = pd.read_parquet(study / "results.parquet").drop(columns=["data.subset"])
+    t.to_parquet(study / "results.parquet")
+    html = build_report(study, tmp_path / "out", n_boot=100).read_text()
+    assert "Table I." in html and '<table class="study" id="table1">' in html
+    reasons = re.findall(r'<p class="absent">Not in this report: (.*?)</p>', html)
+    assert reasons == [
+        "the study has a single label: Table II would repeat Table I.",
+        "no cell transfers T or E from another cell of the study (no transfer grid field, or it is always empty).",
+        "no cell has a learned colorization module to show (no colorizer.safetensors in the run directories: "
+        "only baselines, or the run directories are not here).",
+        "the study does not vary the training-set size (no data.subset grid field).",
+        "the study does not vary the training-set size (no data.subset grid field).",
+    ]
+    assert not (tmp_path / "out" / "figures").exists() or not list((tmp_path / "out" / "figures").glob("*.png"))
+
+
+def test_validation_auc_when_there_is_no_test_split(tmp_path: Path) -> None:
+    study = make_study(tmp_path / "s", None, subsets=(None,), transfer=False, test_split=False)
+    out = tmp_path / "out"
+    html = build_report(study, out, n_boot=100).read_text()
+    assert "the study has no test split: tables and figures use the validation AUC" in html
+    t = pd.read_parquet(study / "results.parquet")
+    v = t[(t["label"] == "mean") & (t["stages"] == "baseline")]["val_auc"].to_numpy()
+    assert f"{v.mean() * 100:.1f} ± {v.std(ddof=1) * 100:.1f}" in (out / "tables" / "table1.md").read_text()
+
+
+def test_bad_input(tmp_path: Path) -> None:
+    """The report reads the table with study.results.read_results: its errors, unchanged."""
+    with pytest.raises(StudyError, match=r"no results table at .*results\.parquet"):
+        build_report(tmp_path, tmp_path / "out")
+    study = make_study(tmp_path / "s", None, subsets=(None,), transfer=False)
+    t = pd.read_parquet(study / "results.parquet")
+    t.assign(schema_version=2).to_parquet(study / "results.parquet")
+    with pytest.raises(StudyError, match="newer than the version 1 this medcolor reads"):
+        build_report(study, tmp_path / "out")
+    t.assign(test_auc=np.nan).iloc[:0].to_parquet(study / "results.parquet")
+    with pytest.raises(DataError, match="no cell of the study has finished"):
+        build_report(study, tmp_path / "out")
+    (study / "results.parquet").write_bytes(b"not parquet")
+    with pytest.raises(StudyError, match="not a readable Parquet file"):
+        build_report(study, tmp_path / "out")
+
+
+def test_constant_fields_come_from_the_run_directories(tmp_path: Path, real_runs) -> None:
+    """A study that varies only the seed has no stages/colorizer columns: read them from config.yaml."""
+    rows = []
+    for seed, name in enumerate(("colorU-cm-all", "pixelshuffle-cm")):
+        for label in ("Opacity", "mean"):
+            rows.append({"schema_version": 1, "study": "s", "cell": f"c{seed}", "trainer.seed": seed, "label": label,
+                         "val_auc": 0.7, "test_auc": 0.7, "run_dir": str(real_runs[name])})  # fmt: skip
+    t = add_constant_fields(pd.DataFrame(rows), tmp_path)
+    per = t.drop_duplicates("cell").set_index("cell")
+    assert per.loc["c0", "stages"] == "color-module,all" and per.loc["c1", "stages"] == "color-module"
+    assert per.loc["c0", "model.colorizer"] == "colorU" and per.loc["c1", "model.backbone"] == "mobilenet_v2"
+    assert per.loc["c0", "data.dataset"] == "synthetic"
+    # a cell without a run directory: the column is left out rather than half filled
+    rows.append({**rows[0], "cell": "c9", "run_dir": "nowhere"})
+    assert "stages" not in add_constant_fields(pd.DataFrame(rows), tmp_path).columns
+
+
+def test_package_reexports_and_templates() -> None:
+    import medcolor.report as r
+    from medcolor.report import colorization_figure, markdown_table, plot_history, plot_lr_find, side_by_side
+
+    assert all(callable(f) for f in (colorization_figure, markdown_table, plot_history, plot_lr_find, side_by_side))
+    assert r.to_display(np.zeros((3, 4, 4))).shape == (4, 4, 3)
+    templates = importlib.resources.files("medcolor.report") / "templates"
+    assert {p.name for p in templates.iterdir()} >= {"base.html.j2", "index.html.j2", "cells.html.j2"}
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    assert '"medcolor.report" = ["templates/*.j2"]' in pyproject

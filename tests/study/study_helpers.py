@@ -1,0 +1,59 @@
+"""Specs and helpers shared by the study tests."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+SRC = REPO / "src"
+
+BASE = """\
+base:
+  data:
+    dataset: synthetic
+    root: {root}
+    options: {{n: 120, image_size: 40}}
+    size: 32
+    batch_size: 8
+    num_workers: 0
+    val: 0.2
+    test: 0.2
+  model: {{colorizer: colorU, backbone: mobilenet_v2, weights: none}}
+  trainer: {{precision: 32-true, bootstrap: 50}}
+stage_defaults: {{lr: 0.05, iterations: 4, val_every: 2}}
+"""
+
+#: 2 strategies x 3 seeds + one cell whose T comes from the color-module cell of seed 0
+TINY = (
+    "name: tiny\n"
+    + BASE
+    + """\
+grid:
+  trainer.seed: [0, 1, 2]
+cells:
+  baseline: {{stages: baseline, model.colorizer: replicate}}
+  color: {{stages: color-module}}
+  moved: {{stages: last-layer, transfer: T, trainer.seed: 0}}
+transfer:
+  T: {{from: {{cells: color}}, use: colorizer}}
+"""
+)
+
+
+def write_spec(path: Path, template: str, root: Path) -> Path:
+    path.write_text(template.format(root=root))
+    return path
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a runner started as a subprocess: this source tree first on the path."""
+    env = os.environ.copy()
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), *filter(None, [env.get("PYTHONPATH")])])
+    env.pop("MEDCOLOR_STUDY_PARENT", None)
+    return env
+
+
+def medcolor_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "medcolor.cli", *args]
