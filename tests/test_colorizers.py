@@ -16,8 +16,13 @@ from medcolor.errors import ConfigError, UnknownNameError
 ALL = list_colorizers()
 
 
-def test_registry_has_the_papers_modules():
-    assert set(ALL) == {"deconv", "pixelshuffle", "colorU", "replicate"}
+PAPER = {"deconv", "pixelshuffle", "colorU", "replicate"}
+ABLATIONS = {"lut", "replicate-imagenet"}
+LEARNABLE = [n for n in ALL if create_colorizer(n).learnable]
+
+
+def test_registry_has_the_papers_modules_and_the_ablations():
+    assert set(ALL) == PAPER | ABLATIONS
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -31,7 +36,7 @@ def test_output_is_three_channels_of_input_size(name, size):
     assert torch.isfinite(y).all()
 
 
-@pytest.mark.parametrize("name", [n for n in ALL if n != "replicate"])
+@pytest.mark.parametrize("name", ["deconv", "pixelshuffle", "colorU"])
 def test_trunk_shapes_at_paper_resolution(name):
     m = create_colorizer(name).eval()
     if name in ("deconv", "pixelshuffle"):
@@ -104,3 +109,68 @@ def test_bad_options_and_inputs_are_clear():
 
 def test_name_lookup_is_case_insensitive():
     assert create_colorizer("COLORU").name == "colorU"
+
+
+@pytest.mark.parametrize("name", LEARNABLE)
+@pytest.mark.parametrize("size", [(32, 32), (33, 47)])
+def test_gray_start_equals_the_baseline_input_until_trained(name, size):
+    """start="gray": T's output equals the gray copy exactly at initialisation (train and eval mode), and
+    one SGD step moves it away (the zeroed output layer gets a gradient)."""
+    torch.manual_seed(0)
+    m = create_colorizer(name, start="gray")
+    x = torch.randn(2, 1, *size)
+    for mode in (True, False):
+        m.train(mode)
+        assert torch.equal(m(x), x.expand(-1, 3, -1, -1))
+    m.train()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    (m(x) - torch.randn(2, 3, *size)).square().mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.output_layer().parameters())
+    opt.step()
+    assert not torch.equal(m(x), x.expand(-1, 3, -1, -1))
+    assert m.init_kwargs["start"] == "gray"
+
+
+def test_gray_start_survives_save_and_load(tmp_path):
+    from medcolor.io import load_colorizer, save_colorizer
+
+    torch.manual_seed(0)
+    t = create_colorizer("colorU", start="gray")
+    with torch.no_grad():
+        t.out[-1].weight.add_(0.01)
+    x = torch.rand(1, 1, 16, 16)
+    t2, _ = load_colorizer(save_colorizer(t.eval(), tmp_path / "t.safetensors"))
+    assert t2.residual and torch.equal(t2.eval()(x), t(x))
+
+
+def test_gray_start_needs_a_learnable_t_and_a_known_start():
+    with pytest.raises(ConfigError, match="no learnable output layer"):
+        create_colorizer("replicate", start="gray")
+    with pytest.raises(ConfigError, match="unknown colorizer start 'grey'"):
+        create_colorizer("colorU", start="grey")
+
+
+def test_lut_is_pointwise():
+    """The pointwise T has no spatial context: permuting pixels permutes its output the same way."""
+    torch.manual_seed(0)
+    m = create_colorizer("lut").eval()
+    x = torch.randn(1, 1, 12, 12)
+    perm = torch.randperm(144)
+    y = m(x).flatten(2)
+    yp = m(x.flatten(2)[..., perm].view(1, 1, 12, 12)).flatten(2)
+    assert torch.allclose(yp, y[..., perm], atol=1e-6)
+    assert 500 < count_parameters(m) < 2000  # ~10^3 parameters
+
+
+def test_replicate_imagenet_gives_imagenet_normalised_gray():
+    from medcolor.colorizers import IMAGENET_MEAN, IMAGENET_STD
+
+    gray = torch.rand(2, 1, 8, 8)
+    mean, std = 0.4, 0.25
+    m = create_colorizer("replicate-imagenet", data_mean=mean, data_std=std)
+    y = m((gray - mean) / std)
+    want = (gray.expand(-1, 3, -1, -1) - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(
+        IMAGENET_STD
+    ).view(1, 3, 1, 1)
+    assert torch.allclose(y, want, atol=1e-5)
+    assert count_parameters(m) == 0 and not m.learnable

@@ -100,3 +100,24 @@ def test_shipped_configs_parse_and_pass_the_checks(path: Path) -> None:
     cfg = RunConfig.from_yaml(path)
     assert cfg.stages and cfg.output
     check_run_config(cfg)
+
+
+def test_colorizer_start_and_ablation_colorizers_from_flags():
+    from medcolor.config import check_run_config
+    from medcolor.training.pipeline import colorizer_kwargs
+
+    a = build_parser().parse_args(
+        ["train", "--colorizer", "lut", "--colorizer-start", "gray", "--stages", "color-module"]
+    )
+    cfg = config_from_args(a)
+    assert cfg.model.colorizer == "lut" and cfg.model.colorizer_start == "gray"
+    check_run_config(cfg)
+    assert colorizer_kwargs("lut", "gray", 0.5, 0.3) == {"start": "gray"}
+    assert colorizer_kwargs("colorU", "random", 0.5, 0.3) == {}
+    # the ImageNet-normalised baseline gets the run's own gray normalisation to undo
+    assert colorizer_kwargs("replicate-imagenet", "random", 0.41, 0.27) == {"data_mean": 0.41, "data_std": 0.27}
+    cfg.model.colorizer, cfg.stages = "replicate-imagenet", [StageConfig("baseline")]
+    with pytest.raises(ConfigError, match=r"--colorizer-start gray.*'replicate-imagenet' has no parameters"):
+        check_run_config(cfg)
+    cfg.model.colorizer_start = "random"
+    check_run_config(cfg)  # a parameter-free T is a baseline T

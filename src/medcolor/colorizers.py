@@ -8,6 +8,16 @@ height and width, to be fed to an ImageNet-pretrained backbone E.
 * ``colorU``       a U-Net-like module of strided convolutions (ColorDown x3, ColorUp x2, ColorOut)
 * ``replicate``    the baseline: the gray channel copied three times, no parameters
 
+Ablations the paper did not run (off by default, so the paper's setting stays the default):
+
+* ``lut``                a pointwise T: a 1x1-convolution MLP 1->32->32->3 (1,219 parameters), a learned
+                         intensity -> colour mapping with no spatial context;
+* ``replicate-imagenet`` the baseline's gray copy followed by ImageNet's per-channel normalisation (what the
+                         frozen ImageNet E expects) instead of one gray mean/std for all three channels;
+* ``start="gray"``       (``create_colorizer(name, start="gray")``, ``--colorizer-start gray``) any learnable
+                         T as a residual on the gray copy, ``y = x + T(x)``, with T's output layer
+                         zero-initialised: it starts exactly at the baseline's input instead of at noise.
+
 Inputs whose height or width is not a multiple of a module's :attr:`Colorizer.stride` are padded
 (replicate padding, right/bottom) to the next multiple and the output is cropped back, so the output
 always has the input's size.
@@ -23,8 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medcolor.data.transforms import CHEXPERT_MEAN, CHEXPERT_STD
 from medcolor.errors import ConfigError
 from medcolor.registry import Registry
+
+#: ImageNet's RGB statistics (torchvision's weights expect inputs normalised with them)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 COLORIZERS: Registry[type[Colorizer]] = Registry("colorizer")
 
@@ -40,13 +55,25 @@ def register_colorizer(name: str):
     return deco
 
 
-def create_colorizer(name: str, **kwargs: Any) -> Colorizer:
-    """Build the colorization module registered as ``name`` (case-insensitive)."""
+#: how a learnable T starts: "random" (the paper) or "gray" (a residual on the gray copy, starting at it)
+COLORIZER_STARTS = ("random", "gray")
+
+
+def create_colorizer(name: str, *, start: str = "random", **kwargs: Any) -> Colorizer:
+    """Build the colorization module registered as ``name`` (case-insensitive).
+
+    ``start="gray"`` makes a learnable T a residual on the gray copy whose output layer starts at zero
+    (:meth:`Colorizer.start_from_gray`)."""
     cls = COLORIZERS.get(name)
+    if start not in COLORIZER_STARTS:
+        raise ConfigError(f"unknown colorizer start {start!r}; valid: {', '.join(COLORIZER_STARTS)}")
     try:
-        return cls(**kwargs)
+        t = cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"invalid options for colorizer {cls.name!r}: {exc}") from exc
+    if start == "gray":
+        t.start_from_gray()
+    return t
 
 
 def list_colorizers() -> list[str]:
@@ -66,9 +93,27 @@ class Colorizer(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.init_kwargs: dict[str, Any] = {}
+        #: output = gray copy + colorize(x) (see :meth:`start_from_gray`)
+        self.residual = False
 
     def colorize(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def output_layer(self) -> nn.Module:
+        """The last layer with weights (zeroed by :meth:`start_from_gray`)."""
+        raise ConfigError(f"colorizer {self.name!r} has no learnable output layer to start from gray")
+
+    def start_from_gray(self) -> Colorizer:
+        """Make T a residual on the gray copy, ``y = x + colorize(x)``, with its output layer's weights and
+        bias set to zero: at the start ``y`` equals the baseline's input exactly, and training moves away
+        from it.  Recorded in :attr:`init_kwargs` (``start="gray"``), so saved T's load the same way."""
+        layer = self.output_layer()
+        with torch.no_grad():
+            for p in layer.parameters(recurse=False):
+                p.zero_()
+        self.residual = True
+        self.init_kwargs["start"] = "gray"
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 1:
@@ -82,6 +127,8 @@ class Colorizer(nn.Module):
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         y = self.colorize(x)
+        if self.residual:
+            y = y + x
         if ph or pw:
             y = y[..., :h, :w]
         return y
@@ -153,6 +200,9 @@ class DeconvColorizer(_ResidualTrunk):
     def colorize(self, x: torch.Tensor) -> torch.Tensor:
         return self.upsample(self.to_rgb(self.trunk(x)))
 
+    def output_layer(self) -> nn.Module:
+        return self.upsample
+
 
 def icnr_(weight: torch.Tensor, scale: int, init=nn.init.kaiming_normal_) -> torch.Tensor:
     """ICNR initialisation (Aitken et al. 2017): each group of ``scale**2`` output channels starts
@@ -182,6 +232,9 @@ class PixelShuffleColorizer(_ResidualTrunk):
 
     def colorize(self, x: torch.Tensor) -> torch.Tensor:
         return self.blur(self.shuffle(self.head(self.trunk(x))))
+
+    def output_layer(self) -> nn.Module:
+        return self.head[1]  # the BN after the ICNR conv: gamma = beta = 0 gives 0 whatever comes in
 
 
 class ColorDown(nn.Sequential):
@@ -249,6 +302,9 @@ class ColorUColorizer(Colorizer):
         u2 = torch.cat([self.up2(u1), d1], dim=1)  # 32 x H/2
         return self.out(u2)  # 3 x H
 
+    def output_layer(self) -> nn.Module:
+        return self.out[-1]
+
 
 @register_colorizer("replicate")
 class ReplicateColorizer(Colorizer):
@@ -258,6 +314,52 @@ class ReplicateColorizer(Colorizer):
 
     def colorize(self, x: torch.Tensor) -> torch.Tensor:
         return x.expand(-1, 3, -1, -1)
+
+
+@register_colorizer("replicate-imagenet")
+class ReplicateImagenetColorizer(Colorizer):
+    """Ablation of the baseline's input: the gray copy with ImageNet's per-channel normalisation.
+
+    Inputs arrive normalised with the data's gray ``data_mean`` / ``data_std`` (CheXpert's unless the run
+    computes its own: the run passes its values); the output is ``(gray - mean_c) / std_c`` with ImageNet's
+    RGB mean and std, the statistics a frozen ImageNet E was trained with.  No parameters."""
+
+    learnable = False
+
+    def __init__(self, data_mean: float = CHEXPERT_MEAN, data_std: float = CHEXPERT_STD) -> None:
+        super().__init__()
+        self.init_kwargs = {"data_mean": float(data_mean), "data_std": float(data_std)}
+        mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        # y_c = (x * data_std + data_mean - mean_c) / std_c = x * scale_c + shift_c
+        self.register_buffer("scale", data_std / std, persistent=False)
+        self.register_buffer("shift", (data_mean - mean) / std, persistent=False)
+
+    def colorize(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
+
+
+@register_colorizer("lut")
+class PointwiseColorizer(Colorizer):
+    """Ablation: a pointwise T, a 1x1-convolution MLP ``1 -> hidden -> hidden -> 3`` applied to every pixel
+    on its own (a learned intensity -> colour lookup, no spatial context; 1,219 parameters at hidden=32)."""
+
+    def __init__(self, hidden: int = 32, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.init_kwargs = {"hidden": hidden, "negative_slope": negative_slope}
+        self.mlp = nn.Sequential(
+            nn.Conv2d(1, hidden, 1),
+            nn.LeakyReLU(negative_slope, inplace=True),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.LeakyReLU(negative_slope, inplace=True),
+            nn.Conv2d(hidden, 3, 1),
+        )
+        _init_weights(self)
+
+    def colorize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x)
+
+    def output_layer(self) -> nn.Module:
+        return self.mlp[-1]
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
@@ -296,6 +398,9 @@ def colorizer_table(size: int = 320) -> list[dict[str, Any]]:
 
 __all__ = [
     "COLORIZERS",
+    "COLORIZER_STARTS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "ColorDown",
     "ColorOut",
     "ColorUColorizer",
@@ -303,7 +408,9 @@ __all__ = [
     "Colorizer",
     "DeconvColorizer",
     "PixelShuffleColorizer",
+    "PointwiseColorizer",
     "ReplicateColorizer",
+    "ReplicateImagenetColorizer",
     "ResidualBlock",
     "colorizer_table",
     "count_parameters",

@@ -94,6 +94,8 @@ class ModelConfig:
     weights: str | None = "imagenet"
     #: start T from an exported colour module (medcolor export-colorizer)
     colorizer_from: str | None = None
+    #: how a learnable T starts: "random" (the paper) or "gray" (a residual on the gray copy, zero at start)
+    colorizer_start: str = "random"
     #: start T and E from an earlier run (its directory or model.safetensors); C is new
     init_from: str | None = None
     #: BatchNorm in frozen parts: fastai (trainable, as the paper) | stats | eval
@@ -298,7 +300,7 @@ def parse_channels_last(value: str | bool) -> bool:
 def check_run_config(cfg: RunConfig) -> None:
     """Fail fast — before any data is read or any stage runs — on names and combinations that cannot work."""
     from medcolor.backbones import _unknown_backbone, list_backbones
-    from medcolor.colorizers import COLORIZERS
+    from medcolor.colorizers import COLORIZER_STARTS, COLORIZERS
     from medcolor.data.datasets import list_datasets
     from medcolor.strategies import check_frozen_bn, check_stage_sequence, default_colorizer, get_strategy
 
@@ -309,6 +311,11 @@ def check_run_config(cfg: RunConfig) -> None:
         raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; valid datasets: {', '.join(names)}")
     if cfg.model.colorizer is not None:
         COLORIZERS.get(cfg.model.colorizer)
+    if cfg.model.colorizer_start not in COLORIZER_STARTS:
+        raise ConfigError(
+            f"model.colorizer_start (--colorizer-start) is {cfg.model.colorizer_start!r}; "
+            f"valid: {', '.join(COLORIZER_STARTS)}"
+        )
     if not cfg.model.init_from and cfg.model.backbone not in list_backbones():
         raise ConfigError(_unknown_backbone(cfg.model.backbone))
     check_frozen_bn(cfg.model.frozen_bn)
@@ -319,6 +326,10 @@ def check_run_config(cfg: RunConfig) -> None:
         if st.iterations is not None and st.epochs is not None:
             raise ConfigError(f"stage {i + 1} ({s.name}): give epochs or iterations, not both")
     colorizer = cfg.model.colorizer or default_colorizer(strategies[0])
+    if cfg.model.colorizer_start == "gray" and not COLORIZERS.get(colorizer).learnable:
+        raise ConfigError(
+            f"--colorizer-start gray (model.colorizer_start) needs a learnable T; {colorizer!r} has no parameters"
+        )
     check_stage_sequence(
         strategies,
         colorizer=colorizer,

@@ -112,7 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("model (T, E, C)")
     g.add_argument("--backbone", help="E: any torchvision classifier (resnet18, densenet121, mobilenet_v2...)")
     g.add_argument("--weights", help="E's weights: imagenet (download/cache), none, or a state-dict file")
-    g.add_argument("--colorizer", help="T: deconv | pixelshuffle | colorU | replicate")
+    g.add_argument(
+        "--colorizer", help="T: deconv | pixelshuffle | colorU | replicate (ablations: lut, replicate-imagenet)"
+    )
+    g.add_argument(
+        "--colorizer-start",
+        choices=["random", "gray"],
+        help="a learnable T starts at random (the paper, default) or at the gray copy (a zero-initialised residual)",
+    )
     g.add_argument("--colorizer-from", help="start T from an exported colorizer (.safetensors)")
     g.add_argument("--init-from", help="start T and E from an earlier run directory or model file")
     g.add_argument("--frozen-bn", choices=["fastai", "stats", "eval"], help="BatchNorm in frozen parts")
@@ -240,6 +247,7 @@ CONFIG_FLAGS: dict[str, str] = {
     "weights": "model.weights",
     "colorizer": "model.colorizer",
     "colorizer_from": "model.colorizer_from",
+    "colorizer_start": "model.colorizer_start",
     "init_from": "model.init_from",
     "frozen_bn": "model.frozen_bn",
     "stages": "stages.*.strategy",  # "a,b": one stage per strategy (settings of the first stage kept)

@@ -21,6 +21,7 @@ import logging
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,6 +54,20 @@ from medcolor.utils import atomic_path, seed_everything, write_json
 log = logging.getLogger(__name__)
 
 
+def colorizer_kwargs(colorizer: str, start: str, data_mean: float, data_std: float) -> dict[str, Any]:
+    """Options of T that come from the run: how it starts, and the data's normalisation for a T that
+    undoes it (``replicate-imagenet``)."""
+    import inspect
+
+    from medcolor.colorizers import COLORIZERS
+
+    kwargs: dict[str, Any] = {"start": start} if start != "random" else {}
+    params = inspect.signature(COLORIZERS.get(colorizer)).parameters
+    if "data_mean" in params:
+        kwargs |= {"data_mean": float(data_mean), "data_std": float(data_std)}
+    return kwargs
+
+
 def build_model(cfg: RunConfig, bundle: DataBundle) -> ColorTransferNet:
     """The network of a run: T, E (weights), C with one output per label; transferred T/E if asked."""
     from medcolor.io import load_colorizer, load_model
@@ -67,7 +82,10 @@ def build_model(cfg: RunConfig, bundle: DataBundle) -> ColorTransferNet:
         log.info(f"T and E from {path} (trained on {meta.get('dataset', '?')}); C is new with {n_classes} outputs")
         return model
     colorizer = m.colorizer or default_colorizer(cfg.stages[0].strategy if cfg.stages else "color-module")
-    model = ColorTransferNet.create(colorizer, m.backbone, n_classes, m.weights, dropout=m.dropout)
+    kwargs = colorizer_kwargs(colorizer, m.colorizer_start, bundle.mean, bundle.std)
+    model = ColorTransferNet.create(
+        colorizer, m.backbone, n_classes, m.weights, colorizer_kwargs=kwargs, dropout=m.dropout
+    )
     if model.backbone.load_report is not None:
         log.info(str(model.backbone.load_report))
     if m.colorizer_from:
