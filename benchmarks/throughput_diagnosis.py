@@ -182,7 +182,7 @@ def exp_train(args, tmp: Path) -> dict[str, Any]:
                 {**data, **data_over},
                 MODEL,
                 batch=args.batch,
-                iterations=args.warmup + args.steps + 1,
+                iterations=2 * (args.warmup + args.steps) + 8,
                 strategy="color-module",
                 out=out,
             )
@@ -263,7 +263,7 @@ def exp_overhead(args, tmp: Path) -> dict[str, Any]:
                 {**cache_data, "num_workers": workers},
                 MODEL,
                 batch=args.batch,
-                iterations=warm + steps + 1,
+                iterations=2 * (warm + steps) + 8,
                 strategy="color-module",
                 out=tmp / "run",
             )
