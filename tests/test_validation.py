@@ -40,7 +40,7 @@ def one_line_error(rc: int, err: str) -> str:
     [
         (["--subset", "1.5"], r"--subset \(data\.subset\): must be a fraction in \(0, 1\] or a whole number"),
         (["--subset", "0"], r"--subset \(data\.subset\)"),
-        (["--batch-size", "0"], r"--batch-size \(data\.batch_size\): must be an integer >= 1, got 0"),
+        (["--batch-size", "0"], r"--batch-size \(data\.batch_size\): must be an integer >= 1 and <= 65536, got 0"),
         (["--lr", "-1"], r"--lr \(stages\[0\]\.lr\): must be a number > 0, got -1\.0"),
         (["--lr", "0"], r"--lr \(stages\[0\]\.lr\): must be a number > 0"),
         (["--lr", "fast"], r"--lr \(stages\[0\]\.lr\): must be a number > 0, got 'fast' \(or 'find'"),
@@ -55,7 +55,7 @@ def one_line_error(rc: int, err: str) -> str:
         (["--seed", "-1"], r"--seed \(trainer\.seed\): must be an integer >= 0"),
         (["--bootstrap", "-1"], r"--bootstrap \(trainer\.bootstrap\): must be an integer >= 0"),
         (["--val-every", "0"], r"--val-every \(stages\[0\]\.val_every\): must be an integer >= 1"),
-        (["--size", "0"], r"--size \(data\.size\): must be an integer >= 8, got 0"),
+        (["--size", "0"], r"--size \(data\.size\): must be an integer >= 8 and <= 8192, got 0"),
         (["--epochs", "nan"], r"--epochs \(stages\[0\]\.epochs\): must be a number > 0"),
         (["--val", "0.6", "--test", "0.5"], r"--val, --test \(data\.val, data\.test\): leave no training data"),
         (["--lr-min", "2"], r"--lr-min, --lr-max \(.*min_lr, .*max_lr\): the LR range test needs min_lr < max_lr"),
@@ -87,7 +87,7 @@ def test_yaml_users_see_the_key_and_the_flag(tmp_path, capsys):
     assert f"--batch-size (data.batch_size in {cfg}): expected an integer, got 'many'" in line
     cfg.write_text("data: {dataset: synthetic, size: 4}\nmodel: {weights: none}\n")
     rc, _, err = run_cli(capsys, "train", "--config", str(cfg), "--output", str(tmp_path / "r"))
-    assert "--size (data.size): must be an integer >= 8, got 4" in one_line_error(rc, err)
+    assert "--size (data.size): must be an integer >= 8 and <= 8192, got 4" in one_line_error(rc, err)
 
 
 def test_non_utf8_yaml(tmp_path, capsys):

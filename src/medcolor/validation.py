@@ -14,6 +14,7 @@ fault; the command line adds the flag of each key (``--size (data.size): must be
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -26,6 +27,10 @@ from medcolor.errors import MedcolorError, OptionError
 
 #: seeds are used by numpy, torch and Python's random: non-negative, 32 bits (numpy's legacy seeding)
 MAX_SEED = 2**32 - 1
+#: sanity bounds: values past them cannot work (memory, C integers) and would fail late, after training
+MAX_SIZE, MAX_BATCH, MAX_WORKERS = 8192, 65536, 256
+MAX_STEPS = 10**9
+MAX_BOOTSTRAP = 100_000  # the resample indices are held at once: n_test x bootstrap integers (paper: 1000)
 AUGMENT_ON = ("auto", "worker", "device")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
 DETERMINISTIC = ("true", "false", "warn")
@@ -88,10 +93,10 @@ def _check_fraction_or_name(key: str, value: Any, *, optional: bool) -> None:
 
 def check_data_values(d: DataConfig) -> None:
     """The values of a ``data:`` section (also for ``medcolor evaluate``)."""
-    check_number("data.size", d.size, integer=True, at_least=8)  # the smallest input the transforms take
-    check_number("data.load_size", d.load_size, integer=True, at_least=8, optional=True)
-    check_number("data.batch_size", d.batch_size, integer=True, at_least=1)
-    check_number("data.num_workers", d.num_workers, integer=True, at_least=0)
+    check_number("data.size", d.size, integer=True, at_least=8, at_most=MAX_SIZE)  # 8: the transforms' least
+    check_number("data.load_size", d.load_size, integer=True, at_least=8, at_most=MAX_SIZE, optional=True)
+    check_number("data.batch_size", d.batch_size, integer=True, at_least=1, at_most=MAX_BATCH)
+    check_number("data.num_workers", d.num_workers, integer=True, at_least=0, at_most=MAX_WORKERS)
     check_number("data.split_seed", d.split_seed, integer=True, at_least=0, at_most=MAX_SEED)
     check_number("data.subset_draw", d.subset_draw, integer=True, at_least=0)
     s = d.subset
@@ -164,11 +169,11 @@ def check_values(cfg: RunConfig) -> None:
         k = f"stages[{i}]"
         if not (isinstance(st.lr, str) and st.lr.lower() == "find"):
             check_number(f"{k}.lr", st.lr, above=0, hint=" (or 'find': an LR range test)")
-        check_number(f"{k}.epochs", st.epochs, above=0, optional=True)
-        check_number(f"{k}.iterations", st.iterations, integer=True, at_least=1, optional=True)
+        check_number(f"{k}.epochs", st.epochs, above=0, at_most=MAX_STEPS, optional=True)
+        check_number(f"{k}.iterations", st.iterations, integer=True, at_least=1, at_most=MAX_STEPS, optional=True)
         if st.epochs is not None and st.iterations is not None:
             raise OptionError((f"{k}.epochs", f"{k}.iterations"), "give epochs or iterations, not both")
-        check_number(f"{k}.val_every", st.val_every, integer=True, at_least=1, optional=True)
+        check_number(f"{k}.val_every", st.val_every, integer=True, at_least=1, at_most=MAX_STEPS, optional=True)
         check_number(f"{k}.weight_decay", st.weight_decay, at_least=0)
         check_number(f"{k}.momentum", st.momentum, at_least=0, below=1)
         check_number(f"{k}.pct_start", st.pct_start, above=0, below=1)
@@ -178,10 +183,10 @@ def check_values(cfg: RunConfig) -> None:
         if lf.max_lr <= lf.min_lr:
             keys = (f"{k}.lr_find.min_lr", f"{k}.lr_find.max_lr")
             raise OptionError(keys, f"the LR range test needs min_lr < max_lr, got {lf.min_lr:g} and {lf.max_lr:g}")
-        check_number(f"{k}.lr_find.num_training", lf.num_training, integer=True, at_least=2)
+        check_number(f"{k}.lr_find.num_training", lf.num_training, integer=True, at_least=2, at_most=MAX_STEPS)
     t = cfg.trainer
     check_number("trainer.seed", t.seed, integer=True, at_least=0, at_most=MAX_SEED)
-    check_number("trainer.bootstrap", t.bootstrap, integer=True, at_least=0)
+    check_number("trainer.bootstrap", t.bootstrap, integer=True, at_least=0, at_most=MAX_BOOTSTRAP)
     check_number("trainer.num_nodes", t.num_nodes, integer=True, at_least=1)
     check_choice("trainer.accelerator", t.accelerator, ACCELERATORS)
     check_choice("trainer.deterministic", t.deterministic, DETERMINISTIC)
@@ -194,6 +199,23 @@ def check_values(cfg: RunConfig) -> None:
 
 
 # ------------------------------------------------------------------------------------------- files
+def _path_errors(check: Any) -> Any:
+    """Turn what the file system says about an unusable path (name too long, a NUL byte, ``~nobody``)
+    into an :class:`OptionError` for the option."""
+
+    @functools.wraps(check)
+    def wrapper(key: str, path: str | os.PathLike, **kw: Any) -> Path:
+        try:
+            return check(key, path, **kw)
+        except (OSError, ValueError, RuntimeError) as exc:
+            if isinstance(exc, OptionError):
+                raise
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise OptionError(key, f"cannot use the path {str(path)[:80]!r}: {reason}") from None
+
+    return wrapper
+
+
 def _nearest_existing(path: Path) -> Path:
     p = path.absolute()
     while not p.exists() and p != p.parent:
@@ -213,18 +235,21 @@ def _check_writable_folder(key: str, folder: Path, target: Path) -> None:
         raise OptionError(key, f"cannot write {target}: {folder} is not writable")
 
 
-def check_output_folder(key: str, path: str | os.PathLike) -> Path:
-    """``path`` is a folder that exists and is writable, or one that can be created."""
-    p = Path(path).expanduser()
+@_path_errors
+def check_output_folder(key: str, path: str | os.PathLike, *, expand: bool = False) -> Path:
+    """``path`` is a folder that exists and is writable, or one that can be created (``expand``: ``~`` is
+    the home folder, as for the inputs; outputs are written where they are named)."""
+    p = Path(path).expanduser() if expand else Path(path)
     if p.exists() and not p.is_dir():
         raise OptionError(key, f"{p} is a file; give a folder")
     _check_writable_folder(key, _nearest_existing(p), p)
     return p
 
 
+@_path_errors
 def check_output_file(key: str, path: str | os.PathLike, *, suffix: str | None = None) -> Path:
     """``path`` is a file that can be written (not a folder; its folder exists or can be created)."""
-    p = Path(path).expanduser()
+    p = Path(path)
     if p.is_dir():
         raise OptionError(key, f"{p} is a folder; give a file name" + (f" ending in {suffix}" if suffix else ""))
     if suffix and p.suffix.lower() != suffix:
@@ -235,14 +260,15 @@ def check_output_file(key: str, path: str | os.PathLike, *, suffix: str | None =
     return p
 
 
-def check_input(key: str, path: str | os.PathLike, *, folder: bool = False) -> Path:
+@_path_errors
+def check_input(key: str, path: str | os.PathLike, *, folder: bool | None = False) -> Path:
+    """``path`` exists, can be read, and is a folder (``folder=True``), a file (``False``) or either (``None``)."""
     p = Path(path).expanduser()
-    what = "folder" if folder else "file"
     if not p.exists():
         raise OptionError(key, f"{p} does not exist")
-    if folder != p.is_dir():
-        raise OptionError(key, f"{p} is not a {what}")
-    if not os.access(p, os.R_OK | (os.X_OK if folder else 0)):
+    if folder is not None and folder != p.is_dir():
+        raise OptionError(key, f"{p} is not a {'folder' if folder else 'file'}")
+    if not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0)):
         raise OptionError(key, f"cannot read {p}: permission denied")
     return p
 
@@ -257,17 +283,15 @@ def check_run_files(cfg: RunConfig) -> None:
     if d.csv:
         check_input("data.csv", d.csv)
     if d.cache_dir:
-        check_output_folder("data.cache_dir", d.cache_dir)
+        check_output_folder("data.cache_dir", d.cache_dir, expand=True)
     if m.weights and str(m.weights).lower() not in {"imagenet", "none", "random"}:
         check_input("model.weights", m.weights)
     source = None
     if m.colorizer_from:
         source = ("model.colorizer_from", check_input("model.colorizer_from", m.colorizer_from))
     if m.init_from:
-        p = Path(m.init_from).expanduser()
-        if p.is_dir():
-            p = check_input("model.init_from", p / "model.safetensors")
-        source = ("model.init_from", check_input("model.init_from", p))
+        p = check_input("model.init_from", m.init_from, folder=None)  # a run directory or a model file
+        source = ("model.init_from", check_input("model.init_from", p / "model.safetensors" if p.is_dir() else p))
     if source is not None:
         check_transferred_colorizer(cfg, *source)
     check_output_folder("output", cfg.output)

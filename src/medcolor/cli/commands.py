@@ -9,7 +9,7 @@ from typing import Any
 
 from medcolor.cli.parser import apply_flags, config_from_args
 from medcolor.errors import ConfigError, MedcolorError, OptionError
-from medcolor.validation import MAX_SEED, check_number, check_output_file, check_output_folder
+from medcolor.validation import MAX_BOOTSTRAP, MAX_SEED, check_number, check_output_file, check_output_folder
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -72,7 +72,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from medcolor.inference import evaluate_model
     from medcolor.validation import check_data_values
 
-    check_number("--bootstrap", a.bootstrap, integer=True, at_least=0)
+    check_number("--bootstrap", a.bootstrap, integer=True, at_least=0, at_most=MAX_BOOTSTRAP)
     check_precision(a.precision)
     for flag, value, least in (
         ("--size", a.size, 8),
