@@ -13,7 +13,7 @@ from medcolor.cli import CONFIG_FLAGS, apply_flags, build_parser, configure_logg
 from medcolor.config import RunConfig
 
 #: flags of `medcolor train` that are not configuration keys
-TRAIN_ONLY = {"help", "config", "resume", "overwrite"}
+TRAIN_ONLY = {"help", "config", "resume", "overwrite", "dry_run"}
 #: flags of `medcolor evaluate` that are not configuration keys
 EVALUATE_ONLY = {"help", "model", "config", "split", "bootstrap", "precision", "output"}
 

@@ -117,7 +117,9 @@ def test_colorizer_start_and_ablation_colorizers_from_flags():
     # the ImageNet-normalised baseline gets the run's own gray normalisation to undo
     assert colorizer_kwargs("replicate-imagenet", "random", 0.41, 0.27) == {"data_mean": 0.41, "data_std": 0.27}
     cfg.model.colorizer, cfg.stages = "replicate-imagenet", [StageConfig("baseline")]
-    with pytest.raises(ConfigError, match=r"--colorizer-start gray.*'replicate-imagenet' has no parameters"):
+    with pytest.raises(
+        ConfigError, match=r"model.colorizer_start: 'gray' needs a learnable T; 'replicate-imagenet' has no parameters"
+    ):
         check_run_config(cfg)
     cfg.model.colorizer_start = "random"
     check_run_config(cfg)  # a parameter-free T is a baseline T

@@ -113,3 +113,28 @@ def test_atomic_writes_leave_no_temporary_file_and_usual_permissions(tmp_path):
     except RuntimeError:
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        ("{not json", "metadata is not valid JSON"),
+        ("[1, 2]", "metadata must be a JSON object, not list"),
+        ('"text"', "metadata must be a JSON object, not str"),
+        ('{"format": "medcolor-model"}', "has no 'architecture' object"),
+        ('{"format": "medcolor-model", "architecture": [1]}', "has no 'architecture' object"),
+        ('{"format": "medcolor-model", "architecture": {"colorizer": "colorU"}}', "lacks backbone, num_classes"),
+        ('{"format": "medcolor-colorizer"}', "names no colorizer"),
+    ],
+)
+def test_damaged_metadata_is_a_clear_error(tmp_path, header, message):
+    from safetensors.torch import save_file
+
+    from medcolor.io import colorizer_name
+
+    path = tmp_path / "m.safetensors"
+    save_file({"a": torch.zeros(1)}, str(path), metadata={"medcolor": header})
+    loaders = [load_colorizer, colorizer_name] + ([load_model] if "model" in header or "[" in header else [])
+    for load in loaders:
+        with pytest.raises(WeightsError, match=message):
+            load(path)

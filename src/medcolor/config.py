@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from medcolor.errors import ConfigError
+from medcolor.errors import ConfigError, OptionError, UnknownNameError, UnknownOptionValueError
 
 
 @dataclass
@@ -167,7 +167,7 @@ class RunConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "config") -> RunConfig:
+    def from_dict(cls, d: dict[str, Any], where: str | None = "config") -> RunConfig:
         return _build(cls, d, where)
 
     @classmethod
@@ -178,14 +178,25 @@ class RunConfig:
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {p} does not exist")
+        raise ConfigError(f"config file {p} {'is not a file' if p.exists() else 'does not exist'}")
     try:
-        d = yaml.safe_load(p.read_text()) or {}
+        d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {p} is not valid YAML: {yaml_problem(exc)}") from exc
     if not isinstance(d, dict):
         raise ConfigError(f"config file {p} must hold a mapping (data:, model:, stages:, ...), not {type(d).__name__}")
     return d
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (line, column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem
 
 
 def read_data_config(path: str | os.PathLike) -> DataConfig:
@@ -198,34 +209,34 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _build(cls: type, d: Any, where: str) -> Any:
+def _build(cls: type, d: Any, where: str | None, key: str = "") -> Any:
     if isinstance(d, cls):
         return d
     if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected a mapping of {cls.__name__} options, got {d!r}")
+        raise OptionError(key, f"expected a mapping of {cls.__name__} options, got {d!r}", where)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = _hints(cls)
     kwargs = {}
-    for key, value in d.items():
-        name = str(key).replace("-", "_")
+    for k, value in d.items():
+        name = str(k).replace("-", "_")
         if name not in fields:
-            raise ConfigError(f"{where}: unknown option {key!r}; valid options: {', '.join(fields)}")
-        kwargs[name] = _coerce(hints[name], value, f"{where}.{name}")
+            raise OptionError(key, f"unknown option {k!r}; valid options: {', '.join(fields)}", where)
+        kwargs[name] = _coerce(hints[name], value, where, f"{key}.{name}" if key else name)
     return cls(**kwargs)
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
+def _coerce(tp: Any, value: Any, where: str | None, key: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where)
+        return _build(tp, value, where, key)
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+            raise OptionError(key, f"expected a list, got {value!r}", where)
+        return [_coerce(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise OptionError(key, f"expected a mapping, got {value!r}", where)
         return dict(value)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -238,10 +249,10 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             if a is type(None):
                 continue
             try:
-                return _coerce(a, value, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{where}: invalid value {value!r} ({'; '.join(errors)})")
+                return _coerce(a, value, where, key)
+            except OptionError as exc:
+                errors.append(exc.problem)
+        raise OptionError(key, f"invalid value {value!r} ({'; '.join(errors)})", where)
     if tp is Any:
         return value
     if tp is bool:
@@ -249,27 +260,29 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in {"true", "yes", "1", "false", "no", "0"}:
             return value.lower() in {"true", "yes", "1"}
-        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        raise OptionError(key, f"expected true/false, got {value!r}", where)
     if tp is int:
-        if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
         try:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+                return int(value)
             f = float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
-        if not f.is_integer():
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return int(f)
+            if not f.is_integer():
+                raise ValueError
+            return int(value) if isinstance(value, int) else int(f)
+        except (TypeError, ValueError, OverflowError):
+            raise OptionError(key, f"expected an integer, got {value!r}", where) from None
     if tp is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise OptionError(key, f"expected a number, got {value!r}", where)
         try:
             return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        except (TypeError, ValueError, OverflowError):
+            raise OptionError(key, f"expected a number, got {value!r}", where) from None
     if tp is str:
         if isinstance(value, (dict, list)):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise OptionError(key, f"expected a string, got {value!r}", where)
         return str(value)
     return value
 
@@ -281,7 +294,9 @@ _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}; valid: {', '.join(sorted(PRECISIONS))}")
+        raise OptionError(
+            "trainer.precision", f"unknown precision {precision!r}; valid: {', '.join(sorted(PRECISIONS))}"
+        )
     return precision
 
 
@@ -294,48 +309,63 @@ def parse_channels_last(value: str | bool) -> bool:
         return True
     if v in _FALSE:
         return False
-    raise ConfigError(f"channels_last must be auto, true or false, got {value!r}")
+    raise OptionError("trainer.channels_last", f"must be auto, true or false, got {value!r}")
 
 
 def check_run_config(cfg: RunConfig) -> None:
-    """Fail fast — before any data is read or any stage runs — on names and combinations that cannot work."""
+    """Fail fast — before any data is read or any stage runs — on names, values and combinations that
+    cannot work (values: :func:`medcolor.validation.check_values`; the files a run reads and writes are
+    checked by :func:`medcolor.validation.check_run_files` when the run directory is prepared)."""
     from medcolor.backbones import _unknown_backbone, list_backbones
     from medcolor.colorizers import COLORIZER_STARTS, COLORIZERS
     from medcolor.data.datasets import list_datasets
     from medcolor.strategies import check_frozen_bn, check_stage_sequence, default_colorizer, get_strategy
+    from medcolor.validation import check_values
 
     if not cfg.stages:
-        raise ConfigError("the run has no stages; give --stages (e.g. color-module,all)")
+        raise OptionError("stages", "the run has no stages; give at least one strategy (e.g. color-module,all)")
     names = [n.lower() for n in list_datasets()]
     if cfg.data.dataset.lower() not in names:
-        raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; valid datasets: {', '.join(names)}")
+        raise OptionError("data.dataset", f"unknown dataset {cfg.data.dataset!r}; valid datasets: {', '.join(names)}")
+    check_values(cfg)
     if cfg.model.colorizer is not None:
-        COLORIZERS.get(cfg.model.colorizer)
+        _named("model.colorizer", COLORIZERS.get, cfg.model.colorizer)
     if cfg.model.colorizer_start not in COLORIZER_STARTS:
-        raise ConfigError(
-            f"model.colorizer_start (--colorizer-start) is {cfg.model.colorizer_start!r}; "
-            f"valid: {', '.join(COLORIZER_STARTS)}"
+        raise OptionError(
+            "model.colorizer_start", f"is {cfg.model.colorizer_start!r}; valid: {', '.join(COLORIZER_STARTS)}"
         )
     if not cfg.model.init_from and cfg.model.backbone not in list_backbones():
-        raise ConfigError(_unknown_backbone(cfg.model.backbone))
-    check_frozen_bn(cfg.model.frozen_bn)
+        raise OptionError("model.backbone", _unknown_backbone(cfg.model.backbone))
+    _named("model.frozen_bn", check_frozen_bn, cfg.model.frozen_bn)
     check_precision(cfg.trainer.precision)
     parse_channels_last(cfg.trainer.channels_last)
-    strategies = [get_strategy(s.strategy) for s in cfg.stages]
-    for i, (st, s) in enumerate(zip(cfg.stages, strategies, strict=True)):
-        if st.iterations is not None and st.epochs is not None:
-            raise ConfigError(f"stage {i + 1} ({s.name}): give epochs or iterations, not both")
+    strategies = [_named(f"stages[{i}].strategy", get_strategy, s.strategy) for i, s in enumerate(cfg.stages)]
     colorizer = cfg.model.colorizer or default_colorizer(strategies[0])
     if cfg.model.colorizer_start == "gray" and not COLORIZERS.get(colorizer).learnable:
-        raise ConfigError(
-            f"--colorizer-start gray (model.colorizer_start) needs a learnable T; {colorizer!r} has no parameters"
+        raise OptionError("model.colorizer_start", f"'gray' needs a learnable T; {colorizer!r} has no parameters")
+    try:
+        check_stage_sequence(
+            strategies,
+            colorizer=colorizer,
+            learnable=COLORIZERS.get(colorizer).learnable or bool(cfg.model.colorizer_from),
+            transferred=bool(cfg.model.colorizer_from or cfg.model.init_from),
         )
-    check_stage_sequence(
-        strategies,
-        colorizer=colorizer,
-        learnable=COLORIZERS.get(colorizer).learnable or bool(cfg.model.colorizer_from),
-        transferred=bool(cfg.model.colorizer_from or cfg.model.init_from),
-    )
+    except OptionError:
+        raise
+    except ConfigError as exc:
+        raise OptionError("stages", str(exc)) from None
+
+
+def _named(key: str, lookup: Any, name: str) -> Any:
+    """``lookup(name)`` of a registry, its unknown-name error naming the option ``key``."""
+    try:
+        return lookup(name)
+    except UnknownNameError as exc:
+        raise UnknownOptionValueError(key, str(exc)) from None
+    except OptionError:
+        raise
+    except ConfigError as exc:
+        raise OptionError(key, str(exc)) from None
 
 
 def diff_configs(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
@@ -364,4 +394,5 @@ __all__ = [
     "parse_channels_last",
     "read_data_config",
     "read_yaml",
+    "yaml_problem",
 ]

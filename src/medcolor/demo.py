@@ -2,8 +2,9 @@
 
 With no arguments it generates the synthetic X-ray-like dataset of :mod:`medcolor.data.synthetic`,
 trains two networks on it — ``baseline`` (gray copied to RGB, E frozen) and ``color-module`` (T
-learned, E frozen) — with a real ImageNet MobileNetV2 when its weights are found (else random
-initialisation, and it says so), evaluates both on the test split and writes a report (AUC table,
+learned, E frozen) — with a real ImageNet MobileNetV2 (:func:`find_weights`: ``$MEDCOLOR_WEIGHTS``,
+torchvision's cache or download, the weights kept beside the repository; else random initialisation,
+with a loud warning), evaluates both on the test split and writes a report (AUC table,
 colorized examples, training curves).  ``data=`` points it at any dataset instead (a YAML file with a
 ``data:`` section, as for ``medcolor train``).
 """
@@ -27,29 +28,82 @@ from medcolor.config import (
     TrainerConfig,
     read_data_config,
 )
+from medcolor.errors import WeightsError
 from medcolor.utils import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-#: where the demo looks for ImageNet weights of its MobileNetV2 (besides torchvision's cache)
-WEIGHT_CANDIDATES = (
-    "weights/mobilenet_v2-imagenet-features.pth",
-    "../shared/weights/mobilenet_v2-imagenet-features.pth",
-)
+#: the ImageNet weights of the demo's MobileNetV2 kept beside the repository (features only, torchvision keys)
+WEIGHTS_FILE = "mobilenet_v2-imagenet-features.pth"
+#: seconds a stalled connection may wait while torchvision downloads the weights (offline: fails at once)
+DOWNLOAD_TIMEOUT_S = 30.0
 
 
-def find_weights(backbone: str) -> str | None:
-    """``$MEDCOLOR_WEIGHTS``, then torchvision's cache ("imagenet"), then the known local files."""
+def local_weight_files(backbone: str) -> list[Path]:
+    """Where local ImageNet weights of ``backbone`` may be: ``$MEDCOLOR_SHARED/weights``, then ``weights/``
+    and ``../shared/weights/`` of the repository this package lives in (not of the working directory)."""
+    if backbone != "mobilenet_v2":
+        return []
+    import medcolor
+
+    repo = Path(medcolor.__file__).resolve().parents[2]  # src/medcolor/__init__.py -> the repository
+    folders = (
+        [Path(os.environ["MEDCOLOR_SHARED"]).expanduser() / "weights"] if os.environ.get("MEDCOLOR_SHARED") else []
+    )
+    folders += [repo / "weights", repo.parent / "shared" / "weights"]
+    return [f / WEIGHTS_FILE for f in folders]
+
+
+def download_imagenet_weights(backbone: str, *, progress: bool = True, timeout: float = DOWNLOAD_TIMEOUT_S) -> bool:
+    """torchvision's own download of ``backbone``'s ImageNet weights into its cache (``TORCH_HOME``);
+    False, with the reason logged, when it fails (offline, no such weights, a bad file)."""
+    import socket
+    import urllib.error
+
+    import torchvision
+
+    try:
+        w = torchvision.models.get_model_weights(backbone).DEFAULT
+    except (KeyError, ValueError, AttributeError) as exc:
+        log.info(f"torchvision has no ImageNet weights for {backbone}: {exc}")
+        return False
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # torch.hub opens the URL without a timeout: never hang on a dead link
+    try:
+        w.get_state_dict(progress=progress, check_hash=True)
+        return True
+    except (urllib.error.URLError, OSError, RuntimeError, ValueError) as exc:
+        log.info(f"could not download the ImageNet weights of {backbone} ({w.url}): {exc}")
+        return False
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def find_weights(backbone: str, *, download: bool = True, progress: bool = True) -> str | None:
+    """ImageNet weights for the demo's E: ``$MEDCOLOR_WEIGHTS`` when set, then torchvision's (its cache, or
+    its normal download), then the local files of :func:`local_weight_files`; None when there are none."""
     env = os.environ.get("MEDCOLOR_WEIGHTS")
     if env:
-        return env
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"MEDCOLOR_WEIGHTS={env} is not a file; point it at a state-dict file or unset it")
+        return str(path)
     if imagenet_weights_available(backbone):
         return "imagenet"
-    if backbone == "mobilenet_v2":
-        for c in WEIGHT_CANDIDATES:
-            if Path(c).is_file():
-                return str(Path(c).resolve())
+    if download and download_imagenet_weights(backbone, progress=progress):
+        return "imagenet"
+    for path in local_weight_files(backbone):
+        if path.is_file():
+            return str(path)
     return None
+
+
+def _warn_random(backbone: str) -> None:
+    log.warning(
+        f"WARNING: no ImageNet weights for {backbone} (download failed, none in torchvision's cache or in "
+        f"{', '.join(str(p.parent) for p in local_weight_files(backbone)) or 'the local folders'}): E is RANDOMLY "
+        "initialised and the comparison says little. Give --weights /path/to/weights.pth or set MEDCOLOR_WEIGHTS."
+    )
 
 
 @dataclass
@@ -78,12 +132,9 @@ def run_demo(
 
     out = Path(output)
     if weights is None:
-        weights = find_weights(backbone)
+        weights = find_weights(backbone, progress=progress)
     if weights is None:
-        log.warning(
-            f"no ImageNet weights for {backbone} found: using RANDOM initialisation of E (the comparison "
-            "then says little). Set MEDCOLOR_WEIGHTS=/path/to/weights.pth or --weights."
-        )
+        _warn_random(backbone)
     else:
         log.info(f"E = {backbone} with ImageNet weights from {weights}")
     if data is not None:
@@ -160,4 +211,4 @@ def run_demo(
     return DemoResult(out, table, report, weights)
 
 
-__all__ = ["DemoResult", "find_weights", "run_demo"]
+__all__ = ["DemoResult", "download_imagenet_weights", "find_weights", "local_weight_files", "run_demo"]

@@ -64,3 +64,22 @@ class ImageReadError(DataError):
 
 class TrainingError(MedcolorError, RuntimeError):
     """Training cannot go on (diverged loss, failed LR search...)."""
+
+
+class OptionError(ConfigError):
+    """An option has a value it cannot take.
+
+    ``keys`` are the configuration keys at fault (``data.size``, ``stages[0].lr``) or, for options that are
+    no configuration key, the flag itself (``--batch-size``); the command line names the flag of each key
+    beside it (``--size (data.size): ...``).  ``source`` is the file the value came from, if any."""
+
+    def __init__(self, keys: str | tuple[str, ...], problem: str, source: str | None = None) -> None:
+        self.keys = (keys,) if isinstance(keys, str) else tuple(keys)
+        self.problem = problem
+        self.source = source
+        where = ".".join(x for x in (source, ", ".join(k for k in self.keys if k)) if x)
+        super().__init__(f"{where}: {problem}" if where else problem)
+
+
+class UnknownOptionValueError(OptionError, UnknownNameError):
+    """An option names something that is not registered (a colorizer, strategy, frozen-BN mode...)."""

@@ -43,25 +43,79 @@ def _save(module: nn.Module, path: str | os.PathLike, meta: dict[str, Any]) -> P
     return path
 
 
-def _read(path: str | os.PathLike, expected_format: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def _header(path: Path, f: Any) -> dict[str, Any]:
+    """The medcolor metadata embedded in an open safetensors file: a JSON object with a ``format``."""
+    header = f.metadata() or {}
+    if "medcolor" not in header:
+        raise WeightsError(f"{path} is a safetensors file without medcolor metadata; it was not written by medcolor")
+    try:
+        meta = json.loads(header["medcolor"])
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{path}: its medcolor metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise WeightsError(f"{path}: its medcolor metadata must be a JSON object, not {type(meta).__name__}")
+    return meta
+
+
+def _open(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
-        raise WeightsError(f"file {path} does not exist")
+        raise WeightsError(f"file {path} {'is not a file' if path.exists() else 'does not exist'}")
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            header = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+        return safe_open(str(path), framework="pt", device="cpu")
     except Exception as exc:
         raise WeightsError(
             f"cannot read {path} as safetensors ({exc}); medcolor colour modules and models are "
             "written by `medcolor export-colorizer` or by training (model.safetensors in a run directory)"
         ) from exc
-    if "medcolor" not in header:
-        raise WeightsError(f"{path} is a safetensors file without medcolor metadata; it was not written by medcolor")
-    meta = json.loads(header["medcolor"])
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of a medcolor safetensors file (its header only: no tensor is read)."""
+    with _open(path) as f:
+        return _header(Path(path), f)
+
+
+def colorizer_name(path: str | os.PathLike, *, whole_model: bool = False) -> str:
+    """The name of the T a medcolor file holds, from its metadata alone (``whole_model``: the file must
+    be a whole network, as ``init_from`` needs)."""
+    meta = read_metadata(path)
+    fmt = meta.get("format")
+    if fmt == MODEL_FORMAT:
+        return str(_architecture(path, meta)["colorizer"])
+    if whole_model:
+        raise WeightsError(f"{path} holds a {fmt!r}, expected a {MODEL_FORMAT!r}")
+    if fmt != COLORIZER_FORMAT:
+        raise WeightsError(f"{path} holds a {fmt!r}, not a medcolor colorizer")
+    if not isinstance(meta.get("colorizer"), str):
+        raise WeightsError(f"{path}: its metadata names no colorizer (key 'colorizer')")
+    return meta["colorizer"]
+
+
+def _read(path: str | os.PathLike, expected_format: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    path = Path(path)
+    with _open(path) as f:
+        meta = _header(path, f)
+        try:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+        except Exception as exc:
+            raise WeightsError(f"cannot read the tensors of {path} ({exc}); the file is damaged") from exc
     if expected_format and meta.get("format") != expected_format:
         raise WeightsError(f"{path} holds a {meta.get('format')!r}, expected a {expected_format!r}")
     return meta, tensors
+
+
+def _architecture(path: str | os.PathLike, meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``architecture`` of a model file's metadata, with the keys needed to rebuild the network."""
+    arch = meta.get("architecture")
+    if not isinstance(arch, dict):
+        raise WeightsError(f"{path}: its medcolor metadata has no 'architecture' object; the file is damaged")
+    missing = [k for k in ("colorizer", "backbone", "num_classes") if k not in arch]
+    if missing:
+        raise WeightsError(f"{path}: its metadata's architecture lacks {', '.join(missing)}; the file is damaged")
+    if not isinstance(arch.get("colorizer_kwargs") or {}, dict):
+        raise WeightsError(f"{path}: its metadata's architecture.colorizer_kwargs is not an object")
+    return arch
 
 
 def _load_into(module: nn.Module, tensors: dict[str, Any], path: str | os.PathLike) -> None:
@@ -94,12 +148,19 @@ def load_colorizer(path: str | os.PathLike) -> tuple[Colorizer, dict[str, Any]]:
     """Read a T written by :func:`save_colorizer` (or a whole model file: its T is extracted)."""
     meta, tensors = _read(path, None)
     if meta.get("format") == MODEL_FORMAT:
-        arch = meta["architecture"]
+        arch = _architecture(path, meta)
         tensors = {k[len("colorizer.") :]: v for k, v in tensors.items() if k.startswith("colorizer.")}
         meta = {**meta, "colorizer": arch["colorizer"], "colorizer_kwargs": arch.get("colorizer_kwargs", {})}
     elif meta.get("format") != COLORIZER_FORMAT:
         raise WeightsError(f"{path} holds a {meta.get('format')!r}, not a medcolor colorizer")
-    t = create_colorizer(meta["colorizer"], **(meta.get("colorizer_kwargs") or {}))
+    if not isinstance(meta.get("colorizer"), str) or not isinstance(meta.get("colorizer_kwargs") or {}, dict):
+        raise WeightsError(f"{path}: its metadata names no colorizer (keys 'colorizer', 'colorizer_kwargs')")
+    try:
+        t = create_colorizer(meta["colorizer"], **(meta.get("colorizer_kwargs") or {}))
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{path}: its metadata's colorizer cannot be built ({exc})") from exc
     _load_into(t, tensors, path)
     return t, meta
 
@@ -121,10 +182,24 @@ def load_model(path: str | os.PathLike):
     from medcolor.model import ColorTransferNet
 
     meta, tensors = _read(path, MODEL_FORMAT)
-    model = ColorTransferNet.from_architecture(meta["architecture"])
+    arch = _architecture(path, meta)
+    try:
+        model = ColorTransferNet.from_architecture(arch)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise WeightsError(f"{path}: its metadata's architecture cannot be built ({exc})") from exc
     _load_into(model, tensors, path)
     model.mark_colorizer_transferred()  # T comes from a file
     return model, meta
 
 
-__all__ = ["load_colorizer", "load_model", "save_colorizer", "save_model", "sidecar_path"]
+__all__ = [
+    "colorizer_name",
+    "load_colorizer",
+    "load_model",
+    "read_metadata",
+    "save_colorizer",
+    "save_model",
+    "sidecar_path",
+]

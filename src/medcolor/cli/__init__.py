@@ -16,8 +16,8 @@ import sys
 import warnings
 
 from medcolor.cli.commands import COMMANDS
-from medcolor.cli.parser import CONFIG_FLAGS, apply_flags, build_parser, config_from_args
-from medcolor.errors import MedcolorError
+from medcolor.cli.parser import CONFIG_FLAGS, apply_flags, build_parser, config_from_args, describe_keys
+from medcolor.errors import MedcolorError, OptionError
 
 
 def quiet_lightning() -> None:
@@ -59,6 +59,19 @@ def configure_logging(verbose: bool = False) -> None:
     logger.propagate = False  # not a second time through the root handler
 
 
+def error_message(exc: BaseException) -> str:
+    """One line for the terminal: an option's flag and configuration key beside the problem; the path
+    and the system's reason for a failed file operation."""
+    if isinstance(exc, OptionError):
+        text = f"{describe_keys(exc.keys, exc.source)}: {exc.problem}"
+    elif isinstance(exc, OSError) and not isinstance(exc, MedcolorError):
+        path = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        text = f"{exc.strerror or type(exc).__name__}: {path}" if path else f"{exc.strerror or exc}"
+    else:
+        text = str(exc)
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
@@ -70,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         quiet_lightning()
     try:
         return COMMANDS[a.command](a)
-    except MedcolorError as exc:
+    except (MedcolorError, OSError) as exc:
         if a.verbose:
             raise
-        print(f"medcolor {a.command}: error: {exc}", file=sys.stderr)
+        print(f"medcolor {a.command}: error: {error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(
@@ -83,4 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["CONFIG_FLAGS", "apply_flags", "build_parser", "config_from_args", "configure_logging", "main"]
+__all__ = [
+    "CONFIG_FLAGS",
+    "apply_flags",
+    "build_parser",
+    "config_from_args",
+    "configure_logging",
+    "error_message",
+    "main",
+]

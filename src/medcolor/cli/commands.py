@@ -4,18 +4,36 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from medcolor.cli.parser import apply_flags, config_from_args
 from medcolor.cli.study import run as run_study_command
-from medcolor.errors import ConfigError
+from medcolor.errors import ConfigError, MedcolorError, OptionError
+from medcolor.validation import MAX_BOOTSTRAP, MAX_SEED, check_number, check_output_file, check_output_folder
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    from medcolor.config import RunConfig, check_run_config
     from medcolor.training import train
+    from medcolor.training.rundir import discard_unstarted_run
+    from medcolor.validation import check_run_files
 
     cfg = config_from_args(a)
-    r = train(cfg, resume=a.resume, overwrite=a.overwrite)
+    if a.dry_run:
+        cfg = RunConfig.from_dict(cfg.to_dict())  # the canonical values, as train() stores them
+        check_run_config(cfg)
+        check_run_files(cfg)
+        print(cfg.to_yaml(), end="")
+        print(f"# medcolor train: every option checked; a run would be written to {cfg.output}", file=sys.stderr)
+        return 0
+    existed = Path(cfg.output).exists()
+    try:
+        r = train(cfg, resume=a.resume, overwrite=a.overwrite)
+    except MedcolorError:
+        if not existed:  # the folder this command created, when it stopped before any training
+            discard_unstarted_run(cfg.output)
+        raise
     print()
     print(f"run: {r.directory}")
     for s in r.stages:
@@ -51,13 +69,25 @@ def _ci(c: list[float] | None) -> str:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     import dataclasses
 
-    from medcolor.config import RunConfig, read_data_config
+    from medcolor.config import RunConfig, check_precision, read_data_config
     from medcolor.inference import evaluate_model
+    from medcolor.validation import check_data_values
 
+    check_number("--bootstrap", a.bootstrap, integer=True, at_least=0, at_most=MAX_BOOTSTRAP)
+    check_precision(a.precision)
+    for flag, value, least in (
+        ("--size", a.size, 8),
+        ("--batch-size", a.batch_size, 1),
+        ("--num-workers", a.num_workers, 0),
+    ):
+        check_number(flag, value, integer=True, at_least=least, optional=True)
+    if a.output:
+        check_output_folder("--output", a.output)
     data = None  # None: the run's own held-out split
     if any(getattr(a, k) is not None for k in ("dataset", "root", "csv", "config", "option", "split")):
         d = {"data": dataclasses.asdict(read_data_config(a.config))} if a.config else {}
-        data = RunConfig.from_dict(apply_flags(d, a, sections=("data",)), where=a.config or "options").data
+        data = RunConfig.from_dict(apply_flags(d, a, sections=("data",)), where=a.config).data
+        check_data_values(data)
     metrics, out = evaluate_model(
         a.model, data=data, split=a.split, size=a.size, output=a.output, precision=a.precision, bootstrap=a.bootstrap
     )
@@ -67,8 +97,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
+    from medcolor.config import check_precision
     from medcolor.inference import predict_files
 
+    check_number("--batch-size", a.batch_size, integer=True, at_least=1)
+    check_precision(a.precision)
+    if a.output:
+        check_output_file("--output", a.output)
     df = predict_files(a.model, a.images, batch_size=a.batch_size, precision=a.precision)
     if a.output:
         from medcolor.utils import atomic_path
@@ -84,6 +119,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
 def cmd_colorize(a: argparse.Namespace) -> int:
     from medcolor.inference import colorize_files
 
+    check_number("--size", a.size, integer=True, at_least=8, optional=True)
+    check_output_folder("--output", a.output)
     files = colorize_files(a.source, a.images, a.output, size=a.size, display=a.display)
     print(f"{len(files)} images written to {a.output}")
     return 0
@@ -93,6 +130,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     from medcolor.inference import load_colorizer_any
     from medcolor.io import save_colorizer
 
+    check_output_file("--output", a.output, suffix=".safetensors")
     t, meta = load_colorizer_any(a.run)
     if not t.learnable:
         raise ConfigError(f"{a.run} has no learned colorization module (its T is {t.name!r})")
@@ -112,8 +150,18 @@ def cmd_stats(a: argparse.Namespace) -> int:
     from medcolor.config import DataConfig
     from medcolor.data.bundle import make_dataset
     from medcolor.data.summary import label_counts, plot_label_counts
+    from medcolor.validation import check_dataset_options
 
+    check_number("--size", a.size, integer=True, at_least=8)
+    check_number("--max-images", a.max_images, integer=True, at_least=1)
+    check_number("--seed", a.seed, integer=True, at_least=0, at_most=MAX_SEED)
+    s = a.subset
+    if s is not None and not (0 < s <= 1 or (s > 1 and float(s).is_integer())):
+        raise OptionError("--subset", f"must be a fraction in (0, 1] or a whole number of images, got {s!r}")
+    if a.plot:
+        check_output_file("--plot", a.plot, suffix=".png")
     data = DataConfig(dataset=a.dataset_name, root=a.root, csv=a.csv, options=dict(a.option or []), size=a.size)
+    check_dataset_options(data)
     ds = make_dataset(data, a.split)
     counts = label_counts(ds)
     print(f"{ds.name}: {len(ds)} images, {len(set(ds.patient_ids))} patients")
@@ -161,6 +209,15 @@ def cmd_demo(a: argparse.Namespace) -> int:
     from medcolor.demo import run_demo
     from medcolor.report import markdown_table
 
+    check_number("--epochs", a.epochs, above=0)
+    lr: float | str = a.lr
+    if a.lr != "find":
+        try:
+            lr = float(a.lr)
+        except ValueError:
+            lr = a.lr
+        check_number("--lr", lr, above=0, hint=" (or 'find')")
+    check_output_folder("--output", a.output)
     t0 = time.time()
     r = run_demo(
         a.output,
@@ -169,7 +226,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
         backbone=a.backbone,
         colorizer=a.colorizer,
         epochs=a.epochs,
-        lr=a.lr if a.lr == "find" else float(a.lr),
+        lr=lr,
         progress=a.progress,
     )
     print()

@@ -5,7 +5,8 @@ which configuration key (``medcolor train`` applies them over ``--config``; ``ev
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import re
+from typing import Any, NoReturn
 
 import yaml
 
@@ -22,11 +23,26 @@ EPILOG_TRAIN = """examples:
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``medcolor train: error: argument --size: invalid int value: 'x'``
+    and a pointer to ``--help`` instead of the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def _kv(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     k, v = text.split("=", 1)
-    return k.strip(), yaml.safe_load(v)
+    if not k.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a KEY, got {text!r}")
+    try:
+        return k.strip(), yaml.safe_load(v)
+    except yaml.YAMLError as exc:
+        from medcolor.config import yaml_problem
+
+        raise argparse.ArgumentTypeError(f"the value of {k.strip()} is not valid YAML: {yaml_problem(exc)}") from None
 
 
 def _fraction_or_name(v: str) -> float | str | None:
@@ -88,7 +104,7 @@ def _add_train_data_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from medcolor import __version__
 
-    ap = argparse.ArgumentParser(
+    ap = Parser(
         prog="medcolor",
         description="Transfer learning through colorization: learn a colorization module T that turns "
         "grayscale X-rays into the colour images an ImageNet-pretrained CNN E expects, with a multi-label "
@@ -146,7 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", help="run directory")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run stored in --output")
-    mode.add_argument("--overwrite", action="store_true", help="delete the run in --output and start again")
+    mode.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the run in --output (only the files a run writes) and start again",
+    )
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check every option and print the resolved configuration; reads no data, creates nothing",
+    )
 
     e = sub.add_parser("evaluate", help="AUCs of a trained network on a dataset (per label, mean, 95%% CI)")
     e.add_argument("model", metavar="RUN_OR_MODEL", help="a run directory or a model.safetensors")
@@ -295,9 +320,7 @@ def apply_flags(d: dict[str, Any], a: argparse.Namespace, sections: tuple[str, .
         if value is None or (sections is not None and section not in sections):
             continue
         value = _CONVERT[dest](value) if dest in _CONVERT else value
-        if key == "stages.*.strategy":
-            if not value:
-                continue
+        if key == "stages.*.strategy":  # "" or "," leave no stage: an error of check_run_config
             old = d.get("stages") or []
             template = old[0] if old else {}
             d["stages"] = [{**template, "strategy": s.strip()} for s in value.split(",") if s.strip()]
@@ -309,6 +332,34 @@ def apply_flags(d: dict[str, Any], a: argparse.Namespace, sections: tuple[str, .
     return d
 
 
+def flag_names() -> dict[str, str]:
+    """Configuration key (``data.size``, ``stages.*.lr``) -> the ``medcolor train`` flag that sets it."""
+    ap = build_parser()
+    sub = next(x for x in ap._actions if isinstance(x, argparse._SubParsersAction))
+    options = {x.dest: max(x.option_strings, key=len) for x in sub.choices["train"]._actions if x.option_strings}
+    flags = {key: options[dest] for dest, key in CONFIG_FLAGS.items() if dest in options}
+    return flags | {"stages": flags["stages.*.strategy"]}  # the list of stages as a whole
+
+
+def describe_keys(keys: tuple[str, ...], source: str | None = None) -> str:
+    """The options ``keys`` as a user sees them: each flag with its configuration key, e.g.
+    ``--size (data.size)``, ``--lr (stages[1].lr in run.yaml)``; keys that are flags stay as they are."""
+    flags = flag_names()
+    shown = [k for k in keys if k]
+    names = []
+    for k in shown:
+        general = re.sub(r"\[\d+\]", ".*", k)
+        if k.startswith("-"):
+            names.append(k)
+        elif general in flags or k in flags:
+            names.append(flags.get(general) or flags[k])
+    config = [k for k in shown if not k.startswith("-")]
+    where = ", ".join(config) + (f" in {source}" if source and config else "")
+    if names and where:
+        return f"{', '.join(names)} ({where})"
+    return ", ".join(names) or where or (source or "")
+
+
 def config_from_args(a: argparse.Namespace) -> Any:
     """The :class:`~medcolor.config.RunConfig` of ``medcolor train``: ``--config`` (if given), then the flags."""
     from medcolor.config import RunConfig, read_yaml
@@ -316,7 +367,7 @@ def config_from_args(a: argparse.Namespace) -> Any:
     d: dict[str, Any] = read_yaml(a.config) if a.config else {}
     apply_flags(d, a)
     d.setdefault("stages", [{"strategy": "color-module"}])
-    return RunConfig.from_dict(d, where=a.config or "options")
+    return RunConfig.from_dict(d, where=a.config)
 
 
-__all__ = ["CONFIG_FLAGS", "apply_flags", "build_parser", "config_from_args"]
+__all__ = ["CONFIG_FLAGS", "Parser", "apply_flags", "build_parser", "config_from_args", "describe_keys", "flag_names"]

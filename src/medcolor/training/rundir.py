@@ -9,22 +9,29 @@
     RUN/model.safetensors           the final network (+ colorizer.safetensors: T alone)
     RUN/test/metrics.json           per-label / mean AUC with bootstrap 95 % CIs, predictions.csv
     RUN/summary.json                everything above in one file
+    RUN/.medcolor-run               marks the folder as a medcolor run (``--overwrite`` needs it)
 
 The file names are part of the interface (studies and reports read them): change them only with care.
+:data:`RUN_LAYOUT` lists every name a run writes: ``--overwrite`` removes those and nothing else (a
+folder with anything else in it is refused, naming what it holds), so a new file a run writes must be
+added there.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
-import shutil
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from medcolor.config import RunConfig, diff_configs
 from medcolor.data.bundle import DataBundle
-from medcolor.errors import ConfigError
+from medcolor.errors import ConfigError, MedcolorError
 from medcolor.utils import write_json, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 DATA_FILE = "data.json"
@@ -35,6 +42,32 @@ COLORIZER_FILE = "colorizer.safetensors"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
+RUN_MARKER = ".medcolor-run"
+_MARKER_FORMAT = "medcolor-run"
+
+_TMP = ".*.tmp"  # what utils.atomic_path leaves behind when killed mid-write
+_SPLIT: dict[str, Any] = {"files": (METRICS_FILE, PREDICTIONS_FILE, _TMP)}
+#: Every file and folder a run writes, as name patterns (fnmatch): ``files`` of a folder, and ``dirs`` with
+#: their own layout.  ``--overwrite`` removes what matches and refuses a folder holding anything else.
+RUN_LAYOUT: dict[str, Any] = {
+    "files": (
+        *(CONFIG_FILE, RUN_MARKER, DATA_FILE, SKIPPED_ROWS_FILE, SUMMARY_FILE),
+        *(MODEL_FILE, "model.json", COLORIZER_FILE, "colorizer.json", _TMP),
+    ),
+    "dirs": {
+        "[0-9]*-*": {  # the stages: 1-color-module, 2-all
+            "files": ("lr_find.json", "lr_find.png", "history.json", STAGE_RESULT_FILE, MODEL_FILE, "model.json", _TMP),
+            "dirs": {"checkpoints": {"files": ("*.ckpt", _TMP)}},
+        },
+        "test": _SPLIT,
+        "val": _SPLIT,
+        "evaluate-*": _SPLIT,  # medcolor evaluate RUN (its default output)
+        "synthetic-data": {  # the generated dataset of data.dataset: synthetic
+            "files": ("labels.csv", "synthetic.json", _TMP),
+            "dirs": {"images": {"files": ("*.png", _TMP)}},
+        },
+    },
+}
 
 
 @dataclass
@@ -76,33 +109,127 @@ def stage_dir(run_dir: Path, index: int, strategy: str) -> Path:
     return Path(run_dir) / f"{index + 1}-{strategy}"
 
 
+def _sort(folder: Path, layout: dict[str, Any], own: list[Path], other: list[Path]) -> None:
+    """Files of ``folder`` that ``layout`` names go to ``own`` (folders after their contents), the rest
+    (unknown names, links, special files) to ``other``."""
+    for p in sorted(folder.iterdir()):
+        if p.is_symlink():
+            other.append(p)
+        elif p.is_dir():
+            sub = next((v for k, v in layout.get("dirs", {}).items() if fnmatch.fnmatchcase(p.name, k)), None)
+            if sub is None:
+                other.append(p)
+            else:
+                _sort(p, sub, own, other)
+                own.append(p)
+        elif p.is_file() and any(fnmatch.fnmatchcase(p.name, k) for k in layout.get("files", ())):
+            own.append(p)
+        else:
+            other.append(p)
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is recognisably a medcolor run: it holds the marker medcolor writes, or (runs
+    written before the marker) a readable ``config.yaml`` beside other outputs of a run."""
+    out = Path(path)
+    try:
+        return json.loads((out / RUN_MARKER).read_text()).get("format") == _MARKER_FORMAT
+    except (OSError, ValueError, AttributeError):
+        pass
+    if not (out / CONFIG_FILE).is_file():
+        return False
+    try:
+        RunConfig.from_yaml(out / CONFIG_FILE)
+    except MedcolorError:
+        return False
+    outputs = (DATA_FILE, SUMMARY_FILE, MODEL_FILE)
+    return any((out / n).is_file() for n in outputs) or any(p.is_dir() for p in out.glob("[0-9]*-*"))
+
+
+def remove_run(path: str | Path) -> None:
+    """Delete what a medcolor run wrote in ``path`` (:data:`RUN_LAYOUT`), keeping ``path`` itself.  Refused,
+    with nothing deleted, when ``path`` is no medcolor run or holds anything a run does not write."""
+    out = Path(path)
+    if not is_run_dir(out):
+        raise ConfigError(
+            f"{out} is not a medcolor run directory (it holds no {RUN_MARKER}); refusing to delete anything in it. "
+            "Choose another --output."
+        )
+    own: list[Path] = []
+    other: list[Path] = []
+    _sort(out, RUN_LAYOUT, own, other)
+    if other:
+        names = ", ".join(str(p.relative_to(out)) + ("/" if p.is_dir() else "") for p in other[:8])
+        more = f" and {len(other) - 8} more" if len(other) > 8 else ""
+        raise ConfigError(
+            f"{out} holds files a medcolor run does not write ({names}{more}); refusing to delete anything. "
+            "Move them away or choose another --output."
+        )
+    for p in own:  # folders come after their contents
+        p.rmdir() if p.is_dir() else p.unlink()
+    log.info(f"removed the earlier run in {out} ({sum(1 for p in own if not p.is_dir())} files)")
+
+
+def run_started(path: str | Path) -> bool:
+    """Whether a run got as far as a stage (a run stopped before one holds no training work)."""
+    return any(p.is_dir() for p in Path(path).glob("[0-9]*-*"))
+
+
+def discard_unstarted_run(path: str | Path) -> bool:
+    """Remove a run that stopped before its first stage (a failed check of its data...), and its folder
+    when that is then empty, so that the corrected command starts afresh.  Returns whether it did."""
+    out = Path(path)
+    if not out.is_dir() or not is_run_dir(out) or run_started(out):
+        return False
+    try:
+        remove_run(out)
+        out.rmdir()
+    except (MedcolorError, OSError):
+        return False
+    return True
+
+
 def prepare_run_dir(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False) -> tuple[Path, RunConfig]:
     """Create the run directory or check it holds this same run.  Returns the directory and the config
-    to use (with ``resume``: the stored one)."""
+    to use (with ``resume``: the stored one).
+
+    Everything that can be checked is checked first (:func:`medcolor.validation.check_run_files`); only
+    then is anything created or deleted.  ``overwrite`` deletes an earlier run's own files only
+    (:func:`remove_run`).  A run that stopped before its first stage is replaced without ``overwrite``."""
+    from medcolor.validation import check_run_files
+
+    check_run_files(cfg)
     out = Path(cfg.output)
     stored = out / CONFIG_FILE
-    if out.exists() and overwrite:
-        if stored.is_file() or not any(out.iterdir()):
-            shutil.rmtree(out)
-        else:
-            raise ConfigError(f"{out} exists and is not a medcolor run directory; refusing to delete it")
+    if out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):  # hidden files alone: empty
+        if not is_run_dir(out):
+            if overwrite:
+                raise ConfigError(
+                    f"{out} is not a medcolor run directory; refusing to delete anything in it. "
+                    "Choose another --output."
+                )
+            holds = f"holds a {CONFIG_FILE} of no medcolor run" if stored.exists() else f"holds no {CONFIG_FILE}"
+            raise ConfigError(f"{out} exists and is not empty but {holds}; choose another --output")
+        if overwrite:
+            remove_run(out)
     if stored.is_file():
         old = RunConfig.from_yaml(stored)
         if resume:
             old.output = cfg.output
+            check_run_files(old)
             return out, old
         diffs = diff_configs(old.to_dict(), cfg.to_dict())
         diffs = [d for d in diffs if not d.startswith(("trainer.progress", "output"))]
-        if diffs:
+        if diffs and not run_started(out):
+            log.info(f"{out} holds a run that stopped before its first stage: replacing it")
+            remove_run(out)
+        elif diffs:
             raise ConfigError(
                 f"{out} holds another run (its config differs: {'; '.join(diffs[:6])}). "
                 "Use --resume to continue that run, --overwrite to replace it, or another --output."
             )
-    elif out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")) and not resume:
-        raise ConfigError(
-            f"{out} exists and is not empty but holds no {CONFIG_FILE}; choose another --output or --overwrite"
-        )
     out.mkdir(parents=True, exist_ok=True)
+    write_json(out / RUN_MARKER, {"format": _MARKER_FORMAT})
     write_text_atomic(stored, cfg.to_yaml())
     return out, cfg
 
@@ -170,15 +297,21 @@ __all__ = [
     "METRICS_FILE",
     "MODEL_FILE",
     "PREDICTIONS_FILE",
+    "RUN_LAYOUT",
+    "RUN_MARKER",
     "SKIPPED_ROWS_FILE",
     "STAGE_RESULT_FILE",
     "SUMMARY_FILE",
     "RunResult",
     "StageResult",
+    "discard_unstarted_run",
+    "is_run_dir",
     "model_metadata",
     "prepare_run_dir",
     "read_run",
     "read_stage_result",
+    "remove_run",
+    "run_started",
     "stage_dir",
     "write_stage_result",
     "write_summary",

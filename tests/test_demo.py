@@ -1,0 +1,101 @@
+"""Where ``medcolor demo`` gets E's ImageNet weights (issue 10, item 9): torchvision's download first, then
+the files kept beside the repository (whatever the working directory), and only then random weights,
+with a loud warning."""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+
+from medcolor import demo
+from medcolor.errors import WeightsError
+
+
+@pytest.fixture
+def fresh_machine(tmp_path, monkeypatch):
+    """An empty torchvision cache, no $MEDCOLOR_WEIGHTS / $MEDCOLOR_SHARED, the working directory elsewhere."""
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.delenv("MEDCOLOR_WEIGHTS", raising=False)
+    monkeypatch.delenv("MEDCOLOR_SHARED", raising=False)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    return tmp_path
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """torchvision's download fails as it does without a network; records the attempts."""
+    import torchvision
+
+    calls = []
+
+    def fail(self, *a, **k):
+        calls.append(self.url)
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", fail)
+    return calls
+
+
+def test_download_is_tried_first(fresh_machine, monkeypatch):
+    import torchvision
+
+    calls = []
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", lambda self, **k: calls.append(k) or {})
+    assert demo.find_weights("mobilenet_v2") == "imagenet"
+    assert calls == [{"progress": True, "check_hash": True}]
+
+
+def test_offline_falls_back_to_the_repositorys_weights_whatever_the_cwd(fresh_machine, offline, mobilenet_weights):
+    t0 = time.time()
+    found = demo.find_weights("mobilenet_v2")
+    assert time.time() - t0 < 10 and len(offline) == 1  # one quick failed try, no hanging
+    assert found is not None and Path(found).resolve() == mobilenet_weights.resolve()
+    assert not Path(demo.local_weight_files("mobilenet_v2")[-1]).is_relative_to(Path.cwd())
+
+
+def test_shared_folder_and_explicit_file(fresh_machine, offline, tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    (shared / "weights").mkdir(parents=True)
+    (shared / "weights" / demo.WEIGHTS_FILE).write_bytes(b"")
+    monkeypatch.setenv("MEDCOLOR_SHARED", str(shared))
+    assert demo.find_weights("mobilenet_v2") == str(shared / "weights" / demo.WEIGHTS_FILE)
+    offline.clear()
+    monkeypatch.setenv("MEDCOLOR_WEIGHTS", str(tmp_path / "mine.pth"))
+    with pytest.raises(WeightsError, match=r"MEDCOLOR_WEIGHTS=.*mine\.pth is not a file"):
+        demo.find_weights("mobilenet_v2")
+    (tmp_path / "mine.pth").write_bytes(b"")
+    assert demo.find_weights("mobilenet_v2") == str(tmp_path / "mine.pth")
+    assert offline == []  # an explicit file: no download tried
+
+
+def test_nothing_found_means_random_weights_and_a_loud_warning(fresh_machine, offline, monkeypatch, caplog):
+    monkeypatch.setattr(demo, "local_weight_files", lambda backbone: [fresh_machine / "absent.pth"])
+    assert demo.find_weights("mobilenet_v2") is None
+    with caplog.at_level(logging.WARNING, logger="medcolor.demo"):
+        demo._warn_random("mobilenet_v2")
+    assert "RANDOMLY" in caplog.text and "MEDCOLOR_WEIGHTS" in caplog.text
+
+
+def test_a_stalled_download_times_out(fresh_machine, monkeypatch):
+    """torch.hub opens the URL without a timeout: the demo sets one for the attempt (and restores it)."""
+    import socket
+
+    import torchvision
+
+    seen = []
+
+    def stalled(self, **k):
+        seen.append(socket.getdefaulttimeout())
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(torchvision.models.WeightsEnum, "get_state_dict", stalled)
+    before = socket.getdefaulttimeout()
+    assert demo.download_imagenet_weights("mobilenet_v2", timeout=5) is False
+    assert seen == [5] and socket.getdefaulttimeout() == before
