@@ -305,7 +305,9 @@ def run_cell(
                         time.sleep(0.5)
                 if rank0 and not (d / "config.yaml").is_file():
                     # the run directory already holds the runner's files: make it a run directory first
-                    write_text_atomic(d / "config.yaml", RunConfig.from_dict(cfg.to_dict()).to_yaml())
+                    from medcolor.training.rundir import mark_run_dir
+
+                    mark_run_dir(d, RunConfig.from_dict(cfg.to_dict()))
                 if not (d / "summary.json").is_file() or not wall_file.is_file():
                     from medcolor.training import train  # imported before the clock starts; logs via logging
 

@@ -228,10 +228,16 @@ def prepare_run_dir(cfg: RunConfig, *, resume: bool = False, overwrite: bool = F
                 f"{out} holds another run (its config differs: {'; '.join(diffs[:6])}). "
                 "Use --resume to continue that run, --overwrite to replace it, or another --output."
             )
+    mark_run_dir(out, cfg)
+    return out, cfg
+
+
+def mark_run_dir(out: Path, cfg: RunConfig) -> None:
+    """Make ``out`` the run directory of ``cfg``: the medcolor-run marker and ``config.yaml``.  Also used
+    by the study runner, whose cell folders hold its own files (log, lock) before the run starts."""
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / RUN_MARKER, {"format": _MARKER_FORMAT})
-    write_text_atomic(stored, cfg.to_yaml())
-    return out, cfg
+    write_text_atomic(out / CONFIG_FILE, cfg.to_yaml())
 
 
 def model_metadata(cfg: RunConfig, bundle: DataBundle, strategy: str) -> dict[str, Any]:
@@ -306,6 +312,7 @@ __all__ = [
     "StageResult",
     "discard_unstarted_run",
     "is_run_dir",
+    "mark_run_dir",
     "model_metadata",
     "prepare_run_dir",
     "read_run",
