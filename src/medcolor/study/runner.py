@@ -45,6 +45,7 @@ from medcolor.errors import MedcolorError
 from medcolor.study.plan import Cell, Plan, cell_run_config, expand
 from medcolor.study.results import ROW_FILE, StudyError, build_table, cell_rows, write_rows, write_table
 from medcolor.study.spec import Spec, load_spec
+from medcolor.training.rundir import RUN_MARKER, mark_run_dir
 from medcolor.utils import write_json, write_text_atomic
 
 log = logging.getLogger("medcolor.study")
@@ -303,10 +304,9 @@ def run_cell(
                     deadline = time.time() + 600
                     while not (d / "config.yaml").is_file() and time.time() < deadline:
                         time.sleep(0.5)
-                if rank0 and not (d / "config.yaml").is_file():
-                    # the run directory already holds the runner's files: make it a run directory first
-                    from medcolor.training.rundir import mark_run_dir
-
+                if rank0 and not (d / RUN_MARKER).is_file():
+                    # the cell folder already holds the runner's files (log, lock): make it the cell's run
+                    # directory (also a cell begun by a medcolor that wrote config.yaml without the marker)
                     mark_run_dir(d, RunConfig.from_dict(cfg.to_dict()))
                 if not (d / "summary.json").is_file() or not wall_file.is_file():
                     from medcolor.training import train  # imported before the clock starts; logs via logging
