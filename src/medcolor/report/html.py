@@ -139,7 +139,7 @@ def build_report(
     index = out / "index.html"
     write_text_atomic(index, env.get_template("index.html.j2").render(**context))
     write_text_atomic(out / "cells.html", env.get_template("cells.html.j2").render(overview=overview, cells=details))
-    log.info("report written to %s", index)
+    log.debug("report written to %s", index)
     return index
 
 
