@@ -6,7 +6,7 @@ import itertools
 import pytest
 import torch
 
-from medcolor.colorizers import create_colorizer, list_colorizers
+from medcolor.colorizers import COLORIZERS, create_colorizer, list_colorizers
 from medcolor.errors import ConfigError, UnknownNameError
 from medcolor.model import ColorTransferNet
 from medcolor.strategies import FROZEN_BN_MODES, get_strategy, list_strategies
@@ -78,7 +78,7 @@ def test_backward_reaches_exactly_the_trained_parameters(backbone, strategy, fro
     assert bool(backbone_weights) == s.train_backbone
 
 
-@pytest.mark.parametrize("colorizer", [c for c in list_colorizers() if c != "replicate"])
+@pytest.mark.parametrize("colorizer", [c for c in list_colorizers() if COLORIZERS.get(c).learnable])
 @pytest.mark.parametrize("strategy", ["color-module", "all", "transfer-all"])
 def test_every_colorizer_is_trained_by_colorization_strategies(colorizer, strategy):
     net = _net(colorizer, "mobilenet_v2", 1)
