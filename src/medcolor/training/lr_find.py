@@ -36,11 +36,18 @@ LR_FIND_FILE = "lr_find.json"
 
 class RangeTestModule(ColorTransferModule):
     """The stage's module during the range test, which is expected to diverge at its end: a
-    non-finite loss stops the test instead of failing the run."""
+    non-finite loss or non-finite weights stop the test instead of failing the run."""
 
-    def on_nonfinite_loss(self, loss: torch.Tensor, batch: dict[str, Any], batch_idx: int) -> None:
+    def on_nonfinite_loss(
+        self, loss: torch.Tensor, batch: dict[str, Any], batch_idx: int, x: torch.Tensor | None = None
+    ) -> None:
+        if x is not None:
+            self._check_input(x, batch, "of the LR range test")  # bad data is an error here too
         self.trainer.should_stop = True
         return None
+
+    def on_nonfinite_weights(self, names: list[str]) -> None:
+        self.trainer.should_stop = True
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ the chunk).  The run directory's layout is in :mod:`~medcolor.training.rundir`.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ import torch
 
 from medcolor.config import RunConfig, StageConfig, check_run_config
 from medcolor.data.bundle import DataBundle, build_data
+from medcolor.errors import DataError
 from medcolor.model import ColorTransferNet
 from medcolor.strategies import default_colorizer
 from medcolor.training.callbacks import StageCallbacks, last_checkpoint
@@ -51,6 +53,18 @@ from medcolor.training.runtime import configure_determinism, make_trainer, resol
 from medcolor.utils import atomic_path, seed_everything, write_json
 
 log = logging.getLogger(__name__)
+
+
+def check_normalization(mean: float, std: float, given: object) -> None:
+    """Non-finite inputs are bad data, not a diverged run: a NaN/inf mean/std stops here, before training."""
+    if math.isfinite(mean) and math.isfinite(std) and std > 0:
+        return
+    source = (
+        "computed from the training images (--mean compute): some of them hold NaN/inf pixels"
+        if isinstance(given, str)
+        else "given by --mean/--std"
+    )
+    raise DataError(f"the normalisation mean/std is {mean}/{std}, {source}; it must be finite with std > 0")
 
 
 def build_model(cfg: RunConfig, bundle: DataBundle) -> ColorTransferNet:
@@ -179,6 +193,7 @@ def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, eval
         check_run_config(cfg)  # the stored configuration
     seed_everything(cfg.trainer.seed)
     bundle = build_data(cfg.data, synthetic_dir=out / "synthetic-data")
+    check_normalization(bundle.mean, bundle.std, cfg.data.mean)
     info = bundle.info
     log.info(
         f"data: {bundle.dataset_name} train {info['train']} / val {info['val']} / test {info['test']} images, "
@@ -221,4 +236,4 @@ def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, eval
     return result
 
 
-__all__ = ["build_model", "run_stage", "train"]
+__all__ = ["build_model", "check_normalization", "run_stage", "train"]
