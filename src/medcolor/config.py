@@ -106,6 +106,8 @@ class LRFindConfig:
     min_lr: float = 1e-6
     max_lr: float = 1.0
     num_training: int = 100
+    #: how the max lr is read off the curve: valley | minimum | steepest (medcolor.training.lr_suggest)
+    rule: str = "valley"
 
 
 @dataclass
@@ -301,6 +303,7 @@ def check_run_config(cfg: RunConfig) -> None:
     from medcolor.colorizers import COLORIZERS
     from medcolor.data.datasets import list_datasets
     from medcolor.strategies import check_frozen_bn, check_stage_sequence, default_colorizer, get_strategy
+    from medcolor.training.lr_suggest import LR_RULES
 
     if not cfg.stages:
         raise ConfigError("the run has no stages; give --stages (e.g. color-module,all)")
@@ -318,6 +321,11 @@ def check_run_config(cfg: RunConfig) -> None:
     for i, (st, s) in enumerate(zip(cfg.stages, strategies, strict=True)):
         if st.iterations is not None and st.epochs is not None:
             raise ConfigError(f"stage {i + 1} ({s.name}): give epochs or iterations, not both")
+        if st.lr_find.rule not in LR_RULES:
+            raise ConfigError(
+                f"stage {i + 1} ({s.name}): unknown LR finder rule {st.lr_find.rule!r} (--lr-rule, "
+                f"lr_find.rule); valid: {', '.join(LR_RULES)}"
+            )
     colorizer = cfg.model.colorizer or default_colorizer(strategies[0])
     check_stage_sequence(
         strategies,
