@@ -1,17 +1,18 @@
-"""Callbacks of a stage: per-chunk history (``history.json``), the best/last checkpoints, and reseeding
+"""Callbacks of a stage: per-chunk history (``history.json``), the best and the latest checkpoints, and reseeding
 every optimizer step so that a resumed run draws the same random numbers as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 
 from medcolor.training.module import ColorTransferModule
 from medcolor.utils import derive_seed, seed_everything, write_json
@@ -82,21 +83,41 @@ class History(Callback):
         self.rows = list(state_dict.get("rows", []))
 
 
-class RememberLastCheckpoint(Callback):
-    """Tells the module its last checkpoint, for the error message of a diverged loss."""
+class LatestCheckpoint(Checkpoint):
+    """``checkpoints/last.ckpt``: the state at the end of every chunk (after its validation, and so at the
+    stage's final step), whatever its AUC — the state a killed run resumes from.  Lightning's own
+    ``save_last`` is not used: with Lightning 2.6 it rewrites ``last.ckpt`` only when the monitored
+    checkpoint is saved, so it holds the best state, not the latest.
 
-    def __init__(self, ckpt: ModelCheckpoint) -> None:
-        self.ckpt = ckpt
+    Saved at the end of the training epoch (a chunk), where the best-checkpoint callback saves too
+    (``save_on_train_epoch_end=True``); being a :class:`Checkpoint` listed after it, it runs after it and
+    after every other callback, so the file holds their updated state (best score, history).  Written
+    atomically (a kill while writing keeps the previous one).  Tells the module its path, for the error
+    message of a diverged run."""
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if isinstance(pl_module, ColorTransferModule) and self.ckpt.last_model_path:
-            pl_module.last_good_checkpoint = self.ckpt.last_model_path
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.path.is_file() and isinstance(pl_module, ColorTransferModule):  # resumed from it
+            pl_module.last_good_checkpoint = str(self.path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        trainer.strategy.barrier("latest_checkpoint")
+        if isinstance(pl_module, ColorTransferModule):
+            pl_module.last_good_checkpoint = str(self.path)
 
 
 @dataclass
 class StageCallbacks:
-    """The callbacks of a stage in ``directory``: ``checkpoints/{best,last}.ckpt`` (best = highest
-    validation mean AUC) and ``history.json``."""
+    """The callbacks of a stage in ``directory``: ``checkpoints/best.ckpt`` (highest validation mean AUC),
+    ``checkpoints/last.ckpt`` (the latest validated state: :class:`LatestCheckpoint`) and ``history.json``."""
 
     checkpoint: ModelCheckpoint
     history: History
@@ -110,13 +131,15 @@ class StageCallbacks:
             monitor="val/mean_auc",
             mode="max",
             save_top_k=1,
-            save_last=True,
+            save_last=False,  # last.ckpt is LatestCheckpoint's
             every_n_epochs=1,
+            save_on_train_epoch_end=True,  # after the chunk's validation; LatestCheckpoint saves after it
             auto_insert_metric_name=False,
             enable_version_counter=False,
         )
         history = History(directory / HISTORY_FILE)
-        return cls(ckpt, history, [ckpt, ReseedEachStep(seed), history, RememberLastCheckpoint(ckpt)])
+        latest = LatestCheckpoint(last_checkpoint(directory))
+        return cls(ckpt, history, [ckpt, latest, ReseedEachStep(seed), history])
 
 
 def last_checkpoint(directory: Path) -> Path:
@@ -130,4 +153,4 @@ def _num(x: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
-__all__ = ["History", "RememberLastCheckpoint", "ReseedEachStep", "StageCallbacks", "last_checkpoint"]
+__all__ = ["History", "LatestCheckpoint", "ReseedEachStep", "StageCallbacks", "last_checkpoint"]

@@ -136,8 +136,11 @@ def _fit_stage(
     )
     trainer.fit_loop.max_epochs = plan.schedule.chunks
     log.debug("stage plan: %s", plan)
-    model.apply_strategy(plan.strategy, plan.frozen_bn, plan.reset_head)
+    # The stage starts from the previous stage's result alone: C's re-initialisation (and anything else
+    # random before training) draws from the stage's own seed, not from whatever RNG state the previous
+    # stage left in this process (which differs between a run that trained it and one that resumed it).
     seed_everything(plan.seed)
+    model.apply_strategy(plan.strategy, plan.frozen_bn, plan.reset_head)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
     if plan.needs_lr_find:
