@@ -85,6 +85,22 @@ def test_plan_stage():
     assert p.iterations_per_epoch == 25
 
 
+@pytest.mark.parametrize("momentum", [0.95, 0.9])
+def test_momentum_is_the_upper_bound_of_the_cycle(momentum):
+    from medcolor.model import ColorTransferNet
+
+    net = ColorTransferNet.create("replicate", "mobilenet_v2", 3, None)
+    m = ColorTransferModule(net, ["a", "b", "c"], lr=0.1, total_steps=8, momentum=momentum, pct_start=0.5)
+    conf = m.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    seen = []
+    for _ in range(8):
+        seen.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        sched.step()
+    assert seen[0] == pytest.approx(momentum) and min(seen) == pytest.approx(momentum - 0.1)
+
+
 def test_a_stage_is_resolved_once(tmp_path):
     cfg = tiny_config(tmp_path / "plan", tmp_path)
     runtime = resolve_runtime(cfg)

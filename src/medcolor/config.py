@@ -123,7 +123,9 @@ class StageConfig:
     val_every: int | None = None
     #: re-initialise C at the start of the stage (default: the strategy's, i.e. yes)
     reset_head: bool | None = None
-    momentum: float = 0.9
+    #: SGD momentum, the upper bound of the one-cycle momentum cycle: momentum falls to
+    #: ``momentum - 0.1`` while the learning rate rises and comes back (fastai: 0.95 -> 0.85 -> 0.95)
+    momentum: float = 0.95
     weight_decay: float = 1e-4
     #: fraction of the cycle spent increasing the learning rate (fastai: 0.25)
     pct_start: float = 0.25
@@ -321,6 +323,8 @@ def check_run_config(cfg: RunConfig) -> None:
     for i, (st, s) in enumerate(zip(cfg.stages, strategies, strict=True)):
         if st.iterations is not None and st.epochs is not None:
             raise ConfigError(f"stage {i + 1} ({s.name}): give epochs or iterations, not both")
+        if not 0 <= st.momentum < 1:
+            raise ConfigError(f"stage {i + 1} ({s.name}): momentum must be in [0, 1), got {st.momentum!r}")
         if st.lr_find.rule not in LR_RULES:
             raise ConfigError(
                 f"stage {i + 1} ({s.name}): unknown LR finder rule {st.lr_find.rule!r} (--lr-rule, "
