@@ -11,6 +11,8 @@ stored in the model file.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,8 +29,10 @@ from medcolor.data.readers import IMAGE_EXTENSIONS
 from medcolor.data.transforms import CHEXPERT_MEAN, CHEXPERT_STD, EvalTransform
 from medcolor.errors import ConfigError, DataError, WeightsError
 from medcolor.evaluation import EvaluationResult, summarize
-from medcolor.training.runtime import autocast
+from medcolor.training.runtime import autocast, show_progress_bar
 from medcolor.utils import atomic_path, write_json
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -48,8 +52,12 @@ def predict_probs(
     was_training = model.training
     model.eval().to(device)
     loader = DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    bar = show_progress_bar(progress)  # a bar on a terminal; else a plain line per tenth of the images
+    every = math.ceil(len(loader) / 10) if progress and not bar and len(loader) else 0
     out = []
-    for batch in tqdm(loader, desc="predicting", disable=not progress, leave=False):
+    for i, batch in enumerate(tqdm(loader, desc="predicting", disable=not bar, leave=False)):
+        if every and (i + 1) % every == 0 and i + 1 < len(loader):
+            log.info(f"predicting: {(i + 1) * batch_size:,} of {len(view):,} images")
         x = batch["image"].to(device)
         with autocast(device, precision):
             logits = model(x)

@@ -4,6 +4,7 @@ every optimizer step so that a resumed run draws the same random numbers as an u
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -16,6 +17,8 @@ from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 
 from medcolor.training.module import ColorTransferModule
 from medcolor.utils import derive_seed, seed_everything, write_json
+
+log = logging.getLogger(__name__)
 
 HISTORY_FILE = "history.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -40,10 +43,12 @@ class History(Callback):
     """Per-chunk metrics (train loss, val loss and AUCs, lr); saved in checkpoints so a resumed run
     keeps its history; written to ``history.json`` atomically."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, log_level: int = logging.DEBUG) -> None:
         self.path = path
         self.rows: list[dict[str, Any]] = []
         self.t0 = time.time()
+        #: the level of the one line logged per chunk (INFO where it stands in for a progress bar)
+        self.log_level = log_level
 
     @property
     def state_key(self) -> str:
@@ -67,6 +72,12 @@ class History(Callback):
         self.rows = [r for r in self.rows if r["step"] < row["step"]] + [row]
         if trainer.is_global_zero:
             write_json(self.path, self.rows)
+            log.log(
+                self.log_level,
+                f"[{pl_module.stage_name}] step {row['step']}/{pl_module.total_steps}: train loss "
+                f"{_fmt(row['train_loss'])}, val loss {_fmt(row['val_loss'])}, "
+                f"val mean AUC {_fmt(row['val_mean_auc'])}",
+            )
 
     def best(self) -> dict[str, Any] | None:
         """The row of the best validation mean AUC (None before the first validation)."""
@@ -106,7 +117,7 @@ class LatestCheckpoint(Checkpoint):
         if trainer.sanity_checking:
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # a full checkpoint: the resume state
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
         trainer.strategy.barrier("latest_checkpoint")
@@ -124,7 +135,8 @@ class StageCallbacks:
     all: list[Callback]
 
     @classmethod
-    def create(cls, directory: Path, seed: int) -> StageCallbacks:
+    def create(cls, directory: Path, seed: int, *, progress_lines: bool = False) -> StageCallbacks:
+        """``progress_lines``: log each chunk's line at INFO (standing in for a progress bar)."""
         ckpt = ModelCheckpoint(
             dirpath=directory / CHECKPOINT_DIR,
             filename="best",
@@ -137,13 +149,17 @@ class StageCallbacks:
             auto_insert_metric_name=False,
             enable_version_counter=False,
         )
-        history = History(directory / HISTORY_FILE)
+        history = History(directory / HISTORY_FILE, logging.INFO if progress_lines else logging.DEBUG)
         latest = LatestCheckpoint(last_checkpoint(directory))
         return cls(ckpt, history, [ckpt, latest, ReseedEachStep(seed), history])
 
 
 def last_checkpoint(directory: Path) -> Path:
     return directory / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
 
 
 def _num(x: Any) -> float | None:

@@ -29,7 +29,7 @@ from medcolor.training.data import TrainData
 from medcolor.training.lr_suggest import LR_RULES, diverged, smooth_losses, suggest_lr
 from medcolor.training.module import ColorTransferModule
 from medcolor.training.plan import StagePlan
-from medcolor.training.runtime import make_trainer
+from medcolor.training.runtime import make_trainer, show_progress_bar
 from medcolor.utils import derive_seed, seed_everything, write_json
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ def find_lr(plan: StagePlan, model: ColorTransferNet, bundle: DataBundle) -> flo
     tmp.mkdir(parents=True, exist_ok=True)
     trainer = make_trainer(plan.runtime, max_epochs=1, default_root_dir=str(tmp))
     seed_everything(derive_seed(plan.seed, 78))
-    quiet = contextlib.nullcontext() if plan.runtime.trainer.progress else _lr_finder_without_bar()
+    bar = show_progress_bar(plan.runtime.trainer.progress)
+    quiet = contextlib.nullcontext() if bar else _lr_finder_without_bar()
     try:
         with quiet:
             finder = Tuner(trainer).lr_find(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -49,7 +50,13 @@ from medcolor.training.rundir import (
     write_stage_result,
     write_summary,
 )
-from medcolor.training.runtime import configure_determinism, make_trainer, resolve_runtime, run_fit
+from medcolor.training.runtime import (
+    configure_determinism,
+    make_trainer,
+    resolve_runtime,
+    run_fit,
+    show_progress_bar,
+)
 from medcolor.utils import atomic_path, seed_everything, write_json
 
 log = logging.getLogger(__name__)
@@ -123,7 +130,9 @@ def _fit_stage(
 ) -> StageResult:
     t0 = time.time()
     runtime = resolve_runtime(cfg)
-    callbacks = StageCallbacks.create(directory, stage_seed(cfg.trainer.seed, index))
+    # without a terminal there is no progress bar: a line per chunk stands in for it
+    lines = cfg.trainer.progress and not show_progress_bar(True, sys.stdout)
+    callbacks = StageCallbacks.create(directory, stage_seed(cfg.trainer.seed, index), progress_lines=lines)
     trainer = make_trainer(runtime, max_epochs=1, default_root_dir=str(directory), callbacks=callbacks.all)
     plan = resolve_stage(
         index,
