@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from medcolor.config import LRFindConfig, StageConfig
-from test_training import tiny_config
+from test_training import RARE, tiny_config
 
 DRIVER = Path(__file__).with_name("resume_driver.py")
 STAGE1, STAGE2 = "1-color-module", "2-all"
@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 
 def _config(path: Path, out: Path, data_dir: Path) -> Path:
     cfg = tiny_config(out, data_dir)
+    cfg.data.options |= RARE  # the LR range test sees a real descent
     cfg.stages = [
         StageConfig("color-module", lr=0.05, iterations=12, val_every=4),
         StageConfig("all", lr="find", iterations=8, val_every=4, lr_find=LRFindConfig(1e-4, 1.0, 12)),
