@@ -4,15 +4,19 @@
 (:func:`build_model`) and then each stage in turn (e.g. ``color-module`` then ``all``), where a stage is
 
 1. the strategy applied to the network (which of T, E, C train; C re-initialised);
-2. an LR range test when ``lr: find`` (:mod:`~medcolor.training.lr_find`);
+2. an LR range test when ``lr: find`` (:mod:`~medcolor.training.lr_find`; the rule ``lr_find.rule``
+   reads the max lr off its curve);
 3. SGD with momentum and the one-cycle policy, validating and checkpointing every ``val_every``
-   iterations, keeping the checkpoint of best validation mean AUC;
+   iterations, keeping the checkpoint of best validation mean AUC and the latest one (to resume from);
+   NaN/inf in the loss, weights or validation outputs stops the run with an error;
 4. the best checkpoint becomes the stage's result (``model.safetensors``) and the next stage's start.
 
 At the end the final network is tested (:func:`medcolor.inference.evaluate_run`, the same path as
-``medcolor evaluate``).  Re-running the same command resumes a killed run from its last checkpoint and
-gives the same result as an uninterrupted run (all randomness is derived from the seed, the stage and
-the chunk).  The run directory's layout is in :mod:`~medcolor.training.rundir`.
+``medcolor evaluate``).  Re-running the same command resumes a killed run from its latest checkpoint and
+gives the same result as an uninterrupted run, whichever phase was killed: all randomness is derived from
+the seed, the stage and the step, and a stage starts from the previous stage's result alone (C's
+re-initialisation draws from the stage's seed).  The run directory's layout is in
+:mod:`~medcolor.training.rundir`.
 """
 
 from __future__ import annotations
