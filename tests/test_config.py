@@ -90,6 +90,21 @@ def test_stages_flag_replaces_the_list():
     assert all(s.lr_find.num_training == 20 for s in cfg.stages)
 
 
+def test_lr_rule_flag_and_check():
+    from medcolor.training import check_run_config
+
+    assert RunConfig().stages[0].lr_find.rule == "valley"  # the default
+    a = build_parser().parse_args(["train", "--stages", "color-module,all", "--lr-rule", "steepest"])
+    cfg = config_from_args(a)
+    assert [s.lr_find.rule for s in cfg.stages] == ["steepest", "steepest"]
+    check_run_config(cfg)
+    cfg.stages[1].lr_find.rule = "fastest"
+    with pytest.raises(ConfigError, match=r"stages\[1\].lr_find.rule: unknown LR finder rule 'fastest'"):
+        check_run_config(cfg)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--lr-rule", "fastest"])
+
+
 SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
 
 

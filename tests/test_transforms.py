@@ -41,6 +41,27 @@ def test_rotation_and_zoom_stay_in_the_papers_ranges(draws):
     assert stats.kstest(scales[zoomed], stats.uniform(loc=1, scale=0.1).cdf).pvalue > 0.001
 
 
+def test_zoom_centre_is_random_within_the_image(draws):
+    scales, dx, dy = draws[:, 1], draws[:, 2], draws[:, 3]
+    room = 1 - 1 / scales
+    assert (np.abs(dx) <= room + 1e-12).all() and (np.abs(dy) <= room + 1e-12).all()
+    assert (dx[scales == 1] == 0).all() and (dy[scales == 1] == 0).all()
+    zoomed = scales != 1
+    # uniform over the positions that keep the zoomed window inside the image (fastai's Zoom)
+    u = (dx[zoomed] / room[zoomed] + 1) / 2
+    assert stats.kstest(u, stats.uniform().cdf).pvalue > 0.001
+    assert abs(np.corrcoef(dx[zoomed], dy[zoomed])[0, 1]) < 0.03
+
+
+def test_shifted_zoom_stays_inside_the_image():
+    x = torch.linspace(0, 1, 41).view(1, 1, 1, 41).expand(1, 1, 41, 41).contiguous()  # value = column
+    room = 1 - 1 / 1.1
+    right = rotate_zoom(x, torch.tensor([0.0]), torch.tensor([1.1]), torch.tensor([[room, 0.0]]))
+    left = rotate_zoom(x, torch.tensor([0.0]), torch.tensor([1.1]), torch.tensor([[-room, 0.0]]))
+    assert float(right[..., -1].mean()) == pytest.approx(1.0, abs=0.02) and float(right[..., 0].mean()) > 0.05
+    assert float(left[..., 0].mean()) == pytest.approx(0.0, abs=0.02) and float(left[..., -1].mean()) < 0.95
+
+
 def test_draws_are_reproducible_per_seed():
     a = sample_rotate_zoom(torch.Generator().manual_seed(7))
     b = sample_rotate_zoom(torch.Generator().manual_seed(7))

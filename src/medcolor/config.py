@@ -108,6 +108,8 @@ class LRFindConfig:
     min_lr: float = 1e-6
     max_lr: float = 1.0
     num_training: int = 100
+    #: how the max lr is read off the curve: valley | minimum | steepest (medcolor.training.lr_suggest)
+    rule: str = "valley"
 
 
 @dataclass
@@ -123,7 +125,9 @@ class StageConfig:
     val_every: int | None = None
     #: re-initialise C at the start of the stage (default: the strategy's, i.e. yes)
     reset_head: bool | None = None
-    momentum: float = 0.9
+    #: SGD momentum, the upper bound of the one-cycle momentum cycle: momentum falls to
+    #: ``momentum - 0.1`` while the learning rate rises and comes back (fastai: 0.95 -> 0.85 -> 0.95)
+    momentum: float = 0.95
     weight_decay: float = 1e-4
     #: fraction of the cycle spent increasing the learning rate (fastai: 0.25)
     pct_start: float = 0.25
@@ -320,6 +324,7 @@ def check_run_config(cfg: RunConfig) -> None:
     from medcolor.colorizers import COLORIZER_STARTS, COLORIZERS
     from medcolor.data.datasets import list_datasets
     from medcolor.strategies import check_frozen_bn, check_stage_sequence, default_colorizer, get_strategy
+    from medcolor.training.lr_suggest import LR_RULES
     from medcolor.validation import check_values
 
     if not cfg.stages:
@@ -340,6 +345,11 @@ def check_run_config(cfg: RunConfig) -> None:
     check_precision(cfg.trainer.precision)
     parse_channels_last(cfg.trainer.channels_last)
     strategies = [_named(f"stages[{i}].strategy", get_strategy, s.strategy) for i, s in enumerate(cfg.stages)]
+    for i, s in enumerate(cfg.stages):
+        if s.lr_find.rule not in LR_RULES:
+            raise OptionError(
+                f"stages[{i}].lr_find.rule", f"unknown LR finder rule {s.lr_find.rule!r}; valid: {', '.join(LR_RULES)}"
+            )
     colorizer = cfg.model.colorizer or default_colorizer(strategies[0])
     if cfg.model.colorizer_start == "gray" and not COLORIZERS.get(colorizer).learnable:
         raise OptionError("model.colorizer_start", f"'gray' needs a learnable T; {colorizer!r} has no parameters")

@@ -19,6 +19,8 @@ from scipy.stats import rankdata
 from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_auroc
 
+from medcolor.errors import DataError
+
 
 def masked_bce_with_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy averaged over the non-NaN target entries."""
@@ -38,6 +40,7 @@ def auc_per_label(probs: np.ndarray | torch.Tensor, targets: np.ndarray | torch.
     t = torch.as_tensor(np.asarray(targets, dtype=np.float64))
     if p.ndim == 1:
         p, t = p[:, None], t[:, None]
+    check_finite_probs(p)
     out = np.full(p.shape[1], np.nan)
     for j in range(p.shape[1]):
         keep = ~torch.isnan(t[:, j])
@@ -46,6 +49,17 @@ def auc_per_label(probs: np.ndarray | torch.Tensor, targets: np.ndarray | torch.
             continue
         out[j] = float(binary_auroc(p[keep, j], y.long()))
     return out
+
+
+def check_finite_probs(probs: np.ndarray | torch.Tensor) -> None:
+    """NaN/inf predictions never become an AUC (a diverged network): a DataError saying how many."""
+    p = torch.as_tensor(np.asarray(probs, dtype=np.float64))
+    bad = int((~torch.isfinite(p)).sum())
+    if bad:
+        raise DataError(
+            f"{bad} of {p.numel()} predicted probabilities are NaN/inf: no AUC is computed from them "
+            "(the network diverged?)"
+        )
 
 
 def mean_auc(aucs: np.ndarray) -> float:
@@ -98,6 +112,7 @@ def bootstrap_ci(
     Resamples where a label lacks a class are dropped for that label (their count is returned)."""
     probs = np.asarray(probs, dtype=np.float64)
     targets = np.asarray(targets, dtype=np.float64)
+    check_finite_probs(probs)
     if probs.ndim == 1:
         probs, targets = probs[:, None], targets[:, None]
     n, n_labels = probs.shape
@@ -230,6 +245,7 @@ __all__ = [
     "aggregate_by_study",
     "auc_per_label",
     "bootstrap_ci",
+    "check_finite_probs",
     "masked_bce_with_logits",
     "mean_auc",
     "study_level",

@@ -11,6 +11,8 @@ stored in the model file.
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,10 +27,12 @@ from torch.utils.data import DataLoader, Dataset
 from medcolor.config import DataConfig
 from medcolor.data.readers import IMAGE_EXTENSIONS
 from medcolor.data.transforms import CHEXPERT_MEAN, CHEXPERT_STD, EvalTransform
-from medcolor.errors import ConfigError, DataError
+from medcolor.errors import ConfigError, DataError, WeightsError
 from medcolor.evaluation import EvaluationResult, summarize
-from medcolor.training.runtime import autocast
+from medcolor.training.runtime import autocast, show_progress_bar
 from medcolor.utils import atomic_path, write_json
+
+log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
@@ -48,14 +52,48 @@ def predict_probs(
     was_training = model.training
     model.eval().to(device)
     loader = DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    bar = show_progress_bar(progress)  # a bar on a terminal; else a plain line per tenth of the images
+    every = math.ceil(len(loader) / 10) if progress and not bar and len(loader) else 0
     out = []
-    for batch in tqdm(loader, desc="predicting", disable=not progress, leave=False):
+    for i, batch in enumerate(tqdm(loader, desc="predicting", disable=not bar, leave=False)):
+        if every and (i + 1) % every == 0 and i + 1 < len(loader):
+            log.info(f"predicting: {(i + 1) * batch_size:,} of {len(view):,} images")
         x = batch["image"].to(device)
         with autocast(device, precision):
             logits = model(x)
+        if not bool(torch.isfinite(logits).all()):
+            _nonfinite_outputs(view, batch, x, logits)
         out.append(torch.sigmoid(logits.float()).cpu())
     model.train(was_training)
     return torch.cat(out).numpy() if out else np.zeros((0, 0))
+
+
+def _nonfinite_outputs(view: Dataset, batch: dict[str, Any], x: torch.Tensor, logits: torch.Tensor) -> None:
+    """NaN/inf outputs are never written as probabilities: a DataError when the input was not finite,
+    else a WeightsError (the network overflows: it comes from a diverged run)."""
+    rows = (~torch.isfinite(logits.float())).any(1).nonzero().flatten().cpu().tolist()
+    paths = getattr(getattr(view, "dataset", view), "paths", None)
+    idx = [int(batch["index"][r]) for r in rows]
+    names = [str(paths[i]) for i in idx[:3]] if paths is not None else [str(i) for i in idx[:3]]
+    which = f"{len(rows)} images (e.g. {', '.join(names)})"
+    if not bool(torch.isfinite(x[rows]).all()):
+        raise DataError(f"the input of {which} holds NaN/inf values after normalisation: check these images")
+    raise WeightsError(
+        f"the network's outputs are NaN/inf for {which}: the network is broken (it comes from a diverged "
+        "run?); retrain it with a lower learning rate"
+    )
+
+
+def check_finite_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
+    """A :class:`~medcolor.errors.WeightsError` naming ``path`` when ``model`` holds NaN/inf weights."""
+    from medcolor.utils import nonfinite_tensors
+
+    bad = nonfinite_tensors(model)
+    if bad:
+        raise WeightsError(
+            f"{path} holds NaN/inf weights ({len(bad)} tensors, e.g. {', '.join(bad[:3])}): the run that wrote it "
+            "diverged; retrain it with a lower learning rate"
+        )
 
 
 @dataclass
@@ -184,6 +222,7 @@ def evaluate_model(
 
     path = resolve_model_path(model_path)
     model, meta = load_model(path)
+    check_finite_weights(model, path)
     run_dir = path.parent
     if data is not None:
         from medcolor.data.bundle import make_dataset
@@ -290,7 +329,9 @@ def predict_files(
     """Probabilities for image files/folders: a DataFrame with ``path`` and one column per label."""
     from medcolor.io import load_model
 
-    model, meta = load_model(resolve_model_path(model_path))
+    path = resolve_model_path(model_path)
+    model, meta = load_model(path)
+    check_finite_weights(model, path)
     files = collect_images(inputs)
     mean, std = _norm(meta)
     ds = ImageFiles(files, int(size or meta.get("size", 320)), mean, std)
@@ -328,6 +369,7 @@ def colorize_files(
     from medcolor.report import colorization_figure, side_by_side, to_display
 
     t, meta = load_colorizer_any(source)
+    check_finite_weights(t, source)
     t.eval()
     files = collect_images(inputs)
     mean, std = _norm(meta)
@@ -358,6 +400,7 @@ def colorize_files(
 __all__ = [
     "DatasetPredictions",
     "ImageFiles",
+    "check_finite_weights",
     "collect_images",
     "colorize_files",
     "evaluate_dataset",

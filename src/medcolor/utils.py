@@ -76,3 +76,12 @@ def derive_seed(*parts: int) -> int:
     """A 63-bit seed derived from integers (stable across runs, processes and platforms)."""
     state = np.random.SeedSequence([int(p) % 2**63 for p in parts]).generate_state(1, dtype=np.uint64)
     return int(state[0]) >> 1
+
+
+def nonfinite_tensors(module: torch.nn.Module) -> list[str]:
+    """Names of ``module``'s floating-point parameters and buffers holding NaN or inf (one device sync)."""
+    named = [(n, t) for n, t in (*module.named_parameters(), *module.named_buffers()) if t.is_floating_point()]
+    if not named:
+        return []
+    bad = torch.stack([~torch.isfinite(t.detach()).all() for _, t in named]).cpu().tolist()
+    return [n for (n, _), b in zip(named, bad, strict=True) if b]

@@ -10,6 +10,8 @@ from typing import Any, NoReturn
 
 import yaml
 
+from medcolor.training.lr_suggest import LR_RULES
+
 EPILOG_TRAIN = """examples:
   # the paper's two-stage procedure on a folder dataset, MobileNetV2 with local ImageNet weights
   medcolor train --dataset folder --root ../shared/data/kermany-pneumonia-224/train \\
@@ -145,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-min", type=float, help="LR finder: lowest learning rate tried")
     g.add_argument("--lr-max", type=float, help="LR finder: highest learning rate tried")
     g.add_argument("--lr-steps", type=int, help="LR finder: number of steps")
+    g.add_argument(
+        "--lr-rule",
+        choices=LR_RULES,
+        help="LR finder: how the max lr is read off the curve (default valley: the middle of the longest "
+        "descent; minimum: lowest loss / 10; steepest: steepest descent, fragile on noisy curves)",
+    )
     length = g.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=float, help="stage length in epochs")
     length.add_argument("--iterations", type=int, help="stage length in iterations")
@@ -280,6 +288,7 @@ CONFIG_FLAGS: dict[str, str] = {
     "lr_min": "stages.*.lr_find.min_lr",
     "lr_max": "stages.*.lr_find.max_lr",
     "lr_steps": "stages.*.lr_find.num_training",
+    "lr_rule": "stages.*.lr_find.rule",
     "epochs": "stages.*.epochs",
     "iterations": "stages.*.iterations",
     "val_every": "stages.*.val_every",

@@ -3,8 +3,9 @@
 Training: a random square crop of non-square images, resized to the input size (320 by default),
 then random rotation (-10..+10 degrees) and zoom (0..10 %), each applied with probability 0.75 as in
 fastai's ``aug_transforms`` (which the paper used): rotation and zoom are drawn independently, merged
-into one affine warp with reflection padding.  Evaluation: resize the short side, centre crop.
-Both normalise with one mean/std (the paper: CheXpert's, 0.5028 / 0.2902).
+into one affine warp with reflection padding; as in fastai's ``Zoom``, the zoomed window's centre is
+drawn uniformly over the positions that keep the window inside the image.  Evaluation: resize the
+short side, centre crop.  Both normalise with one mean/std (the paper: CheXpert's, 0.5028 / 0.2902).
 
 All randomness comes from an explicit ``torch.Generator`` seeded per sample, so augmentations are the
 same whatever the number of DataLoader workers, across resumed runs, and whether the affine warp runs
@@ -47,26 +48,35 @@ class AugmentConfig:
             raise ConfigError(f"max_rotate must be >= 0 degrees, got {self.max_rotate}")
 
 
-def sample_rotate_zoom(generator: torch.Generator, cfg: AugmentConfig = AugmentConfig()) -> tuple[float, float]:
-    """Draw ``(angle in degrees, zoom scale)`` for one image; identity parts are 0 and 1."""
-    u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+def sample_rotate_zoom(
+    generator: torch.Generator, cfg: AugmentConfig = AugmentConfig()
+) -> tuple[float, float, float, float]:
+    """Draw ``(angle in degrees, zoom scale, x shift, y shift)`` for one image; identity parts are 0, 1, 0,
+    0.  The shifts move the zoomed window's centre (in [-1, 1] image coordinates) uniformly within
+    ``+-(1 - 1/scale)``, where the window stays inside the image (fastai's ``Zoom`` draws it the same way)."""
+    u = torch.rand(6, generator=generator, dtype=torch.float64).tolist()
     angle = (2 * u[1] - 1) * cfg.max_rotate if u[0] < cfg.p else 0.0
     scale = 1 + u[3] * (cfg.max_zoom - 1) if u[2] < cfg.p else 1.0
-    return angle, scale
+    room = 1 - 1 / scale
+    return angle, scale, (2 * u[4] - 1) * room, (2 * u[5] - 1) * room
 
 
-def rotate_zoom(images: torch.Tensor, angles: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """Rotate by ``angles`` (degrees) and zoom in by ``scales`` a batch ``(B, C, H, W)``, one warp per
-    image (bilinear, reflection padding).  Images with angle 0 and scale 1 are returned unchanged."""
+def rotate_zoom(
+    images: torch.Tensor, angles: torch.Tensor, scales: torch.Tensor, shifts: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Rotate by ``angles`` (degrees) and zoom in by ``scales`` a batch ``(B, C, H, W)`` around centres
+    ``shifts`` ``(B, 2)`` (x, y in [-1, 1] image coordinates; default the image centre), one warp per
+    image (bilinear, reflection padding).  Images with angle 0, scale 1 and no shift are returned unchanged."""
     if images.ndim != 4:
         raise ValueError(f"rotate_zoom expects (B, C, H, W), got {tuple(images.shape)}")
-    identity = (angles == 0) & (scales == 1)
+    shifts = torch.zeros(len(angles), 2) if shifts is None else shifts.to(torch.float32).reshape(-1, 2)
+    identity = (angles == 0) & (scales == 1) & (shifts == 0).all(1)
     if bool(identity.all()):
         return images
     theta_rad = angles.to(torch.float32) * (math.pi / 180)
     cos, sin = torch.cos(theta_rad) / scales, torch.sin(theta_rad) / scales
-    zero = torch.zeros_like(cos)
-    mat = torch.stack([torch.stack([cos, -sin, zero], -1), torch.stack([sin, cos, zero], -1)], 1)
+    dx, dy = shifts[:, 0].to(cos.dtype), shifts[:, 1].to(cos.dtype)
+    mat = torch.stack([torch.stack([cos, -sin, dx], -1), torch.stack([sin, cos, dy], -1)], 1)
     grid = F.affine_grid(mat.to(images.device, images.dtype), list(images.shape), align_corners=False)
     warped = F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     keep = identity.to(images.device).view(-1, 1, 1, 1)
@@ -119,8 +129,8 @@ class TrainTransform:
         g = torch.Generator().manual_seed(derive_seed(seed, 0))
         out = resize(random_square_crop(img, g), self.size)
         if self.augment is not None and self.rotate_zoom_here:
-            angle, scale = sample_rotate_zoom(torch.Generator().manual_seed(derive_seed(seed, 1)), self.augment)
-            out = rotate_zoom(out[None], torch.tensor([angle]), torch.tensor([scale]))[0]
+            angle, scale, dx, dy = sample_rotate_zoom(torch.Generator().manual_seed(derive_seed(seed, 1)), self.augment)
+            out = rotate_zoom(out[None], torch.tensor([angle]), torch.tensor([scale]), torch.tensor([[dx, dy]]))[0]
         return (out - self.mean) / self.std
 
 
@@ -143,14 +153,15 @@ class BatchRotateZoom(torch.nn.Module):
         super().__init__()
         self.augment = augment
 
-    def params(self, seeds: Iterable[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def params(self, seeds: Iterable[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Angles ``(B,)``, scales ``(B,)`` and centre shifts ``(B, 2)`` drawn from the samples' seeds."""
         drawn = [sample_rotate_zoom(torch.Generator().manual_seed(derive_seed(int(s), 1)), self.augment) for s in seeds]
-        angles, scales = zip(*drawn, strict=True) if drawn else ((), ())
-        return torch.tensor(angles, dtype=torch.float32), torch.tensor(scales, dtype=torch.float32)
+        t = torch.tensor(drawn, dtype=torch.float32).reshape(-1, 4)
+        return t[:, 0], t[:, 1], t[:, 2:]
 
     def forward(self, images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
-        angles, scales = self.params(seeds.tolist())
-        return rotate_zoom(images, angles, scales)
+        angles, scales, shifts = self.params(seeds.tolist())
+        return rotate_zoom(images, angles, scales, shifts)
 
 
 def check_size(size: int) -> int:

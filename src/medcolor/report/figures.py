@@ -35,7 +35,10 @@ def _save(fig: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
     return path
 
 
-def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], suggestion: float | None, path, title="") -> Path:
+def plot_lr_find(
+    lrs: Sequence[float], losses: Sequence[float], suggestion: float | None, path, title="", rule: str | None = None
+) -> Path:
+    """The LR range test curve with the suggestion (of ``rule``) marked: a dashed line and a dot on the curve."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     lr, lo = np.asarray(lrs, float), np.asarray(losses, float)
     ok = np.isfinite(lo)
@@ -44,7 +47,11 @@ def plot_lr_find(lrs: Sequence[float], losses: Sequence[float], suggestion: floa
     ax.set_xlabel("learning rate")
     ax.set_ylabel("smoothed training loss")
     if suggestion is not None:
-        ax.axvline(suggestion, color="tab:red", ls="--", label=f"suggested max lr {suggestion:.2g}")
+        label = f"{rule + ' rule: ' if rule else ''}suggested max lr {suggestion:.2g}"
+        ax.axvline(suggestion, color="tab:red", ls="--", label=label)
+        if ok.sum() >= 2:
+            y = np.interp(np.log(suggestion), np.log(lr[ok]), lo[ok])
+            ax.plot([suggestion], [y], "o", color="tab:red")
         ax.legend()
     ax.set_title(title or "LR range test")
     return _save(fig, path)

@@ -6,9 +6,10 @@ One job per module:
 pipeline     :func:`train` (a whole run: data, network, stages, test) and :func:`run_stage`
 plan         a stage resolved once into a :class:`StagePlan` (strategy, lr, schedule, batch, seed...)
 lr_find      the LR range test (``lr: find``)
+lr_suggest   the rules (``lr_find.rule``: valley, minimum, steepest) reading a max lr off its curve
 module       :class:`ColorTransferModule`: the network + the optimisation recipe (BCE, SGD, one-cycle)
 data         Lightning data modules over a :class:`~medcolor.data.bundle.DataBundle`
-callbacks    history.json, best/last checkpoints, reseeding each step (exact resume)
+callbacks    history.json, best and latest checkpoints, reseeding each step (exact resume)
 runtime      accelerator, precision, channels_last, the Trainer, OOM hints, the autocast helper
 rundir       the run directory: layout, prepare/resume, read results back
 ============ ==========================================================================================
@@ -35,6 +36,8 @@ _WHERE = {
     "plan_stage": "plan",
     "resolve_stage": "plan",
     "find_lr": "lr_find",
+    "LR_RULES": "lr_suggest",
+    "suggest_lr": "lr_suggest",
     "ColorTransferModule": "module",
     "TrainData": "data",
     "TrainValData": "data",

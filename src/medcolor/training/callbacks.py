@@ -1,20 +1,24 @@
-"""Callbacks of a stage: per-chunk history (``history.json``), the best/last checkpoints, and reseeding
+"""Callbacks of a stage: per-chunk history (``history.json``), the best and the latest checkpoints, and reseeding
 every optimizer step so that a resumed run draws the same random numbers as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 
 from medcolor.training.module import ColorTransferModule
 from medcolor.utils import derive_seed, seed_everything, write_json
+
+log = logging.getLogger(__name__)
 
 HISTORY_FILE = "history.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -39,10 +43,12 @@ class History(Callback):
     """Per-chunk metrics (train loss, val loss and AUCs, lr); saved in checkpoints so a resumed run
     keeps its history; written to ``history.json`` atomically."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, log_level: int = logging.DEBUG) -> None:
         self.path = path
         self.rows: list[dict[str, Any]] = []
         self.t0 = time.time()
+        #: the level of the one line logged per chunk (INFO where it stands in for a progress bar)
+        self.log_level = log_level
 
     @property
     def state_key(self) -> str:
@@ -66,6 +72,12 @@ class History(Callback):
         self.rows = [r for r in self.rows if r["step"] < row["step"]] + [row]
         if trainer.is_global_zero:
             write_json(self.path, self.rows)
+            log.log(
+                self.log_level,
+                f"[{pl_module.stage_name}] step {row['step']}/{pl_module.total_steps}: train loss "
+                f"{_fmt(row['train_loss'])}, val loss {_fmt(row['val_loss'])}, "
+                f"val mean AUC {_fmt(row['val_mean_auc'])}",
+            )
 
     def best(self) -> dict[str, Any] | None:
         """The row of the best validation mean AUC (None before the first validation)."""
@@ -82,45 +94,72 @@ class History(Callback):
         self.rows = list(state_dict.get("rows", []))
 
 
-class RememberLastCheckpoint(Callback):
-    """Tells the module its last checkpoint, for the error message of a diverged loss."""
+class LatestCheckpoint(Checkpoint):
+    """``checkpoints/last.ckpt``: the state at the end of every chunk (after its validation, and so at the
+    stage's final step), whatever its AUC — the state a killed run resumes from.  Lightning's own
+    ``save_last`` is not used: with Lightning 2.6 it rewrites ``last.ckpt`` only when the monitored
+    checkpoint is saved, so it holds the best state, not the latest.
 
-    def __init__(self, ckpt: ModelCheckpoint) -> None:
-        self.ckpt = ckpt
+    Saved at the end of the training epoch (a chunk), where the best-checkpoint callback saves too
+    (``save_on_train_epoch_end=True``); being a :class:`Checkpoint` listed after it, it runs after it and
+    after every other callback, so the file holds their updated state (best score, history).  Written
+    atomically (a kill while writing keeps the previous one).  Tells the module its path, for the error
+    message of a diverged run."""
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if isinstance(pl_module, ColorTransferModule) and self.ckpt.last_model_path:
-            pl_module.last_good_checkpoint = self.ckpt.last_model_path
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.path.is_file() and isinstance(pl_module, ColorTransferModule):  # resumed from it
+            pl_module.last_good_checkpoint = str(self.path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)  # a full checkpoint: the resume state
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        trainer.strategy.barrier("latest_checkpoint")
+        if isinstance(pl_module, ColorTransferModule):
+            pl_module.last_good_checkpoint = str(self.path)
 
 
 @dataclass
 class StageCallbacks:
-    """The callbacks of a stage in ``directory``: ``checkpoints/{best,last}.ckpt`` (best = highest
-    validation mean AUC) and ``history.json``."""
+    """The callbacks of a stage in ``directory``: ``checkpoints/best.ckpt`` (highest validation mean AUC),
+    ``checkpoints/last.ckpt`` (the latest validated state: :class:`LatestCheckpoint`) and ``history.json``."""
 
     checkpoint: ModelCheckpoint
     history: History
     all: list[Callback]
 
     @classmethod
-    def create(cls, directory: Path, seed: int) -> StageCallbacks:
+    def create(cls, directory: Path, seed: int, *, progress_lines: bool = False) -> StageCallbacks:
+        """``progress_lines``: log each chunk's line at INFO (standing in for a progress bar)."""
         ckpt = ModelCheckpoint(
             dirpath=directory / CHECKPOINT_DIR,
             filename="best",
             monitor="val/mean_auc",
             mode="max",
             save_top_k=1,
-            save_last=True,
+            save_last=False,  # last.ckpt is LatestCheckpoint's
             every_n_epochs=1,
+            save_on_train_epoch_end=True,  # after the chunk's validation; LatestCheckpoint saves after it
             auto_insert_metric_name=False,
             enable_version_counter=False,
         )
-        history = History(directory / HISTORY_FILE)
-        return cls(ckpt, history, [ckpt, ReseedEachStep(seed), history, RememberLastCheckpoint(ckpt)])
+        history = History(directory / HISTORY_FILE, logging.INFO if progress_lines else logging.DEBUG)
+        latest = LatestCheckpoint(last_checkpoint(directory))
+        return cls(ckpt, history, [ckpt, latest, ReseedEachStep(seed), history])
 
 
 def last_checkpoint(directory: Path) -> Path:
     return directory / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4f}"
 
 
 def _num(x: Any) -> float | None:
@@ -130,4 +169,4 @@ def _num(x: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
-__all__ = ["History", "RememberLastCheckpoint", "ReseedEachStep", "StageCallbacks", "last_checkpoint"]
+__all__ = ["History", "LatestCheckpoint", "ReseedEachStep", "StageCallbacks", "last_checkpoint"]

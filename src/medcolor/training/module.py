@@ -12,16 +12,21 @@ import numpy as np
 import torch
 
 from medcolor.data.transforms import AugmentConfig, BatchRotateZoom
-from medcolor.errors import ConfigError, TrainingError
+from medcolor.errors import ConfigError, DataError, TrainingError
 from medcolor.evaluation import MaskedAUROC, masked_bce_with_logits, mean_auc
 from medcolor.model import ColorTransferNet
+from medcolor.utils import nonfinite_tensors
 
 if TYPE_CHECKING:
     from medcolor.training.plan import StagePlan
 
 
 class ColorTransferModule(L.LightningModule):
-    """Holds the network and the optimisation recipe of one stage (masked BCE, SGD + one-cycle)."""
+    """Holds the network and the optimisation recipe of one stage (masked BCE, SGD + one-cycle).
+
+    One-cycle (fastai's ``fit_one_cycle``): the learning rate rises from ``lr / 25`` to ``lr`` over
+    ``pct_start`` of the stage and anneals (cosine) to ``lr / 25e4``; momentum moves the other way,
+    from ``momentum`` down to ``momentum - 0.1`` and back (default 0.95 -> 0.85 -> 0.95, fastai's)."""
 
     def __init__(
         self,
@@ -30,7 +35,7 @@ class ColorTransferModule(L.LightningModule):
         *,
         lr: float = 1e-2,
         total_steps: int = 1,
-        momentum: float = 0.9,
+        momentum: float = 0.95,
         weight_decay: float = 1e-4,
         pct_start: float = 0.25,
         channels_last: bool = False,
@@ -83,30 +88,78 @@ class ColorTransferModule(L.LightningModule):
         return x
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        logits = self(self._input(batch, train=True))
+        x = self._input(batch, train=True)
+        logits = self(x)
         loss = masked_bce_with_logits(logits, batch["target"])
         if not torch.isfinite(loss):
-            return self.on_nonfinite_loss(loss, batch, batch_idx)
+            return self.on_nonfinite_loss(loss, batch, batch_idx, x)
         self._train_loss += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
         self.log("train/loss", loss.detach(), prog_bar=True, on_step=True, on_epoch=False)
         return loss
 
-    def on_nonfinite_loss(self, loss: torch.Tensor, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        """Training stops with an error naming the step, the batch and the last good checkpoint."""
+    def on_train_batch_end(self, outputs: Any, batch: dict[str, Any], batch_idx: int) -> None:
+        # the loss of a step is computed before its update: an update that makes the weights NaN/inf
+        # (a too-high learning rate) shows here first, before any validation or checkpoint uses them
+        bad = nonfinite_tensors(self.model)
+        if bad:
+            self.on_nonfinite_weights(bad)
+
+    def _where(self) -> str:
+        return f"at step {self.global_step} of stage {self.stage_name!r}"
+
+    def _samples(self, batch: dict[str, Any]) -> str:
         idx = batch["index"].tolist()
-        raise TrainingError(
-            f"the loss became {loss.item()} at step {self.global_step} of stage {self.stage_name!r} "
-            f"(batch {batch_idx} of the current chunk, sample indices {idx[:8]}"
-            f"{'...' if len(idx) > 8 else ''}); training stopped. The last good checkpoint is "
+        return f"sample indices {idx[:8]}{'...' if len(idx) > 8 else ''}"
+
+    def _stop(self, what: str) -> TrainingError:
+        """A diverged run: one line with what diverged, where, the last good checkpoint and the remedy."""
+        return TrainingError(
+            f"{what}; training stopped. The last good checkpoint is "
             f"{self.last_good_checkpoint or 'not written yet (the failure came before the first one)'}. "
-            "Lower the learning rate (--lr, or the LR finder's --lr-max), or check these images."
+            "Lower the learning rate (--lr, or the LR finder's --lr-max)."
+        )
+
+    def _check_input(self, x: torch.Tensor, batch: dict[str, Any], where: str) -> None:
+        """NaN/inf already in the (normalised) input is bad data, not divergence."""
+        if not bool(torch.isfinite(x).all()):
+            rows = (~torch.isfinite(x.flatten(1))).any(1).nonzero().flatten().tolist()
+            idx = [batch["index"].tolist()[r] for r in rows]
+            raise DataError(
+                f"the input images {where} hold NaN/inf values after normalisation (sample indices "
+                f"{idx[:8]}{'...' if len(idx) > 8 else ''}): check these images and the normalisation "
+                "mean/std (--mean/--std)"
+            )
+
+    def on_nonfinite_loss(
+        self, loss: torch.Tensor, batch: dict[str, Any], batch_idx: int, x: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """Training stops with an error naming the step, the batch and the last good checkpoint (a
+        :class:`~medcolor.errors.DataError` when the input itself was not finite)."""
+        if x is not None:
+            self._check_input(x, batch, f"of step {self.global_step} of stage {self.stage_name!r}")
+        raise self._stop(
+            f"the loss became {loss.item()} {self._where()} (batch {batch_idx} of the current chunk, "
+            f"{self._samples(batch)}): the training diverged"
+        )
+
+    def on_nonfinite_weights(self, names: list[str]) -> None:
+        raise self._stop(
+            f"the weights became NaN/inf {self._where()} ({len(names)} tensors, e.g. {', '.join(names[:3])}): "
+            f"the training diverged (max lr {self.lr:.3g})"
         )
 
     def on_train_epoch_start(self) -> None:
         self._train_loss.zero_()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        logits = self(self._input(batch, train=False))
+        x = self._input(batch, train=False)
+        logits = self(x)
+        if not bool(torch.isfinite(logits).all()):  # never an AUC of NaN probabilities
+            self._check_input(x, batch, "of the validation split")
+            raise self._stop(
+                f"the network's outputs on the validation images became NaN/inf {self._where()} "
+                f"({self._samples(batch)}): the training diverged"
+            )
         loss = masked_bce_with_logits(logits, batch["target"])
         self.val_auc.update(torch.sigmoid(logits.float()), batch["target"])
         self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
@@ -135,8 +188,8 @@ class ColorTransferModule(L.LightningModule):
             pct_start=min(0.5, max(self.pct_start, 2 / total)),
             anneal_strategy="cos",
             cycle_momentum=True,
-            base_momentum=0.85,
-            max_momentum=0.95,
+            base_momentum=max(0.0, self.momentum - 0.1),
+            max_momentum=self.momentum,
             div_factor=25.0,
             final_div_factor=1e4,
         )

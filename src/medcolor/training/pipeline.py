@@ -4,20 +4,26 @@
 (:func:`build_model`) and then each stage in turn (e.g. ``color-module`` then ``all``), where a stage is
 
 1. the strategy applied to the network (which of T, E, C train; C re-initialised);
-2. an LR range test when ``lr: find`` (:mod:`~medcolor.training.lr_find`);
+2. an LR range test when ``lr: find`` (:mod:`~medcolor.training.lr_find`; the rule ``lr_find.rule``
+   reads the max lr off its curve);
 3. SGD with momentum and the one-cycle policy, validating and checkpointing every ``val_every``
-   iterations, keeping the checkpoint of best validation mean AUC;
+   iterations, keeping the checkpoint of best validation mean AUC and the latest one (to resume from);
+   NaN/inf in the loss, weights or validation outputs stops the run with an error;
 4. the best checkpoint becomes the stage's result (``model.safetensors``) and the next stage's start.
 
 At the end the final network is tested (:func:`medcolor.inference.evaluate_run`, the same path as
-``medcolor evaluate``).  Re-running the same command resumes a killed run from its last checkpoint and
-gives the same result as an uninterrupted run (all randomness is derived from the seed, the stage and
-the chunk).  The run directory's layout is in :mod:`~medcolor.training.rundir`.
+``medcolor evaluate``).  Re-running the same command resumes a killed run from its latest checkpoint and
+gives the same result as an uninterrupted run, whichever phase was killed: all randomness is derived from
+the seed, the stage and the step, and a stage starts from the previous stage's result alone (C's
+re-initialisation draws from the stage's seed).  The run directory's layout is in
+:mod:`~medcolor.training.rundir`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -27,6 +33,7 @@ import torch
 
 from medcolor.config import RunConfig, StageConfig, check_run_config
 from medcolor.data.bundle import DataBundle, build_data
+from medcolor.errors import DataError
 from medcolor.model import ColorTransferNet
 from medcolor.strategies import default_colorizer
 from medcolor.training.callbacks import StageCallbacks, last_checkpoint
@@ -48,7 +55,13 @@ from medcolor.training.rundir import (
     write_stage_result,
     write_summary,
 )
-from medcolor.training.runtime import configure_determinism, make_trainer, resolve_runtime, run_fit
+from medcolor.training.runtime import (
+    configure_determinism,
+    make_trainer,
+    resolve_runtime,
+    run_fit,
+    show_progress_bar,
+)
 from medcolor.utils import atomic_path, seed_everything, write_json
 
 log = logging.getLogger(__name__)
@@ -66,6 +79,18 @@ def colorizer_kwargs(colorizer: str, start: str, data_mean: float, data_std: flo
     if "data_mean" in params:
         kwargs |= {"data_mean": float(data_mean), "data_std": float(data_std)}
     return kwargs
+
+
+def check_normalization(mean: float, std: float, given: object) -> None:
+    """Non-finite inputs are bad data, not a diverged run: a NaN/inf mean/std stops here, before training."""
+    if math.isfinite(mean) and math.isfinite(std) and std > 0:
+        return
+    source = (
+        "computed from the training images (--mean compute): some of them hold NaN/inf pixels"
+        if isinstance(given, str)
+        else "given by --mean/--std"
+    )
+    raise DataError(f"the normalisation mean/std is {mean}/{std}, {source}; it must be finite with std > 0")
 
 
 def build_model(cfg: RunConfig, bundle: DataBundle) -> ColorTransferNet:
@@ -127,7 +152,9 @@ def _fit_stage(
 ) -> StageResult:
     t0 = time.time()
     runtime = resolve_runtime(cfg)
-    callbacks = StageCallbacks.create(directory, stage_seed(cfg.trainer.seed, index))
+    # without a terminal there is no progress bar: a line per chunk stands in for it
+    lines = cfg.trainer.progress and not show_progress_bar(True, sys.stdout)
+    callbacks = StageCallbacks.create(directory, stage_seed(cfg.trainer.seed, index), progress_lines=lines)
     trainer = make_trainer(runtime, max_epochs=1, default_root_dir=str(directory), callbacks=callbacks.all)
     plan = resolve_stage(
         index,
@@ -140,8 +167,11 @@ def _fit_stage(
     )
     trainer.fit_loop.max_epochs = plan.schedule.chunks
     log.debug("stage plan: %s", plan)
-    model.apply_strategy(plan.strategy, plan.frozen_bn, plan.reset_head)
+    # The stage starts from the previous stage's result alone: C's re-initialisation (and anything else
+    # random before training) draws from the stage's own seed, not from whatever RNG state the previous
+    # stage left in this process (which differs between a run that trained it and one that resumed it).
     seed_everything(plan.seed)
+    model.apply_strategy(plan.strategy, plan.frozen_bn, plan.reset_head)
     if runtime.channels_last:
         model.to(memory_format=torch.channels_last)
     if plan.needs_lr_find:
@@ -197,6 +227,7 @@ def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, eval
         check_run_config(cfg)  # the stored configuration
     seed_everything(cfg.trainer.seed)
     bundle = build_data(cfg.data, synthetic_dir=out / "synthetic-data")
+    check_normalization(bundle.mean, bundle.std, cfg.data.mean)
     info = bundle.info
     log.info(
         f"data: {bundle.dataset_name} train {info['train']} / val {info['val']} / test {info['test']} images, "
@@ -239,4 +270,4 @@ def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, eval
     return result
 
 
-__all__ = ["build_model", "run_stage", "train"]
+__all__ = ["build_model", "check_normalization", "run_stage", "train"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,22 @@ def configure_determinism() -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is an interactive terminal (False for files, pipes and captured output)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+
+
+def show_progress_bar(progress: bool, stream: Any = None) -> bool:
+    """Whether to draw a progress bar on ``stream`` (default stderr, tqdm's): only when asked for and
+    the stream is a terminal.  A bar redraws itself with carriage returns: written into a log file or a
+    pipe (``medcolor evaluate ... > log 2>&1``) it leaves hundreds of lines, so there plain log lines
+    (one per validation chunk, or per tenth of the images predicted) take its place."""
+    return bool(progress) and is_terminal(sys.stderr if stream is None else stream)
+
+
 def make_trainer(runtime: Runtime, **kw: Any) -> L.Trainer:
     """A Lightning ``Trainer`` for ``runtime``; ``kw`` (max_epochs, callbacks, default_root_dir...) on top."""
     import lightning as L
@@ -127,7 +144,7 @@ def make_trainer(runtime: Runtime, **kw: Any) -> L.Trainer:
         else t.deterministic.lower() == "true",
     )
     kwargs.update(kw)
-    kwargs.setdefault("enable_progress_bar", t.progress)
+    kwargs.setdefault("enable_progress_bar", show_progress_bar(t.progress, sys.stdout))  # Lightning's: stdout
     return L.Trainer(**kwargs)
 
 
@@ -161,6 +178,7 @@ __all__ = [
     "autocast",
     "configure_determinism",
     "cpu_has_bf16",
+    "is_terminal",
     "make_trainer",
     "out_of_memory_hint",
     "resolve_accelerator",
@@ -168,4 +186,5 @@ __all__ = [
     "resolve_precision",
     "resolve_runtime",
     "run_fit",
+    "show_progress_bar",
 ]
