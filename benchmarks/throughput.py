@@ -141,6 +141,7 @@ def medcolor_fit(cfg: Any, *callbacks: Any) -> None:
         torch.is_deterministic_algorithms_warn_only_enabled(),
         torch.backends.cudnn.deterministic,
         torch.backends.cudnn.benchmark,
+        torch.utils.deterministic.fill_uninitialized_memory,
     )
     try:
         train(cfg, overwrite=True, evaluate_test=False, callbacks=list(callbacks))
@@ -149,6 +150,7 @@ def medcolor_fit(cfg: Any, *callbacks: Any) -> None:
     finally:
         torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags[2], flags[3]
+        torch.utils.deterministic.fill_uninitialized_memory = flags[4]
 
 
 def medcolor_bundle(cfg: Any) -> Any:
