@@ -83,10 +83,10 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-# =============================================================================================== medcolor internals
-# Every call into medcolor's training package is in this section, so it is the one place to update when
-# src/medcolor/training.py becomes a package.  Everything else uses only medcolor's stable modules (model,
-# data.transforms, io, inference).
+# =============================================================================================== medcolor calls
+# Every call into medcolor's training package is in this section, and all of them are public names of
+# ``medcolor.training`` (train(callbacks=...), resolve_runtime, resolve_stage, TrainData).  Everything else uses
+# only medcolor's stable modules (model, data.transforms, io, inference).
 
 
 def medcolor_resolved(device: str) -> tuple[str, str, bool]:
@@ -97,7 +97,17 @@ def medcolor_resolved(device: str) -> tuple[str, str, bool]:
     return acc, resolve_precision("auto", acc), resolve_channels_last("auto")
 
 
-def medcolor_run_config(data: dict[str, Any], model: str, *, batch: int, iterations: int, strategy: str, out: Path):
+def medcolor_run_config(
+    data: dict[str, Any],
+    model: str,
+    *,
+    batch: int,
+    iterations: int,
+    strategy: str,
+    out: Path,
+    device: str = "auto",
+    trainer: dict[str, Any] | None = None,
+):
     from medcolor.config import RunConfig
 
     colorizer, backbone = model.split("+")
@@ -108,7 +118,7 @@ def medcolor_run_config(data: dict[str, Any], model: str, *, batch: int, iterati
             "model": {"colorizer": colorizer, "backbone": backbone, "weights": weights},
             # one chunk (no validation inside the timed steps)
             "stages": [{"strategy": strategy, "lr": LR, "iterations": iterations, "val_every": iterations}],
-            "trainer": {"progress": False, "seed": 0},
+            "trainer": {"progress": False, "seed": 0, "accelerator": device, **(trainer or {})},
             "output": str(out),
         }
     )
@@ -118,14 +128,12 @@ class _Finished(Exception):
     """Raised by the timing callback once the timed steps are done (skips validation/checkpoints)."""
 
 
-def medcolor_fit(cfg: Any, timer: Any) -> None:
-    """Run ``medcolor.training.train(cfg)`` with ``timer`` (a Lightning callback) added to its Trainer.
+def medcolor_fit(cfg: Any, *callbacks: Any) -> None:
+    """Run ``medcolor.training.train(cfg)`` with ``callbacks`` (Lightning callbacks) added to its Trainer,
+    without the test-set evaluation; a callback ends it early by raising :class:`_Finished`.
 
-    train() takes no callbacks, so the Trainer's constructor is wrapped for the duration of the call.
     Global torch flags that Lightning sets for medcolor's ``deterministic: warn`` are restored afterwards so
     the other variants of this process run with torch's defaults."""
-    import lightning.pytorch as pl
-
     from medcolor.training import train
 
     flags = (
@@ -133,22 +141,16 @@ def medcolor_fit(cfg: Any, timer: Any) -> None:
         torch.is_deterministic_algorithms_warn_only_enabled(),
         torch.backends.cudnn.deterministic,
         torch.backends.cudnn.benchmark,
+        torch.utils.deterministic.fill_uninitialized_memory,
     )
-    original = pl.Trainer.__init__
-
-    def init(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), timer]
-        original(self, *args, **kwargs)
-
-    pl.Trainer.__init__ = init
     try:
-        train(cfg, overwrite=True, log_fn=lambda *a, **k: None, evaluate_test=False)
+        train(cfg, overwrite=True, evaluate_test=False, callbacks=list(callbacks))
     except _Finished:
         pass
     finally:
-        pl.Trainer.__init__ = original
         torch.use_deterministic_algorithms(flags[0], warn_only=flags[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags[2], flags[3]
+        torch.utils.deterministic.fill_uninitialized_memory = flags[4]
 
 
 def medcolor_bundle(cfg: Any) -> Any:
@@ -158,15 +160,19 @@ def medcolor_bundle(cfg: Any) -> Any:
 
 
 def medcolor_train_loader(cfg: Any, bundle: Any, iterations: int, device: str) -> tuple[DataLoader, Any]:
-    """The training DataLoader a run builds for ``cfg`` (as ``run_stage``: worker-side rotation/zoom unless it
-    runs batched on the device) and the device-side augmentation callable ``f(images, seeds)`` or None."""
+    """The training DataLoader a run builds for ``cfg``'s first stage (``TrainData`` of its ``StagePlan``:
+    worker-side rotation/zoom unless it runs batched on the device) and the device-side augmentation callable
+    ``f(images, seeds)`` or None (what ``ColorTransferModule`` applies to each batch)."""
     from medcolor.data.transforms import AugmentConfig, BatchRotateZoom
-    from medcolor.training import _TrainData
+    from medcolor.training import TrainData, resolve_runtime, resolve_stage
 
-    acc = "cuda" if device == "cuda" else "cpu"
-    on_device = cfg.data.augment_on == "device" or (cfg.data.augment_on == "auto" and acc == "cuda")
-    dm = _TrainData(bundle, cfg.data.batch_size, iterations, 0, cfg.data.num_workers, not on_device, cfg.data.augment)
-    device_aug = BatchRotateZoom(AugmentConfig()) if on_device and cfg.data.augment else None
+    cfg.trainer.accelerator = "cuda" if device == "cuda" else "cpu"
+    runtime = resolve_runtime(cfg)
+    plan = resolve_stage(
+        0, cfg.stages[0], cfg, runtime=runtime, n_train=len(bundle.train), world_size=1, directory=Path(cfg.output)
+    )
+    dm = TrainData(bundle, plan, iterations=iterations, seed=plan.seed)
+    device_aug = BatchRotateZoom(AugmentConfig()) if runtime.augment_on_device and plan.augment else None
     return dm.train_dataloader(), device_aug
 
 
@@ -217,6 +223,7 @@ def dataset_config(name: str, size: int) -> tuple[dict[str, Any], int]:
                 "separator": ",",
                 "ignore": ["todo"],
                 "patient_column": "patientid",
+                "on_duplicate": "drop",  # the collection lists 5 images twice
             },
             "val": 0.1,
             "test": None,
@@ -526,9 +533,9 @@ def medcolor_train(data, model, strategy, batch, device, warmup, steps, tmp: Pat
     # the sampler runs on past the timed steps: the workers keep preparing batches during them as in a long
     # run (with only warmup + steps batches they would have prefetched everything before the timing starts)
     iterations = 2 * (warmup + steps) + 8
-    cfg = medcolor_run_config(data, model, batch=batch, iterations=iterations, strategy=strategy, out=out)
-    if device == "cpu":
-        cfg.trainer.accelerator = "cpu"
+    cfg = medcolor_run_config(
+        data, model, batch=batch, iterations=iterations, strategy=strategy, out=out, device=device
+    )
     timer = StepTimer(max(warmup, 1), steps, device)
     with PeakMemory(device) as mem:
         medcolor_fit(cfg, timer.callback)

@@ -270,6 +270,35 @@ def test_overwrite_replaces_a_run(tmp_path, data_dir):
     assert r.stages[0].lr == 0.02
 
 
+def test_extra_callbacks_see_every_step_and_change_nothing(tmp_path, data_dir):
+    from lightning.pytorch.callbacks import Callback
+
+    class CountSteps(Callback):
+        steps = 0
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            CountSteps.steps += 1
+
+    plain = train(tiny_config(tmp_path / "plain", data_dir), evaluate_test=False, **QUIET)
+    timed = train(tiny_config(tmp_path / "timed", data_dir), evaluate_test=False, callbacks=[CountSteps()], **QUIET)
+    assert CountSteps.steps == 4 and timed.test is None
+    assert timed.stages[0].best_val_mean_auc == plain.stages[0].best_val_mean_auc
+
+
+def test_deterministic_runs_skip_filling_uninitialized_memory(tmp_path):
+    from medcolor.training import make_trainer
+
+    fill, det = torch.utils.deterministic.fill_uninitialized_memory, torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.utils.deterministic.fill_uninitialized_memory = True
+        make_trainer(resolve_runtime(tiny_config(tmp_path, tmp_path)), max_epochs=1)  # deterministic: warn
+        assert torch.are_deterministic_algorithms_enabled()
+        assert not torch.utils.deterministic.fill_uninitialized_memory  # ~1,000 fill_ per step, no result changes
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+        torch.use_deterministic_algorithms(det)
+
+
 def test_config_errors_come_before_any_work(tmp_path, data_dir):
     out = tmp_path / "never"
     bad = tiny_config(out, data_dir)

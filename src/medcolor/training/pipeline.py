@@ -26,8 +26,9 @@ import math
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -63,6 +64,9 @@ from medcolor.training.runtime import (
     show_progress_bar,
 )
 from medcolor.utils import atomic_path, seed_everything, write_json
+
+if TYPE_CHECKING:
+    from lightning.pytorch.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
@@ -124,10 +128,18 @@ def build_model(cfg: RunConfig, bundle: DataBundle) -> ColorTransferNet:
 
 
 def run_stage(
-    index: int, stage: StageConfig, model: ColorTransferNet, bundle: DataBundle, cfg: RunConfig, directory: Path
+    index: int,
+    stage: StageConfig,
+    model: ColorTransferNet,
+    bundle: DataBundle,
+    cfg: RunConfig,
+    directory: Path,
+    *,
+    callbacks: Sequence[Callback] = (),
 ) -> StageResult:
     """Run, resume or reuse (when its ``result.json`` exists) stage ``index``.  Afterwards ``model``
-    holds the stage's best checkpoint, also saved as ``directory/model.safetensors``."""
+    holds the stage's best checkpoint, also saved as ``directory/model.safetensors``.  ``callbacks``:
+    extra Lightning callbacks for the stage's Trainer (e.g. a timer), after medcolor's own."""
     from medcolor.io import load_model, save_model
 
     done = read_stage_result(directory)
@@ -136,7 +148,7 @@ def run_stage(
         model.load_state_dict(best.state_dict())
         log.info(f"[{stage.strategy}] already done (best val mean AUC {done.best_val_mean_auc})")
     else:
-        done = _fit_stage(index, stage, model, bundle, cfg, directory)
+        done = _fit_stage(index, stage, model, bundle, cfg, directory, callbacks)
         save_model(model, directory / MODEL_FILE, **model_metadata(cfg, bundle, stage.strategy))
         write_stage_result(done)
         log.info(
@@ -148,14 +160,22 @@ def run_stage(
 
 
 def _fit_stage(
-    index: int, stage: StageConfig, model: ColorTransferNet, bundle: DataBundle, cfg: RunConfig, directory: Path
+    index: int,
+    stage: StageConfig,
+    model: ColorTransferNet,
+    bundle: DataBundle,
+    cfg: RunConfig,
+    directory: Path,
+    extra_callbacks: Sequence[Callback] = (),
 ) -> StageResult:
     t0 = time.time()
     runtime = resolve_runtime(cfg)
     # without a terminal there is no progress bar: a line per chunk stands in for it
     lines = cfg.trainer.progress and not show_progress_bar(True, sys.stdout)
     callbacks = StageCallbacks.create(directory, stage_seed(cfg.trainer.seed, index), progress_lines=lines)
-    trainer = make_trainer(runtime, max_epochs=1, default_root_dir=str(directory), callbacks=callbacks.all)
+    trainer = make_trainer(
+        runtime, max_epochs=1, default_root_dir=str(directory), callbacks=[*callbacks.all, *extra_callbacks]
+    )
     plan = resolve_stage(
         index,
         stage,
@@ -214,8 +234,18 @@ def _fit_stage(
     )
 
 
-def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, evaluate_test: bool = True) -> RunResult:
-    """Run (or resume) all stages of ``cfg``, then evaluate the final network on the test split."""
+def train(
+    cfg: RunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    evaluate_test: bool = True,
+    callbacks: Sequence[Callback] = (),
+) -> RunResult:
+    """Run (or resume) all stages of ``cfg``, then evaluate the final network on the test split.
+
+    ``callbacks``: extra Lightning callbacks added to every stage's Trainer after medcolor's own (e.g. a
+    step timer or a profiler); they see the run as it is and must not change what it computes."""
     from medcolor.inference import evaluate_run, held_out_split
     from medcolor.io import save_colorizer, save_model
 
@@ -240,7 +270,8 @@ def train(cfg: RunConfig, *, resume: bool = False, overwrite: bool = False, eval
         log.info(f"{len(bundle.skipped):,} rows without an image were left out: listed in {out / SKIPPED_ROWS_FILE}")
     model = build_model(cfg, bundle)
     results = [
-        run_stage(i, stage, model, bundle, cfg, stage_dir(out, i, stage.strategy)) for i, stage in enumerate(cfg.stages)
+        run_stage(i, stage, model, bundle, cfg, stage_dir(out, i, stage.strategy), callbacks=callbacks)
+        for i, stage in enumerate(cfg.stages)
     ]
     meta = model_metadata(cfg, bundle, cfg.stages[-1].strategy)
     model_path = save_model(model, out / MODEL_FILE, **meta)

@@ -145,7 +145,18 @@ def make_trainer(runtime: Runtime, **kw: Any) -> L.Trainer:
     )
     kwargs.update(kw)
     kwargs.setdefault("enable_progress_bar", show_progress_bar(t.progress, sys.stdout))  # Lightning's: stdout
-    return L.Trainer(**kwargs)
+    trainer = L.Trainer(**kwargs)
+    skip_filling_uninitialized_memory()
+    return trainer
+
+
+def skip_filling_uninitialized_memory() -> None:
+    """With deterministic algorithms on (Lightning's ``deterministic`` true or ``warn``), torch also fills every
+    new uninitialised tensor with NaN (``torch.utils.deterministic.fill_uninitialized_memory``), a debugging aid
+    that costs ~1,000 ``fill_`` calls per training step (8-16 % of a CPU step in benchmarks/throughput.py's
+    profile) and changes no result: kernels that are correct never read uninitialised memory.  Turned off."""
+    if torch.are_deterministic_algorithms_enabled():
+        torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def run_fit(trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
@@ -187,4 +198,5 @@ __all__ = [
     "resolve_runtime",
     "run_fit",
     "show_progress_bar",
+    "skip_filling_uninitialized_memory",
 ]
