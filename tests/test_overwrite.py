@@ -207,3 +207,23 @@ def test_a_run_that_stopped_before_its_first_stage_is_replaced(tmp_path):
     third = RunConfig.from_dict({**first.to_dict(), "trainer": {"seed": 6}})
     with pytest.raises(ConfigError, match="holds another run"):
         prepare_run_dir(third)
+
+
+def test_an_unstarted_run_beside_a_study_runners_files_is_replaced_and_they_stay(tmp_path):
+    """A study cell killed before its first stage: its folder holds the runner's log, lock and cell record
+    besides the run's config.  The next `study run` (perhaps with another medcolor default) replaces the
+    run's own files and leaves the runner's (it failed with "holds files a medcolor run does not write")."""
+    out = tmp_path / "cell"
+    first = RunConfig(output=str(out))
+    first.model.weights = "none"
+    prepare_run_dir(first)
+    (out / "data.json").write_text("{}")
+    runner_files = {"cell.json": "{}", "log.txt": "=== cell\n", ".lock": ""}
+    for name, text in runner_files.items():
+        (out / name).write_text(text)
+    second = RunConfig.from_dict({**first.to_dict(), "trainer": {"seed": 5}})
+    second.model.weights = "none"
+    directory, cfg = prepare_run_dir(second)
+    assert cfg.trainer.seed == 5 and RunConfig.from_yaml(directory / "config.yaml").trainer.seed == 5
+    assert not (out / "data.json").exists()  # the unstarted run's own file went
+    assert {n: (out / n).read_text() for n in runner_files} == runner_files

@@ -146,9 +146,10 @@ def is_run_dir(path: str | Path) -> bool:
     return any((out / n).is_file() for n in outputs) or any(p.is_dir() for p in out.glob("[0-9]*-*"))
 
 
-def remove_run(path: str | Path) -> None:
+def remove_run(path: str | Path, *, keep_others: bool = False) -> None:
     """Delete what a medcolor run wrote in ``path`` (:data:`RUN_LAYOUT`), keeping ``path`` itself.  Refused,
-    with nothing deleted, when ``path`` is no medcolor run or holds anything a run does not write."""
+    with nothing deleted, when ``path`` is no medcolor run or holds anything a run does not write; with
+    ``keep_others`` those other files (a study runner's log and lock beside its cell's run) stay instead."""
     out = Path(path)
     if not is_run_dir(out):
         raise ConfigError(
@@ -158,7 +159,7 @@ def remove_run(path: str | Path) -> None:
     own: list[Path] = []
     other: list[Path] = []
     _sort(out, RUN_LAYOUT, own, other)
-    if other:
+    if other and not keep_others:
         names = ", ".join(str(p.relative_to(out)) + ("/" if p.is_dir() else "") for p in other[:8])
         more = f" and {len(other) - 8} more" if len(other) > 8 else ""
         raise ConfigError(
@@ -222,7 +223,7 @@ def prepare_run_dir(cfg: RunConfig, *, resume: bool = False, overwrite: bool = F
         diffs = [d for d in diffs if not d.startswith(("trainer.progress", "output"))]
         if diffs and not run_started(out):
             log.info(f"{out} holds a run that stopped before its first stage: replacing it")
-            remove_run(out)
+            remove_run(out, keep_others=True)  # nothing of it was trained; files it did not write stay
         elif diffs:
             raise ConfigError(
                 f"{out} holds another run (its config differs: {'; '.join(diffs[:6])}). "
