@@ -835,7 +835,9 @@ def targets(cases: list[dict[str, Any]], device: str) -> list[dict[str, Any]]:
             ("  same, fastest step of each (load-robust check)", r["train_medcolor/bound_fastest_step"], 0.9),
             ("input pipeline alone >= 2,000 images/s", s["pipeline"], 2000.0),
             ("input pipeline + built cache >= 2,000 images/s", s["pipeline_cache"], 2000.0),
-            ("predict >= 0.9x inference bound", r["predict/bound"], 0.9),
+            ("predict (32-true, its default) >= 0.9x inference bound", r["predict/bound"], 0.9),
+            ("  predict 32-true vs the fp32 NCHW bound", r["predict/bound_fp32"], 0.9),
+            ("  predict bf16-mixed vs the bound (bf16, channels_last)", r["predict_bf16/bound"], 0.9),
         ]
         for name, value, goal in checks:
             out.append({"target": name, "where": where, "measured": value, "goal": goal, "met": value >= goal})

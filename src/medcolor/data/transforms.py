@@ -9,7 +9,11 @@ short side, centre crop.  Both normalise with one mean/std (the paper: CheXpert'
 
 All randomness comes from an explicit ``torch.Generator`` seeded per sample, so augmentations are the
 same whatever the number of DataLoader workers, across resumed runs, and whether the affine warp runs
-per sample in a worker or batched on the GPU (:func:`rotate_zoom` takes a batch).
+per sample in a worker or batched on the GPU.  The batched warp (:func:`rotate_zoom`) is torch's
+``affine_grid`` + ``grid_sample``; the per-sample warp in a CPU worker (:func:`rotate_zoom_one`) is
+OpenCV's ``warpAffine`` with the same pixel mapping and the same reflection at the borders, 4-6x faster
+on a CPU core than ``grid_sample`` on one image.  They differ only by OpenCV's 1/32-pixel quantisation
+of source positions (mean absolute difference ~1e-4 of the [0, 1] range on natural images).
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import get_worker_info
 from torchvision.transforms.v2 import functional as TF
 
 from medcolor.errors import ConfigError
@@ -83,6 +89,36 @@ def rotate_zoom(
     return torch.where(keep, images, warped)
 
 
+def _affine_theta(angle: float, scale: float, dx: float, dy: float) -> np.ndarray:
+    """The 2x3 ``affine_grid`` matrix of :func:`rotate_zoom` (output -> input, normalised coordinates)."""
+    rad = math.radians(angle)
+    cos, sin = math.cos(rad) / scale, math.sin(rad) / scale
+    return np.array([[cos, -sin, dx], [sin, cos, dy]], dtype=np.float64)
+
+
+def pixel_affine(theta: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``theta`` (``affine_grid``'s normalised output -> input map, ``align_corners=False``) as a 2x3 map of
+    pixel coordinates (pixel centres at integers, OpenCV's convention) for a ``height`` x ``width`` image."""
+    to_norm = np.array([[2 / width, 0, 1 / width - 1], [0, 2 / height, 1 / height - 1], [0, 0, 1]])
+    to_pixel = np.array([[width / 2, 0, (width - 1) / 2], [0, height / 2, (height - 1) / 2], [0, 0, 1]])
+    return (to_pixel @ np.vstack([theta, [0, 0, 1]]) @ to_norm)[:2]
+
+
+def rotate_zoom_one(image: torch.Tensor, angle: float, scale: float, dx: float = 0.0, dy: float = 0.0) -> torch.Tensor:
+    """:func:`rotate_zoom` of one float32 ``(C, H, W)`` image on the CPU with OpenCV (bilinear; reflection
+    about the border as ``grid_sample``'s ``padding_mode="reflection"``); identity parameters return it."""
+    if angle == 0 and scale == 1 and dx == 0 and dy == 0:
+        return image
+    if get_worker_info() is not None and cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)  # a DataLoader worker: one thread each, as torch does in workers
+    h, w = image.shape[-2:]
+    m = pixel_affine(_affine_theta(angle, scale, dx, dy), h, w)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    src = image.detach().to("cpu", torch.float32).numpy()
+    out = [cv2.warpAffine(c, m, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT) for c in src]
+    return torch.from_numpy(np.stack(out))
+
+
 def random_square_crop(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A random square of side min(H, W) taken along the long axis of ``(C, H, W)``."""
     h, w = img.shape[-2:]
@@ -130,7 +166,7 @@ class TrainTransform:
         out = resize(random_square_crop(img, g), self.size)
         if self.augment is not None and self.rotate_zoom_here:
             angle, scale, dx, dy = sample_rotate_zoom(torch.Generator().manual_seed(derive_seed(seed, 1)), self.augment)
-            out = rotate_zoom(out[None], torch.tensor([angle]), torch.tensor([scale]), torch.tensor([[dx, dy]]))[0]
+            out = rotate_zoom_one(out.contiguous(), angle, scale, dx, dy)
         return (out - self.mean) / self.std
 
 
@@ -200,8 +236,10 @@ __all__ = [
     "TrainTransform",
     "center_square_crop",
     "compute_mean_std",
+    "pixel_affine",
     "random_square_crop",
     "resize",
     "rotate_zoom",
+    "rotate_zoom_one",
     "sample_rotate_zoom",
 ]
