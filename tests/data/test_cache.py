@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -196,3 +197,56 @@ def test_cache_through_dataloader_workers(mixed_dir: Path, tmp_path: Path, monke
     assert [it["index"] for it in items] == list(range(len(ds)))
     for it in items:
         assert torch.equal(it["image"][0], torch.from_numpy(expected[it["index"]]))
+
+
+def test_build_waits_for_another_builder_when_asked(mixed_dir: Path, tmp_path: Path) -> None:
+    import fcntl
+    import threading
+
+    ds = _dataset(mixed_dir, load_size=40)
+    cache = ImageCache(tmp_path / "cache", 40, name=ds.name)
+    cache.lock_path.parent.mkdir(parents=True)
+    with open(cache.lock_path, "a+") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)  # another builder (another open file) holds the lock
+        with pytest.raises(Exception, match="another process is building the cache"):
+            cache.build(ds.paths, progress=False, workers=0)
+        threading.Timer(0.3, lambda: fcntl.flock(holder.fileno(), fcntl.LOCK_UN)).start()
+        report = cache.build(ds.paths, progress=False, workers=0, wait=True)
+    assert report["decoded"] == len(ds) and not report["failed"]
+
+
+def test_a_run_with_a_cache_dir_fills_it_with_its_own_images_once(tmp_path: Path, shared_path, caplog) -> None:
+    """data.cache_dir: build_data decodes the run's train/val/test images into the cache (and no others); a
+    second run decodes nothing and loads bit-identical images without decoding."""
+    import logging
+
+    from medcolor.config import DataConfig
+    from medcolor.data.bundle import build_data
+
+    cfg = DataConfig(
+        dataset="folder",
+        root=str(shared_path("data", "kermany-pneumonia-224")),
+        train_split="train",
+        options={"patient_regex": "kermany"},
+        val=0.1,
+        test=0.1,
+        subset=24,
+        size=32,
+        num_workers=0,
+    )
+    plain = build_data(cfg)
+    cfg.cache_dir = str(tmp_path / "cache")
+    with caplog.at_level(logging.INFO, logger="medcolor.data.bundle"):
+        cached = build_data(cfg)
+    used = [*cached.train.paths, *cached.val.paths, *cached.test.paths]
+    n = len(used)
+    made = re.search(rf"0 of {n} images there already, (\d+) decoded, (\d+) identical to another", caplog.text)
+    assert made and int(made[1]) + int(made[2]) == n and int(made[1]) > 0.99 * n
+    assert len(cached.train.cache) == int(made[1]) < 5216  # the run's distinct images, not the whole folder
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="medcolor.data.bundle"):
+        again = build_data(cfg)
+    assert f"{n} of {n} images there already, 0 decoded, 0 identical" in caplog.text
+    for i in (0, len(again.val) - 1):
+        assert np.array_equal(again.val.load_image(i), plain.val.load_image(i))
+    assert again.val.cache_misses == 0 and again.train.cache is not None

@@ -158,6 +158,7 @@ def test_expansion_cells_ids_dependencies():
     cfg = cell_run_config(moved[0], "/studies/x")
     assert cfg.model.colorizer_from == f"/studies/x/cells/{source.id}/colorizer.safetensors"
     assert cfg.output == f"/studies/x/cells/{moved[0].id}"
+    assert cfg.data.cache_dir == "/studies/x/image-cache"  # the cells decode each image once, together
     assert all(c.invalid is None for c in plan.cells)
 
 

@@ -149,6 +149,8 @@ def build_data(cfg: DataConfig, *, synthetic_dir: Path | None = None) -> DataBun
             raise DataError(f"the {name} split is empty; use more data or change data.val/data.test")
     if test is not None and len(test) == 0:
         raise DataError("the test split is empty; use more data, a larger data.test, or data.test: none")
+    if cfg.cache_dir:
+        fill_cache([train, val, test], workers=cfg.num_workers)
     mean, std = _normalisation(cfg, train)
     info.update(
         train=len(train),
@@ -159,6 +161,29 @@ def build_data(cfg: DataConfig, *, synthetic_dir: Path | None = None) -> DataBun
     )
     kept_out = skipped if skipped is not None and len(skipped) else None
     return DataBundle(train, val, test, list(train.label_names), cfg.size, mean, std, cfg.dataset, info, kept_out)
+
+
+def fill_cache(datasets: list[Any], *, workers: int = 0) -> dict[str, Any] | None:
+    """Decode into the datasets' image cache (``data.cache_dir``) what it does not hold yet of these
+    datasets' images: the run's images only, once; later stages, runs and study cells reuse it (a build
+    running in another process is waited for).  Returns what the build did (counts and seconds)."""
+    caches = {id(d.cache): d.cache for d in datasets if d is not None and getattr(d, "cache", None) is not None}
+    if not caches:
+        return None
+    paths = [p for d in datasets if d is not None for p in d.paths]
+    first, *others = caches.values()
+    report = first.build(paths, progress=False, workers=workers, wait=True)
+    for other in others:  # the same files, seen by another split's dataset object
+        other.reload()
+    if report["failed"]:
+        message = report["failed"][0][1]
+        raise DataError(f"cannot cache {len(report['failed'])} image(s), the first: {message}")
+    done = {k: report[k] for k in ("total", "reused", "decoded", "deduplicated", "seconds")}
+    log.info(
+        f"image cache {first.data_path}: {done['reused']} of {done['total']} images there already, "
+        f"{done['decoded']} decoded, {done['deduplicated']} identical to another, in {done['seconds']:.1f} s"
+    )
+    return done
 
 
 def _normalisation(cfg: DataConfig, train: Any) -> tuple[float, float]:

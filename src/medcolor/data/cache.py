@@ -244,12 +244,12 @@ class ImageCache:
     # ------------------------------------------------------------------ building
 
     @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self, wait: bool = False) -> Iterator[None]:
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.lock_path, "a+") as f:
             if fcntl is not None:
                 try:
-                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
                 except OSError:
                     raise DataError(
                         f"another process is building the cache {self.data_path}; wait for it (lock {self.lock_path})"
@@ -271,6 +271,7 @@ class ImageCache:
         progress: bool = True,
         workers: int | None = None,
         flush_every: float = 10.0,
+        wait: bool = False,
     ) -> dict[str, Any]:
         """Decode, reduce and store every image not cached yet; returns a report dict
         (``total``, ``reused``, ``decoded``, ``deduplicated``, ``failed`` [(path, message)], ``seconds``).
@@ -278,7 +279,8 @@ class ImageCache:
         ``paths_or_dataset``: image paths or an :class:`~medcolor.data.datasets.XRayDataset` (its ``paths``).
         ``workers``: decoding processes (default ``min(cpu_count, 8)``; 0 or 1 decodes in this process).
         Interrupting (Ctrl-C, kill) keeps everything flushed so far; run it again to resume.  Unreadable
-        images are reported in a warning and in ``failed``, not stored.
+        images are reported in a warning and in ``failed``, not stored.  ``wait``: when another process is
+        building this cache, wait for it and then add what is still missing (default: raise DataError).
         """
         from tqdm.auto import tqdm
 
@@ -295,7 +297,7 @@ class ImageCache:
             "failed": [],
             "seconds": 0.0,
         }
-        with self._lock():
+        with self._lock(wait):
             self._reset()
             state = self._load_state()
             entries, sources = state["entries"], state["sources"]

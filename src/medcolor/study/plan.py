@@ -316,6 +316,10 @@ def _topological(spec: Spec, entries: list[dict[str, Any]], deps: dict[int, int]
     return order
 
 
+#: the image cache a study's cells share when their spec sets no ``data.cache_dir``
+STUDY_CACHE_DIR = "image-cache"
+
+
 def cell_run_config(cell: Cell, study_dir: str | os.PathLike | None) -> RunConfig:
     """The run configuration of a cell; transfer paths and ``output`` resolved against ``study_dir``."""
     d = copy.deepcopy(cell.config)
@@ -328,6 +332,8 @@ def cell_run_config(cell: Cell, study_dir: str | os.PathLike | None) -> RunConfi
     cfg = RunConfig.from_dict(d)
     if study_dir is not None:
         cfg.output = str(Path(study_dir).resolve() / "cells" / cell.id)
+        if cfg.data.root and not cfg.data.cache_dir:  # decoded once for all cells (bit-identical to decoding)
+            cfg.data.cache_dir = str(Path(study_dir).resolve() / STUDY_CACHE_DIR)
     cfg.name = cell.id
     return cfg
 
@@ -344,4 +350,4 @@ def _check_cell(cfg: RunConfig) -> str | None:
     return None
 
 
-__all__ = ["Cell", "Plan", "cell_run_config", "config_hash", "expand"]
+__all__ = ["STUDY_CACHE_DIR", "Cell", "Plan", "cell_run_config", "config_hash", "expand"]
