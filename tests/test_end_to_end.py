@@ -121,13 +121,17 @@ def test_predict_matches_the_run_and_reads_dicom(kermany_run: Path, tmp_path: Pa
     paths = preds["path"].tolist()[:5]
     dcm = write_dicom(tmp_path / "chest.dcm", (np.random.default_rng(0).random((80, 72)) * 4095).astype(np.uint16))
     out_csv = tmp_path / "pred.csv"
-    assert cli("predict", kermany_run, *paths, dcm, "-o", out_csv) == 0
+    assert cli("predict", kermany_run, *paths, dcm, "-o", out_csv, "--precision", "32-true") == 0
     got = pd.read_csv(out_csv)
     assert got["path"].tolist() == [*paths, str(dcm)]
     label = next(c for c in got.columns if c != "path")
-    # the same images through predict and through the run's own test evaluation
+    # the same images through predict and through the run's own test evaluation (fp32 both)
     np.testing.assert_allclose(got[label].to_numpy()[:5], preds[f"prob:{label}"].to_numpy()[:5], atol=1e-5)
     assert 0.0 <= got[label].iloc[5] <= 1.0
+    # the default precision (auto: bf16 autocast where the CPU has it, C in fp32) stays close to fp32
+    assert cli("predict", kermany_run, *paths, "-o", out_csv) == 0
+    fast = pd.read_csv(out_csv)[label].to_numpy()
+    np.testing.assert_allclose(fast, preds[f"prob:{label}"].to_numpy()[:5], atol=0.03)
     # printing to stdout when no -o is given
     capsys.readouterr()
     assert cli("predict", kermany_run, paths[0]) == 0

@@ -334,13 +334,26 @@ def predict_files(
     inputs: Iterable[str | os.PathLike],
     *,
     batch_size: int = 16,
-    device: str = "cpu",
-    precision: str = "32-true",
+    device: str = "auto",
+    precision: str = "auto",
     size: int | None = None,
     progress: bool = False,
+    num_workers: int | None = None,
 ) -> pd.DataFrame:
-    """Probabilities for image files/folders: a DataFrame with ``path`` and one column per label."""
+    """Probabilities for image files/folders: a DataFrame with ``path`` and one column per label.
+
+    ``device`` ``auto``: a CUDA GPU when one is visible, else the CPU.  ``precision`` ``auto``: what training
+    uses there (bf16 autocast + channels_last where the hardware has bf16: 2.3x the fp32 images/s of the
+    2-core Xeon of benchmarks/results; C stays fp32, and validation AUCs of fp32 and bf16 training agree:
+    experiments/precision_auc); ``32-true`` for fp32.  ``num_workers``: decoding processes (default 0 on the
+    CPU, where the model already uses every core; up to 8 beside a GPU)."""
     from medcolor.io import load_model
+    from medcolor.training.runtime import resolve_accelerator, resolve_precision
+
+    device = resolve_accelerator(device)
+    precision = resolve_precision(precision, device)
+    if num_workers is None:
+        num_workers = min(8, os.cpu_count() or 1) if device == "cuda" else 0
 
     path = resolve_model_path(model_path)
     model, meta = load_model(path)
@@ -348,7 +361,9 @@ def predict_files(
     files = collect_images(inputs)
     mean, std = _norm(meta)
     ds = ImageFiles(files, int(size or meta.get("size", 320)), mean, std)
-    probs = predict_probs(model, ds, batch_size=batch_size, device=device, precision=precision, progress=progress)
+    probs = predict_probs(
+        model, ds, batch_size=batch_size, num_workers=num_workers, device=device, precision=precision, progress=progress
+    )
     labels = meta.get("label_names") or [f"label{j}" for j in range(probs.shape[1])]
     df = pd.DataFrame(probs, columns=labels)
     df.insert(0, "path", [str(f) for f in files])

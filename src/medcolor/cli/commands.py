@@ -104,7 +104,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
     check_precision(a.precision)
     if a.output:
         check_output_file("--output", a.output)
-    df = predict_files(a.model, a.images, batch_size=a.batch_size, precision=a.precision)
+    df = predict_files(a.model, a.images, batch_size=a.batch_size, precision=a.precision, device=a.accelerator)
     if a.output:
         from medcolor.utils import atomic_path
 

@@ -195,7 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGES")
     p.add_argument("-o", "--output", help="CSV file (default: print to stdout)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--precision", default="32-true")
+    p.add_argument(
+        "--precision", default="auto", help="auto (bf16 where the hardware has it, as training) | 32-true | bf16-mixed"
+    )
+    p.add_argument("--accelerator", default="auto", help="auto | cpu | gpu")
 
     c = sub.add_parser("colorize", help="the colour images T produces, beside the inputs (paper Fig. 4)")
     c.add_argument("source", metavar="CHECKPOINT_OR_T", help="a run directory, model or exported colorizer")
