@@ -114,7 +114,7 @@ def rotate_zoom_one(image: torch.Tensor, angle: float, scale: float, dx: float =
     h, w = image.shape[-2:]
     m = pixel_affine(_affine_theta(angle, scale, dx, dy), h, w)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    src = image.detach().to("cpu", torch.float32).numpy()
+    src = image.detach().to("cpu", torch.float32).numpy()  # a crop's row stride is fine for OpenCV
     out = [cv2.warpAffine(c, m, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT) for c in src]
     return torch.from_numpy(np.stack(out))
 
@@ -166,8 +166,8 @@ class TrainTransform:
         out = resize(random_square_crop(img, g), self.size)
         if self.augment is not None and self.rotate_zoom_here:
             angle, scale, dx, dy = sample_rotate_zoom(torch.Generator().manual_seed(derive_seed(seed, 1)), self.augment)
-            out = rotate_zoom_one(out.contiguous(), angle, scale, dx, dy)
-        return (out - self.mean) / self.std
+            out = rotate_zoom_one(out, angle, scale, dx, dy)
+        return (out - self.mean).div_(self.std)  # one new tensor (this runs per sample in the workers)
 
 
 class EvalTransform:
