@@ -108,6 +108,28 @@ def test_momentum_is_the_upper_bound_of_the_cycle(momentum):
     assert seen[0] == pytest.approx(momentum) and min(seen) == pytest.approx(momentum - 0.1)
 
 
+def test_num_workers_auto_is_sized_to_the_machine(monkeypatch, tmp_path):
+    import medcolor.training.runtime as rt
+
+    monkeypatch.setattr(rt.os, "sched_getaffinity", lambda pid: set(range(16)))
+    assert rt.resolve_num_workers("auto", "cpu") == 2  # the model uses the cores
+    assert rt.resolve_num_workers("auto", "cuda") == 8  # one GPU, 16 cores: 8 decoding workers
+    assert rt.resolve_num_workers("auto", "cuda", devices=4) == 3  # 4 DDP processes share the 16 cores
+    assert rt.resolve_num_workers(5, "cuda") == 5 and rt.resolve_num_workers(0, "cpu") == 0
+    monkeypatch.setattr(rt.os, "sched_getaffinity", lambda pid: {0})
+    assert rt.resolve_num_workers("auto", "cpu") == 1 and rt.resolve_num_workers("auto", "cuda") == 1
+    cfg = tiny_config(tmp_path / "auto", tmp_path)
+    cfg.data.num_workers = "auto"
+    check_run_config(cfg)  # "auto" is a valid value
+    plan = resolve_stage(
+        0, cfg.stages[0], cfg, runtime=resolve_runtime(cfg), n_train=10, world_size=1, directory=tmp_path
+    )
+    assert plan.num_workers == 1
+    cfg.data.num_workers = "many"
+    with pytest.raises(ConfigError, match=r"data\.num_workers"):
+        check_run_config(cfg)
+
+
 def test_a_stage_is_resolved_once(tmp_path):
     cfg = tiny_config(tmp_path / "plan", tmp_path)
     runtime = resolve_runtime(cfg)

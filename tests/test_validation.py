@@ -46,6 +46,7 @@ def one_line_error(rc: int, err: str) -> str:
         (["--lr", "fast"], r"--lr \(stages\[0\]\.lr\): must be a number > 0, got 'fast' \(or 'find'"),
         (["--weight-decay", "-1"], r"--weight-decay \(stages\[0\]\.weight_decay\): must be a number >= 0"),
         (["--num-workers", "-1"], r"--num-workers \(data\.num_workers\): must be an integer >= 0"),
+        (["--num-workers", "many"], r"argument --num-workers: expected an integer or auto, got 'many'"),
         (["--mean", "abc"], r"argument --mean: expected a number or 'compute', got 'abc'"),
         (["--std", "0"], r"--std \(data\.std\): must be a number > 0"),
         (["--option", "labels=[A"], r"argument --option: the value of labels is not valid YAML"),

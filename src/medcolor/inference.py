@@ -29,7 +29,7 @@ from medcolor.data.readers import IMAGE_EXTENSIONS
 from medcolor.data.transforms import CHEXPERT_MEAN, CHEXPERT_STD, EvalTransform
 from medcolor.errors import ConfigError, DataError, WeightsError
 from medcolor.evaluation import EvaluationResult, summarize
-from medcolor.training.runtime import autocast, show_progress_bar
+from medcolor.training.runtime import autocast, resolve_accelerator, resolve_num_workers, show_progress_bar
 from medcolor.utils import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,7 @@ def evaluate_model(
         normalization={"mean": mean, "std": std},
         label_names=meta.get("label_names"),
         batch_size=data.batch_size,
-        num_workers=data.num_workers,
+        num_workers=resolve_num_workers(data.num_workers, resolve_accelerator(device)),
         device=device,
         precision=precision,
         bootstrap=bootstrap,

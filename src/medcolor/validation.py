@@ -96,7 +96,8 @@ def check_data_values(d: DataConfig) -> None:
     check_number("data.size", d.size, integer=True, at_least=8, at_most=MAX_SIZE)  # 8: the transforms' least
     check_number("data.load_size", d.load_size, integer=True, at_least=8, at_most=MAX_SIZE, optional=True)
     check_number("data.batch_size", d.batch_size, integer=True, at_least=1, at_most=MAX_BATCH)
-    check_number("data.num_workers", d.num_workers, integer=True, at_least=0, at_most=MAX_WORKERS)
+    if d.num_workers != "auto":
+        check_number("data.num_workers", d.num_workers, integer=True, at_least=0, at_most=MAX_WORKERS, hint=" or auto")
     check_number("data.split_seed", d.split_seed, integer=True, at_least=0, at_most=MAX_SEED)
     check_number("data.subset_draw", d.subset_draw, integer=True, at_least=0)
     s = d.subset

@@ -78,7 +78,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     for flag, value, least in (
         ("--size", a.size, 8),
         ("--batch-size", a.batch_size, 1),
-        ("--num-workers", a.num_workers, 0),
+        ("--num-workers", None if a.num_workers == "auto" else a.num_workers, 0),
     ):
         check_number(flag, value, integer=True, at_least=least, optional=True)
     if a.output:

@@ -33,6 +33,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
+def _int_or_auto(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or auto, got {text!r}") from None
+
+
 def _kv(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -79,7 +88,9 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--size", type=int, help="network input size in pixels (paper: 320)")
     g.add_argument("--batch-size", type=int)
-    g.add_argument("--num-workers", type=int, help="DataLoader worker processes")
+    g.add_argument(
+        "--num-workers", type=_int_or_auto, help="DataLoader worker processes, or auto (2 on the CPU, up to 8 per GPU)"
+    )
     g.add_argument("--cache-dir", help="decode images once into this memory-mapped cache")
 
 

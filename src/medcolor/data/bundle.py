@@ -150,7 +150,7 @@ def build_data(cfg: DataConfig, *, synthetic_dir: Path | None = None) -> DataBun
     if test is not None and len(test) == 0:
         raise DataError("the test split is empty; use more data, a larger data.test, or data.test: none")
     if cfg.cache_dir:
-        fill_cache([train, val, test], workers=cfg.num_workers)
+        fill_cache([train, val, test], workers=2 if cfg.num_workers == "auto" else int(cfg.num_workers))
     mean, std = _normalisation(cfg, train)
     info.update(
         train=len(train),

@@ -59,6 +59,7 @@ from medcolor.training.rundir import (
 from medcolor.training.runtime import (
     configure_determinism,
     make_trainer,
+    resolve_num_workers,
     resolve_runtime,
     run_fit,
     show_progress_bar,
@@ -289,7 +290,7 @@ def train(
             size=bundle.size,
             normalization=bundle.normalization,
             batch_size=cfg.data.batch_size,
-            num_workers=cfg.data.num_workers,
+            num_workers=resolve_num_workers(cfg.data.num_workers, resolve_runtime(cfg).accelerator),
             device=resolve_runtime(cfg).accelerator,
             precision="32-true",  # test metrics in full precision, whatever the training precision
             bootstrap=cfg.trainer.bootstrap,

@@ -17,7 +17,7 @@ from pathlib import Path
 from medcolor.config import LRFindConfig, RunConfig, StageConfig
 from medcolor.errors import ConfigError
 from medcolor.strategies import Strategy, get_strategy
-from medcolor.training.runtime import Runtime
+from medcolor.training.runtime import Runtime, resolve_num_workers
 from medcolor.utils import derive_seed
 
 
@@ -120,7 +120,7 @@ def resolve_stage(
         lr_find=stage.lr_find,
         schedule=plan_stage(stage, n_train, cfg.data.batch_size, world_size),
         batch_size=cfg.data.batch_size,
-        num_workers=cfg.data.num_workers,
+        num_workers=resolve_num_workers(cfg.data.num_workers, runtime.accelerator, world_size),
         augment=cfg.data.augment,
         momentum=stage.momentum,
         weight_decay=stage.weight_decay,

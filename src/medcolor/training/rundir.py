@@ -220,8 +220,10 @@ def prepare_run_dir(cfg: RunConfig, *, resume: bool = False, overwrite: bool = F
             check_run_files(old)
             return out, old
         diffs = diff_configs(old.to_dict(), cfg.to_dict())
-        # settings that change nothing a run computes (cached images are bit-identical to decoded ones)
-        diffs = [d for d in diffs if not d.startswith(("trainer.progress", "output", "data.cache_dir"))]
+        # settings that change nothing a run computes (cached images are bit-identical to decoded ones; the
+        # augmentation is drawn per sample, whatever the number of workers)
+        ignored = ("trainer.progress", "output", "data.cache_dir", "data.num_workers")
+        diffs = [d for d in diffs if not d.startswith(ignored)]
         if diffs and not run_started(out):
             log.info(f"{out} holds a run that stopped before its first stage: replacing it")
             remove_run(out, keep_others=True)  # nothing of it was trained; files it did not write stay

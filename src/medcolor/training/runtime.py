@@ -57,6 +57,18 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
 
 
+def resolve_num_workers(value: int | str, accelerator: str, devices: int = 1) -> int:
+    """``data.num_workers`` as a number: ``auto`` is 2 on the CPU (capped by its cores), and beside GPUs
+    the machine's cores shared by the ``devices`` processes, at most 8 each, so that decoding and the
+    per-sample augmentation keep a GPU step fed."""
+    if value != "auto":
+        return int(value)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if accelerator == "cuda":
+        return max(1, min(8, cores // max(1, devices) - 1))
+    return min(2, cores)
+
+
 def resolve_channels_last(value: str | bool) -> bool:
     """``trainer.channels_last`` as a bool (``auto``: true)."""
     return parse_channels_last(value)
