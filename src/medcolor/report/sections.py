@@ -49,7 +49,7 @@ def table_sections(
     tables: list[StudyTable] = []
     for key, title, fn, absent in (
         ("table1", "Table I. Mean AUC per colorization module and learning strategy", table1,
-         "every cell belongs to a dataset that T or E was transferred to: see Table III"),
+         "every cell takes T or E from another cell: see Table III"),
         ("table2", "Table II. AUC per label", table2,
          "the study has a single label: Table II would repeat Table I" if n_labels < 2 else "no cells for Table I"),
         ("table3", "Table III. Transfer across datasets", table3,

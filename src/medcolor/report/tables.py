@@ -68,15 +68,17 @@ def transfer_targets(cells: StudyCells) -> list[str]:
 
 
 def split_cells(cells: StudyCells) -> tuple[list[str], list[str]]:
-    """Cell ids for Tables I/II (datasets nobody transferred to) and for Table III (transfer targets)."""
+    """Cell ids for Tables I/II (every cell that takes nothing from another cell, per dataset) and for
+    Table III (the cells of the datasets something was transferred to: their own arms, as the baselines
+    of the transfer, and the transfer cells).  A dataset's own arms can so be in both tables."""
     targets = transfer_targets(cells)
     F = cells.fields
     if not targets:
         return list(F.index), []
+    own = list(F.index[F[TRANSFER_FIELD] == NONE])
     if targets == ["*"]:
-        return [], list(F.index)
-    is_target = F["data.dataset"].isin(targets)
-    return list(F.index[~is_target]), list(F.index[is_target])
+        return own, list(F.index)
+    return own, list(F.index[F["data.dataset"].isin(targets)])
 
 
 @dataclass
