@@ -154,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--frozen-bn", choices=["fastai", "stats", "eval"], help="BatchNorm in frozen parts")
     g = t.add_argument_group("stages and optimisation")
     g.add_argument("--stages", help="comma-separated strategies, e.g. color-module,all or baseline")
-    g.add_argument("--lr", help="one-cycle maximum learning rate, or 'find' (LR range test per stage)")
+    g.add_argument("--lr", help="one-cycle maximum learning rate (default 0.01), or 'find' (LR range test per stage)")
     g.add_argument("--lr-min", type=float, help="LR finder: lowest learning rate tried")
     g.add_argument("--lr-max", type=float, help="LR finder: highest learning rate tried")
     g.add_argument("--lr-steps", type=int, help="LR finder: number of steps")
