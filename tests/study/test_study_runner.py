@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from study_helpers import BASE, medcolor_cmd, subprocess_env, write_spec
+from study_helpers import BASE, TINY, medcolor_cmd, subprocess_env, write_spec
 
 from medcolor.cli import main
 from medcolor.study.executors import LocalExecutor
@@ -268,3 +268,22 @@ def test_run_needs_an_output_and_sane_options(tiny_spec, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and "-o DIR" in err[0] and "--workers" in err[1] and "not a study directory" in err[2]
     assert not Path("x").exists()
+
+
+def test_a_field_added_to_the_spec_later_is_filled_in_for_the_finished_cells(reference, tmp_path, synthetic_root):
+    """A spec extended with a group that varies a new field (here data.batch_size) keeps the finished cells
+    (same configurations, same ids); the table gives them their own value of the new field (the base's 8),
+    not an empty one (the rows they wrote when they finished have no such column)."""
+    from medcolor.study.results import build_table
+
+    out, _ = reference
+    extended = TINY.replace(
+        "transfer:\n", "  smaller: {{stages: baseline, model.colorizer: replicate, data.batch_size: 4}}\ntransfer:\n"
+    )
+    plan = expand(load_spec(write_spec(tmp_path / "tiny.yaml", extended, synthetic_root)))
+    assert "data.batch_size" in plan.columns
+    old = [c for c in plan.cells if (out / "cells" / c.id / "row.json").is_file()]
+    assert len(old) == 7 and {c.values.get("data.batch_size") for c in old} == {8}
+    table = build_table(out, plan)
+    assert set(table["cell"]) == {c.id for c in old}
+    assert (table["data.batch_size"] == 8).all()

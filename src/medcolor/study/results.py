@@ -38,6 +38,7 @@ import json
 import math
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -147,11 +148,7 @@ def cell_rows(
     on_test = test.get("split") == "test"
     ci = test.get("ci95") or {}
     common: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "study": study, "cell": cell.id}
-    for col in columns:
-        common[col] = cell.values.get(col)
-    common["stages"] = cell.values.get("stages") or ""
-    common["transfer"] = cell.transfer["source"] if cell.transfer else ""
-    common["transfer_name"] = cell.transfer["name"] if cell.transfer else ""
+    common.update(_cell_fields(cell, columns))
     tail = {
         "n_train": int(summary["data"]["train"]),
         "iterations": int(sum(int(s["total_steps"]) for s in summary["stages"])),
@@ -176,6 +173,15 @@ def cell_rows(
     m = metrics(last.get("best_val_mean_auc"), test.get("mean_auc"), ci.get("mean_auc"))
     rows.append({**common, "label": "mean", **m, **tail})
     return rows
+
+
+def _cell_fields(cell: Cell, columns: Sequence[str]) -> dict[str, Any]:
+    """What the plan says of a cell: its value of every grid column, its stages and transfer source."""
+    out: dict[str, Any] = {col: cell.values.get(col) for col in columns}
+    out["stages"] = cell.values.get("stages") or ""
+    out["transfer"] = cell.transfer["source"] if cell.transfer else ""
+    out["transfer_name"] = cell.transfer["name"] if cell.transfer else ""
+    return out
 
 
 def write_rows(cell_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
@@ -222,7 +228,10 @@ def build_table(study_dir: str | os.PathLike, plan: Plan) -> pd.DataFrame:
     for cell in plan.cells:
         f = study_dir / "cells" / cell.id / ROW_FILE
         if f.is_file():
-            rows += read_rows(f)
+            # the grid values as the current spec sees the cell (the same configuration, hence the same
+            # id): a field added to the spec after the cell finished gets the cell's value, not nothing
+            fields = _cell_fields(cell, list(plan.columns))
+            rows += [{**r, **fields} for r in read_rows(f)]
     cols = columns(plan)
     df = pd.DataFrame(rows, columns=cols) if rows else pd.DataFrame({c: [] for c in cols})
     if not rows:
