@@ -93,7 +93,7 @@ def test_stages_flag_replaces_the_list():
 def test_lr_rule_flag_and_check():
     from medcolor.training import check_run_config
 
-    assert RunConfig().stages[0].lr_find.rule == "valley"  # the default
+    assert RunConfig().stages[0].lr_find.rule == "steepest"  # the default (the LR-rule study)
     a = build_parser().parse_args(["train", "--stages", "color-module,all", "--lr-rule", "steepest"])
     cfg = config_from_args(a)
     assert [s.lr_find.rule for s in cfg.stages] == ["steepest", "steepest"]

@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--lr-rule",
         choices=LR_RULES,
-        help="LR finder: how the max lr is read off the curve (default valley: the middle of the longest "
-        "descent; minimum: lowest loss / 10; steepest: steepest descent, fragile on noisy curves)",
+        help="LR finder: how the max lr is read off the curve (default steepest: the steepest descent of "
+        "the smoothed loss; minimum: lowest loss / 10; valley: the middle of the longest descent)",
     )
     length = g.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=float, help="stage length in epochs")

@@ -1,7 +1,7 @@
 """The LR range test (Smith 2017; the paper's fastai ``lr_find``): before a stage with ``lr: find``, the
 learning rate grows exponentially from ``min_lr`` to ``max_lr`` over ``num_training`` steps, and a rule
-(``lr_find.rule``, :func:`~medcolor.training.lr_suggest.suggest_lr`; default ``valley``, the middle of the
-longest descent of the smoothed loss) picks the stage's one-cycle maximum learning rate from the curve.
+(``lr_find.rule``, :func:`~medcolor.training.lr_suggest.suggest_lr`; default ``steepest``, the steepest
+descent of the bias-corrected smoothed loss) picks the stage's one-cycle maximum learning rate from the curve.
 
 It runs on Lightning's ``Tuner`` with its own data (seeded apart from the stage's) and restores the
 network afterwards.  Its result, ``lr_find.json``, and plot, ``lr_find.png``, are written to the stage
