@@ -164,7 +164,7 @@ def test_two_stage_run_writes_everything(two_stage_run):
     # the LR range test of stage 2 was run, plotted and used
     lr_find = json.loads((r.stages[1].directory / "lr_find.json").read_text())
     assert r.stages[1].lr == lr_find["suggestion"] and 1e-4 <= r.stages[1].lr <= 1.0
-    assert lr_find["rule"] == "valley" and lr_find["suggestions"]["valley"] == lr_find["suggestion"]
+    assert lr_find["rule"] == "steepest" and lr_find["suggestions"]["steepest"] == lr_find["suggestion"]
     assert len(lr_find["raw_loss"]) == len(lr_find["loss"]) == len(lr_find["lr"])
     assert lr_find["loss"][0] == lr_find["raw_loss"][0]  # the bias-corrected smoothing starts at the loss
     assert (r.stages[1].directory / "lr_find.png").stat().st_size > 1000
