@@ -29,7 +29,13 @@ from medcolor.data.readers import IMAGE_EXTENSIONS
 from medcolor.data.transforms import CHEXPERT_MEAN, CHEXPERT_STD, EvalTransform
 from medcolor.errors import ConfigError, DataError, WeightsError
 from medcolor.evaluation import EvaluationResult, summarize
-from medcolor.training.runtime import autocast, resolve_accelerator, resolve_num_workers, show_progress_bar
+from medcolor.training.runtime import (
+    autocast,
+    resolve_accelerator,
+    resolve_num_workers,
+    resolve_precision,
+    show_progress_bar,
+)
 from medcolor.utils import atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -343,17 +349,16 @@ def predict_files(
     """Probabilities for image files/folders: a DataFrame with ``path`` and one column per label.
 
     ``device`` ``auto``: a CUDA GPU when one is visible, else the CPU.  ``precision`` ``auto``: what training
-    uses there (bf16 autocast + channels_last where the hardware has bf16: 2.3x the fp32 images/s of the
-    2-core Xeon of benchmarks/results; C stays fp32, and validation AUCs of fp32 and bf16 training agree:
-    experiments/precision_auc); ``32-true`` for fp32.  ``num_workers``: decoding processes (default 0 on the
-    CPU, where the model already uses every core; up to 8 beside a GPU)."""
+    uses there (bf16 autocast + channels_last where the hardware has bf16: 2.8x the fp32 images/s on the
+    2-core Xeon of benchmarks/results/intel-xeon-2c.md; C stays fp32, and the AUCs of fp32 and bf16 training
+    agree: experiments/precision); ``32-true`` for fp32.  ``num_workers``: decoding processes (default 0 on
+    the CPU, where the model already uses every core; beside a GPU as ``data.num_workers: auto``)."""
     from medcolor.io import load_model
-    from medcolor.training.runtime import resolve_accelerator, resolve_precision
 
     device = resolve_accelerator(device)
     precision = resolve_precision(precision, device)
     if num_workers is None:
-        num_workers = min(8, os.cpu_count() or 1) if device == "cuda" else 0
+        num_workers = resolve_num_workers("auto", device) if device == "cuda" else 0
 
     path = resolve_model_path(model_path)
     model, meta = load_model(path)

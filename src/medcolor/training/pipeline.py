@@ -282,6 +282,7 @@ def train(
     test_metrics = None
     if evaluate_test:
         dataset, split = held_out_split(bundle)
+        accelerator = resolve_runtime(cfg).accelerator
         test_metrics = evaluate_run(
             model,
             dataset,
@@ -290,8 +291,8 @@ def train(
             size=bundle.size,
             normalization=bundle.normalization,
             batch_size=cfg.data.batch_size,
-            num_workers=resolve_num_workers(cfg.data.num_workers, resolve_runtime(cfg).accelerator),
-            device=resolve_runtime(cfg).accelerator,
+            num_workers=resolve_num_workers(cfg.data.num_workers, accelerator),
+            device=accelerator,
             precision="32-true",  # test metrics in full precision, whatever the training precision
             bootstrap=cfg.trainer.bootstrap,
             seed=cfg.trainer.seed,
