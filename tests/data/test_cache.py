@@ -250,3 +250,17 @@ def test_a_run_with_a_cache_dir_fills_it_with_its_own_images_once(tmp_path: Path
     for i in (0, len(again.val) - 1):
         assert np.array_equal(again.val.load_image(i), plain.val.load_image(i))
     assert again.val.cache_misses == 0 and again.train.cache is not None
+
+
+def test_a_run_whose_image_cannot_be_cached_stops_naming_the_file(mixed_dir: Path, tmp_path: Path) -> None:
+    from medcolor.data.bundle import fill_cache
+    from medcolor.errors import DataError
+
+    ds = _dataset(mixed_dir, load_size=40, cache=tmp_path / "cache")
+    broken = Path(ds.paths[0])
+    broken.write_bytes(b"junk" * 20)
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(DataError, match=rf"cannot cache 1 image\(s\), the first: .*{broken.name}"),
+    ):
+        fill_cache([ds], workers=0)
