@@ -17,6 +17,7 @@ EPILOG = """examples:
   medcolor study status studies/kermany
   medcolor study compare studies/kermany baseline color-module
   medcolor study report studies/kermany -o studies/kermany/report
+  medcolor study document docs/reproduction.md.j2 --study ablations=studies/ablations -o docs/reproduction.md
   medcolor study run configs/paper/table1-chexpert.yaml -o /scratch/table1 --executor slurm
 """
 
@@ -52,11 +53,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="HTML + Markdown + LaTeX report of a study")
     rp.add_argument("dir", metavar="DIR")
     rp.add_argument("-o", "--output", required=True, metavar="REPORT", help="output folder")
+    d = sub.add_parser(
+        "document",
+        help="render a results document (a Jinja2 Markdown template) whose numbers come from studies",
+        description="Render TEMPLATE with each --study NAME=DIR as a template variable: NAME.compare(a, b), "
+        "NAME.arm(selector), NAME.table('table1'); Benjamini-Hochberg over each family of comparisons. "
+        "See medcolor.report.document.",
+    )
+    d.add_argument("template", metavar="TEMPLATE")
+    d.add_argument("--study", action="append", metavar="NAME=DIR", required=True, help="a study (repeatable)")
+    d.add_argument("-o", "--output", required=True, metavar="FILE", help="the document to write")
+    d.add_argument("--metric", default="test_auc", choices=["test_auc", "val_auc"], help="default: test_auc")
     return p
 
 
 def run(a: argparse.Namespace) -> int:
-    return {"run": cmd_run, "status": cmd_status, "compare": cmd_compare, "report": cmd_report}[a.study_command](a)
+    return {
+        "run": cmd_run,
+        "status": cmd_status,
+        "compare": cmd_compare,
+        "report": cmd_report,
+        "document": cmd_document,
+    }[a.study_command](a)
 
 
 def _progress_logging() -> None:
@@ -196,6 +214,14 @@ def cmd_report(a: argparse.Namespace) -> int:
 
     path = build_report(a.dir, a.output)
     print(f"report: {path}")
+    return 0
+
+
+def cmd_document(a: argparse.Namespace) -> int:
+    from medcolor.report.document import parse_study_args, write_document
+
+    path = write_document(a.template, parse_study_args(a.study), a.output, metric=a.metric)
+    print(f"document: {path}")
     return 0
 
 

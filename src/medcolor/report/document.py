@@ -1,0 +1,454 @@
+"""A results document generated from studies (``medcolor study document``): a Markdown (or any text)
+template, written by the researcher, whose numbers all come from the studies' results tables.
+
+The template is Jinja2.  Each study given as ``NAME=DIR`` is a variable ``NAME`` (a :class:`StudyView`)
+with:
+
+* ``NAME.compare(a, b, label="mean", family="document", test="t")`` — a paired comparison of arm ``b``
+  against arm ``a`` (difference b − a, arms written as for ``medcolor study compare``), a
+  :class:`DocComparison`: ``{{ c }}`` renders ``-0.8 [-1.0, -0.7], p = 0.083, BH p = 0.21 (n = 3)``;
+  ``c.a`` / ``c.b`` the arms' mean ± std, ``c.d`` the difference with its bootstrap CI, ``c.p``,
+  ``c.p_bh``, ``c.n``, ``c.sig`` (BH p < 0.05) and the raw numbers (``c.diff``, ``c.p_value``...);
+* ``NAME.arm(selector, label="mean")`` — the mean ± std of one condition over its repeats
+  (:class:`DocArm`); the selector must pin every grid field that is not a repeat field.  What its run
+  directories recorded: ``arm.stage("lr")`` (the max lr of each repeat's first stage),
+  ``arm.val_at(20)`` (validation AUC at step 20), as :class:`Values` (``.fmt("{:.1e}")``, ``.range()``);
+* ``NAME.table("table1" | "table2" | "table3")`` — the report's Table I–III as Markdown;
+* ``NAME.cells`` (number of finished cells), ``NAME.hours`` (their summed wall time), ``NAME.name``,
+  ``NAME.dir``.
+
+Benjamini–Hochberg adjusts the p-values of every comparison of one ``family`` together (by default
+every comparison of the document is one family); the template is rendered twice, first to collect the
+comparisons, then with the adjusted p-values.  ``families`` in the template lists each family with its
+size (the comparisons in it that have a test), for a sentence saying what was adjusted together.
+
+Comparisons with a single pair (e.g. a training-set size that has one possible subset) show the
+difference and no test: ``n = 1: no test``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medcolor.errors import ConfigError, DataError
+from medcolor.study.stats import (
+    MEAN_LABEL,
+    REPEAT_FIELDS,
+    adjust_bh,
+    format_diff,
+    format_p,
+    format_pm,
+    parse_arm,
+    study_cells,
+)
+from medcolor.study.stats.arms import select_cells
+from medcolor.study.stats.comparison import check_labels, stat_rows
+from medcolor.study.stats.pairing import plan_pairs
+from medcolor.utils import write_text_atomic
+
+DEFAULT_FAMILY = "document"
+
+
+def _num(x: Any) -> float:
+    return float(x) if x is not None and np.isfinite(x) else math.nan
+
+
+@dataclass
+class DocComparison:
+    """One paired comparison (b − a) in a document; text properties for the template."""
+
+    study: str
+    arm_a: str
+    arm_b: str
+    label: str
+    family: str
+    n: int
+    mean_a: float
+    std_a: float
+    mean_b: float
+    std_b: float
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    test: str
+    note: str = ""
+    p_adj: float | None = None  # None until the family is adjusted (first rendering pass)
+    scale: float = 100.0
+    decimals: int = 1
+
+    @property
+    def a(self) -> str:
+        return format_pm(self.mean_a, self.std_a, self.scale, self.decimals)
+
+    @property
+    def b(self) -> str:
+        return format_pm(self.mean_b, self.std_b, self.scale, self.decimals)
+
+    @property
+    def d(self) -> str:
+        """The difference with its bootstrap CI, ``-0.8 [-1.0, -0.7]``."""
+        return format_diff(self.diff, self.ci_low, self.ci_high, self.scale, self.decimals)
+
+    @property
+    def p(self) -> str:
+        return format_p(self.p_value)
+
+    @property
+    def p_bh(self) -> str:
+        if self.p_adj is None:
+            return "…"
+        return format_p(self.p_adj)
+
+    @property
+    def sig(self) -> bool:
+        return self.p_adj is not None and np.isfinite(self.p_adj) and self.p_adj < 0.05
+
+    def __str__(self) -> str:
+        if not np.isfinite(self.p_value):
+            return f"{self.d} (n = {self.n}: no test)"
+        return f"{self.d}, p = {self.p}, BH p = {self.p_bh} (n = {self.n})"
+
+
+class Values(list):
+    """Numbers gathered over an arm's repeats; ``{{ v }}`` lists them, ``v.fmt("{:.1e}")`` in a format,
+    ``v.range()`` as ``min–max``."""
+
+    def fmt(self, spec: str = "{:.3g}", sep: str = ", ") -> str:
+        return sep.join(spec.format(x) for x in self)
+
+    def range(self, spec: str = "{:.2f}") -> str:
+        if not self:
+            return "n/a"
+        lo, hi = min(self), max(self)
+        return spec.format(lo) if lo == hi else f"{spec.format(lo)}–{spec.format(hi)}"
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self)) if self else math.nan
+
+    def __str__(self) -> str:
+        return self.fmt()
+
+
+@dataclass
+class DocArm:
+    """One condition's mean ± std over its repeats, and what its run directories recorded."""
+
+    selector: str
+    label: str
+    values: list[float]
+    cells: list[str]
+    run_dirs: list[Path | None] = field(default_factory=list)
+    scale: float = 100.0
+    decimals: int = 1
+
+    def _json(self, name: str) -> list[Any]:
+        import json
+
+        out = []
+        for cell, rd in zip(self.cells, self.run_dirs, strict=True):
+            p = rd / name if rd is not None else None
+            if p is None or not p.is_file():
+                raise DataError(f"arm {self.selector!r}: cell {cell} has no {name} (is its run directory here?)")
+            out.append(json.loads(p.read_text()))
+        return out
+
+    def stage(self, key: str, index: int = 0) -> Values:
+        """``summary.json``'s ``stages[index][key]`` of each repeat (``lr``, ``best_step``, ``time_s``...)."""
+        vals = Values()
+        for cell, summ in zip(self.cells, self._json("summary.json"), strict=True):
+            stages = summ.get("stages", [])
+            if index >= len(stages) or key not in stages[index]:
+                raise DataError(f"arm {self.selector!r}: cell {cell} has no stage {index} value {key!r}")
+            vals.append(stages[index][key])
+        return vals
+
+    def val_at(self, step: int, index: int = 0) -> Values:
+        """The validation mean AUC at ``step`` of stage ``index`` of each repeat (its ``history.json``)."""
+        import json
+
+        vals = Values()
+        for cell, rd, summ in zip(self.cells, self.run_dirs, self._json("summary.json"), strict=True):
+            stages = summ.get("stages", [])
+            hp = Path(stages[index]["directory"]) / "history.json" if index < len(stages) else None
+            if hp is not None and not hp.is_file() and rd is not None:  # the study directory was moved
+                hp = rd / Path(stages[index]["directory"]).name / "history.json"
+            if hp is None or not hp.is_file():
+                raise DataError(f"arm {self.selector!r}: cell {cell} has no history of stage {index}")
+            hits = [h["val_mean_auc"] for h in json.loads(hp.read_text()) if h.get("step") == step]
+            if not hits:
+                raise DataError(f"arm {self.selector!r}: cell {cell} did not validate at step {step}")
+            vals.append(hits[0])
+        return vals
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values)) if self.values else math.nan
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values, ddof=1)) if len(self.values) > 1 else math.nan
+
+    def __str__(self) -> str:
+        return format_pm(self.mean, self.std, self.scale, self.decimals)
+
+
+@dataclass
+class _Registry:
+    """The comparisons of one rendering, keyed by what the template asked for."""
+
+    items: dict[tuple, DocComparison] = field(default_factory=dict)
+
+    def families(self) -> dict[str, list[DocComparison]]:
+        out: dict[str, list[DocComparison]] = {}
+        for c in self.items.values():
+            out.setdefault(c.family, []).append(c)
+        return out
+
+    def adjust(self) -> None:
+        for members in self.families().values():
+            adj = adjust_bh([c.p_value for c in members])
+            for c, p in zip(members, adj, strict=True):
+                c.p_adj = float(p)
+
+
+class _Families:
+    """``families`` in a template: ``{"name", "size"}`` per family of comparisons (size: those with a
+    test), read when the template iterates it (the first pass sees those asked for so far)."""
+
+    def __init__(self, registry: _Registry) -> None:
+        self._registry = registry
+
+    def _list(self) -> list[dict[str, Any]]:
+        fams = self._registry.families().items()
+        return [{"name": k, "size": sum(np.isfinite(c.p_value) for c in v)} for k, v in fams]
+
+    def __iter__(self):
+        return iter(self._list())
+
+    def __len__(self) -> int:
+        return len(self._list())
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        fams = self._list()
+        return fams[i] if -len(fams) <= i < len(fams) else {"name": "", "size": 0}
+
+
+class StudyView:
+    """A study's results as the template sees them (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        study_dir: str | os.PathLike,
+        registry: _Registry,
+        *,
+        metric: str = "test_auc",
+        n_boot: int = 2000,
+        seed: int = 0,
+        level: float = 0.95,
+    ) -> None:
+        from medcolor.study.results import read_results
+
+        self.name = name
+        self.dir = str(study_dir)
+        self._table = read_results(study_dir)
+        self._cells = study_cells(self._table, metric)
+        self._registry = registry
+        self._metric = metric
+        self._n_boot, self._seed, self._level = n_boot, seed, level
+
+    @property
+    def cells(self) -> int:
+        return len(self._cells.fields)
+
+    def compare(
+        self, a: str, b: str, label: str = MEAN_LABEL, family: str = DEFAULT_FAMILY, test: str = "t"
+    ) -> DocComparison:
+        key = (self.name, a, b, label, family, test)
+        if key in self._registry.items:
+            return self._registry.items[key]
+        labels = check_labels(self._cells, [label])
+        plans = plan_pairs(self._cells, a, b, [])
+        if len(plans) != 1:  # pragma: no cover - plan_pairs returns one group without ``by``
+            raise DataError(f"{self.name}: the comparison {a!r} vs {b!r} splits into {len(plans)} groups")
+        (row,) = stat_rows(self._cells, plans[0], labels, test, self._n_boot, self._seed, self._level, 2, False)
+        if row["n"] == 0:
+            raise DataError(
+                f"{self.name}: no pair of cells between {a!r} and {b!r} has a finite {self._metric} for {label}"
+            )
+        c = DocComparison(
+            study=self.name,
+            arm_a=str(row["a"]),
+            arm_b=str(row["b"]),
+            label=label,
+            family=family,
+            n=int(row["n"]),
+            mean_a=_num(row["mean_a"]),
+            std_a=_num(row["std_a"]),
+            mean_b=_num(row["mean_b"]),
+            std_b=_num(row["std_b"]),
+            diff=_num(row["diff"]),
+            ci_low=_num(row["ci_low"]),
+            ci_high=_num(row["ci_high"]),
+            p_value=_num(row["p"]),
+            test=test,
+            note=str(row["note"]),
+        )
+        self._registry.items[key] = c
+        return c
+
+    def arm(self, selector: str, label: str = MEAN_LABEL) -> DocArm:
+        labels = check_labels(self._cells, [label])
+        sel = parse_arm(selector, self._cells)
+        rows = select_cells(self._cells, sel, selector, "")
+        F = rows.drop(columns=[f for f in (*REPEAT_FIELDS, *sel) if f in rows.columns])
+        varying = [f for f in F.columns if F[f].nunique() > 1]
+        if varying:
+            listing = "; ".join(f"{f}: {', '.join(sorted(set(F[f])))}" for f in varying)
+            raise ConfigError(
+                f"{self.name}: the arm {selector!r} selects cells of several conditions ({listing}); "
+                f"add {' and '.join(f'{f}=...' for f in varying)} to it"
+            )
+        x = self._cells.values.loc[rows.index, labels[0]].to_numpy(float)
+        ok = np.isfinite(x)
+        cells = [str(c) for c in rows.index[ok]]
+        return DocArm(selector, label, [float(v) for v in x[ok]], cells, [self._run_dir(c) for c in cells])
+
+    def _run_dir(self, cell: str) -> Path | None:
+        from medcolor.report.rundirs import run_dir_of
+
+        rows = self._table.loc[self._table["cell"].astype(str) == cell, "run_dir"]
+        return run_dir_of(Path(self.dir), rows.iloc[0]) if len(rows) else None
+
+    @property
+    def hours(self) -> float:
+        """Cell time in hours: the sum of the finished cells' wall times."""
+        first = self._table.drop_duplicates("cell")
+        return float(pd.to_numeric(first["wall_s"], errors="coerce").sum()) / 3600
+
+    def table(self, key: str, title: bool = True) -> str:
+        from medcolor.report.tables import TableOptions, table1, table2, table3
+
+        fns = {"table1": table1, "table2": table2, "table3": table3}
+        if key not in fns:
+            raise ConfigError(f"{self.name}.table({key!r}): the tables are {', '.join(fns)}")
+        t = fns[key](self._table, TableOptions(metric=self._metric, n_boot=self._n_boot, seed=self._seed))
+        if t is None:
+            raise DataError(f"{self.name}: the study has no {key} (see its report for why)")
+        md = t.to_markdown()
+        return md if title else md.split("\n", 2)[2]
+
+    def __repr__(self) -> str:
+        return f"StudyView({self.name!r}, {self.dir!r}, {self.cells} cells)"
+
+
+def _environment(search: Path):
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(search)),
+        autoescape=False,  # Markdown, not HTML
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+
+
+def render_document(
+    template: str | os.PathLike,
+    studies: Mapping[str, str | os.PathLike],
+    *,
+    metric: str = "test_auc",
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> str:
+    """Render ``template`` with one :class:`StudyView` per ``studies`` item (name -> study directory)."""
+    import jinja2
+
+    tpath = Path(template)
+    if not tpath.is_file():
+        raise ConfigError(f"no template at {tpath}")
+    if not studies:
+        raise ConfigError("give at least one study: --study NAME=DIR")
+    for name in studies:
+        if not name.isidentifier():
+            raise ConfigError(f"the study name {name!r} is not a template variable name: use letters, digits and _")
+    env = _environment(tpath.parent)
+    try:
+        tmpl = env.get_template(tpath.name)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"{tpath}, line {exc.lineno}: {exc.message}") from None
+    registry = _Registry()
+    views = {
+        name: StudyView(name, d, registry, metric=metric, n_boot=n_boot, seed=seed, level=level)
+        for name, d in studies.items()
+    }
+
+    def render() -> str:
+        try:
+            return tmpl.render(**views, studies=views, families=_Families(registry))
+        except jinja2.UndefinedError as exc:
+            raise ConfigError(f"{tpath}: {exc.message}; the studies are {', '.join(studies)}") from None
+        except jinja2.TemplateError as exc:
+            raise ConfigError(f"{tpath}: {exc}") from None
+
+    render()  # first pass: collect the comparisons of every family
+    n_first = len(registry.items)
+    registry.adjust()
+    text = render()
+    if len(registry.items) != n_first:  # pragma: no cover - a template whose comparisons depend on p-values
+        raise ConfigError(f"{tpath}: the second rendering asked for comparisons the first did not")
+    return text
+
+
+def write_document(
+    template: str | os.PathLike,
+    studies: Mapping[str, str | os.PathLike],
+    out: str | os.PathLike,
+    **kw: Any,
+) -> Path:
+    """Render ``template`` (see :func:`render_document`) and write it to ``out`` atomically."""
+    text = render_document(template, studies, **kw)
+    out = Path(out)
+    write_text_atomic(out, text)
+    return out
+
+
+def parse_study_args(items: list[str] | None) -> dict[str, str]:
+    """``["name=DIR", ...]`` -> ``{name: DIR}`` (the ``--study`` options)."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        name, sep, d = item.partition("=")
+        if not sep or not name.strip() or not d.strip():
+            raise ConfigError(f"--study {item!r}: write NAME=DIR (e.g. --study ablations=studies/ablations)")
+        if name.strip() in out:
+            raise ConfigError(f"--study {name.strip()} is given twice")
+        out[name.strip()] = d.strip()
+    return out
+
+
+__all__ = [
+    "DocArm",
+    "DocComparison",
+    "StudyView",
+    "Values",
+    "parse_study_args",
+    "render_document",
+    "write_document",
+]

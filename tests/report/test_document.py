@@ -1,0 +1,152 @@
+"""``medcolor study document``: a Markdown template rendered with numbers from studies — comparisons equal
+to :func:`compare`'s, BH over each family, arms' mean ± std, what run directories recorded, the report's
+tables, and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_study import cell_id, make_study
+
+from medcolor.errors import ConfigError, DataError
+from medcolor.report.document import parse_study_args, render_document
+from medcolor.study.results import read_results
+from medcolor.study.stats import adjust_bh, compare
+
+BASE = "stages=baseline&data.subset=30"
+CM = "stages=color-module&model.colorizer=colorU&data.subset=30"
+PS = "stages=color-module&model.colorizer=pixelshuffle&data.subset=30"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    return make_study(tmp_path_factory.mktemp("doc") / "fake", None)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "doc.md.j2"
+    p.write_text(text)
+    return p
+
+
+def test_comparisons_match_compare_and_bh_is_per_family(study: Path, tmp_path: Path) -> None:
+    tmpl = write(
+        tmp_path,
+        f"{{% set c1 = s.compare({BASE!r}, {CM!r}) %}}{{% set c2 = s.compare({BASE!r}, {PS!r}) %}}"
+        f"{{% set c3 = s.compare({CM!r}, {PS!r}, family='other') %}}"
+        "{{ c1.diff }}|{{ c1.p_value }}|{{ c1.p_adj }}|{{ c2.p_adj }}|{{ c3.p_adj }}|{{ c1.n }}\n"
+        "{{ c1 }}\n{{ c1.a }} -> {{ c1.b }}: {{ c1.d }} (p {{ c1.p }}, BH {{ c1.p_bh }})\n"
+        "{% for f in families %}{{ f.name }}={{ f.size }};{% endfor %}\n",
+    )
+    out = render_document(tmpl, {"s": study}, n_boot=200)
+    line1, line2, line3, line4 = out.splitlines()
+    diff, p, p1, p2, p3, n = line1.split("|")
+    table = read_results(study)
+    r1 = compare(table, BASE, CM, labels=["mean"], n_boot=200).iloc[0]
+    r2 = compare(table, BASE, PS, labels=["mean"], n_boot=200).iloc[0]
+    r3 = compare(table, CM, PS, labels=["mean"], n_boot=200).iloc[0]
+    assert int(n) == r1["n"] == 3
+    assert float(diff) == pytest.approx(r1["diff"]) and float(p) == pytest.approx(r1["p"])
+    bh = adjust_bh([r1["p"], r2["p"]])  # c1 and c2 are the family "document"; c3 alone in "other"
+    assert float(p1) == pytest.approx(bh[0]) and float(p2) == pytest.approx(bh[1])
+    assert float(p3) == pytest.approx(r3["p"])
+    assert float(p1) > r1["p"]  # adjusted with its family, not alone
+    assert line2.startswith(f"{r1['diff'] * 100:+.1f} [") and "BH p = " in line2 and "(n = 3)" in line2
+    assert line3.startswith(f"{r1['mean_a'] * 100:.1f} ± {r1['std_a'] * 100:.1f} -> ")
+    assert line4 == "document=2;other=1;"
+
+
+def test_single_pair_has_no_test_and_stays_out_of_the_family(study: Path, tmp_path: Path) -> None:
+    tmpl = write(
+        tmp_path,
+        "{{ s.compare('stages=baseline&data.subset=30&trainer.seed=0', 'stages=baseline-all&data.subset=30"
+        "&trainer.seed=0') }}\n{{ families[0].size }}",
+    )
+    out = render_document(tmpl, {"s": study}, n_boot=50)
+    first, size = out.splitlines()
+    assert first.endswith("(n = 1: no test)") and "p =" not in first
+    assert size == "0"
+
+
+def test_arm_mean_std_and_errors(study: Path, tmp_path: Path) -> None:
+    table = read_results(study)
+    out = render_document(
+        write(tmp_path, "{% set a = s.arm('" + CM + "') %}{{ a }}|{{ a.n }}|{{ a.mean }}"), {"s": study}
+    )
+    shown, n, mean = out.split("|")
+    rows = table[
+        (table["label"] == "mean") & (table["stages"] == "color-module") & (table["model.colorizer"] == "colorU")
+    ]
+    x = rows[rows["data.subset"] == 30]["test_auc"].to_numpy(float)
+    assert int(n) == 3 and float(mean) == pytest.approx(x.mean())
+    assert shown == f"{x.mean() * 100:.1f} ± {x.std(ddof=1) * 100:.1f}"
+    with pytest.raises(
+        ConfigError,
+        match=r"several conditions \(data\.dataset: synthetic, target; data\.subset: 30, 60, none\); add "
+        r"data\.dataset=\.\.\. and data\.subset=\.\.\. to it",
+    ):
+        render_document(write(tmp_path, "{{ s.arm('stages=baseline') }}"), {"s": study})
+
+
+def test_tables_and_template_errors(study: Path, tmp_path: Path) -> None:
+    out = render_document(
+        write(tmp_path, "{{ s.table('table1') }}\n---\n{{ s.table('table3', title=False) }}"), {"s": study}, n_boot=50
+    )
+    t1, t3 = out.split("\n---\n")
+    assert t1.startswith("### Table I.") and "| Baseline |" in t1.replace("| – | Baseline |", "| Baseline |")
+    assert not t3.startswith("###") and "Last Layer" in t3
+    with pytest.raises(ConfigError, match="the tables are table1, table2, table3"):
+        render_document(write(tmp_path, "{{ s.table('table4') }}"), {"s": study})
+    with pytest.raises(ConfigError, match=r"'nope' is undefined; the studies are s"):
+        render_document(write(tmp_path, "{{ nope.cells }}"), {"s": study})
+    with pytest.raises(ConfigError, match=r"doc\.md\.j2, line 1"):
+        render_document(write(tmp_path, "{% if %}"), {"s": study})
+    with pytest.raises(ConfigError, match="no template at"):
+        render_document(tmp_path / "missing.md.j2", {"s": study})
+    with pytest.raises(ConfigError, match="not a template variable name"):
+        render_document(write(tmp_path, "x"), {"my-study": study})
+    with pytest.raises(ConfigError, match="never run"):
+        render_document(write(tmp_path, "{{ s.compare('stages=baseline', 'stages=nothing') }}"), {"s": study})
+    with pytest.raises(ConfigError, match="write NAME=DIR"):
+        parse_study_args(["studies/x"])
+    with pytest.raises(ConfigError, match="given twice"):
+        parse_study_args(["a=x", "a=y"])
+    assert parse_study_args(["a=x", "b = y "]) == {"a": "x", "b": "y"}
+
+
+def test_run_directories_lr_and_validation_history(tmp_path: Path, real_runs) -> None:
+    study = make_study(tmp_path / "fake", real_runs)
+    cell = cell_id("synthetic", "colorU", "color-module,all", None, 0)
+    sel = "model.colorizer=colorU&stages=color-module,all&data.subset=none&trainer.seed=0"
+    summary = json.loads((study / "cells" / cell / "summary.json").read_text())
+    history = json.loads((Path(summary["stages"][1]["directory"]) / "history.json").read_text())
+    out = render_document(
+        write(tmp_path, "{% set a = s.arm('" + sel + "') %}{{ a.stage('lr', 1).fmt('{:.6e}') }}|"
+              "{{ a.val_at(2, 1) }}|{{ a.stage('best_step') }}|{{ a.val_at(4, 1).range('{:.4f}') }}"),
+        {"s": study},
+    )  # fmt: skip
+    lr, v2, best, v4 = out.split("|")
+    assert float(lr) == pytest.approx(summary["stages"][1]["lr"], rel=1e-6)
+    assert float(v2) == pytest.approx(next(h["val_mean_auc"] for h in history if h["step"] == 2), abs=1e-3)
+    assert int(best) == summary["stages"][0]["best_step"]
+    assert np.isfinite(float(v4))
+    with pytest.raises(DataError, match="did not validate at step 3"):
+        render_document(write(tmp_path, "{{ s.arm('" + sel + "').val_at(3) }}"), {"s": study})
+    seed1 = sel.replace("seed=0", "seed=1")  # a cell without a run directory
+    with pytest.raises(DataError, match=r"has no summary\.json"):
+        render_document(write(tmp_path, "{{ s.arm('" + seed1 + "').stage('lr') }}"), {"s": study})
+
+
+def test_cli_writes_the_document(study: Path, tmp_path: Path) -> None:
+    from medcolor.cli import main
+
+    tmpl = write(tmp_path, "# {{ s.cells }} cells\n{{ s.compare('" + BASE + "', '" + CM + "').d }}\n")
+    out = tmp_path / "out" / "doc.md"
+    assert main(["study", "document", str(tmpl), "--study", f"s={study}", "-o", str(out)]) == 0
+    first, second = out.read_text().splitlines()
+    assert first == f"# {read_results(study)['cell'].nunique()} cells"
+    assert second.endswith("]")
+    assert main(["study", "document", str(tmpl), "--study", "s", "-o", str(out)]) == 2
