@@ -67,7 +67,7 @@ def test_single_pair_has_no_test_and_stays_out_of_the_family(study: Path, tmp_pa
     )
     out = render_document(tmpl, {"s": study}, n_boot=50)
     first, size = out.splitlines()
-    assert first.endswith("(n = 1: no test)") and "p =" not in first
+    assert first.endswith("(n = 1: no test)") and "p =" not in first and "[" not in first
     assert size == "0"
 
 
@@ -143,10 +143,18 @@ def test_run_directories_lr_and_validation_history(tmp_path: Path, real_runs) ->
 def test_cli_writes_the_document(study: Path, tmp_path: Path) -> None:
     from medcolor.cli import main
 
-    tmpl = write(tmp_path, "# {{ s.cells }} cells\n{{ s.compare('" + BASE + "', '" + CM + "').d }}\n")
+    tmpl = write(
+        tmp_path,
+        "# {{ s.cells }} cells {{ s.commits[0].commit }}:{{ s.commits[0].cells }}\n{{ s.compare('"
+        + BASE
+        + "', '"
+        + CM
+        + "').d }}\n",
+    )
     out = tmp_path / "out" / "doc.md"
     assert main(["study", "document", str(tmpl), "--study", f"s={study}", "-o", str(out)]) == 0
     first, second = out.read_text().splitlines()
-    assert first == f"# {read_results(study)['cell'].nunique()} cells"
+    n = read_results(study)["cell"].nunique()
+    assert first == f"# {n} cells 0123abc:{n}"
     assert second.endswith("]")
     assert main(["study", "document", str(tmpl), "--study", "s", "-o", str(out)]) == 2

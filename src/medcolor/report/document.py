@@ -14,8 +14,8 @@ with:
   directories recorded: ``arm.stage("lr")`` (the max lr of each repeat's first stage),
   ``arm.val_at(20)`` (validation AUC at step 20), as :class:`Values` (``.fmt("{:.1e}")``, ``.range()``);
 * ``NAME.table("table1" | "table2" | "table3")`` — the report's Table I–III as Markdown;
-* ``NAME.cells`` (number of finished cells), ``NAME.hours`` (their summed wall time), ``NAME.name``,
-  ``NAME.dir``.
+* ``NAME.cells`` (number of finished cells), ``NAME.hours`` (their summed wall time), ``NAME.commits``
+  (cells per medcolor commit), ``NAME.name``, ``NAME.dir``.
 
 Benjamini–Hochberg adjusts the p-values of every comparison of one ``family`` together (by default
 every comparison of the document is one family); the template is rendered twice, first to collect the
@@ -186,6 +186,13 @@ class StudyView:
 
         rows = self._table.loc[self._table["cell"].astype(str) == cell, "run_dir"]
         return run_dir_of(Path(self.dir), rows.iloc[0]) if len(rows) else None
+
+    @property
+    def commits(self) -> list[dict[str, Any]]:
+        """``{"commit": short hash, "cells": count}`` per medcolor commit that ran cells, most cells first."""
+        first = self._table.drop_duplicates("cell")
+        counts = first["git_commit"].fillna("unknown").astype(str).value_counts()
+        return [{"commit": c[:7], "cells": int(n)} for c, n in counts.items()]
 
     @property
     def hours(self) -> float:

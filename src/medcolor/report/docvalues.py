@@ -50,7 +50,9 @@ class DocComparison:
 
     @property
     def d(self) -> str:
-        """The difference with its bootstrap CI, ``-0.8 [-1.0, -0.7]``."""
+        """The difference with its bootstrap CI, ``-0.8 [-1.0, -0.7]`` (no CI with a single pair)."""
+        if self.n < 2:
+            return format_diff(self.diff, math.nan, math.nan, self.scale, self.decimals)
         return format_diff(self.diff, self.ci_low, self.ci_high, self.scale, self.decimals)
 
     @property
@@ -83,12 +85,12 @@ class Values(list):
     def range(self, spec: str = "{:.2f}") -> str:
         if not self:
             return "n/a"
-        lo, hi = min(self), max(self)
-        return spec.format(lo) if lo == hi else f"{spec.format(lo)}–{spec.format(hi)}"
+        lo, hi = spec.format(min(self)), spec.format(max(self))
+        return lo if lo == hi else f"{lo}–{hi}"
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self)) if self else math.nan
+        return sum(self) / len(self) if self else math.nan
 
     def __str__(self) -> str:
         return self.fmt()
