@@ -117,6 +117,16 @@ def test_shipped_configs_parse_and_pass_the_checks(path: Path) -> None:
     check_run_config(cfg)
 
 
+@pytest.mark.parametrize("path", [p for p in SHIPPED if "base" in yaml.safe_load(p.read_text())])  # studies
+def test_shipped_study_specs_expand_without_invalid_cells(path: Path) -> None:
+    from medcolor.study.plan import expand
+    from medcolor.study.spec import load_spec
+
+    plan = expand(load_spec(path))
+    assert plan.cells and not [c.id for c in plan.cells if c.invalid]
+    assert len({c.id for c in plan.cells}) == len(plan.cells)
+
+
 def test_colorizer_start_and_ablation_colorizers_from_flags():
     from medcolor.config import check_run_config
     from medcolor.training.pipeline import colorizer_kwargs

@@ -158,3 +158,20 @@ def test_cli_writes_the_document(study: Path, tmp_path: Path) -> None:
     assert first == f"# {n} cells 0123abc:{n}"
     assert second.endswith("]")
     assert main(["study", "document", str(tmpl), "--study", "s", "-o", str(out)]) == 2
+
+
+def test_the_reproduction_template_parses_and_names_its_studies() -> None:
+    """docs/reproduction.md.j2 is Jinja2 that this module can load, and it uses the two studies its
+    header command passes (rendering it needs the studies, which are not in the repository)."""
+    import jinja2
+    from jinja2 import meta
+
+    from medcolor.report.document import _environment
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "reproduction.md.j2"
+    env = _environment(path.parent)
+    ast = env.parse(path.read_text())
+    used = meta.find_undeclared_variables(ast)
+    assert used == {"ablations", "transfer", "families"}
+    assert "--study ablations=studies/ablations --study transfer=studies/transfer" in path.read_text()
+    assert isinstance(env.get_template(path.name), jinja2.Template)

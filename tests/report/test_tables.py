@@ -11,6 +11,7 @@ import pytest
 from fake_study import make_study
 from scipy import stats as sps
 
+from medcolor.report.names import field_title
 from medcolor.report.tables import (
     TableOptions,
     format_diff,
@@ -170,6 +171,8 @@ def test_formatting() -> None:
     assert strategy_name("color-module,all") == "Color Module → All" and strategy_name("baseline-all") == "Baseline All"
     assert value_text("data.subset", "0.001") == "0.1 %" and value_text("data.subset", "1000") == "1,000 images"
     assert value_text("model.colorizer", "replicate") == "–" and value_text("transfer", "none") == "–"
+    assert value_text("data", "none") == "base (the spec's)" and value_text("data", "kermany") == "kermany"
+    assert field_title("data") == "Data"
     assert format_pm(0.8345, 0.0051) == "83.5 ± 0.5" and format_pm(0.8, float("nan")) == "80.0"
     assert format_diff(0.05, 0.04, 0.061) == "+5.0 [+4.0, +6.1]" and format_diff(float("nan"), 0, 0) == "–"
     assert latex_escape("a_b & 10% ± Δ → <0.001 #1") == r"a\_b \& 10\% $\pm$ $\Delta$ $\rightarrow$ $<$0.001 \#1"

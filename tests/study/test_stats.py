@@ -154,6 +154,14 @@ def test_by_gives_one_comparison_per_size() -> None:
     # offsets per (draw, seed) pair: 0.05, 0.06, 0.045, 0.055 -> mean 0.0525 at both sizes
     assert r["diff"].to_numpy() == pytest.approx([0.0525, 0.0525])
     assert r["mean_a"].to_numpy() == pytest.approx([0.62 + 0.0065, 0.8 + 0.0065])
+    # a size with a single pair (e.g. the full set, one draw): its difference, no test, out of the BH family
+    t = subset_table()
+    keep = (t["data.subset"] != 0.1) | ((t["data.subset_draw"] == 0) & (t["trainer.seed"] == 0))
+    r = compare(t[keep], "baseline", "color-module", by=["data.subset"], labels=["L"])
+    assert list(r["n"]) == [4, 1] and r["diff"].to_numpy() == pytest.approx([0.0525, 0.05])
+    assert np.isfinite(r["p"].iloc[0]) and np.isnan(r["p"].iloc[1]) and np.isnan(r["p_adj"].iloc[1])
+    assert r["p_adj"].iloc[0] == pytest.approx(r["p"].iloc[0])  # a family of one test
+    assert "1 pair(s): too few for the test" in r["note"].iloc[1] and np.isnan(r["ci_low"].iloc[1])
     # without --by the two sizes are pairing fields: 8 pairs in one comparison
     r = compare(subset_table(), "baseline", "color-module", labels=["L"])
     assert list(r["n"]) == [8] and "data.subset" not in r.columns

@@ -18,6 +18,8 @@ STRATEGY_NAMES = {
 }
 COLORIZER_NAMES = {"deconv": "DECONV", "pixelshuffle": "PixelShuffle", "colorU": "ColorU", "replicate": "–", NONE: "–"}
 COLORIZER_ORDER = ("replicate", NONE, "deconv", "pixelshuffle", "colorU")
+#: grid fields whose values name alternatives of a whole config section (``data: {kermany: {...}}``)
+SECTION_FIELDS = ("data", "model", "trainer")
 FIELD_TITLES = {
     "model.backbone": "Backbone",
     "model.colorizer": "Colorization module",
@@ -28,6 +30,9 @@ FIELD_TITLES = {
     "data.subset_draw": "Subset draw",
     "trainer.seed": "Seed",
     "model.weights": "Weights",
+    "data": "Data",
+    "model": "Model",
+    "trainer": "Trainer",
 }
 
 
@@ -57,6 +62,8 @@ def value_text(f: str, v: str) -> str:
             else COLORIZER_NAMES.get(part, part)
             for part in v.split(" · ")
         )
+    if f in SECTION_FIELDS and v == NONE:  # a named alternative of a whole config section, left at the base
+        return "base (the spec's)"
     if f == "data.subset":
         if v == NONE:
             return "full"

@@ -77,7 +77,7 @@ def stat_rows(
         elif plan.pairs or not plan.note:
             notes.append(f"{n} pair(s): too few for the test")
         d = xb - xa
-        lo, hi = bootstrap_ci(d, n_boot, seed, level)
+        lo, hi = bootstrap_ci(d, n_boot, seed, level) if n >= 2 else (math.nan, math.nan)  # no spread from 1 pair
         out.append(
             {
                 **plan.group,
@@ -145,7 +145,8 @@ def compare(
     One row per ``by`` group × label (every label of the table and ``"mean"``, or ``labels``), with the
     columns ``*by``, :data:`STAT_COLUMNS`; ``p_adj`` is Benjamini–Hochberg over all rows returned.
     Raises :class:`ArmNotFoundError` for an arm that was never run (listing the values that exist) and
-    :class:`PairingError` when cells lack a partner (naming them) or there are fewer than 2 pairs.
+    :class:`PairingError` when cells lack a partner (naming them) or no group has 2 pairs; a ``by`` group
+    with a single pair (when others have more) gets its difference, no test, and a note.
     """
     check_args(test, n_boot, level)
     cells = study_cells(table, metric)
@@ -156,9 +157,13 @@ def compare(
             f"no cell has a finite {metric}"
             + ("; the study has no test split: use metric='val_auc'" if metric == "test_auc" else "")
         )
+    plans = plan_pairs(cells, a, b, by)
+    # with several groups, a group with a single pair (e.g. the full training set, of which every draw
+    # is the same) gets its difference and no test; only when no group can be tested is it an error
+    strict = not any(len(p.pairs) >= 2 for p in plans)
     rows = []
-    for plan in plan_pairs(cells, a, b, by):
-        rows += stat_rows(cells, plan, labels, test, n_boot, seed, level, 2, strict=True)
+    for plan in plans:
+        rows += stat_rows(cells, plan, labels, test, n_boot, seed, level, 2, strict=strict)
     return _frame(rows, by)
 
 
