@@ -313,6 +313,28 @@ def test_compare_to_baseline_uses_the_papers_references() -> None:
     assert r[r["model.backbone"] == "resnet18"]["p"].notna().all()
 
 
+def test_a_second_gray_baseline_is_an_arm_against_the_papers() -> None:
+    """replicate-imagenet baselines are compared with the replicate (gray copy) baselines, not used as one."""
+    t = table1_like()
+    extra = []
+    for bb in ("resnet18", "densenet121"):
+        for seed in range(3):
+            g = {
+                "model.backbone": bb,
+                "model.colorizer": "replicate-imagenet",
+                "stages": "baseline",
+                "trainer.seed": seed,
+            }
+            extra.append((g, {"A": 0.79 + 0.002 * seed, "B": 0.79 - 0.001 * seed * seed}))
+    t = pd.concat([t, table(extra).assign(cell=lambda d: "x" + d["cell"].astype(str))], ignore_index=True)
+    r = compare_to_baseline(t, labels=["mean"], n_boot=200)
+    imn = r[r["model.colorizer"] == "replicate-imagenet"]
+    assert len(imn) == 2 and (imn["baseline"] == "baseline").all()
+    assert imn["diff"].to_numpy() == pytest.approx([0.01, 0.01]) and (imn["n"] == 3).all()
+    cu = r[(r["model.backbone"] == "resnet18") & (r["model.colorizer"] == "colorU")].iloc[0]
+    assert cu["diff"] == pytest.approx(0.06) and cu["a"].endswith("model.colorizer=replicate")
+
+
 def test_normalize_value_and_grid_fields() -> None:
     assert [normalize_value(v) for v in (None, np.nan, "", 1000.0, 0.001, 3, True, " x ")] == [
         "none", "none", "none", "1000", "0.001", "3", "true", "x"

@@ -16,7 +16,15 @@ STRATEGY_NAMES = {
     "last-layer": "Last Layer",
     "transfer-all": "Transfer All",
 }
-COLORIZER_NAMES = {"deconv": "DECONV", "pixelshuffle": "PixelShuffle", "colorU": "ColorU", "replicate": "–", NONE: "–"}
+COLORIZER_NAMES = {
+    "deconv": "DECONV",
+    "pixelshuffle": "PixelShuffle",
+    "colorU": "ColorU",
+    "lut": "LUT (pointwise)",
+    "replicate": "–",
+    "replicate-imagenet": "– (ImageNet mean/std)",
+    NONE: "–",
+}
 COLORIZER_ORDER = ("replicate", NONE, "deconv", "pixelshuffle", "colorU")
 #: grid fields whose values name alternatives of a whole config section (``data: {kermany: {...}}``)
 SECTION_FIELDS = ("data", "model", "trainer")

@@ -28,6 +28,10 @@ from medcolor.study.stats.significance import adjust_bh
 BASELINES = ("baseline", "baseline-all")
 #: the grid fields that make up an arm of Table I/III (the rest are sections or repeats)
 ARM_FIELDS = ("model.colorizer", "stages", TRANSFER_FIELD)
+COLORIZER_FIELD = "model.colorizer"
+#: the baselines' own colorizer, the paper's gray copy: the reference when baselines of other gray inputs
+#: (``replicate-imagenet``) were run too
+REFERENCE_COLORIZER = "replicate"
 
 
 def reference_baseline(stages: str) -> str:
@@ -62,7 +66,9 @@ def compare_to_baseline(
 
     The baseline is ``baseline`` (a ``stages`` value, e.g. ``"baseline-all"``) or, by default, the
     paper's reference (:func:`reference_baseline`), falling back to the other baseline when that one was
-    not run.  It is never an error when a section lacks a baseline or an arm's cells lack a partner:
+    not run.  When baselines were run with several gray inputs (``model.colorizer`` ``replicate`` and
+    ``replicate-imagenet``), the ``replicate`` ones are the reference and the others are arms.
+    It is never an error when a section lacks a baseline or an arm's cells lack a partner:
     those rows get NaN statistics (or leave the unpaired cells out) and say so in ``note``.
     ``cells`` restricts the comparisons to those cell ids (transfer sources outside it are still
     described from the whole table).  Columns: ``*by``, the arm fields, ``baseline``, then
@@ -91,6 +97,14 @@ def compare_to_baseline(
     is_base = F["stages"].isin(BASELINES)
     if TRANSFER_FIELD in F.columns:
         is_base &= F[TRANSFER_FIELD] == NONE
+    # several gray inputs for the baselines (replicate and e.g. replicate-imagenet): the paper's gray copy
+    # is the reference, the others are arms compared with it
+    ref_colorizer: dict[str, str] = {}
+    if COLORIZER_FIELD in F.columns and COLORIZER_FIELD in arm_fields:
+        base_colorizers = set(F.loc[is_base, COLORIZER_FIELD])
+        if len(base_colorizers) > 1 and REFERENCE_COLORIZER in base_colorizers:
+            is_base &= F[COLORIZER_FIELD] == REFERENCE_COLORIZER
+            ref_colorizer = {COLORIZER_FIELD: REFERENCE_COLORIZER}
     rows: list[dict[str, Any]] = []
     sections = F[by].drop_duplicates() if by else pd.DataFrame(index=[0])
     for sec in sections.itertuples(index=False, name=None) if by else [()]:
@@ -106,7 +120,7 @@ def compare_to_baseline(
             ref = baseline or reference_baseline(sel["stages"])
             if ref not in bases and baseline is None:
                 ref = next((x for x in BASELINES if x in bases), ref)
-            sel_a = {"stages": ref} | ({TRANSFER_FIELD: NONE} if TRANSFER_FIELD in F.columns else {})
+            sel_a = {"stages": ref} | ({TRANSFER_FIELD: NONE} if TRANSFER_FIELD in F.columns else {}) | ref_colorizer
             head = {**group, **sel, "baseline": ref}
             sub = cells.subset(sec_cells.index)
             try:
