@@ -254,6 +254,8 @@ def test_compare_and_report_of_a_study_directory(reference, tmp_path, capsys):
         "a: stages=baseline & model.colorizer=replicate\nb: stages=color-module & model.colorizer=colorU"
     )
     assert "paired t-test" in text and "| mean | 3 | " in text  # three seeds paired
+    assert main(["study", "compare", str(reference[0]), "baseline", "stages=color-module", "--metric", "val_auc"]) == 0
+    assert "val_auc ×100;" in capsys.readouterr().out
     assert main(["study", "compare", str(reference[0]), "baseline", "all"]) == 2
     assert "no grid field has the value 'all'" in capsys.readouterr().err
     assert main(["study", "report", str(reference[0]), "-o", str(tmp_path / "report")]) == 0

@@ -50,9 +50,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("b", metavar="B")
     c.add_argument("--by", action="append", metavar="FIELD", help="compare within each value of FIELD (repeatable)")
     c.add_argument("--test", default="t", choices=["t", "wilcoxon"], help="paired t-test or Wilcoxon signed-rank")
+    c.add_argument("--metric", default="test_auc", choices=["test_auc", "val_auc"], help="default: test_auc")
     rp = sub.add_parser("report", help="HTML + Markdown + LaTeX report of a study")
     rp.add_argument("dir", metavar="DIR")
     rp.add_argument("-o", "--output", required=True, metavar="REPORT", help="output folder")
+    rp.add_argument("--metric", default="test_auc", choices=["test_auc", "val_auc"], help="default: test_auc")
     d = sub.add_parser(
         "document",
         help="render a results document (a Jinja2 Markdown template) whose numbers come from studies",
@@ -205,14 +207,14 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
     table = read_results(a.dir)
     by = [f.strip() for spec in a.by or [] for f in spec.split(",") if f.strip()] or None
-    print(format_comparison(compare(table, a.a, a.b, by=by, test=a.test)))
+    print(format_comparison(compare(table, a.a, a.b, by=by, test=a.test, metric=a.metric)))
     return 0
 
 
 def cmd_report(a: argparse.Namespace) -> int:
     from medcolor.report import build_report
 
-    path = build_report(a.dir, a.output)
+    path = build_report(a.dir, a.output, metric=a.metric)
     print(f"report: {path}")
     return 0
 
