@@ -98,6 +98,10 @@ def test_tables_and_template_errors(study: Path, tmp_path: Path) -> None:
     t1, t3 = out.split("\n---\n")
     assert t1.startswith("### Table I.") and "| Baseline |" in t1.replace("| – | Baseline |", "| Baseline |")
     assert not t3.startswith("###") and "Last Layer" in t3
+    only = render_document(write(tmp_path, "{{ s.table('table1', where='data.subset=30') }}"), {"s": study}, n_boot=50)
+    assert "30 images" in only and "60 images" not in only and "60 images" in t1
+    with pytest.raises(ConfigError, match="never run"):
+        render_document(write(tmp_path, "{{ s.table('table1', where='data.subset=7') }}"), {"s": study})
     with pytest.raises(ConfigError, match="the tables are table1, table2, table3"):
         render_document(write(tmp_path, "{{ s.table('table4') }}"), {"s": study})
     with pytest.raises(ConfigError, match=r"'nope' is undefined; the studies are s"):
@@ -175,3 +179,14 @@ def test_the_reproduction_template_parses_and_names_its_studies() -> None:
     assert used == {"ablations", "transfer", "families"}
     assert "--study ablations=studies/ablations --study transfer=studies/transfer" in path.read_text()
     assert isinstance(env.get_template(path.name), jinja2.Template)
+
+
+def test_a_filtered_table_drops_the_labels_of_the_cells_left_out() -> None:
+    from medcolor.report.document import _drop_empty_label_columns
+    from medcolor.report.render import StudyTable
+
+    rows = [["–", "Baseline", "3", "70.0", "n/a"], ["ColorU", "Color Module", "3", "71.0", "n/a"]]
+    t = StudyTable("table2", "Table II. x", ["Colorizer", "Strategy", "n", "A", "B"], [("", rows)])
+    out = _drop_empty_label_columns(t)
+    assert out.columns == ["Colorizer", "Strategy", "n", "A"]
+    assert out.sections[0][1][1] == ["ColorU", "Color Module", "3", "71.0"]

@@ -200,20 +200,40 @@ class StudyView:
         first = self._table.drop_duplicates("cell")
         return float(pd.to_numeric(first["wall_s"], errors="coerce").sum()) / 3600
 
-    def table(self, key: str, title: bool = True) -> str:
+    def table(self, key: str, title: bool = True, where: str | None = None) -> str:
+        """The report's Table I/II/III as Markdown; ``where`` (an arm selector, e.g. ``"data=none"``) keeps
+        only the cells it selects; ``title=False`` drops the ``### Table ...`` line."""
         from medcolor.report.tables import TableOptions, table1, table2, table3
 
         fns = {"table1": table1, "table2": table2, "table3": table3}
         if key not in fns:
             raise ConfigError(f"{self.name}.table({key!r}): the tables are {', '.join(fns)}")
-        t = fns[key](self._table, TableOptions(metric=self._metric, n_boot=self._n_boot, seed=self._seed))
+        table = self._table
+        if where is not None:
+            keep = set(select_cells(self._cells, parse_arm(where, self._cells), where, "where").index)
+            table = table[table["cell"].astype(str).isin(keep)]
+        t = fns[key](table, TableOptions(metric=self._metric, n_boot=self._n_boot, seed=self._seed))
         if t is None:
-            raise DataError(f"{self.name}: the study has no {key} (see its report for why)")
+            raise DataError(f"{self.name}: the study has no {key}{' where ' + where if where else ''} (see its report)")
+        if where is not None:  # a label no kept cell has (another dataset's) is not a column
+            t = _drop_empty_label_columns(t)
         md = t.to_markdown()
         return md if title else md.split("\n", 2)[2]
 
     def __repr__(self) -> str:
         return f"StudyView({self.name!r}, {self.dir!r}, {self.cells} cells)"
+
+
+def _drop_empty_label_columns(t: Any) -> Any:
+    """A table whose every row shows "n/a" in a column (a label of cells that were filtered out) loses it."""
+    rows = [r for _, sec in t.sections for r in sec]
+    empty = [j for j in range(t.text_columns, len(t.columns)) if rows and all(r[j] == "n/a" for r in rows)]
+    if not empty:
+        return t
+    keep = [j for j in range(len(t.columns)) if j not in empty]
+    t.columns = [t.columns[j] for j in keep]
+    t.sections = [(h, [[r[j] for j in keep] for r in sec]) for h, sec in t.sections]
+    return t
 
 
 def _environment(search: Path):
