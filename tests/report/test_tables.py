@@ -171,7 +171,7 @@ def test_formatting() -> None:
     assert strategy_name("color-module,all") == "Color Module → All" and strategy_name("baseline-all") == "Baseline All"
     assert value_text("data.subset", "0.001") == "0.1 %" and value_text("data.subset", "1000") == "1,000 images"
     assert value_text("model.colorizer", "replicate") == "–" and value_text("transfer", "none") == "–"
-    assert value_text("data", "none") == "base (the spec's)" and value_text("data", "kermany") == "kermany"
+    assert value_text("data", "none") == "as in the spec's base" and value_text("data", "kermany") == "kermany"
     assert field_title("data") == "Data"
     assert format_pm(0.8345, 0.0051) == "83.5 ± 0.5" and format_pm(0.8, float("nan")) == "80.0"
     assert format_diff(0.05, 0.04, 0.061) == "+5.0 [+4.0, +6.1]" and format_diff(float("nan"), 0, 0) == "–"

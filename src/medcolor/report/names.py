@@ -71,7 +71,7 @@ def value_text(f: str, v: str) -> str:
             for part in v.split(" · ")
         )
     if f in SECTION_FIELDS and v == NONE:  # a named alternative of a whole config section, left at the base
-        return "base (the spec's)"
+        return "as in the spec's base"
     if f == "data.subset":
         if v == NONE:
             return "full"
