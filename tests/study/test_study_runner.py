@@ -289,3 +289,35 @@ def test_a_field_added_to_the_spec_later_is_filled_in_for_the_finished_cells(ref
     table = build_table(out, plan)
     assert set(table["cell"]) == {c.id for c in old}
     assert (table["data.batch_size"] == 8).all()
+
+
+def test_a_partial_cell_of_another_configuration_says_to_delete_it(tmp_path, synthetic_root, capsys):
+    """A cell folder holding a partly trained run whose config differs (an older medcolor's defaults, an
+    edited spec) fails with the study's advice (delete the cell folder), not train's --resume/--overwrite;
+    after deleting it the cell runs."""
+    import shutil
+
+    from medcolor.study.plan import cell_run_config
+    from medcolor.training.rundir import mark_run_dir
+
+    one = "name: one\n" + BASE + "cells:\n  baseline: {{stages: baseline, model.colorizer: replicate}}\n"
+    spec = write_spec(tmp_path / "one.yaml", one, synthetic_root)
+    out = tmp_path / "one"
+    plan = expand(load_spec(spec))
+    (cell,) = plan.cells
+    prepare_study_dir(load_spec(spec), plan, out)
+    d = out / "cells" / cell.id
+    stale = cell_run_config(cell, out)
+    stale.output = str(d)
+    stale.stages[0].momentum = 0.9  # as if an older default
+    mark_run_dir(d, stale)
+    (d / "1-baseline").mkdir()  # it got as far as its first stage
+    assert main(["study", "run", str(spec), "-o", str(out), "--workers", "0", "--threads", "1"]) == 1
+    text = capsys.readouterr().out
+    failed = json.loads((d / "FAILED.json").read_text())["error"]
+    assert failed.startswith(f"RunConflictError: cell {cell.id} holds a partly trained run of another configuration")
+    assert "momentum" in failed and f"Delete {d} to run the cell from the start" in failed
+    assert "--overwrite" not in failed and "RunConflictError" in text
+    shutil.rmtree(d)
+    assert main(["study", "run", str(spec), "-o", str(out), "--workers", "0", "--threads", "1"]) == 0
+    assert read_results(out)["cell"].unique().tolist() == [cell.id]

@@ -45,7 +45,7 @@ from medcolor.errors import MedcolorError
 from medcolor.study.plan import Cell, Plan, cell_run_config, expand
 from medcolor.study.results import ROW_FILE, StudyError, build_table, cell_rows, write_rows, write_table
 from medcolor.study.spec import Spec, load_spec
-from medcolor.training.rundir import RUN_MARKER, mark_run_dir
+from medcolor.training.rundir import RUN_MARKER, RunConflictError, mark_run_dir
 from medcolor.utils import write_json, write_text_atomic
 
 log = logging.getLogger("medcolor.study")
@@ -324,6 +324,17 @@ def run_cell(
             except KeyboardInterrupt:
                 print(f"=== cell {cell_id} interrupted", flush=True)
                 raise
+            except RunConflictError as exc:  # a partial run of another config: train's advice does not apply
+                message = (
+                    f"RunConflictError: cell {cell_id} holds a partly trained run of another configuration "
+                    f"({'; '.join(exc.diffs[:6])}), e.g. begun by a medcolor with other defaults or before "
+                    f"the spec was edited. Delete {d} to run the cell from the start (finished cells are "
+                    "never affected)."
+                )
+                print(message, flush=True)
+                if rank0:
+                    record_failure(d, message, traceback.format_exc())
+                return "failed"
             except Exception as exc:
                 tb = traceback.format_exc()
                 print(tb, flush=True)

@@ -70,6 +70,14 @@ RUN_LAYOUT: dict[str, Any] = {
 }
 
 
+class RunConflictError(ConfigError):
+    """The output directory holds a started run of another configuration (``diffs``: what differs)."""
+
+    def __init__(self, message: str, diffs: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.diffs = list(diffs or [])
+
+
 @dataclass
 class StageResult:
     index: int
@@ -228,9 +236,10 @@ def prepare_run_dir(cfg: RunConfig, *, resume: bool = False, overwrite: bool = F
             log.info(f"{out} holds a run that stopped before its first stage: replacing it")
             remove_run(out, keep_others=True)  # nothing of it was trained; files it did not write stay
         elif diffs:
-            raise ConfigError(
+            raise RunConflictError(
                 f"{out} holds another run (its config differs: {'; '.join(diffs[:6])}). "
-                "Use --resume to continue that run, --overwrite to replace it, or another --output."
+                "Use --resume to continue that run, --overwrite to replace it, or another --output.",
+                diffs=diffs,
             )
     mark_run_dir(out, cfg)
     return out, cfg
@@ -312,6 +321,7 @@ __all__ = [
     "SKIPPED_ROWS_FILE",
     "STAGE_RESULT_FILE",
     "SUMMARY_FILE",
+    "RunConflictError",
     "RunResult",
     "StageResult",
     "discard_unstarted_run",
