@@ -110,7 +110,7 @@ def test_tables_and_template_errors(study: Path, tmp_path: Path) -> None:
         render_document(write(tmp_path, "{% if %}"), {"s": study})
     with pytest.raises(ConfigError, match="no template at"):
         render_document(tmp_path / "missing.md.j2", {"s": study})
-    with pytest.raises(ConfigError, match="not a template variable name"):
+    with pytest.raises(ConfigError, match="cannot be a template variable"):
         render_document(write(tmp_path, "x"), {"my-study": study})
     with pytest.raises(ConfigError, match="never run"):
         render_document(write(tmp_path, "{{ s.compare('stages=baseline', 'stages=nothing') }}"), {"s": study})
@@ -190,3 +190,55 @@ def test_a_filtered_table_drops_the_labels_of_the_cells_left_out() -> None:
     out = _drop_empty_label_columns(t)
     assert out.columns == ["Colorizer", "Strategy", "n", "A"]
     assert out.sections[0][1][1] == ["ColorU", "Color Module", "3", "71.0"]
+
+
+def test_one_comparison_however_spelt_is_one_member_of_its_family(study: Path, tmp_path: Path) -> None:
+    swapped = "&".join(reversed(BASE.split("&")))
+    tmpl = write(
+        tmp_path,
+        f"{{{{ s.compare({BASE!r}, {CM!r}).p_bh }}}}|{{{{ s.compare({swapped!r}, {CM!r}).p_bh }}}}|"
+        "{% for f in families %}{{ f.name }}={{ f.size }}{% endfor %}",
+    )
+    first, second, fams = render_document(tmpl, {"s": study}, n_boot=50).split("|")
+    assert first == second and fams == "document=1"
+    table = read_results(study)
+    assert float(first) == pytest.approx(compare(table, BASE, CM, labels=["mean"], n_boot=50).iloc[0]["p"], abs=1e-3)
+
+
+def test_raw_adjusted_p_in_the_first_pass_and_bad_tests(study: Path, tmp_path: Path) -> None:
+    tmpl = write(
+        tmp_path, f"{{% set c = s.compare({BASE!r}, {CM!r}) %}}{{{{ '%.4f'|format(c.p_adj) }}}} {{{{ c.sig }}}}"
+    )
+    p_adj, sig = render_document(tmpl, {"s": study}, n_boot=50).split()
+    assert float(p_adj) == pytest.approx(compare(read_results(study), BASE, CM, labels=["mean"]).iloc[0]["p"], abs=1e-4)
+    assert sig in ("True", "False")
+    with pytest.raises(ConfigError, match="test must be one of t, wilcoxon, got 'T'"):
+        render_document(write(tmp_path, f"{{{{ s.compare({BASE!r}, {CM!r}, test='T') }}}}"), {"s": study})
+
+
+def test_comparisons_chosen_by_their_own_p_values_are_refused(study: Path, tmp_path: Path) -> None:
+    """A comparison asked for in the first pass only would sit in a BH family without being shown."""
+    tmpl = write(
+        tmp_path,
+        f"{{% set c = s.compare({BASE!r}, {CM!r}) %}}{{% if not c.sig and c.p_bh == '…' %}}"
+        f"{{{{ s.compare({BASE!r}, {PS!r}) }}}}{{% endif %}}{{{{ c }}}}",
+    )
+    with pytest.raises(ConfigError, match="second rendering asked for other comparisons than the first"):
+        render_document(tmpl, {"s": study}, n_boot=50)
+
+
+def test_template_mistakes_name_the_line_and_never_leak_a_traceback(study: Path, tmp_path: Path) -> None:
+    cases = {
+        "line 2: TypeError": "ok\n{{ s.compare('stages=baseline') }}",
+        "line 1: ZeroDivisionError": "{{ 1 / 0 }}",
+        "line 3: ": "\n\n{{ s.arm('" + CM + "').stage('lr') }}",  # a DataError: no run directory here
+    }
+    for want, text in cases.items():
+        with pytest.raises((ConfigError, DataError), match=want):
+            render_document(write(tmp_path, text), {"s": study}, n_boot=50)
+    for reserved in ("families", "studies", "for"):
+        with pytest.raises(ConfigError, match="cannot be a template variable"):
+            render_document(write(tmp_path, "x"), {reserved: study})
+    (tmp_path / "latin1.md.j2").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        render_document(tmp_path / "latin1.md.j2", {"s": study})

@@ -333,6 +333,14 @@ def test_a_second_gray_baseline_is_an_arm_against_the_papers() -> None:
     assert imn["diff"].to_numpy() == pytest.approx([0.01, 0.01]) and (imn["n"] == 3).all()
     cu = r[(r["model.backbone"] == "resnet18") & (r["model.colorizer"] == "colorU")].iloc[0]
     assert cu["diff"] == pytest.approx(0.06) and cu["a"].endswith("model.colorizer=replicate")
+    # a section whose only frozen baseline is replicate-imagenet uses it (decided per section)
+    t2 = t[
+        ~((t["model.backbone"] == "densenet121") & (t["model.colorizer"] == "replicate") & (t["stages"] == "baseline"))
+    ]
+    r2 = compare_to_baseline(t2, labels=["mean"], n_boot=200)
+    dn = r2[(r2["model.backbone"] == "densenet121") & (r2["model.colorizer"] == "colorU")].iloc[0]
+    assert dn["n"] == 3 and dn["diff"] == pytest.approx(0.05) and dn["baseline"] == "baseline"
+    assert dn["mean_a"] == pytest.approx(0.79 + 0.0005 / 3)  # the replicate-imagenet cells' mean
 
 
 def test_normalize_value_and_grid_fields() -> None:

@@ -6,7 +6,7 @@ with:
 
 * ``NAME.compare(a, b, label="mean", family="document", test="t")`` — a paired comparison of arm ``b``
   against arm ``a`` (difference b − a, arms written as for ``medcolor study compare``), a
-  :class:`DocComparison`: ``{{ c }}`` renders ``-0.8 [-1.0, -0.7], p = 0.083, BH p = 0.21 (n = 3)``;
+  :class:`DocComparison`: ``{{ c }}`` renders ``-0.8 [-1.0, -0.7], p = 0.083, BH p = 0.332 (n = 2)``;
   ``c.a`` / ``c.b`` the arms' mean ± std, ``c.d`` the difference with its bootstrap CI, ``c.p``,
   ``c.p_bh``, ``c.n``, ``c.sig`` (BH p < 0.05) and the raw numbers (``c.diff``, ``c.p_value``...);
 * ``NAME.arm(selector, label="mean")`` — the mean ± std of one condition over its repeats
@@ -28,6 +28,7 @@ difference and no test: ``n = 1: no test``.
 
 from __future__ import annotations
 
+import keyword
 import math
 import os
 from collections.abc import Mapping
@@ -38,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medcolor.errors import ConfigError, DataError
+from medcolor.errors import ConfigError, DataError, MedcolorError
 from medcolor.report.docvalues import DocArm, DocComparison, Values
 from medcolor.study.stats import (
     MEAN_LABEL,
@@ -48,11 +49,13 @@ from medcolor.study.stats import (
     study_cells,
 )
 from medcolor.study.stats.arms import select_cells
-from medcolor.study.stats.comparison import check_labels, stat_rows
+from medcolor.study.stats.comparison import check_args, check_labels, stat_rows
 from medcolor.study.stats.pairing import plan_pairs
 from medcolor.utils import write_text_atomic
 
 DEFAULT_FAMILY = "document"
+#: names a template already has: a study cannot take them
+RESERVED_NAMES = frozenset({"studies", "families", "range", "dict", "lipsum", "cycler", "joiner", "namespace"})
 
 
 def _num(x: Any) -> float:
@@ -61,9 +64,12 @@ def _num(x: Any) -> float:
 
 @dataclass
 class _Registry:
-    """The comparisons of one rendering, keyed by what the template asked for."""
+    """The comparisons of one document, keyed by what they compare; ``used``: the keys the current
+    rendering pass asked for (the second pass must ask for the same ones)."""
 
     items: dict[tuple, DocComparison] = field(default_factory=dict)
+    used: set[tuple] = field(default_factory=set)
+    final: bool = False
 
     def families(self) -> dict[str, list[DocComparison]]:
         out: dict[str, list[DocComparison]] = {}
@@ -75,7 +81,7 @@ class _Registry:
         for members in self.families().values():
             adj = adjust_bh([c.p_value for c in members])
             for c, p in zip(members, adj, strict=True):
-                c.p_adj = float(p)
+                c.p_adj, c.adjusted = float(p), True
 
 
 class _Families:
@@ -97,7 +103,9 @@ class _Families:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         fams = self._list()
-        return fams[i] if -len(fams) <= i < len(fams) else {"name": "", "size": 0}
+        if -len(fams) <= i < len(fams) or self._registry.final:
+            return fams[i]
+        return {"name": "…", "size": 0}  # the first pass, before the comparisons after this point
 
 
 class StudyView:
@@ -131,10 +139,12 @@ class StudyView:
     def compare(
         self, a: str, b: str, label: str = MEAN_LABEL, family: str = DEFAULT_FAMILY, test: str = "t"
     ) -> DocComparison:
-        key = (self.name, a, b, label, family, test)
+        check_args(test, self._n_boot, self._level)
+        labels = check_labels(self._cells, [label])
+        key = (self.name, self._arm_key(a), self._arm_key(b), label, str(family), test)
+        self._registry.used.add(key)
         if key in self._registry.items:
             return self._registry.items[key]
-        labels = check_labels(self._cells, [label])
         plans = plan_pairs(self._cells, a, b, [])
         if len(plans) != 1:  # pragma: no cover - plan_pairs returns one group without ``by``
             raise DataError(f"{self.name}: the comparison {a!r} vs {b!r} splits into {len(plans)} groups")
@@ -163,6 +173,10 @@ class StudyView:
         )
         self._registry.items[key] = c
         return c
+
+    def _arm_key(self, spec: str) -> tuple:
+        """An arm as what it selects (spelling and order of its parts do not matter)."""
+        return tuple(sorted(parse_arm(spec, self._cells).items()))
 
     def arm(self, selector: str, label: str = MEAN_LABEL) -> DocArm:
         labels = check_labels(self._cells, [label])
@@ -267,13 +281,18 @@ def render_document(
     if not studies:
         raise ConfigError("give at least one study: --study NAME=DIR")
     for name in studies:
-        if not name.isidentifier():
-            raise ConfigError(f"the study name {name!r} is not a template variable name: use letters, digits and _")
+        if not name.isidentifier() or keyword.iskeyword(name) or name in RESERVED_NAMES:
+            raise ConfigError(
+                f"the study name {name!r} cannot be a template variable: use letters, digits and _, and none of "
+                f"{', '.join(sorted(RESERVED_NAMES))} or a Python keyword"
+            )
     env = _environment(tpath.parent)
     try:
         tmpl = env.get_template(tpath.name)
     except jinja2.TemplateSyntaxError as exc:
         raise ConfigError(f"{tpath}, line {exc.lineno}: {exc.message}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{tpath} is not UTF-8 text: {exc}") from None
     registry = _Registry()
     views = {
         name: StudyView(name, d, registry, metric=metric, n_boot=n_boot, seed=seed, level=level)
@@ -281,20 +300,37 @@ def render_document(
     }
 
     def render() -> str:
+        registry.used = set()
         try:
             return tmpl.render(**views, studies=views, families=_Families(registry))
         except jinja2.UndefinedError as exc:
-            raise ConfigError(f"{tpath}: {exc.message}; the studies are {', '.join(studies)}") from None
-        except jinja2.TemplateError as exc:
-            raise ConfigError(f"{tpath}: {exc}") from None
+            raise ConfigError(f"{_where(tpath, exc)}: {exc.message}; the studies are {', '.join(studies)}") from None
+        except MedcolorError as exc:
+            raise type(exc)(f"{_where(tpath, exc)}: {exc}") from None
+        except Exception as exc:  # a template's own mistake (a bad format, a missing argument...)
+            raise ConfigError(f"{_where(tpath, exc)}: {type(exc).__name__}: {exc}") from None
 
     render()  # first pass: collect the comparisons of every family
-    n_first = len(registry.items)
+    first = set(registry.used)
     registry.adjust()
+    registry.final = True
     text = render()
-    if len(registry.items) != n_first:  # pragma: no cover - a template whose comparisons depend on p-values
-        raise ConfigError(f"{tpath}: the second rendering asked for comparisons the first did not")
+    if registry.used != first:
+        raise ConfigError(
+            f"{tpath}: the second rendering asked for other comparisons than the first (the template chooses "
+            "comparisons by their own adjusted p-values?); the BH families must be the same in both passes"
+        )
     return text
+
+
+def _where(tpath: Path, exc: BaseException) -> str:
+    """``TEMPLATE, line N`` from the traceback frame of the template, or just ``TEMPLATE``."""
+    tb, line = exc.__traceback__, None
+    while tb is not None:
+        if Path(tb.tb_frame.f_code.co_filename).name == tpath.name:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return f"{tpath}, line {line}" if line is not None else str(tpath)
 
 
 def write_document(

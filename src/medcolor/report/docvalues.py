@@ -36,7 +36,8 @@ class DocComparison:
     p_value: float
     test: str
     note: str = ""
-    p_adj: float | None = None  # None until the family is adjusted (first rendering pass)
+    p_adj: float = math.nan  # NaN until the family is adjusted (the first rendering pass), or without a test
+    adjusted: bool = False
     scale: float = 100.0
     decimals: int = 1
 
@@ -61,13 +62,13 @@ class DocComparison:
 
     @property
     def p_bh(self) -> str:
-        if self.p_adj is None:
+        if not self.adjusted:
             return "…"
         return format_p(self.p_adj)
 
     @property
     def sig(self) -> bool:
-        return self.p_adj is not None and np.isfinite(self.p_adj) and self.p_adj < 0.05
+        return bool(np.isfinite(self.p_adj) and self.p_adj < 0.05)
 
     def __str__(self) -> str:
         if not np.isfinite(self.p_value):

@@ -66,8 +66,9 @@ def compare_to_baseline(
 
     The baseline is ``baseline`` (a ``stages`` value, e.g. ``"baseline-all"``) or, by default, the
     paper's reference (:func:`reference_baseline`), falling back to the other baseline when that one was
-    not run.  When baselines were run with several gray inputs (``model.colorizer`` ``replicate`` and
-    ``replicate-imagenet``), the ``replicate`` ones are the reference and the others are arms.
+    not run.  When a section's baselines of one strategy were run with several gray inputs
+    (``model.colorizer`` ``replicate`` and ``replicate-imagenet``), the ``replicate`` ones are the reference
+    and the others are arms.
     It is never an error when a section lacks a baseline or an arm's cells lack a partner:
     those rows get NaN statistics (or leave the unpaired cells out) and say so in ``note``.
     ``cells`` restricts the comparisons to those cell ids (transfer sources outside it are still
@@ -97,14 +98,9 @@ def compare_to_baseline(
     is_base = F["stages"].isin(BASELINES)
     if TRANSFER_FIELD in F.columns:
         is_base &= F[TRANSFER_FIELD] == NONE
-    # several gray inputs for the baselines (replicate and e.g. replicate-imagenet): the paper's gray copy
-    # is the reference, the others are arms compared with it
-    ref_colorizer: dict[str, str] = {}
-    if COLORIZER_FIELD in F.columns and COLORIZER_FIELD in arm_fields:
-        base_colorizers = set(F.loc[is_base, COLORIZER_FIELD])
-        if len(base_colorizers) > 1 and REFERENCE_COLORIZER in base_colorizers:
-            is_base &= F[COLORIZER_FIELD] == REFERENCE_COLORIZER
-            ref_colorizer = {COLORIZER_FIELD: REFERENCE_COLORIZER}
+    # several gray inputs for the baselines of a section (replicate and e.g. replicate-imagenet): the
+    # paper's gray copy is the reference, the others are arms compared with it
+    several_gray = COLORIZER_FIELD in F.columns and COLORIZER_FIELD in arm_fields
     rows: list[dict[str, Any]] = []
     sections = F[by].drop_duplicates() if by else pd.DataFrame(index=[0])
     for sec in sections.itertuples(index=False, name=None) if by else [()]:
@@ -113,14 +109,23 @@ def compare_to_baseline(
             in_sec &= (F[f] == v).to_numpy()
         group = dict(zip(by, sec, strict=True))
         sec_cells = F[in_sec]
-        bases = set(sec_cells.loc[is_base[in_sec], "stages"])
-        arms = sec_cells.loc[~is_base[in_sec], arm_fields].drop_duplicates()
+        sec_base = is_base[in_sec]
+        ref_colorizer: dict[str, dict[str, str]] = {}  # baseline stages -> {colorizer field: replicate}
+        for stage in BASELINES if several_gray else ():
+            of_stage = sec_base & (sec_cells["stages"] == stage)
+            grays = set(sec_cells.loc[of_stage, COLORIZER_FIELD])
+            if len(grays) > 1 and REFERENCE_COLORIZER in grays:
+                sec_base = sec_base & ~(of_stage & (sec_cells[COLORIZER_FIELD] != REFERENCE_COLORIZER))
+                ref_colorizer[stage] = {COLORIZER_FIELD: REFERENCE_COLORIZER}
+        bases = set(sec_cells.loc[sec_base, "stages"])
+        arms = sec_cells.loc[~sec_base, arm_fields].drop_duplicates()
         for arm in arms.itertuples(index=False, name=None):
             sel = dict(zip(arm_fields, arm, strict=True))
             ref = baseline or reference_baseline(sel["stages"])
             if ref not in bases and baseline is None:
                 ref = next((x for x in BASELINES if x in bases), ref)
-            sel_a = {"stages": ref} | ({TRANSFER_FIELD: NONE} if TRANSFER_FIELD in F.columns else {}) | ref_colorizer
+            sel_a = {"stages": ref} | ({TRANSFER_FIELD: NONE} if TRANSFER_FIELD in F.columns else {})
+            sel_a |= ref_colorizer.get(ref, {})
             head = {**group, **sel, "baseline": ref}
             sub = cells.subset(sec_cells.index)
             try:
