@@ -149,6 +149,8 @@ def test_table3_transfer(results: pd.DataFrame) -> None:
 
 def test_size_curves_for_fig6(results: pd.DataFrame) -> None:
     curves, diffs = size_curves(results, OPT)
+    assert set(curves["data.dataset"]) == {"synthetic"}  # the target dataset has one size: no curve
+    assert set(diffs["data.dataset"]) == {"synthetic"}
     ps = curves[(curves["arm"] == "PixelShuffle Color Module → All") & (curves["data.dataset"] == "synthetic")]
     assert sorted(ps["n_train"]) == [30, 60, 72]
     full = ps[ps["data.subset"] == "none"].iloc[0]

@@ -339,7 +339,8 @@ def table2(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable |
 def size_curves(table: pd.DataFrame, opt: TableOptions | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Fig. 6 data: per section × arm × training-set size, mean AUC ± std over repeats and the mean
     ``n_train``; and each arm's paired difference to the fine-tuned baseline (Baseline All when run,
-    else Baseline) per size, with its bootstrap CI.  Needs a ``data.subset`` grid field."""
+    else Baseline) per size, with its bootstrap CI.  Needs a ``data.subset`` grid field; sections run at a
+    single size are left out when some section has several (they are in Table I)."""
     opt = opt or TableOptions()
     cells = study_cells(table, opt.metric)
     if "data.subset" not in cells.grid:
@@ -372,6 +373,9 @@ def size_curves(table: pd.DataFrame, opt: TableOptions | None = None) -> tuple[p
     agg["size"] = ["full" if v == NONE else value_text("data.subset", v) for v in agg["data.subset"]]
     agg.loc[agg["size"].str.endswith("images"), "size"] = ""  # a count says nothing more than the tick
     curves = agg[[*layout.cond_fields, "section", "arm", "size", "n_train", "mean", "std", "n"]]
+    sizes = curves.groupby("section")["data.subset"].nunique()
+    if (sizes >= 2).any():  # a section run at a single size draws no curve: leave it to Table I
+        curves = curves[curves["section"].isin(sizes.index[sizes >= 2])]
     diffs = None
     if "stages" in cells.grid and cells.fields.loc[ids, "stages"].isin(BASELINES).any():
         have = set(cells.fields.loc[ids, "stages"])
@@ -383,7 +387,7 @@ def size_curves(table: pd.DataFrame, opt: TableOptions | None = None) -> tuple[p
         )  # fmt: skip
         if not comp.empty:
             key = [f for f in layout.cond_fields if f in comp.columns]
-            comp = comp.merge(curves[[*key, "section", "arm", "n_train"]], on=key, how="left")
+            comp = comp.merge(curves[[*key, "section", "arm", "n_train"]], on=key, how="inner")
             diffs = comp
     return curves, diffs
 
