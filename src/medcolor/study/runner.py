@@ -324,22 +324,20 @@ def run_cell(
             except KeyboardInterrupt:
                 print(f"=== cell {cell_id} interrupted", flush=True)
                 raise
-            except RunConflictError as exc:  # a partial run of another config: train's advice does not apply
-                message = (
-                    f"RunConflictError: cell {cell_id} holds a partly trained run of another configuration "
-                    f"({'; '.join(exc.diffs[:6])}), e.g. begun by a medcolor with other defaults or before "
-                    f"the spec was edited. Delete {d} to run the cell from the start (finished cells are "
-                    "never affected)."
-                )
-                print(message, flush=True)
-                if rank0:
-                    record_failure(d, message, traceback.format_exc())
-                return "failed"
             except Exception as exc:
                 tb = traceback.format_exc()
                 print(tb, flush=True)
+                error = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, RunConflictError):  # a partial run of another config: train's advice does not apply
+                    error = (
+                        f"RunConflictError: cell {cell_id} holds a partly trained run of another configuration "
+                        f"({'; '.join(exc.diffs[:6])}), e.g. begun by a medcolor with other defaults or before "
+                        f"the spec was edited. Delete {d} to run the cell from the start (finished cells are "
+                        "never affected)."
+                    )
+                    print(error, flush=True)
                 if rank0:
-                    record_failure(d, f"{type(exc).__name__}: {exc}", tb)
+                    record_failure(d, error, tb)
                 return "failed"
     finally:
         if rank0:
