@@ -76,7 +76,7 @@ class DataConfig:
     batch_size: int = 16
     #: DataLoader worker processes (0: load in the main process); auto: 2 on the CPU (where the model
     #: uses the cores: a cached 320 px sample costs ~1 ms of a worker, a training step ~140 ms per image),
-    #: beside GPUs up to 8 per GPU within the machine's cores (medcolor.training.runtime.resolve_num_workers)
+    #: beside GPUs up to 8 per GPU within the machine's cores (medcolor.utils.resolve_num_workers)
     num_workers: int | str = "auto"
     #: the paper's augmentation (random square crop, rotation +-10 deg, zoom 0-10 %, p=0.75)
     augment: bool = True

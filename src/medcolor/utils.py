@@ -85,3 +85,15 @@ def nonfinite_tensors(module: torch.nn.Module) -> list[str]:
         return []
     bad = torch.stack([~torch.isfinite(t.detach()).all() for _, t in named]).cpu().tolist()
     return [n for (n, _), b in zip(named, bad, strict=True) if b]
+
+
+def resolve_num_workers(value: int | str, accelerator: str, devices: int = 1) -> int:
+    """``data.num_workers`` as a number: ``auto`` is 2 on the CPU (capped by its cores), and beside GPUs
+    the machine's cores shared by the ``devices`` processes, at most 8 each, so that decoding and the
+    per-sample augmentation keep a GPU step fed."""
+    if value != "auto":
+        return int(value)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if accelerator == "cuda":
+        return max(1, min(8, cores // max(1, devices) - 1))
+    return min(2, cores)

@@ -25,6 +25,7 @@ from medcolor.data.transforms import (
     compute_mean_std,
 )
 from medcolor.errors import ConfigError, DataError
+from medcolor.utils import resolve_num_workers
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def build_data(cfg: DataConfig, *, synthetic_dir: Path | None = None) -> DataBun
     if test is not None and len(test) == 0:
         raise DataError("the test split is empty; use more data, a larger data.test, or data.test: none")
     if cfg.cache_dir:
-        fill_cache([train, val, test], workers=2 if cfg.num_workers == "auto" else int(cfg.num_workers))
+        fill_cache([train, val, test], workers=resolve_num_workers(cfg.num_workers, "cpu"))  # decoding is CPU work
     mean, std = _normalisation(cfg, train)
     info.update(
         train=len(train),

@@ -19,6 +19,7 @@ import torch
 
 from medcolor.config import RunConfig, TrainerConfig, check_precision, parse_channels_last
 from medcolor.errors import ConfigError, TrainingError
+from medcolor.utils import resolve_num_workers
 
 if TYPE_CHECKING:
     import lightning as L
@@ -55,18 +56,6 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     if accelerator == "cuda":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
-
-
-def resolve_num_workers(value: int | str, accelerator: str, devices: int = 1) -> int:
-    """``data.num_workers`` as a number: ``auto`` is 2 on the CPU (capped by its cores), and beside GPUs
-    the machine's cores shared by the ``devices`` processes, at most 8 each, so that decoding and the
-    per-sample augmentation keep a GPU step fed."""
-    if value != "auto":
-        return int(value)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if accelerator == "cuda":
-        return max(1, min(8, cores // max(1, devices) - 1))
-    return min(2, cores)
 
 
 def resolve_channels_last(value: str | bool) -> bool:
@@ -206,6 +195,7 @@ __all__ = [
     "out_of_memory_hint",
     "resolve_accelerator",
     "resolve_channels_last",
+    "resolve_num_workers",
     "resolve_precision",
     "resolve_runtime",
     "run_fit",
