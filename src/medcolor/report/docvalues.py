@@ -51,9 +51,7 @@ class DocComparison:
 
     @property
     def d(self) -> str:
-        """The difference with its bootstrap CI, ``-0.8 [-1.0, -0.7]`` (no CI with a single pair)."""
-        if self.n < 2:
-            return format_diff(self.diff, math.nan, math.nan, self.scale, self.decimals)
+        """The difference with its bootstrap CI, ``-0.8 [-1.0, -0.7]`` (a single pair has no CI: NaN)."""
         return format_diff(self.diff, self.ci_low, self.ci_high, self.scale, self.decimals)
 
     @property
