@@ -14,7 +14,7 @@ def configure_cell_logging() -> None:
     """The console logging of the ``medcolor`` command in a process that runs cells (a worker, a SLURM
     job): training's messages as plain lines on stdout, warnings on stderr, Lightning's from WARNING —
     what the cell's ``log.txt`` gets when the cells run inside ``medcolor study run``."""
-    from medcolor.cli import configure_logging, quiet_lightning
+    from medcolor.utils import configure_logging, quiet_lightning
 
     configure_logging()
     quiet_lightning()
