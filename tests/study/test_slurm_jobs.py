@@ -15,6 +15,7 @@ from medcolor.study.executors import SubmititExecutor, configure_submitit_loggin
 from medcolor.study.jobs import (
     JobRecord,
     JobState,
+    add_job_states,
     close_attempt,
     failure_message,
     open_attempt,
@@ -148,3 +149,25 @@ def test_submitit_messages_reach_a_cells_log_once(capsys):
     assert (out.out + out.err).count("Caught signal SIGUSR2") == 1
     assert (out.out + out.err).count("Requeued job 7") == 1
     assert time.strftime("%H:") in out.err
+
+
+def test_status_shows_a_queued_cells_job_and_state(tmp_path, monkeypatch):
+    """``study status`` asks squeue once for the cells with a SLURM job (here a stand-in squeue)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "squeue").write_text("#!/bin/sh\necho '7_1|PENDING|Resources'\necho '7_0|COMPLETED|None'\n")
+    (bin_dir / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    dirs = {}
+    for cid, job in (("a", "7_0"), ("b", "7_1"), ("c", None)):
+        dirs[cid] = tmp_path / cid
+        dirs[cid].mkdir()
+        if job:
+            JobRecord(job, "slurm", "o", "e", "r", 1.0).write(dirs[cid])
+    cells = {cid: Cell.from_dict({"id": cid, "group": cid, "values": {}, "config": {}}) for cid in dirs}
+    states = {"a": CellState(cells["a"], "pending", "started before"), "b": CellState(cells["b"], "pending")}
+    states["c"] = CellState(cells["c"], "pending")
+    add_job_states(dirs, states)
+    assert states["b"].detail == "SLURM job 7_1: PENDING (Resources)"
+    assert states["a"].detail == "started before"  # its job is over: nothing to add
+    assert states["c"].detail == ""

@@ -11,6 +11,7 @@ Skipped (with the reason) where no SLURM answers; ``MEDCOLOR_REQUIRE_SLURM=1`` (
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -40,14 +41,14 @@ executor: {{threads: 1}}
 """
 )
 
-#: one cell long enough to meet its 3-minute limit (submitit's SIGUSR2 comes 90 s before it)
+#: one cell long enough to be interrupted twice (its iterations fit this machine's speed)
 LONG = (
     "name: long\n"
     + BASE.replace("iterations: 4, val_every: 2", "iterations: {iterations}, val_every: 20")
     + """\
 cells:
   long: {{stages: color-module}}
-resources: {{time: 3, cpus: 1}}
+resources: {{time: 10, cpus: 1}}
 executor: {{threads: 1}}
 """
 )
@@ -199,11 +200,21 @@ def iterations_for(seconds: float, tmp_path: Path, root: Path) -> int:
     spec = write_spec(tmp_path / "calibrate.yaml", LONG.replace("{iterations}", "40"), root)
     run_study(spec, tmp_path / "calibrate", executor=LocalExecutor(workers=0, threads=1))
     wall = json.loads((cell_dir(tmp_path / "calibrate", "long") / "wall.json").read_text())["wall_s"]
-    return int(min(20000, max(200, seconds / (wall / 40))) // 20 * 20)
+    return int(min(20000, max(100, seconds / (wall / 40))) // 20 * 20)
+
+
+def run_seconds(job_id: str) -> int:
+    """How long the job has been running (squeue's ``%M``: ``M:SS``, ``H:MM:SS`` or ``D-HH:MM:SS``)."""
+    text = sh("squeue", "-h", "-j", job_id, "-o", "%M").strip()
+    days, _, rest = text.rpartition("-")
+    secs = 0
+    for part in rest.split(":"):
+        secs = secs * 60 + int(part)
+    return secs + int(days or 0) * 86400
 
 
 def test_timeout_requeues_and_scancel_is_recorded_and_resumed_bit_identical_to_local(slurm, tmp_path, synthetic_root):
-    n = iterations_for(170, tmp_path, synthetic_root)
+    n = iterations_for(90, tmp_path, synthetic_root)
     spec = write_spec(tmp_path / "long.yaml", LONG.replace("{iterations}", str(n)), synthetic_root)
     out, ref = tmp_path / "long", tmp_path / "ref"
     log_a, log_b, log_ref = tmp_path / "runner-a.txt", tmp_path / "runner-b.txt", tmp_path / "local.txt"
@@ -224,16 +235,15 @@ def test_timeout_requeues_and_scancel_is_recorded_and_resumed_bit_identical_to_l
     job = JobRecord.read(d).job_id
     cell_log = d / "log.txt"
 
-    # the time limit: submitit's SIGUSR2 90 s before it checkpoints the cell and requeues the job
-    wait_for(
-        "the time limit's requeue",
-        lambda: "Requeued job" in (cell_log.read_text() if cell_log.is_file() else ""),
-        300,
-        cell_log,
-        log_a,
-    )
-    wait_for("the requeued job to wait for its begin time", lambda: queue_state(job).startswith("PENDING"), 60)
-    sh("scontrol", "update", f"jobid={job}", "starttime=now")  # SLURM holds a requeued job back 2 min
+    # the time limit.  Once the cell trains (its first checkpoint), the test lowers the job's limit as an
+    # administrator can, so that it comes now rather than in 10 min: SLURM sends submitit's SIGUSR2 90 s
+    # before it (up to 60 s earlier), submitit checkpoints the cell and requeues the job
+    wait_for("the first checkpoint", lambda: list(d.glob("*/checkpoints/last.ckpt")), 300, cell_log, log_a)
+    sh("scontrol", "update", f"jobid={job}", f"timelimit={math.ceil((run_seconds(job) + 45) / 60)}")
+    wait_for("the requeue", lambda: "Requeued job" in cell_log.read_text(), 240, cell_log, log_a)
+    wait_for("the requeued job to be pending", lambda: queue_state(job).startswith("PENDING"), 60)
+    # its limit back to the spec's, and no 2-minute hold before it restarts (SLURM's BeginTime on requeue)
+    sh("scontrol", "update", f"jobid={job}", "timelimit=10", "starttime=now")
 
     # the second attempt: cancel it once it has saved a checkpoint of its own
     wait_for("the second attempt", lambda: cell_log.read_text().count(f"=== {time.strftime('%Y')}") >= 2, 180, cell_log)
@@ -254,6 +264,7 @@ def test_timeout_requeues_and_scancel_is_recorded_and_resumed_bit_identical_to_l
     assert finish(local, log_ref, 600) == 0, log_ref.read_text()
 
     text = cell_log.read_text()
+    assert "Caught signal SIGUSR2 on" in text and "this job is timed-out" in text, text
     assert text.count("Caught signal SIGUSR2") == 1, text  # submitit's messages once each
     assert text.count("Requeued job") == 1
     assert "resum" in text.lower()

@@ -23,6 +23,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from medcolor.utils import write_json
 
@@ -193,14 +194,22 @@ def failure_message(record: JobRecord, state: JobState | None, *, accounting: st
     return f"the SLURM job {record.job_id} ended {state.text or state.state}{code} without a result: {cause}"
 
 
-def cell_jobs(cell_dirs: dict[str, Path]) -> dict[str, tuple[JobRecord, JobState | None]]:
-    """For ``study status``: the SLURM job of each cell that has one, with its queue state (None when
-    slurmctld no longer knows the job, or squeue cannot be asked)."""
-    records = {cid: r for cid, d in cell_dirs.items() if (r := JobRecord.read(d)) and r.cluster == "slurm"}
+def add_job_states(cell_dirs: dict[str, Path], states: dict[str, Any]) -> None:
+    """For ``study status``: the SLURM job id and state in the detail of each pending or running cell whose
+    job is queued or running (``states``: cell id -> a state with ``.state`` and ``.detail``); one squeue."""
+    records = {
+        cid: r
+        for cid, d in cell_dirs.items()
+        if states[cid].state in ("pending", "running") and (r := JobRecord.read(d)) and r.cluster == "slurm"
+    }
     if not records:
-        return {}
-    states = queue_states([r.job_id for r in records.values()]) or {}
-    return {cid: (r, states.get(r.job_id)) for cid, r in records.items()}
+        return
+    queued = queue_states([r.job_id for r in records.values()]) or {}
+    for cid, r in records.items():
+        q = queued.get(r.job_id)
+        if q is not None and q.active:
+            s = states[cid]
+            s.detail = f"SLURM job {r.job_id}: {q.describe()}" + (f"; {s.detail}" if s.detail else "")
 
 
 def read_wall(path: Path) -> dict:
@@ -271,7 +280,7 @@ __all__ = [
     "JobState",
     "accounting_problem",
     "accounting_states",
-    "cell_jobs",
+    "add_job_states",
     "close_attempt",
     "end_state",
     "failure_message",

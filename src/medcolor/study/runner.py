@@ -42,7 +42,7 @@ from typing import Any
 
 from medcolor.config import RunConfig
 from medcolor.errors import MedcolorError
-from medcolor.study.jobs import cell_jobs, close_attempt, open_attempt, read_wall
+from medcolor.study.jobs import add_job_states, close_attempt, open_attempt, read_wall
 from medcolor.study.plan import Cell, Plan, cell_run_config, expand
 from medcolor.study.results import ROW_FILE, StudyError, build_table, cell_rows, write_rows, write_table
 from medcolor.study.spec import Spec, load_spec
@@ -202,11 +202,7 @@ def study_status(study_dir: str | os.PathLike, plan: Plan | None = None) -> list
             bad = [d for d in c.depends_on if states[d].state in ("failed", "skipped")]
             if bad and s.state == "pending":
                 s.state, s.detail = "skipped", f"its transfer source {bad[0]} {states[bad[0]].state}"
-    unfinished = {c.id: cell_dir(study_dir, c.id) for c in plan.cells if states[c.id].state in ("pending", "running")}
-    for cid, (job, queued) in cell_jobs(unfinished).items():
-        if queued is not None and queued.active:  # queued or running on SLURM: its job id and state
-            s = states[cid]
-            s.detail = f"SLURM job {job.job_id}: {queued.describe()}" + (f"; {s.detail}" if s.detail else "")
+    add_job_states({c.id: cell_dir(study_dir, c.id) for c in plan.cells}, states)
     return [states[c.id] for c in plan.cells]
 
 
