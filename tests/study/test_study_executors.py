@@ -40,7 +40,9 @@ def test_submitit_local_executor_runs_one_job_array_per_level(tmp_path, syntheti
     result = run_study(spec, out, executor=ex)
     assert result.ok and result.count("done") == 2, (out / "cells").glob("*/log.txt")
     assert len(ex.jobs) == 2 and len({j.job_id for j in ex.jobs}) == 2  # level 0, then level 1
-    assert all(j.state == "FINISHED" and j.result() == "done" for j in ex.jobs)
+    assert all(j.state == "FINISHED" and j.result() == "done" for j in ex.jobs), [
+        (j.state, j.result()) for j in ex.jobs
+    ]
     df = read_results(out)
     source = df[df["stages"] == "color-module"]["cell"].iloc[0]
     assert (df[df["stages"] == "last-layer"]["transfer"] == source).all()

@@ -533,6 +533,8 @@ class SubmititExecutor:
         """The cell's status when its job is over (``done``, ``failed``, ``busy``...), else None."""
         d = cell_dir(study_dir, t.cell.id)
         result = Path(t.record.result)
+        if self.cluster != "slurm" and t.job is not None and not t.job.done():
+            return None  # a local job: its process has not exited yet
         if result.exists():
             return self._result(d, t, result)
         q: JobState | None = None
@@ -540,8 +542,6 @@ class SubmititExecutor:
             q = None if states is None else states.get(t.record.job_id)
             if states is None or (q is not None and q.active):
                 return None  # squeue did not answer, or the job is still queued/running
-        elif t.job is not None and not t.job.done():
-            return None
         if CellLock.holder(d / LOCK_FILE) is not None:
             return None  # over for SLURM, but its process still holds the cell (it is being killed)
         now = time.monotonic()
