@@ -15,12 +15,14 @@ one resumed): :func:`open_attempt` / :func:`close_attempt` around each.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -250,6 +252,21 @@ def close_attempt(path: Path, *, finished: bool) -> float:
     return w["wall_s"]
 
 
+@contextlib.contextmanager
+def timed_attempt(path: Path, run_dir: Path, *, record: bool = True) -> Iterator[None]:
+    """One attempt at training a cell, its time added to ``wall.json`` however it ends (``finished``
+    only when the block returns)."""
+    if record:
+        open_attempt(path, run_dir)
+    finished = False
+    try:
+        yield
+        finished = True
+    finally:
+        if record:
+            close_attempt(path, finished=finished)
+
+
 def tail(path: str | os.PathLike, n: int = 3000) -> str:
     """The last ``n`` characters of a text file ('' when it cannot be read)."""
     try:
@@ -287,4 +304,5 @@ __all__ = [
     "open_attempt",
     "queue_states",
     "read_wall",
+    "timed_attempt",
 ]

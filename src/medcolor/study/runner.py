@@ -42,7 +42,7 @@ from typing import Any
 
 from medcolor.config import RunConfig
 from medcolor.errors import MedcolorError
-from medcolor.study.jobs import add_job_states, close_attempt, open_attempt, read_wall
+from medcolor.study.jobs import add_job_states, read_wall, timed_attempt
 from medcolor.study.plan import Cell, Plan, cell_run_config, expand
 from medcolor.study.results import ROW_FILE, StudyError, build_table, cell_rows, write_rows, write_table
 from medcolor.study.spec import Spec, load_spec
@@ -313,15 +313,8 @@ def run_cell(
                 if not (d / "summary.json").is_file() or not read_wall(wall_file)["finished"]:
                     from medcolor.training import train  # imported before the clock starts; logs via logging
 
-                    if rank0:
-                        open_attempt(wall_file, d)
-                    finished = False
-                    try:
+                    with timed_attempt(wall_file, d, record=rank0):  # every attempt counts (requeued, failed...)
                         train(cfg)
-                        finished = True
-                    finally:  # the time of every attempt counts (interrupted, requeued, failed)
-                        if rank0:
-                            close_attempt(wall_file, finished=finished)
                 if rank0:
                     wall = read_wall(wall_file)["wall_s"]
                     rows = cell_rows(cell, d, study=meta["study"], columns=meta["columns"], wall_s=wall)
