@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medcolor-installed
 
-.PHONY: demo test lint format clean
+.PHONY: demo test test-slurm lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
 	$(BIN)/python -m pytest
+
+## test-slurm: start a one-node SLURM on this machine (root; SLURM_START) and run the SLURM executor's tests on it
+SLURM_START ?= ../shared/slurm/start-slurm.sh
+test-slurm: $(STAMP)
+	$(if $(filter 0,$(shell id -u)),,sudo) $(SLURM_START)
+	MEDCOLOR_REQUIRE_SLURM=1 $(BIN)/python -m pytest -m slurm tests/study/test_slurm_real.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments

@@ -1,12 +1,15 @@
-"""Small shared helpers: atomic file writes, seeding, JSON."""
+"""Small shared helpers: atomic file writes, seeding, JSON, the console logging of medcolor's processes."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import random
+import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -97,3 +100,43 @@ def resolve_num_workers(value: int | str, accelerator: str, devices: int = 1) ->
     if accelerator == "cuda":
         return max(1, min(8, cores // max(1, devices) - 1))
     return min(2, cores)
+
+
+def quiet_lightning() -> None:
+    """Lightning's own loggers from WARNING, and its warnings that do not apply to medcolor's runs off."""
+    import lightning.pytorch  # noqa: F401 - it sets its loggers to INFO on import; lower them afterwards
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=r".*You defined a `validation_step` but have no `val_dataloader`.*")
+
+
+class _ConsoleHandler(logging.Handler):
+    """The ``medcolor`` logger on the terminal: INFO as plain lines on stdout (what the commands always
+    printed), DEBUG with the logger's name, warnings and errors on stderr.  Writes to the ``sys.stdout``
+    / ``sys.stderr`` of the moment (so captured output in tests and notebooks gets it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.levelno < logging.INFO:
+                text = f"{record.name}: {text}"
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+            stream.write(text + "\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Show medcolor's messages on the terminal (INFO; DEBUG with ``verbose``) and third-party ones
+    (Lightning) from WARNING (INFO with ``verbose``).  Safe to call more than once."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    logger = logging.getLogger("medcolor")
+    for h in [h for h in logger.handlers if isinstance(h, _ConsoleHandler)]:
+        logger.removeHandler(h)
+    logger.addHandler(_ConsoleHandler())
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False  # not a second time through the root handler

@@ -40,7 +40,9 @@ def test_submitit_local_executor_runs_one_job_array_per_level(tmp_path, syntheti
     result = run_study(spec, out, executor=ex)
     assert result.ok and result.count("done") == 2, (out / "cells").glob("*/log.txt")
     assert len(ex.jobs) == 2 and len({j.job_id for j in ex.jobs}) == 2  # level 0, then level 1
-    assert all(j.state == "FINISHED" and j.result() == "done" for j in ex.jobs)
+    assert all(j.state == "FINISHED" and j.result() == "done" for j in ex.jobs), [
+        (j.state, j.result()) for j in ex.jobs
+    ]
     df = read_results(out)
     source = df[df["stages"] == "color-module"]["cell"].iloc[0]
     assert (df[df["stages"] == "last-layer"]["transfer"] == source).all()
@@ -49,11 +51,13 @@ def test_submitit_local_executor_runs_one_job_array_per_level(tmp_path, syntheti
 
 
 def fake_slurm(bin_dir: Path) -> Path:
-    """``sbatch`` that keeps the script it is given and answers like SLURM; ``srun`` so submitit believes it."""
+    """``sbatch`` that keeps the script it is given and answers like SLURM; ``srun`` and ``squeue`` so that
+    submitit and the executor believe it."""
     bin_dir.mkdir()
     (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {bin_dir}/script.sh\necho "Submitted batch job 4242"\n')
     (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")
-    for f in ("sbatch", "srun"):
+    (bin_dir / "squeue").write_text("#!/bin/sh\nexit 0\n")
+    for f in ("sbatch", "srun", "squeue"):
         (bin_dir / f).chmod((bin_dir / f).stat().st_mode | stat.S_IEXEC)
     return bin_dir / "script.sh"
 
@@ -143,5 +147,5 @@ def test_gpu_slots_per_cell_and_worker_environment(monkeypatch, tmp_path):
 
 def test_slurm_needs_sbatch(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(StudyError, match="needs SLURM's sbatch and srun"):
+    with pytest.raises(StudyError, match="needs SLURM's sbatch, srun and squeue"):
         make_executor("slurm")

@@ -11,52 +11,12 @@ Library messages come through the ``medcolor`` logger (:func:`configure_logging`
 
 from __future__ import annotations
 
-import logging
 import sys
-import warnings
 
 from medcolor.cli.commands import COMMANDS
 from medcolor.cli.parser import CONFIG_FLAGS, apply_flags, build_parser, config_from_args, describe_keys
 from medcolor.errors import MedcolorError, OptionError
-
-
-def quiet_lightning() -> None:
-    import lightning.pytorch  # noqa: F401 - it sets its loggers to INFO on import; lower them afterwards
-
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=r".*You defined a `validation_step` but have no `val_dataloader`.*")
-
-
-class _ConsoleHandler(logging.Handler):
-    """The ``medcolor`` logger on the terminal: INFO as plain lines on stdout (what the commands always
-    printed), DEBUG with the logger's name, warnings and errors on stderr.  Writes to the ``sys.stdout``
-    / ``sys.stderr`` of the moment (so captured output in tests and notebooks gets it)."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            text = record.getMessage()
-            if record.levelno < logging.INFO:
-                text = f"{record.name}: {text}"
-            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
-            stream.write(text + "\n")
-            stream.flush()
-        except Exception:
-            self.handleError(record)
-
-
-def configure_logging(verbose: bool = False) -> None:
-    """Show medcolor's messages on the terminal (INFO; DEBUG with ``verbose``) and third-party ones
-    (Lightning) from WARNING (INFO with ``verbose``).  Safe to call more than once."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
-    logger = logging.getLogger("medcolor")
-    for h in [h for h in logger.handlers if isinstance(h, _ConsoleHandler)]:
-        logger.removeHandler(h)
-    logger.addHandler(_ConsoleHandler())
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logger.propagate = False  # not a second time through the root handler
+from medcolor.utils import configure_logging, quiet_lightning
 
 
 def error_message(exc: BaseException) -> str:

@@ -8,7 +8,9 @@
 * :mod:`~medcolor.study.cost` — iterations and GPU-hours per cell, for ``--dry-run``;
 * :mod:`~medcolor.study.runner` — each cell an ordinary run directory; skip / resume / record failures;
   locks; ``status``;
-* :mod:`~medcolor.study.executors` — local worker processes, SLURM job arrays via submitit;
+* :mod:`~medcolor.study.executors` — SLURM job arrays via submitit, and ``make_executor``;
+  :mod:`~medcolor.study.local` — local worker processes; :mod:`~medcolor.study.jobs` — a cell's SLURM job
+  (``job.json``, squeue / sacct states) and its wall time over attempts;
 * :mod:`~medcolor.study.results` — the tidy results table (``results.parquet``) and its schema;
 * :mod:`~medcolor.study.stats` (a package) — paired comparisons over matched repeats (t-test / Wilcoxon,
   bootstrap CI of the difference, Benjamini–Hochberg); the tables and figures are in :mod:`medcolor.report`.

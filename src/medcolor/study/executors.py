@@ -1,4 +1,5 @@
-"""Where cells run: worker processes on this machine, or SLURM job arrays through submitit.
+"""Where cells run: worker processes on this machine (:mod:`medcolor.study.local`), or SLURM job arrays
+through submitit (here).
 
 * :class:`LocalExecutor` — up to ``workers`` cells at a time, each in a fresh Python process
   (``python -m medcolor.study.worker DIR CELL``) whose output goes to the cell's ``log.txt``.  A cell
@@ -20,246 +21,36 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import fcntl
+import logging
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medcolor.study.plan import Cell, Plan
-from medcolor.study.resources import Resources
-from medcolor.study.results import ROW_FILE, StudyError
-from medcolor.study.runner import (
-    EXIT_CODES,
-    FAILED_FILE,
-    LOCK_FILE,
-    LOG_FILE,
-    CellLock,
-    cell_dir,
-    record_failure,
-    run_cell,
+from medcolor.study.jobs import (
+    JobRecord,
+    JobState,
+    accounting_problem,
+    end_state,
+    failure_message,
+    queue_states,
+    tail,
+    wait_for_file,
 )
+from medcolor.study.local import LocalExecutor, Report, detail, is_done, source_env
+from medcolor.study.plan import Cell, Plan
+from medcolor.study.resources import Resources, time_problem
+from medcolor.study.results import ROW_FILE, StudyError
+from medcolor.study.runner import EXIT_CODES, LOCK_FILE, LOG_FILE, CellLock, cell_dir, record_failure, run_cell
+from medcolor.utils import configure_logging, quiet_lightning
 
-Report = Callable[..., None]
-_STATUS = {v: k for k, v in EXIT_CODES.items()}
-
-
-def _is_done(study_dir: Path, cell_id: str) -> bool:
-    return (cell_dir(study_dir, cell_id) / ROW_FILE).is_file()
-
-
-def _tail(path: Path, n: int = 3000) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - n))
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def visible_gpus() -> list[str]:
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
-    try:
-        import torch
-
-        return [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # pragma: no cover - no torch CUDA runtime
-        return []
-
-
-def source_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """``env`` (default: this process's) with the medcolor being run first on PYTHONPATH, so that worker
-    processes and jobs run the same code as the runner."""
-    import medcolor
-
-    env = dict(os.environ if env is None else env)
-    root = str(Path(medcolor.__file__).resolve().parent.parent)
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
-    env["PYTHONPATH"] = os.pathsep.join([root, *parts])
-    return env
-
-
-def die_with_parent(parent: int | None) -> None:
-    """Linux: get SIGKILL when the process that started us dies (best effort elsewhere)."""
-    if parent is None:
-        return
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-# ----------------------------------------------------------------------------- local processes
-class LocalExecutor:
-    """Cells as worker processes on this machine (see the module docstring)."""
-
-    def __init__(
-        self,
-        workers: int | None = 1,
-        devices: int = 0,
-        threads: int | None = None,
-        *,
-        poll_s: float = 0.2,
-        busy_wait_s: float = 5.0,
-        python: str | None = None,
-    ) -> None:
-        if (workers is not None and workers < 0) or devices < 0 or (threads is not None and threads < 1):
-            raise StudyError("workers and devices must be >= 0, threads >= 1")
-        self.devices = devices
-        self.slots: list[list[str] | None]
-        if devices:
-            gpus = visible_gpus()
-            n = len(gpus) // devices
-            if n < 1:
-                raise StudyError(
-                    f"--devices {devices}: each cell needs {devices} GPU(s) but {len(gpus)} are visible "
-                    f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
-                )
-            self.workers = n if workers is None else min(workers, n)  # default: one worker per GPU slot
-            self.slots = [gpus[i * devices : (i + 1) * devices] for i in range(max(1, self.workers))]
-        else:
-            self.workers = 1 if workers is None else workers
-            self.slots = [None] * max(1, self.workers)
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.threads = threads or (None if devices else max(1, cpus // max(1, self.workers)))
-        self.poll_s, self.busy_wait_s = poll_s, busy_wait_s
-        self.python = python or sys.executable
-
-    def describe(self) -> str:
-        if self.workers == 0:
-            return f"the local executor, in this process ({self.threads} torch threads)"
-        per = f"{self.devices} GPU(s) each" if self.devices else f"{self.threads} torch thread(s) each"
-        return f"the local executor, {self.workers} worker process(es), {per}"
-
-    # -- inline (workers=0)
-    def _run_inline(self, study_dir: Path, plan: Plan, todo: list[Cell], report: Report) -> dict[str, str]:
-        status: dict[str, str] = {}
-        remaining = list(todo)
-        while remaining:
-            progressed = False
-            for c in list(remaining):
-                if any(status.get(dep) in ("failed", "skipped") for dep in c.depends_on):
-                    status[c.id] = "skipped"
-                elif any(not _is_done(study_dir, dep) for dep in c.depends_on):
-                    continue
-                else:
-                    status[c.id] = run_cell(study_dir, c.id, threads=self.threads, capture=True)
-                    if status[c.id] == "busy":
-                        continue
-                remaining.remove(c)
-                report(c, status[c.id], _detail(study_dir, c.id, status[c.id]))
-                progressed = True
-            if remaining and not progressed:
-                time.sleep(self.busy_wait_s)
-        return status
-
-    # -- worker processes
-    def _start(self, study_dir: Path, cell: Cell, slot: list[str] | None) -> subprocess.Popen:
-        env = source_env()
-        env["MEDCOLOR_STUDY_PARENT"] = str(os.getpid())
-        if self.threads:
-            env["MEDCOLOR_THREADS"] = env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(self.threads)
-        if slot is not None:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(slot)
-        if self.devices > 1:
-            env["MEDCOLOR_DEVICES"] = str(self.devices)
-        d = cell_dir(study_dir, cell.id)
-        d.mkdir(parents=True, exist_ok=True)
-        with open(d / LOG_FILE, "ab") as logf:
-            return subprocess.Popen(
-                [self.python, "-m", "medcolor.study.worker", str(study_dir), cell.id],
-                stdout=logf,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
-
-    def run(self, study_dir: Path, plan: Plan, todo: list[Cell], report: Report) -> dict[str, str]:
-        study_dir = Path(study_dir).resolve()
-        if self.workers == 0:
-            return self._run_inline(study_dir, plan, todo, report)
-        pending = list(todo)
-        status: dict[str, str] = {}
-        running: dict[str, tuple[subprocess.Popen, list[str] | None, Cell]] = {}
-        free = list(self.slots)
-        not_before: dict[str, float] = {}
-        try:
-            while pending or running:
-                now = time.monotonic()
-                for c in list(pending):
-                    if not free:
-                        break
-                    if any(status.get(dep) in ("failed", "skipped") for dep in c.depends_on):
-                        pending.remove(c)
-                        status[c.id] = "skipped"
-                        report(c, "skipped", _detail(study_dir, c.id, "skipped", c))
-                        continue
-                    if any(not _is_done(study_dir, dep) for dep in c.depends_on) or not_before.get(c.id, 0) > now:
-                        continue
-                    if _is_done(study_dir, c.id):  # finished by another runner meanwhile
-                        pending.remove(c)
-                        status[c.id] = "done"
-                        report(c, "done", "finished by another runner")
-                        continue
-                    if CellLock.holder(cell_dir(study_dir, c.id) / LOCK_FILE) is not None:
-                        not_before[c.id] = now + self.busy_wait_s  # another runner has it: look again later
-                        continue
-                    slot = free.pop(0)
-                    running[c.id] = (self._start(study_dir, c, slot), slot, c)
-                    pending.remove(c)
-                for cid, (proc, slot, c) in list(running.items()):
-                    code = proc.poll()
-                    if code is None:
-                        continue
-                    del running[cid]
-                    free.append(slot)
-                    st = _STATUS.get(code)
-                    if st == "busy":
-                        pending.append(c)
-                        not_before[cid] = time.monotonic() + self.busy_wait_s
-                        continue
-                    if st is None or (st == "done" and not _is_done(study_dir, cid)):
-                        d = cell_dir(study_dir, cid)
-                        why = f"signal {-code}" if code < 0 else f"exit code {code}"
-                        what = "died" if st is None else "ended without writing the cell's rows"
-                        record_failure(d, f"the worker process {what} ({why}); see {d / LOG_FILE}", _tail(d / LOG_FILE))
-                        st = "failed"
-                    status[cid] = st
-                    report(c, st, _detail(study_dir, cid, st, c))
-                time.sleep(self.poll_s)
-        except BaseException:
-            for proc, _, _ in running.values():  # Ctrl-C reached them too; give them time to stop cleanly
-                with contextlib.suppress(OSError):
-                    proc.send_signal(signal.SIGINT)
-            deadline = time.monotonic() + 30
-            for proc, _, _ in running.values():
-                try:
-                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            raise
-        return status
-
-
-def _detail(study_dir: Path, cell_id: str, status: str, cell: Cell | None = None) -> str:
-    if status == "failed":
-        f = cell_dir(study_dir, cell_id) / FAILED_FILE
-        with contextlib.suppress(OSError, ValueError):
-            import json
-
-            return json.loads(f.read_text()).get("error", "").splitlines()[0][:300]
-    if status == "skipped" and cell is not None and cell.depends_on:
-        return f"its transfer source {cell.depends_on[0]} did not finish"
-    return ""
+log = logging.getLogger("medcolor.study")
+SUBMIT_LOCK = ".submit.lock"
 
 
 # ----------------------------------------------------------------------------- submitit (SLURM)
@@ -274,14 +65,46 @@ def _environ(env: dict[str, str]) -> Iterator[None]:
         os.environ.update(old)
 
 
+@contextlib.contextmanager
+def _submit_lock(study_dir: Path) -> Iterator[None]:
+    """Serialises what runners of one study decide and submit (two runners never submit the same cell)."""
+    fd = os.open(study_dir / SUBMIT_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+class _OneSubmititLog(logging.Handler):
+    """submitit's messages inside a cell's job, once, on the stdout/stderr of the moment (the cell's log):
+    submitit's own configuration prints its warnings on stdout and stderr, and the root logger a third time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+            stream.write(f"submitit {record.levelname} ({time.strftime('%H:%M:%S')}) - {record.getMessage()}\n")
+            stream.flush()
+        except Exception:
+            self.handleError(record)
+
+
+def configure_submitit_logging() -> None:
+    logger = logging.getLogger("submitit")
+    for h in list(logger.handlers):
+        logger.removeHandler(h)
+    logger.addHandler(_OneSubmititLog())
+    logger.propagate = False
+
+
 class CellJob:
     """The function a SLURM job runs: one cell (picklable; requeued on timeout/preemption)."""
 
     def __call__(self, study_dir: str, cell_id: str, cwd: str, threads: int | None, devices: int, nodes: int) -> str:
-        from medcolor.study.worker import configure_cell_logging
-
         os.chdir(cwd)
-        configure_cell_logging()
+        configure_logging()
+        quiet_lightning()
+        configure_submitit_logging()
         return run_cell(study_dir, cell_id, threads=threads, devices=devices, nodes=nodes, capture=True)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
@@ -315,8 +138,23 @@ def submitit_parameters(resources: Resources, cluster: str, name: str) -> dict[s
     return p
 
 
+@dataclass
+class _Tracked:
+    """A cell's job that this runner waits for (submitted now, or found queued from an earlier run)."""
+
+    cell: Cell
+    record: JobRecord
+    job: Any = None  # the submitit job when this runner submitted it
+    ended_at: float | None = None  # when the job was first seen over without a result
+
+
 class SubmititExecutor:
-    """Job arrays through submitit, one per dependency level (see the module docstring)."""
+    """Job arrays through submitit, one per dependency level (see the module docstring).
+
+    Before submitting a cell it looks for the cell's earlier job (``job.json``) in the queue and for a
+    process holding the cell's lock: a queued or running cell is waited for, never submitted twice.  A
+    job that ends without a result is recorded with its end state (``CANCELLED by 0``, ``TIMEOUT``...).
+    Job states come from ``squeue`` (and ``sacct`` for the cause), asked every ``poll_s`` seconds."""
 
     def __init__(
         self,
@@ -326,17 +164,22 @@ class SubmititExecutor:
         threads: int | None = None,
         folder: str | os.PathLike | None = None,
         poll_s: float = 5.0,
+        result_grace_s: float = 30.0,
     ) -> None:
         if cluster not in ("slurm", "local", "debug"):
             raise StudyError(f"unknown submitit cluster {cluster!r} (slurm, local or debug)")
-        if cluster == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+        if cluster == "slurm" and not all(shutil.which(c) for c in ("sbatch", "srun", "squeue")):
             raise StudyError(
-                "--executor slurm needs SLURM's sbatch and srun on PATH (run it on a cluster's login node); "
+                "--executor slurm needs SLURM's sbatch, srun and squeue on PATH (run it on a cluster's login node); "
                 "--executor submitit-local runs the same job arrays on this machine"
             )
         self.resources = resources or Resources()
+        if time_problem(self.resources.time_min):
+            raise StudyError(f"resources.time: {time_problem(self.resources.time_min)}")
         self.cluster, self.threads, self.folder, self.poll_s = cluster, threads, folder, poll_s
+        self.result_grace_s = result_grace_s
         self.jobs: list[Any] = []
+        self.accounting: str | None = None  # why sacct cannot tell how a job ended (None: it can)
 
     def describe(self) -> str:
         r = self.resources
@@ -353,7 +196,8 @@ class SubmititExecutor:
         return ex
 
     def submit(self, study_dir: Path, cells: list[Cell], name: str) -> list[Any]:
-        """Submit one job array for ``cells``; returns submitit jobs (in the order of ``cells``)."""
+        """Submit one job array for ``cells`` and record each cell's job (``job.json``); returns submitit
+        jobs (in the order of ``cells``)."""
         ex = self.make_executor(study_dir, name)
         n = len(cells)
         devices = self.resources.gpus if self.resources.gpus > 1 or self.resources.nodes > 1 else 0
@@ -367,11 +211,26 @@ class SubmititExecutor:
                 [devices] * n,
                 [self.resources.nodes] * n,
             )
+        now = time.time()
+        for c, job in zip(cells, jobs, strict=True):
+            p = job.paths
+            rec = JobRecord(str(job.job_id), self.cluster, str(p.stdout), str(p.stderr), str(p.result_pickle), now)
+            rec.write(cell_dir(study_dir, c.id))
         self.jobs += jobs
         return jobs
 
     def run(self, study_dir: Path, plan: Plan, todo: list[Cell], report: Report) -> dict[str, str]:
         study_dir = Path(study_dir).resolve()
+        if self.cluster == "slurm":
+            self.accounting = accounting_problem()
+            if self.accounting:
+                log.warning(
+                    "SLURM accounting does not answer (%s): job states come from squeue alone; a job that "
+                    "leaves the queue without a result is recorded as failed after %.0f s, with its end state "
+                    "while slurmctld still knows it (MinJobAge)",
+                    self.accounting,
+                    self.result_grace_s,
+                )
         todo_ids = {c.id for c in todo}
         status: dict[str, str] = {}
         for i, level in enumerate(plan.levels):
@@ -379,32 +238,134 @@ class SubmititExecutor:
             for c in level:
                 if c.id not in todo_ids:
                     continue
-                if any(
-                    status.get(dep) in ("failed", "skipped") or not _is_done(study_dir, dep) for dep in c.depends_on
-                ):
+                if any(status.get(dep) in ("failed", "skipped") or not is_done(study_dir, dep) for dep in c.depends_on):
                     status[c.id] = "skipped"
-                    report(c, "skipped", _detail(study_dir, c.id, "skipped", c))
+                    report(c, "skipped", detail(study_dir, c.id, "skipped", c))
                 else:
                     cells.append(c)
-            if not cells:
-                continue
-            jobs = self.submit(study_dir, cells, f"{plan.study}-L{i}")
-            for c, job in zip(cells, jobs, strict=True):
-                report(c, "submitted", f"dependency level {i}, job {job.job_id}")
-            for c, job in zip(cells, jobs, strict=True):
-                try:
-                    st = job.result()
-                except Exception as exc:  # the job itself died: timeout without requeue, OOM, node failure...
-                    st = "failed"
-                    d = cell_dir(study_dir, c.id)
-                    if not (d / FAILED_FILE).is_file() and not _is_done(study_dir, c.id):
-                        msg = str(exc).strip().splitlines()
-                        record_failure(d, f"the job {job.job_id} failed: {msg[0] if msg else type(exc).__name__}")
-                if st == "done" and not _is_done(study_dir, c.id):
-                    st = "failed"
-                status[c.id] = st
-                report(c, st, _detail(study_dir, c.id, st, c))
+            if cells:
+                self._run_level(study_dir, f"{plan.study}-L{i}", cells, status, report)
         return status
+
+    # -- one dependency level: submit what is neither done, queued nor running elsewhere; wait for all
+    def _run_level(self, study_dir: Path, name: str, cells: list[Cell], status: dict[str, str], report: Report) -> None:
+        waiting = {c.id: c for c in cells}
+        inflight: dict[str, _Tracked] = {}
+        told: set[str] = set()
+        while waiting:
+            with _submit_lock(study_dir):
+                new = self._adopt_or_pick(study_dir, waiting, inflight, told, report)
+                if new:
+                    for c, job in zip(new, self.submit(study_dir, new, name), strict=True):
+                        inflight[c.id] = _Tracked(c, JobRecord.read(cell_dir(study_dir, c.id)), job)  # type: ignore[arg-type]
+                        report(c, "submitted", f"{name}, job {job.job_id}")
+            states = self._queue([t.record.job_id for t in inflight.values()])
+            for cid, t in list(inflight.items()):
+                st = self._finished(study_dir, t, states)
+                if st is None:
+                    continue
+                del inflight[cid]
+                if st == "busy":  # another process holds the cell: decide again (wait for it)
+                    continue
+                del waiting[cid]
+                status[cid] = st
+                report(t.cell, st, detail(study_dir, cid, st, t.cell))
+            if waiting:
+                time.sleep(self.poll_s)
+
+    def _queue(self, job_ids: list[str]) -> dict[str, JobState] | None:
+        if self.cluster != "slurm" or not job_ids:
+            return {}
+        return queue_states(job_ids)
+
+    def _adopt_or_pick(
+        self,
+        study_dir: Path,
+        waiting: dict[str, Cell],
+        inflight: dict[str, _Tracked],
+        told: set[str],
+        report: Report,
+    ) -> list[Cell]:
+        """Cells to submit now; a cell whose earlier job is still queued is adopted (waited for), one that
+        another process runs is left for later."""
+        free = [c for cid, c in waiting.items() if cid not in inflight]
+        records = {c.id: JobRecord.read(cell_dir(study_dir, c.id)) for c in free}
+        ids = [r.job_id for r in records.values() if r and r.cluster == self.cluster == "slurm"]
+        queued = self._queue(ids) or {}
+        new = []
+        for c in free:
+            d, rec = cell_dir(study_dir, c.id), records[c.id]
+            q = queued.get(rec.job_id) if rec else None
+            if is_done(study_dir, c.id):
+                waiting.pop(c.id)
+                report(c, "done", "finished by another runner")
+            elif rec is not None and q is not None and q.active:
+                inflight[c.id] = _Tracked(c, rec)
+                report(
+                    c, "queued", f"its job {rec.job_id} ({q.describe()}), submitted by an earlier run: waiting for it"
+                )
+            elif (holder := CellLock.holder(d / LOCK_FILE)) is not None:
+                if c.id not in told:
+                    told.add(c.id)
+                    report(c, "running", f"elsewhere (pid {holder.get('pid')} on {holder.get('host')}): waiting for it")
+            else:
+                new.append(c)
+        return new
+
+    def _finished(self, study_dir: Path, t: _Tracked, states: dict[str, JobState] | None) -> str | None:
+        """The cell's status when its job is over (``done``, ``failed``, ``busy``...), else None."""
+        d = cell_dir(study_dir, t.cell.id)
+        result = Path(t.record.result)
+        if self.cluster != "slurm" and t.job is not None and not t.job.done():
+            return None  # a local job: its process has not exited yet
+        if result.exists():
+            return self._result(d, t, result)
+        q: JobState | None = None
+        if self.cluster == "slurm":
+            q = None if states is None else states.get(t.record.job_id)
+            if states is None or (q is not None and q.active):
+                return None  # squeue did not answer, or the job is still queued/running
+        if CellLock.holder(d / LOCK_FILE) is not None:
+            return None  # over for SLURM, but its process still holds the cell (it is being killed)
+        now = time.monotonic()
+        t.ended_at = t.ended_at or now
+        if now - t.ended_at < self.result_grace_s and self.cluster == "slurm" and q is None:
+            return None  # gone from the queue: give the result file time to show up (NFS) before failing it
+        if wait_for_file(result, 0 if now - t.ended_at >= self.result_grace_s else 5):
+            return self._result(d, t, result)
+        if is_done(study_dir, t.cell.id):
+            return "done"
+        state = end_state(t.record.job_id, q) if self.cluster == "slurm" else JobState(str(t.job.state))
+        record_failure(
+            d,
+            failure_message(t.record, state, accounting=self.accounting),
+            tail(t.record.stderr) or tail(t.record.stdout),
+        )
+        return "failed"
+
+    def _result(self, d: Path, t: _Tracked, result: Path) -> str:
+        from submitit.core.utils import pickle_load
+
+        try:
+            outcome, value = pickle_load(result)  # written by the cell's own job (submitit moves it in whole)
+        except Exception as exc:
+            record_failure(d, f"the job {t.record.job_id} left an unreadable result file {result}: {exc}")
+            return "failed"
+        if outcome == "success" and value in EXIT_CODES:
+            st = str(value)
+            if st == "done" and not (d / ROW_FILE).is_file():
+                record_failure(
+                    d, f"the job {t.record.job_id} ended without writing the cell's rows", tail(d / LOG_FILE)
+                )
+                return "failed"
+            if st == "skipped":
+                record_failure(d, f"the job {t.record.job_id} found a transfer source of the cell not done")
+                return "failed"
+            return st
+        trace = str(value)
+        last = [line for line in trace.strip().splitlines() if line.strip()]
+        record_failure(d, f"the job {t.record.job_id} raised {last[-1] if last else outcome}", trace)
+        return "failed"
 
 
 def make_executor(
@@ -429,8 +390,7 @@ __all__ = [
     "CellJob",
     "LocalExecutor",
     "SubmititExecutor",
-    "die_with_parent",
+    "configure_submitit_logging",
     "make_executor",
     "submitit_parameters",
-    "visible_gpus",
 ]

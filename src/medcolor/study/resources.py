@@ -17,6 +17,14 @@ EXECUTOR_KEYS = ("name", "workers", "devices", "threads", "cluster")
 EXECUTORS = ("local", "slurm", "submitit-local")
 RESOURCE_KEYS = ("partition", "gpus", "time", "memory", "nodes", "cpus", "account", "qos", "constraint", "setup")
 ESTIMATE_KEYS = ("train_images", "val_images", "test_images", "tflops")
+#: submitit asks SLURM for SIGUSR2 this many seconds before a job's time limit (``--signal=USR2@90``): its
+#: handler then checkpoints the cell and requeues the job
+SIGNAL_DELAY_S = 90
+#: the shortest ``resources.time`` that can work: SLURM sends the signal up to 60 s earlier than asked
+#: (its event resolution), and it must come after the job has started Python, imported medcolor and
+#: installed submitit's handler (about a minute on a busy node); earlier, SIGUSR2's default action kills
+#: the job without a requeue.  4 min: the signal comes at least 90 s after the start.
+MIN_TIME_MIN = 4
 
 
 @dataclass
@@ -74,6 +82,17 @@ def parse_time_minutes(v: Any) -> int:
     raise ValueError(v)
 
 
+def time_problem(minutes: int) -> str:
+    """Why a job time limit of ``minutes`` cannot work ('' when it can)."""
+    if minutes >= MIN_TIME_MIN:
+        return ""
+    return (
+        f"{minutes} min is too short: submitit asks SLURM for SIGUSR2 {SIGNAL_DELAY_S} s before the time limit (SLURM "
+        f"may send it up to 60 s earlier) to checkpoint and requeue the cell, and a job needs about a minute to "
+        f"start before it can handle it. Give at least {MIN_TIME_MIN} (minutes), e.g. time: 30"
+    )
+
+
 def parse_memory_gb(v: Any) -> float:
     if isinstance(v, bool):
         raise ValueError(v)
@@ -118,6 +137,8 @@ def parse_resources(spec: Spec, d: Any) -> Resources:
                 "setup": "a list of shell lines",
             }.get(k, "a whole number")
             raise SpecError(f"{at}: resources.{k}: invalid value {v!r} ({hint})") from None
+        if k == "time" and time_problem(r.time_min):
+            raise SpecError(f"{at}: resources.time: {time_problem(r.time_min)}")
     return r
 
 
@@ -153,6 +174,7 @@ __all__ = [
     "ESTIMATE_KEYS",
     "EXECUTORS",
     "EXECUTOR_KEYS",
+    "MIN_TIME_MIN",
     "RESOURCE_KEYS",
     "Resources",
     "parse_estimate",
@@ -160,4 +182,5 @@ __all__ = [
     "parse_memory_gb",
     "parse_resources",
     "parse_time_minutes",
+    "time_problem",
 ]

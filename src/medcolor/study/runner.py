@@ -42,6 +42,7 @@ from typing import Any
 
 from medcolor.config import RunConfig
 from medcolor.errors import MedcolorError
+from medcolor.study.jobs import add_job_states, read_wall, timed_attempt
 from medcolor.study.plan import Cell, Plan, cell_run_config, expand
 from medcolor.study.results import ROW_FILE, StudyError, build_table, cell_rows, write_rows, write_table
 from medcolor.study.spec import Spec, load_spec
@@ -201,6 +202,7 @@ def study_status(study_dir: str | os.PathLike, plan: Plan | None = None) -> list
             bad = [d for d in c.depends_on if states[d].state in ("failed", "skipped")]
             if bad and s.state == "pending":
                 s.state, s.detail = "skipped", f"its transfer source {bad[0]} {states[bad[0]].state}"
+    add_job_states({c.id: cell_dir(study_dir, c.id) for c in plan.cells}, states)
     return [states[c.id] for c in plan.cells]
 
 
@@ -308,15 +310,13 @@ def run_cell(
                     # the cell folder already holds the runner's files (log, lock): make it the cell's run
                     # directory (also a cell begun by a medcolor that wrote config.yaml without the marker)
                     mark_run_dir(d, RunConfig.from_dict(cfg.to_dict()))
-                if not (d / "summary.json").is_file() or not wall_file.is_file():
+                if not (d / "summary.json").is_file() or not read_wall(wall_file)["finished"]:
                     from medcolor.training import train  # imported before the clock starts; logs via logging
 
-                    t0 = time.time()
-                    train(cfg)
-                    if rank0:
-                        write_json(wall_file, {"wall_s": round(time.time() - t0, 3)})
+                    with timed_attempt(wall_file, d, record=rank0):  # every attempt counts (requeued, failed...)
+                        train(cfg)
                 if rank0:
-                    wall = json.loads(wall_file.read_text())["wall_s"]
+                    wall = read_wall(wall_file)["wall_s"]
                     rows = cell_rows(cell, d, study=meta["study"], columns=meta["columns"], wall_s=wall)
                     write_rows(d, rows)
                 print(f"=== cell {cell_id} done", flush=True)
@@ -358,7 +358,8 @@ class StudyResult:
 
     @property
     def ok(self) -> bool:
-        return not any(s.state in ("failed", "skipped") for s in self.states)
+        """Every cell done (a study with cells still queued or running is not finished)."""
+        return all(s.state == "done" for s in self.states)
 
 
 def run_study(
@@ -417,6 +418,14 @@ def summary_lines(result: StudyResult) -> list[str]:
             lines.append(f"  {s.state:<8} {s.cell.id}: {first[:300]}")
     if counts["failed"]:
         lines.append(f"  logs: {result.study_dir / CELLS}/<cell>/log.txt; re-run the same command to retry")
+    unfinished = [s for s in result.states if s.state in ("running", "pending")]
+    for s in unfinished:
+        lines.append(f"  {s.state:<8} {s.cell.id}: {s.detail.strip()[:300]}")
+    if unfinished:
+        lines.append(
+            f"  the study is not finished: {len(unfinished)} cell(s) still running or pending; re-run the same "
+            "command (it waits for cells that are queued or running) or see `medcolor study status`"
+        )
     return lines
 
 

@@ -14,7 +14,7 @@ def configure_cell_logging() -> None:
     """The console logging of the ``medcolor`` command in a process that runs cells (a worker, a SLURM
     job): training's messages as plain lines on stdout, warnings on stderr, Lightning's from WARNING —
     what the cell's ``log.txt`` gets when the cells run inside ``medcolor study run``."""
-    from medcolor.cli import configure_logging, quiet_lightning
+    from medcolor.utils import configure_logging, quiet_lightning
 
     configure_logging()
     quiet_lightning()
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m medcolor.study.worker STUDY_DIR CELL_ID", file=sys.stderr)
         return 2
-    from medcolor.study.executors import die_with_parent
+    from medcolor.study.local import die_with_parent
 
     parent = os.environ.get("MEDCOLOR_STUDY_PARENT")
     if parent and os.environ.get("LOCAL_RANK") in (None, "", "0"):  # not in Lightning's own DDP workers
