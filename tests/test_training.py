@@ -109,7 +109,7 @@ def test_momentum_is_the_upper_bound_of_the_cycle(momentum):
 
 
 def test_num_workers_auto_is_sized_to_the_machine(monkeypatch, tmp_path):
-    import medcolor.training.runtime as rt
+    import medcolor.utils as rt
 
     monkeypatch.setattr(rt.os, "sched_getaffinity", lambda pid: set(range(16)))
     assert rt.resolve_num_workers("auto", "cpu") == 2  # the model uses the cores

@@ -1,8 +1,8 @@
 """Where and how the network computes: accelerator, precision, memory format, device-side augmentation,
-the Lightning ``Trainer`` built from them, out-of-memory hints, and :func:`autocast` — the one autocast
-helper, also used by :mod:`medcolor.inference` (training gets autocast from Lightning's precision plugin).
+the Lightning ``Trainer`` built from them, out-of-memory hints.
 
-Nothing here imports Lightning at module level, so inference can use :func:`autocast` cheaply.
+Nothing here imports Lightning at module level, so inference can resolve its device and precision
+cheaply (the autocast helper itself is :func:`medcolor.utils.autocast`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from medcolor.config import RunConfig, TrainerConfig, check_precision, parse_channels_last
 from medcolor.errors import ConfigError, TrainingError
-from medcolor.utils import resolve_num_workers
+from medcolor.utils import show_progress_bar
 
 if TYPE_CHECKING:
     import lightning as L
@@ -63,16 +63,6 @@ def resolve_channels_last(value: str | bool) -> bool:
     return parse_channels_last(value)
 
 
-def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast context of a Lightning-style ``precision`` on ``device`` (``cpu``/``cuda``): bf16 for
-    ``bf16-*``, fp16 for ``16-*`` on a GPU, none otherwise."""
-    if precision.startswith("bf16"):
-        return torch.autocast(device_type=device, dtype=torch.bfloat16)
-    if precision.startswith("16") and device == "cuda":
-        return torch.autocast(device_type=device, dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
 @dataclass(frozen=True)
 class Runtime:
     """The hardware choices of a run, resolved once from its configuration."""
@@ -107,22 +97,6 @@ def configure_determinism() -> None:
     """cuBLAS needs a fixed workspace for deterministic matrix products on the GPU."""
     if torch.cuda.is_available():
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-
-
-def is_terminal(stream: Any) -> bool:
-    """Whether ``stream`` is an interactive terminal (False for files, pipes and captured output)."""
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
-        return False
-
-
-def show_progress_bar(progress: bool, stream: Any = None) -> bool:
-    """Whether to draw a progress bar on ``stream`` (default stderr, tqdm's): only when asked for and
-    the stream is a terminal.  A bar redraws itself with carriage returns: written into a log file or a
-    pipe (``medcolor evaluate ... > log 2>&1``) it leaves hundreds of lines, so there plain log lines
-    (one per validation chunk, or per tenth of the images predicted) take its place."""
-    return bool(progress) and is_terminal(sys.stderr if stream is None else stream)
 
 
 def make_trainer(runtime: Runtime, **kw: Any) -> L.Trainer:
@@ -187,18 +161,14 @@ def out_of_memory_hint(exc: BaseException) -> str:
 
 __all__ = [
     "Runtime",
-    "autocast",
     "configure_determinism",
     "cpu_has_bf16",
-    "is_terminal",
     "make_trainer",
     "out_of_memory_hint",
     "resolve_accelerator",
     "resolve_channels_last",
-    "resolve_num_workers",
     "resolve_precision",
     "resolve_runtime",
     "run_fit",
-    "show_progress_bar",
     "skip_filling_uninitialized_memory",
 ]
