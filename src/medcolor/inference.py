@@ -159,9 +159,8 @@ def predict_files(
     """Probabilities for image files/folders: a DataFrame with ``path`` and one column per label.
 
     ``device`` ``auto``: a CUDA GPU when one is visible, else the CPU.  ``precision`` ``auto``: what training
-    uses there (bf16 autocast + channels_last where the hardware has bf16: 2.8x the fp32 images/s on the
-    2-core Xeon of benchmarks/results/intel-xeon-2c.md; C stays fp32, and the AUCs of fp32 and bf16 training
-    agree: experiments/precision); ``32-true`` for fp32.  ``num_workers``: decoding processes (default 0 on
+    uses there (bf16 autocast + channels_last where the hardware has bf16, C in fp32; the measurements:
+    docs/defaults.md); ``32-true`` for fp32.  ``num_workers``: decoding processes (default 0 on
     the CPU, where the model already uses every core; beside a GPU as ``data.num_workers: auto``)."""
     from medcolor.io import load_model
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from medcolor.config import DataConfig, ModelConfig, RunConfig, StageConfig, TrainerConfig
+from medcolor.config import RunConfig
 from medcolor.data.bundle import DataBundle, build_data
 from medcolor.data.summary import LABEL_COUNTS_FILE, write_label_counts
 
@@ -33,26 +33,6 @@ def auc(colorizer: str, stages: str, subset, seed: int, label: str) -> float:
     differences are not constant)."""
     wiggle = {0: 0.0, 1: 0.006, 2: -0.004}[seed] * (1 + ARMS.index((colorizer, stages)) % 3)
     return STAGE_AUC[stages] + COLORIZER_AUC[colorizer] + SIZE_AUC[subset] + 0.01 * seed + wiggle + LABEL_AUC[label]
-
-
-def tiny_config(out: Path, data_dir: Path, colorizer: str, stages: list[StageConfig], subset=None) -> RunConfig:
-    return RunConfig(
-        data=DataConfig(
-            dataset="synthetic",
-            root=str(data_dir),
-            size=32,
-            batch_size=8,
-            num_workers=0,
-            val=0.2,
-            test=0.2,
-            options={"n": 120, "image_size": 40},
-            subset=subset,
-        ),
-        model=ModelConfig(colorizer=colorizer, backbone="mobilenet_v2", weights="none"),
-        stages=stages,
-        trainer=TrainerConfig(progress=False, bootstrap=20, precision="32-true"),
-        output=str(out),
-    )
 
 
 def cell_id(dataset: str, colorizer: str, stages: str, subset, seed: int) -> str:

@@ -44,8 +44,8 @@ def predict_probs(
     """Sigmoid probabilities ``(N, L)`` of ``model`` on a :class:`~medcolor.data.bundle.NetworkView`.
 
     Reduced precision (``bf16-*``, ``16-*``) also runs channels_last, the memory format its convolutions are
-    fast in (as in training); ``32-true`` keeps the contiguous format, so full-precision results (test metrics)
-    are exactly those of earlier versions."""
+    fast in (as in training); ``32-true`` keeps the contiguous format for full-precision results (test
+    metrics)."""
     from tqdm.auto import tqdm
 
     was_training = model.training

@@ -48,8 +48,8 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
-    """``auto``: bf16 autocast where the hardware has bf16 (measured on a 2-core Xeon with AMX: see
-    benchmarks/results/train_step.md), fp16 autocast on older GPUs, else fp32."""
+    """``auto``: bf16 autocast where the hardware has bf16 (the measurements: docs/defaults.md), fp16 autocast
+    on older GPUs, else fp32."""
     check_precision(precision)
     if precision != "auto":
         return precision
@@ -128,8 +128,8 @@ def make_trainer(runtime: Runtime, **kw: Any) -> L.Trainer:
 def skip_filling_uninitialized_memory() -> None:
     """With deterministic algorithms on (Lightning's ``deterministic`` true or ``warn``), torch also fills every
     new uninitialised tensor with NaN (``torch.utils.deterministic.fill_uninitialized_memory``), a debugging aid
-    that costs ~1,000 ``fill_`` calls per training step (8-16 % of a CPU step in benchmarks/throughput.py's
-    profile) and changes no result: kernels that are correct never read uninitialised memory.  Turned off."""
+    that costs time on every training step (docs/defaults.md) and changes no result: kernels that are correct
+    never read uninitialised memory.  Turned off."""
     if torch.are_deterministic_algorithms_enabled():
         torch.utils.deterministic.fill_uninitialized_memory = False
 

@@ -15,7 +15,6 @@ from medcolor.config import RunConfig, TrainerConfig
 from medcolor.evaluation import predict_probs
 from medcolor.training import train
 from medcolor.training.runtime import make_trainer, resolve_runtime
-from test_training import tiny_config
 
 
 @pytest.fixture
@@ -65,7 +64,7 @@ def test_prediction_logs_lines_instead_of_a_bar_without_a_terminal(capsys, medco
     assert not [r for r in medcolor_log.records if r.getMessage().startswith("predicting:")]
 
 
-def test_training_logs_a_line_per_chunk_without_a_terminal(tmp_path: Path, capsys, medcolor_log):
+def test_training_logs_a_line_per_chunk_without_a_terminal(tiny_config, tmp_path: Path, capsys, medcolor_log):
     cfg = tiny_config(tmp_path / "run", tmp_path / "data")
     cfg.trainer.progress = True
     train(cfg, evaluate_test=False)
