@@ -234,6 +234,7 @@ def test_evaluate_is_the_test_step_of_training(two_stage_run, tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.slow
 def test_same_seed_same_result(tmp_path, data_dir, two_stage_run):
     cfg, r = two_stage_run
     cfg2 = RunConfig.from_dict(cfg.to_dict())
@@ -260,6 +261,7 @@ def test_output_directory_holding_another_run(tiny_config, tmp_path, data_dir, t
     assert (tmp_path / "junk" / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_a_run(tiny_config, tmp_path, data_dir):
     out = tmp_path / "run"
     train(tiny_config(out, data_dir), **QUIET)
@@ -269,6 +271,7 @@ def test_overwrite_replaces_a_run(tiny_config, tmp_path, data_dir):
     assert r.stages[0].lr == 0.02
 
 
+@pytest.mark.slow
 def test_extra_callbacks_see_every_step_and_change_nothing(tiny_config, tmp_path, data_dir):
     from lightning.pytorch.callbacks import Callback
 
