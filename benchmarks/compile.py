@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from medcolor.model import ColorTransferNet
-from medcolor.training.runtime import autocast, resolve_precision
+from medcolor.training.runtime import resolve_precision
+from medcolor.utils import autocast
 
 
 def make(colorizer: str, backbone: str, strategy: str, cl: bool) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

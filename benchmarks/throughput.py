@@ -63,8 +63,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
-from medcolor.data.transforms import CHEXPERT_MEAN, CHEXPERT_STD
 from medcolor.model import ColorTransferNet
+from medcolor.normalization import CHEXPERT_MEAN, CHEXPERT_STD
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

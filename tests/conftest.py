@@ -86,3 +86,46 @@ def write_dicom() -> Callable[..., Path]:
         return path
 
     return write
+
+
+def _tiny_config(
+    out: Path,
+    data_dir: Path,
+    *,
+    colorizer: str = "colorU",
+    stages: list | None = None,
+    subset: float | None = None,
+    bootstrap: int = 50,
+    **over,
+):
+    """Synthetic 32 px images, random-init MobileNetV2, ``colorizer`` (colorU): a few seconds per stage.
+    ``stages`` default: one 4-iteration color-module stage; ``over``: RunConfig attributes to replace."""
+    from medcolor.config import DataConfig, ModelConfig, RunConfig, StageConfig, TrainerConfig
+
+    cfg = RunConfig(
+        data=DataConfig(
+            dataset="synthetic",
+            root=str(data_dir),
+            size=32,
+            batch_size=8,
+            num_workers=0,
+            val=0.2,
+            test=0.2,
+            options={"n": 120, "image_size": 40},
+            subset=subset,
+        ),
+        model=ModelConfig(colorizer=colorizer, backbone="mobilenet_v2", weights="none"),
+        stages=stages if stages is not None else [StageConfig("color-module", lr=0.05, iterations=4, val_every=2)],
+        trainer=TrainerConfig(progress=False, bootstrap=bootstrap, precision="32-true"),
+        output=str(out),
+    )
+    for k, v in over.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> Callable[..., object]:
+    """``tiny_config(out, data_dir, **options)``: the small synthetic run configuration the training,
+    resume, divergence and report tests train (see :func:`_tiny_config`)."""
+    return _tiny_config

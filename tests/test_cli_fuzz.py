@@ -1,4 +1,4 @@
-"""Property test over ``medcolor train`` option values (issue 10, "Done means"): any value of any option
+"""Property test over ``medcolor train`` option values: any value of any option
 either passes every check (``--dry-run``: checks only, creates nothing) or ends with exit code 2 and one
 line on stderr that names the option — never a traceback, never a silently accepted bad value."""
 
@@ -137,7 +137,7 @@ def test_name_and_path_options(output, flag, value):
         ("--devices", "0"),
     ],
 )
-def test_the_bad_values_of_the_issue_are_refused(output, flag, value):
+def test_known_bad_values_are_refused(output, flag, value):
     rc, err = run([*BASE, "--output", output, f"{flag}={value}"])
     assert rc == 2 and flag in err and len(err.strip().splitlines()) == 1, err
 

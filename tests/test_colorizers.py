@@ -163,7 +163,7 @@ def test_lut_is_pointwise():
 
 
 def test_replicate_imagenet_gives_imagenet_normalised_gray():
-    from medcolor.colorizers import IMAGENET_MEAN, IMAGENET_STD
+    from medcolor.normalization import IMAGENET_MEAN, IMAGENET_STD
 
     gray = torch.rand(2, 1, 8, 8)
     mean, std = 0.4, 0.25

@@ -1,4 +1,4 @@
-"""Where ``medcolor demo`` gets E's ImageNet weights (issue 10, item 9): torchvision's download first, then
+"""Where ``medcolor demo`` gets E's ImageNet weights: torchvision's download first, then
 the files kept beside the repository (whatever the working directory), and only then random weights,
 with a loud warning."""
 

@@ -77,6 +77,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, p: np.ndarray, y: np.ndar
     dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_auc_is_exact_across_ddp_processes(tmp_path):
     rng = np.random.default_rng(2)
     y = (rng.random((47, 3)) < 0.4).astype(np.float32)

@@ -1,5 +1,5 @@
 """Every option is checked up front, in one place, with the option's flag and key in a one-line message:
-before any data is read or any folder is created (issue 10, item 4)."""
+before any data is read or any folder is created."""
 
 from __future__ import annotations
 

@@ -5,14 +5,13 @@ network (:mod:`medcolor.model`), the learning strategies (:mod:`medcolor.strateg
 (:mod:`medcolor.data`), training (:mod:`medcolor.training`) and evaluation (:mod:`medcolor.evaluation`).
 """
 
+from medcolor._version import __version__
 from medcolor.backbones import Backbone, create_backbone, list_backbones
 from medcolor.colorizers import Colorizer, create_colorizer, list_colorizers, register_colorizer
 from medcolor.errors import ConfigError, DataError, ImageReadError, MedcolorError, TrainingError, WeightsError
 from medcolor.io import load_colorizer, load_model, save_colorizer, save_model
 from medcolor.model import ClassifierHead, ColorTransferNet
 from medcolor.strategies import Strategy, get_strategy, list_strategies
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Backbone",

@@ -33,13 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medcolor.data.transforms import CHEXPERT_MEAN, CHEXPERT_STD
 from medcolor.errors import ConfigError
+from medcolor.normalization import CHEXPERT_MEAN, CHEXPERT_STD, IMAGENET_MEAN, IMAGENET_STD
 from medcolor.registry import Registry
-
-#: ImageNet's RGB statistics (torchvision's weights expect inputs normalised with them)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 COLORIZERS: Registry[type[Colorizer]] = Registry("colorizer")
 
@@ -399,8 +395,6 @@ def colorizer_table(size: int = 320) -> list[dict[str, Any]]:
 __all__ = [
     "COLORIZERS",
     "COLORIZER_STARTS",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
     "ColorDown",
     "ColorOut",
     "ColorUColorizer",

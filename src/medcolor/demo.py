@@ -1,6 +1,6 @@
 """``medcolor demo``: the main job on a built-in default.
 
-With no arguments it generates the synthetic X-ray-like dataset of :mod:`medcolor.data.synthetic`,
+With no arguments it generates the synthetic X-ray-like dataset of :mod:`medcolor.data.datasets.synthetic`,
 trains two networks on it — ``baseline`` (gray copied to RGB, E frozen) and ``color-module`` (T
 learned, E frozen) — with a real ImageNet MobileNetV2 (:func:`find_weights`: ``$MEDCOLOR_WEIGHTS``,
 torchvision's cache or download, the weights kept beside the repository; else random initialisation,
@@ -44,9 +44,7 @@ def local_weight_files(backbone: str) -> list[Path]:
     and ``../shared/weights/`` of the repository this package lives in (not of the working directory)."""
     if backbone != "mobilenet_v2":
         return []
-    import medcolor
-
-    repo = Path(medcolor.__file__).resolve().parents[2]  # src/medcolor/__init__.py -> the repository
+    repo = Path(__file__).resolve().parents[2]  # src/medcolor/demo.py -> the repository
     folders = (
         [Path(os.environ["MEDCOLOR_SHARED"]).expanduser() / "weights"] if os.environ.get("MEDCOLOR_SHARED") else []
     )

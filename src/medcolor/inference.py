@@ -1,8 +1,8 @@
-"""Using trained networks: evaluate a dataset, predict image files, colorize images with T.
+"""Using saved networks: evaluate one on a dataset (``medcolor evaluate``), predict image files, colorize
+images with T.
 
-:func:`evaluate_run` is the one evaluation path: the test step at the end of ``medcolor train`` and
-``medcolor evaluate`` (through :func:`evaluate_model`) both use it — predict, compute per-label / mean
-AUCs with bootstrap CIs, write ``metrics.json`` and ``predictions.csv``.
+:func:`evaluate_model` finds the network and the data and hands them to
+:func:`medcolor.evaluation.evaluate_run`, the one evaluation path (also the test step of training).
 
 Images go through the same path as in training: decode -> reduce (short side to the input size,
 quantized as the cache stores it) -> centre square crop -> resize -> normalise with the mean/std
@@ -11,215 +11,25 @@ stored in the model file.
 
 from __future__ import annotations
 
-import logging
-import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from medcolor.config import DataConfig
 from medcolor.data.readers import IMAGE_EXTENSIONS
-from medcolor.data.transforms import CHEXPERT_MEAN, CHEXPERT_STD, EvalTransform
-from medcolor.errors import ConfigError, DataError, WeightsError
-from medcolor.evaluation import EvaluationResult, summarize
-from medcolor.training.runtime import (
-    autocast,
-    resolve_accelerator,
-    resolve_num_workers,
-    resolve_precision,
-    show_progress_bar,
-)
-from medcolor.utils import atomic_path, write_json
-
-log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def predict_probs(
-    model: torch.nn.Module,
-    view: Dataset,
-    *,
-    batch_size: int = 32,
-    num_workers: int = 0,
-    device: str = "cpu",
-    precision: str = "32-true",
-    progress: bool = False,
-) -> np.ndarray:
-    """Sigmoid probabilities ``(N, L)`` of ``model`` on a :class:`~medcolor.data.bundle.NetworkView`.
-
-    Reduced precision (``bf16-*``, ``16-*``) also runs channels_last, the memory format its convolutions are
-    fast in (as in training); ``32-true`` keeps the contiguous format, so full-precision results (test metrics)
-    are exactly those of earlier versions."""
-    from tqdm.auto import tqdm
-
-    was_training = model.training
-    model.eval().to(device)
-    channels_last = precision.startswith(("bf16", "16"))
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    loader = DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    bar = show_progress_bar(progress)  # a bar on a terminal; else a plain line per tenth of the images
-    every = math.ceil(len(loader) / 10) if progress and not bar and len(loader) else 0
-    out = []
-    try:
-        for i, batch in enumerate(tqdm(loader, desc="predicting", disable=not bar, leave=False)):
-            if every and (i + 1) % every == 0 and i + 1 < len(loader):
-                log.info(f"predicting: {(i + 1) * batch_size:,} of {len(view):,} images")
-            x = batch["image"].to(device)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(device, precision):
-                logits = model(x)
-            if not bool(torch.isfinite(logits).all()):
-                _nonfinite_outputs(view, batch, x, logits)
-            out.append(torch.sigmoid(logits.float()).cpu())
-    finally:
-        if channels_last:
-            model.to(memory_format=torch.contiguous_format)
-        model.train(was_training)
-    return torch.cat(out).numpy() if out else np.zeros((0, 0))
-
-
-def _nonfinite_outputs(view: Dataset, batch: dict[str, Any], x: torch.Tensor, logits: torch.Tensor) -> None:
-    """NaN/inf outputs are never written as probabilities: a DataError when the input was not finite,
-    else a WeightsError (the network overflows: it comes from a diverged run)."""
-    rows = (~torch.isfinite(logits.float())).any(1).nonzero().flatten().cpu().tolist()
-    paths = getattr(getattr(view, "dataset", view), "paths", None)
-    idx = [int(batch["index"][r]) for r in rows]
-    names = [str(paths[i]) for i in idx[:3]] if paths is not None else [str(i) for i in idx[:3]]
-    which = f"{len(rows)} images (e.g. {', '.join(names)})"
-    if not bool(torch.isfinite(x[rows]).all()):
-        raise DataError(f"the input of {which} holds NaN/inf values after normalisation: check these images")
-    raise WeightsError(
-        f"the network's outputs are NaN/inf for {which}: the network is broken (it comes from a diverged "
-        "run?); retrain it with a lower learning rate"
-    )
-
-
-def check_finite_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
-    """A :class:`~medcolor.errors.WeightsError` naming ``path`` when ``model`` holds NaN/inf weights."""
-    from medcolor.utils import nonfinite_tensors
-
-    bad = nonfinite_tensors(model)
-    if bad:
-        raise WeightsError(
-            f"{path} holds NaN/inf weights ({len(bad)} tensors, e.g. {', '.join(bad[:3])}): the run that wrote it "
-            "diverged; retrain it with a lower learning rate"
-        )
-
-
-@dataclass
-class DatasetPredictions:
-    probs: np.ndarray
-    result: EvaluationResult
-
-
-def evaluate_dataset(
-    model: torch.nn.Module,
-    view: Any,
-    *,
-    batch_size: int = 32,
-    num_workers: int = 0,
-    device: str = "cpu",
-    precision: str = "32-true",
-    bootstrap: int = 1000,
-    seed: int = 0,
-    progress: bool = False,
-) -> DatasetPredictions:
-    """Predict every image of ``view`` and compute per-label/mean AUC (+ bootstrap CIs, and the
-    study-level AUC for MURA)."""
-    probs = predict_probs(
-        model,
-        view,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        precision=precision,
-        progress=progress,
-    )
-    ds = view.dataset
-    study = getattr(ds, "study_ids", None) if getattr(ds, "name", "") == "mura" else None
-    res = summarize(probs, ds.labels, list(ds.label_names), bootstrap=bootstrap, seed=seed, study_ids=study)
-    return DatasetPredictions(probs, res)
-
-
-def write_predictions(path: str | os.PathLike, dataset: Any, probs: np.ndarray, label_names: Sequence[str]) -> Path:
-    """CSV: path, patient, study, then ``target:<label>`` (blank = ignored) and ``prob:<label>``."""
-    df = pd.DataFrame(
-        {
-            "path": [str(p) for p in dataset.paths],
-            "patient_id": list(dataset.patient_ids),
-            "study_id": list(getattr(dataset, "study_ids", dataset.patient_ids)),
-        }
-    )
-    for j, name in enumerate(label_names):
-        df[f"target:{name}"] = np.asarray(dataset.labels)[:, j]
-    for j, name in enumerate(label_names):
-        df[f"prob:{name}"] = probs[:, j]
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-    return path
-
-
-def held_out_split(bundle: Any) -> tuple[Any, str]:
-    """The split a run is tested on: its test split, or its validation split when it has none."""
-    return (bundle.test, "test") if bundle.test is not None else (bundle.val, "val")
-
-
-def evaluate_run(
-    model: torch.nn.Module,
-    dataset: Any,
-    out_dir: str | os.PathLike,
-    *,
-    split: str,
-    size: int,
-    normalization: dict[str, float],
-    label_names: Sequence[str] | None = None,
-    batch_size: int = 32,
-    num_workers: int = 0,
-    device: str = "cpu",
-    precision: str = "32-true",
-    bootstrap: int = 1000,
-    seed: int = 0,
-    progress: bool = False,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Evaluate ``model`` (predicting ``label_names``, default: the dataset's) on ``dataset`` as the
-    network sees it (``size`` px, ``normalization``); write ``metrics.json`` (+ ``split`` and ``extra``)
-    and ``predictions.csv`` to ``out_dir``; return the metrics."""
-    labels = list(label_names or dataset.label_names)
-    if list(dataset.label_names) != labels:
-        raise ConfigError(
-            f"the network predicts {labels} but the dataset has labels {list(dataset.label_names)}; "
-            "choose matching labels with --option labels=[...]"
-        )
-    from medcolor.data.bundle import NetworkView
-
-    view = NetworkView(dataset, EvalTransform(size, normalization["mean"], normalization["std"]))
-    res = evaluate_dataset(
-        model,
-        view,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        precision=precision,
-        bootstrap=bootstrap,
-        seed=seed,
-        progress=progress,
-    )
-    out = Path(out_dir)
-    write_predictions(out / "predictions.csv", dataset, res.probs, labels)
-    metrics = res.result.to_dict() | {"split": split} | (extra or {})
-    write_json(out / "metrics.json", metrics)
-    return metrics
+from medcolor.data.transforms import EvalTransform
+from medcolor.display import ColorizedSamples, colorization_figure, colorize, side_by_side
+from medcolor.errors import ConfigError, DataError
+from medcolor.evaluation.dataset import check_finite_weights, evaluate_run, held_out_split, predict_probs
+from medcolor.normalization import CHEXPERT_MEAN, CHEXPERT_STD
+from medcolor.training.runtime import resolve_accelerator, resolve_precision
+from medcolor.utils import atomic_path, resolve_num_workers
 
 
 def evaluate_model(
@@ -349,9 +159,8 @@ def predict_files(
     """Probabilities for image files/folders: a DataFrame with ``path`` and one column per label.
 
     ``device`` ``auto``: a CUDA GPU when one is visible, else the CPU.  ``precision`` ``auto``: what training
-    uses there (bf16 autocast + channels_last where the hardware has bf16: 2.8x the fp32 images/s on the
-    2-core Xeon of benchmarks/results/intel-xeon-2c.md; C stays fp32, and the AUCs of fp32 and bf16 training
-    agree: experiments/precision); ``32-true`` for fp32.  ``num_workers``: decoding processes (default 0 on
+    uses there (bf16 autocast + channels_last where the hardware has bf16, C in fp32; the measurements:
+    docs/defaults.md); ``32-true`` for fp32.  ``num_workers``: decoding processes (default 0 on
     the CPU, where the model already uses every core; beside a GPU as ``data.num_workers: auto``)."""
     from medcolor.io import load_model
 
@@ -385,7 +194,25 @@ def load_colorizer_any(path: str | os.PathLike):
     return load_colorizer(p)
 
 
-@torch.no_grad()
+def colorize_images(
+    source: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike],
+    *,
+    size: int | None = None,
+    display: str = "imagenet",
+) -> tuple[ColorizedSamples, torch.nn.Module, dict[str, Any]]:
+    """Image files/folders through T (from an exported colorizer, a model file or a run directory) at T's
+    input size (or ``size``) and normalisation: the gray inputs and T's colours as pictures, T and its
+    metadata."""
+    t, meta = load_colorizer_any(source)
+    check_finite_weights(t, source)
+    files = collect_images(inputs)
+    mean, std = _norm(meta)
+    ds = ImageFiles(files, int(size or meta.get("size", 320)), mean, std)
+    grays, colors = colorize(t, [ds[i]["image"] for i in range(len(ds))], mean, std, display)
+    return ColorizedSamples(np.stack(grays), np.stack(colors), [str(f) for f in files]), t, meta
+
+
 def colorize_files(
     source: str | os.PathLike,
     inputs: Iterable[str | os.PathLike],
@@ -399,50 +226,33 @@ def colorize_files(
     (paper Fig. 4); with ``grid`` also ``colorized_grid.png`` with all of them."""
     from PIL import Image
 
-    from medcolor.report import colorization_figure, side_by_side, to_display
-
-    t, meta = load_colorizer_any(source)
-    check_finite_weights(t, source)
-    t.eval()
-    files = collect_images(inputs)
-    mean, std = _norm(meta)
-    ds = ImageFiles(files, int(size or meta.get("size", 320)), mean, std)
+    samples, t, meta = colorize_images(source, inputs, size=size, display=display)
+    files = [Path(n) for n in samples.names]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written, grays, colors = [], [], []
-    for i, f in enumerate(files):
-        x = ds[i]["image"][None]
-        rgb = to_display(t(x)[0], display)
-        gray = (x[0, 0] * std + mean).clamp(0, 1).numpy()
+    written: list[Path] = []
+    for i, (f, gray, rgb) in enumerate(zip(files, samples.grays, samples.colors, strict=True)):
         target = out / f"{f.stem}_colorized.png"
         if target in written:  # two inputs with the same name (from different folders)
             target = out / f"{f.stem}_{i}_colorized.png"
         with atomic_path(target) as tmp:
             Image.fromarray(side_by_side(gray, rgb)).save(tmp, format="PNG")
         written.append(target)
-        grays.append(gray)
-        colors.append(rgb)
     if grid:
         label = f"{t.name} ({meta.get('strategy', '?')}, {meta.get('backbone', '?')})"
-        written.append(
-            colorization_figure(grays[:8], {label: colors[:8]}, out / "colorized_grid.png", [f.name for f in files[:8]])
-        )
+        grid_path = out / "colorized_grid.png"
+        rows = {label: list(samples.colors[:8])}
+        written.append(colorization_figure(list(samples.grays[:8]), rows, grid_path, [f.name for f in files[:8]]))
     return written
 
 
 __all__ = [
-    "DatasetPredictions",
     "ImageFiles",
-    "check_finite_weights",
     "collect_images",
     "colorize_files",
-    "evaluate_dataset",
+    "colorize_images",
     "evaluate_model",
-    "evaluate_run",
-    "held_out_split",
     "load_colorizer_any",
     "predict_files",
-    "predict_probs",
     "resolve_model_path",
-    "write_predictions",
 ]

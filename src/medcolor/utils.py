@@ -1,4 +1,5 @@
-"""Small shared helpers: atomic file writes, seeding, JSON, the console logging of medcolor's processes."""
+"""Small shared helpers: atomic file writes, seeding, JSON, the one autocast helper, progress-bar rules,
+the console logging of medcolor's processes."""
 
 from __future__ import annotations
 
@@ -140,3 +141,28 @@ def configure_logging(verbose: bool = False) -> None:
     logger.addHandler(_ConsoleHandler())
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False  # not a second time through the root handler
+def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context of a Lightning-style ``precision`` on ``device`` (``cpu``/``cuda``): bf16 for
+    ``bf16-*``, fp16 for ``16-*`` on a GPU, none otherwise.  The one autocast helper: evaluation and
+    prediction use it (training gets autocast from Lightning's precision plugin)."""
+    if precision.startswith("bf16"):
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+    if precision.startswith("16") and device == "cuda":
+        return torch.autocast(device_type=device, dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is an interactive terminal (False for files, pipes and captured output)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+
+
+def show_progress_bar(progress: bool, stream: Any = None) -> bool:
+    """Whether to draw a progress bar on ``stream`` (default stderr, tqdm's): only when asked for and
+    the stream is a terminal.  A bar redraws itself with carriage returns: written into a log file or a
+    pipe (``medcolor evaluate ... > log 2>&1``) it leaves hundreds of lines, so there plain log lines
+    (one per validation chunk, or per tenth of the images predicted) take its place."""
+    return bool(progress) and is_terminal(sys.stderr if stream is None else stream)

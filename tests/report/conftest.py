@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fake_study import tiny_config
 
 from medcolor.config import LRFindConfig, StageConfig
 
 
 @pytest.fixture(scope="session")
-def real_runs(tmp_path_factory) -> dict[str, Path]:
+def real_runs(tiny_config, tmp_path_factory) -> dict[str, Path]:
     """Two real run directories: colorU color-module -> all (stage 2 with an LR range test) and
     pixelshuffle color-module (fixed LR)."""
     from medcolor.training import train
@@ -26,7 +25,7 @@ def real_runs(tmp_path_factory) -> dict[str, Path]:
         ]),
         ("pixelshuffle-cm", "pixelshuffle", [StageConfig("color-module", lr=0.05, iterations=4, val_every=2)]),
     ):  # fmt: skip
-        cfg = tiny_config(base / name, data, colorizer, stages)
+        cfg = tiny_config(base / name, data, colorizer=colorizer, stages=stages, bootstrap=20)
         train(cfg)
         runs[name] = base / name
     runs["data"] = data

@@ -1,17 +1,21 @@
 """A fake study for the report tests: a synthetic results table (colorizers × strategies × training-set
 sizes × 3 seeds on a source dataset, plus transfer cells on a target dataset) whose cells point at two
 REAL tiny run directories (``conftest.real_runs``, trained once per session on the synthetic dataset at
-32 px) and at run directories that only hold a config.yaml (enough for Fig. 5)."""
+32 px) and at run directories that only hold a config.yaml and the label counts training writes (enough for
+Fig. 5)."""
 
 from __future__ import annotations
 
+import functools
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from medcolor.config import DataConfig, ModelConfig, RunConfig, StageConfig, TrainerConfig
+from medcolor.config import RunConfig
+from medcolor.data.bundle import DataBundle, build_data
+from medcolor.data.summary import LABEL_COUNTS_FILE, write_label_counts
 
 LABELS = ("Opacity", "Fine texture", "Enlarged heart")
 STAGE_AUC = {"baseline": 0.70, "baseline-all": 0.84, "color-module": 0.78, "color-module,all": 0.85}
@@ -29,26 +33,6 @@ def auc(colorizer: str, stages: str, subset, seed: int, label: str) -> float:
     differences are not constant)."""
     wiggle = {0: 0.0, 1: 0.006, 2: -0.004}[seed] * (1 + ARMS.index((colorizer, stages)) % 3)
     return STAGE_AUC[stages] + COLORIZER_AUC[colorizer] + SIZE_AUC[subset] + 0.01 * seed + wiggle + LABEL_AUC[label]
-
-
-def tiny_config(out: Path, data_dir: Path, colorizer: str, stages: list[StageConfig], subset=None) -> RunConfig:
-    return RunConfig(
-        data=DataConfig(
-            dataset="synthetic",
-            root=str(data_dir),
-            size=32,
-            batch_size=8,
-            num_workers=0,
-            val=0.2,
-            test=0.2,
-            options={"n": 120, "image_size": 40},
-            subset=subset,
-        ),
-        model=ModelConfig(colorizer=colorizer, backbone="mobilenet_v2", weights="none"),
-        stages=stages,
-        trainer=TrainerConfig(progress=False, bootstrap=20, precision="32-true"),
-        output=str(out),
-    )
 
 
 def cell_id(dataset: str, colorizer: str, stages: str, subset, seed: int) -> str:
@@ -76,6 +60,15 @@ def make_study(study_dir: Path, real_runs: dict[str, Path] | None, *, subsets=(3
         }
         config = yaml.safe_load((real_runs["pixelshuffle-cm"] / "config.yaml").read_text())
 
+    @functools.cache
+    def bundle(subset: float) -> DataBundle:
+        data = RunConfig.from_dict(dict(config, data=dict(config["data"], subset=subset))).data
+        return build_data(data)
+
+    def splits(cfg: dict) -> dict:  # what training writes: the label counts of the run's splits
+        subset = cfg["data"]["subset"]
+        return bundle(None if pd.isna(subset) else float(subset)).splits()
+
     def add(cell, grid, values, n_train):
         rd = Path("cells") / cell
         if cell in real:
@@ -85,6 +78,7 @@ def make_study(study_dir: Path, real_runs: dict[str, Path] | None, *, subsets=(3
             cfg = dict(config, data=dict(config["data"], subset=grid["data.subset"]))
             (study_dir / rd).mkdir(parents=True, exist_ok=True)
             (study_dir / rd / "config.yaml").write_text(yaml.safe_dump(cfg))
+            write_label_counts(study_dir / rd / LABEL_COUNTS_FILE, splits(cfg))
         mean = float(np.mean(list(values.values())))
         for label, v in [*values.items(), ("mean", mean)]:
             rows.append({**FIXED, "cell": cell, **grid, "label": label, "val_auc": v + 0.01,

@@ -178,12 +178,76 @@ def test_constant_fields_come_from_the_run_directories(tmp_path: Path, real_runs
 
 
 def test_package_reexports_and_templates() -> None:
-    import medcolor.report as r
-    from medcolor.report import colorization_figure, markdown_table, plot_history, plot_lr_find, side_by_side
+    from medcolor.display import colorization_figure, plot_lr_find, side_by_side, to_display
+    from medcolor.report import colorization_grid, markdown_table, plot_history
 
-    assert all(callable(f) for f in (colorization_figure, markdown_table, plot_history, plot_lr_find, side_by_side))
-    assert r.to_display(np.zeros((3, 4, 4))).shape == (4, 4, 3)
+    assert all(callable(f) for f in (colorization_figure, colorization_grid, markdown_table, plot_history))
+    assert all(callable(f) for f in (plot_lr_find, side_by_side))
+    assert to_display(np.zeros((3, 4, 4))).shape == (4, 4, 3)
     templates = importlib.resources.files("medcolor.report") / "templates"
     assert {p.name for p in templates.iterdir()} >= {"base.html.j2", "index.html.j2", "cells.html.j2"}
     pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     assert '"medcolor.report" = ["templates/*.j2"]' in pyproject
+
+
+def test_the_report_reads_files_only(tmp_path: Path, real_runs, monkeypatch) -> None:
+    """Figs. 4 and 5 come from what training wrote into the run directories: building the report neither
+    builds a dataset nor loads a network (both raise here)."""
+    import medcolor.data.bundle
+    import medcolor.inference
+    import medcolor.io
+
+    study = make_study(tmp_path / "study", real_runs)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the report must only read files")
+
+    for module, name in ((medcolor.data.bundle, "build_data"), (medcolor.data.bundle, "make_dataset"),
+                         (medcolor.io, "load_colorizer"), (medcolor.io, "load_model"),
+                         (medcolor.inference, "colorize_images")):  # fmt: skip
+        monkeypatch.setattr(module, name, forbidden)
+    out = tmp_path / "html"
+    build_report(study, out, n_boot=50)
+    html = (out / "index.html").read_text()
+    assert "fig4_colorized_synthetic.png" in html and "fig5_labels_synthetic.png" in html
+    for fig in ("fig4_colorized_synthetic.png", "fig5_labels_synthetic.png"):
+        with Image.open(out / "figures" / fig) as im:
+            assert im.width > 500 and im.height > 250
+
+
+def test_run_directories_of_an_older_medcolor_give_a_reason(tmp_path: Path, real_runs) -> None:
+    """Without label_counts.json / colorized_samples.npz (runs written before training recorded them) the
+    figures are absent and the page says which file is missing."""
+    from medcolor.data.summary import LABEL_COUNTS_FILE
+    from medcolor.display import SAMPLES_FILE
+
+    study = make_study(tmp_path / "study", real_runs)
+    for f in [*study.rglob(LABEL_COUNTS_FILE), *study.rglob(SAMPLES_FILE)]:
+        f.unlink()
+    out = tmp_path / "html"
+    build_report(study, out, n_boot=50)
+    html = (out / "index.html").read_text()
+    reasons = " ".join(re.findall(r'<p class="absent">Not in this report: (.*?)</p>', html, flags=re.S))
+    assert f"{LABEL_COUNTS_FILE} is missing" in reasons and f"{SAMPLES_FILE} is missing" in reasons
+    assert not (out / "figures" / "fig4_colorized_synthetic.png").exists()
+    assert not (out / "figures" / "fig5_labels_synthetic.png").exists()
+
+
+def test_training_writes_what_the_report_reads(real_runs) -> None:
+    """A run with a learned T records its label counts per split and a few validation images through T."""
+    import json
+
+    from medcolor.data.summary import LABEL_COUNTS_FILE, read_label_counts
+    from medcolor.display import SAMPLES_FILE, read_colorized_samples
+
+    run = real_runs["pixelshuffle-cm"]
+    counts = read_label_counts(run / LABEL_COUNTS_FILE)
+    data = json.loads((run / "data.json").read_text())
+    assert set(counts) == {"train", "val", "test"}  # no subset: no separate full training split
+    for split in ("train", "val", "test"):
+        assert int(counts[split]["total"].iloc[0]) == data[split]
+        assert list(counts[split].index) == data["label_names"]
+    samples = read_colorized_samples(run / SAMPLES_FILE)
+    assert samples.grays.shape == (6, 32, 32) and samples.colors.shape == (6, 32, 32, 3)
+    assert len(samples.names) == 6 and samples.colors.min() >= 0 and samples.colors.max() <= 1
+    assert samples.colors.std() > 0  # T's output, not a blank picture

@@ -10,7 +10,7 @@ from study_helpers import TINY, write_spec
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory) -> Path:
-    from medcolor.data.synthetic import make_synthetic_xrays
+    from medcolor.data.datasets.synthetic import make_synthetic_xrays
 
     d = tmp_path_factory.mktemp("synthetic")
     make_synthetic_xrays(d, n=120, image_size=40)

@@ -115,7 +115,7 @@ def _add_train_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from medcolor import __version__
+    from medcolor._version import __version__
 
     ap = Parser(
         prog="medcolor",

@@ -1,4 +1,5 @@
-"""From a :class:`~medcolor.config.DataConfig` to train / val / test datasets ready for a network.
+"""From a run's data options (:class:`DataOptions`, e.g. a :class:`~medcolor.config.DataConfig`) to train /
+val / test datasets ready for a network.
 
 Files -> dataset (labels, policy) -> patient-level split -> label-proportional subset -> cache ->
 :class:`NetworkView` (crop/resize, augmentation, normalisation) -> batches.
@@ -9,25 +10,41 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medcolor.config import DataConfig
-from medcolor.data.transforms import (
-    CHEXPERT_MEAN,
-    CHEXPERT_STD,
-    AugmentConfig,
-    EvalTransform,
-    TrainTransform,
-    compute_mean_std,
-)
+from medcolor.data.transforms import AugmentConfig, EvalTransform, TrainTransform, compute_mean_std
 from medcolor.errors import ConfigError, DataError
+from medcolor.normalization import CHEXPERT_MEAN, CHEXPERT_STD
 from medcolor.utils import resolve_num_workers
 
 log = logging.getLogger(__name__)
+
+
+class DataOptions(Protocol):
+    """The data options this module reads (the fields of :class:`medcolor.config.DataConfig`, which the
+    configuration layer above defines and documents)."""
+
+    dataset: str
+    root: str | None
+    csv: str | None
+    options: dict[str, Any]
+    train_split: str | None
+    val: float | str
+    test: float | str | None
+    split_seed: int
+    subset: Any
+    subset_draw: int
+    size: int
+    load_size: int | None
+    cache_dir: str | None
+    mean: float | str | None
+    std: float | None
+    num_workers: int | str
+    on_missing: str
 
 
 class NetworkView(Dataset):
@@ -68,6 +85,8 @@ class DataBundle:
     info: dict[str, Any] = field(default_factory=dict)
     #: rows of the label file left out for a missing image (on_missing skip/present), or None
     skipped: Any | None = None
+    #: the training split before the subset draw (None without ``subset``: then it is ``train``)
+    train_full: Any | None = None
 
     def train_view(self, rotate_zoom_here: bool = True, augment: bool = True) -> NetworkView:
         aug = AugmentConfig() if augment else None
@@ -76,12 +95,16 @@ class DataBundle:
     def eval_view(self, dataset: Any) -> NetworkView:
         return NetworkView(dataset, EvalTransform(self.size, self.mean, self.std))
 
+    def splits(self) -> dict[str, Any]:
+        """The datasets of the run by name: ``train``, ``val``, ``test`` and ``train_full`` (None where absent)."""
+        return {"train": self.train, "val": self.val, "test": self.test, "train_full": self.train_full}
+
     @property
     def normalization(self) -> dict[str, float]:
         return {"mean": self.mean, "std": self.std}
 
 
-def make_dataset(cfg: DataConfig, split: str | None = None, *, synthetic_dir: Path | None = None) -> Any:
+def make_dataset(cfg: DataOptions, split: str | None = None, *, synthetic_dir: Path | None = None) -> Any:
     """The dataset named by ``cfg`` (one official split of it when ``split`` is given).
 
     ``synthetic_dir``: the root of a dataset that writes its own files (``synthetic``) when ``data.root``
@@ -104,7 +127,7 @@ def make_dataset(cfg: DataConfig, split: str | None = None, *, synthetic_dir: Pa
         raise ConfigError(f"invalid data.options for dataset {cfg.dataset!r}: {exc}") from exc
 
 
-def build_data(cfg: DataConfig, *, synthetic_dir: Path | None = None) -> DataBundle:
+def build_data(cfg: DataOptions, *, synthetic_dir: Path | None = None) -> DataBundle:
     """Datasets for training (after split and subset), validation and testing, with normalisation."""
     from medcolor.data.splits import check_no_leak, label_subset, patient_split
 
@@ -139,12 +162,13 @@ def build_data(cfg: DataConfig, *, synthetic_dir: Path | None = None) -> DataBun
         return full.subset(parts[part])
 
     val, test = held_out("val"), held_out("test")
+    train_full = None
     if cfg.subset is not None:
         s = cfg.subset
         kw = {"count": int(s)} if s > 1 else {"fraction": float(s)}
         idx = label_subset(train.raw_labels, seed=cfg.split_seed * 1000 + cfg.subset_draw, **kw)
         info["subset"] = {"requested": s, "draw": cfg.subset_draw, "images": len(idx), "of": len(train)}
-        train = train.subset(idx)
+        train_full, train = train, train.subset(idx)
     for name, ds in (("train", train), ("val", val)):
         if ds is None or len(ds) == 0:
             raise DataError(f"the {name} split is empty; use more data or change data.val/data.test")
@@ -161,7 +185,8 @@ def build_data(cfg: DataConfig, *, synthetic_dir: Path | None = None) -> DataBun
         label_names=list(train.label_names),
     )
     kept_out = skipped if skipped is not None and len(skipped) else None
-    return DataBundle(train, val, test, list(train.label_names), cfg.size, mean, std, cfg.dataset, info, kept_out)
+    names = list(train.label_names)
+    return DataBundle(train, val, test, names, cfg.size, mean, std, cfg.dataset, info, kept_out, train_full)
 
 
 def fill_cache(datasets: list[Any], *, workers: int = 0) -> dict[str, Any] | None:
@@ -187,7 +212,7 @@ def fill_cache(datasets: list[Any], *, workers: int = 0) -> dict[str, Any] | Non
     return done
 
 
-def _normalisation(cfg: DataConfig, train: Any) -> tuple[float, float]:
+def _normalisation(cfg: DataOptions, train: Any) -> tuple[float, float]:
     if isinstance(cfg.mean, str):
         if cfg.mean != "compute":
             raise ConfigError(f"data.mean must be a number, none or 'compute', got {cfg.mean!r}")
@@ -199,4 +224,4 @@ def _normalisation(cfg: DataConfig, train: Any) -> tuple[float, float]:
     return mean, std
 
 
-__all__ = ["DataBundle", "NetworkView", "build_data", "make_dataset"]
+__all__ = ["DataBundle", "DataOptions", "NetworkView", "build_data", "make_dataset"]

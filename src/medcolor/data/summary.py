@@ -14,13 +14,23 @@ import numpy as np
 import pandas as pd
 
 from medcolor.errors import ConfigError, DataError
-from medcolor.utils import atomic_path
+from medcolor.utils import atomic_path, write_json
 
-__all__ = ["COUNT_COLUMNS", "check_images", "label_counts", "plot_label_counts"]
+__all__ = [
+    "COUNT_COLUMNS",
+    "LABEL_COUNTS_FILE",
+    "check_images",
+    "label_counts",
+    "plot_label_counts",
+    "read_label_counts",
+    "write_label_counts",
+]
 
 log = logging.getLogger(__name__)
 
 COUNT_COLUMNS = ("positive", "negative", "uncertain", "blank")
+#: the label counts of a run's splits (the report's Fig. 5), written by training beside ``data.json``
+LABEL_COUNTS_FILE = "label_counts.json"
 
 
 def label_counts(dataset_or_raw_labels: Any, label_names: Sequence[str] | None = None) -> pd.DataFrame:
@@ -52,6 +62,33 @@ def label_counts(dataset_or_raw_labels: Any, label_names: Sequence[str] | None =
     df = pd.DataFrame({k: v.astype(np.int64) for k, v in counts.items()}, index=pd.Index(names, name="label"))
     df["total"] = np.int64(raw.shape[0])
     return df
+
+
+def write_label_counts(path: str | os.PathLike, splits: Mapping[str, Any]) -> Path:
+    """``{split: {label: {positive, negative, uncertain, blank, total}}}`` of the datasets in ``splits``
+    (``None`` ones are left out) as JSON."""
+    tables = {name: label_counts(ds) for name, ds in splits.items() if ds is not None}
+    return write_json(path, {name: t.to_dict(orient="index") for name, t in tables.items()})
+
+
+def read_label_counts(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
+    """The tables :func:`write_label_counts` stored, as :func:`label_counts` returns them; a DataError naming
+    ``path`` when it is missing (a run of an older medcolor) or unreadable."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} is missing: the run was written by a medcolor without label counts; re-run it")
+    try:
+        stored = json.loads(path.read_text())
+        out = {}
+        for split, rows in stored.items():
+            df = pd.DataFrame.from_dict(rows, orient="index").astype(np.int64)
+            df.index.name = "label"
+            out[split] = df[[*COUNT_COLUMNS, "total"]]
+        return out
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise DataError(f"{path} is not a readable label-counts file ({exc}); re-run the training") from exc
 
 
 def plot_label_counts(

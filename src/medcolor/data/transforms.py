@@ -30,11 +30,8 @@ from torch.utils.data import get_worker_info
 from torchvision.transforms.v2 import functional as TF
 
 from medcolor.errors import ConfigError
+from medcolor.normalization import CHEXPERT_MEAN, CHEXPERT_STD
 from medcolor.utils import derive_seed
-
-#: input normalisation used by the paper's released modules (computed over CheXpert, NOTES.md)
-CHEXPERT_MEAN = 0.5028
-CHEXPERT_STD = 0.2902
 
 
 @dataclass(frozen=True)
@@ -228,8 +225,6 @@ def compute_mean_std(dataset, max_images: int | None = None, seed: int = 0) -> t
 
 
 __all__ = [
-    "CHEXPERT_MEAN",
-    "CHEXPERT_STD",
     "AugmentConfig",
     "BatchRotateZoom",
     "EvalTransform",

@@ -1,8 +1,6 @@
-"""Reports: figures (LR range test, training curves, colorized images, the paper's Figs. 4-6), the paper's
-tables (I, II, III) as Markdown/LaTeX/HTML, and a static HTML report of a study (:func:`build_report`).
-
-``from medcolor.report import plot_lr_find`` etc. keep working: the figure helpers live in
-:mod:`medcolor.report.figures` and are re-exported here.
+"""Reports: the paper's tables (I, II, III) as Markdown/LaTeX/HTML, its figures (training curves, Figs.
+4-6) and a static HTML report of a study (:func:`build_report`).  The pictures other layers draw too (the
+LR range test, T's output as an image) are in :mod:`medcolor.display`.
 """
 
 from __future__ import annotations
@@ -10,18 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from medcolor.report.figures import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    _save,
-    colorization_figure,
     colorization_grid,
     markdown_table,
     plot_history,
     plot_label_distribution,
-    plot_lr_find,
     plot_size_curves,
-    side_by_side,
-    to_display,
 )
 
 
@@ -34,17 +25,10 @@ def __getattr__(name: str) -> Any:  # build_report pulls in jinja2 and pandas: i
 
 
 __all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "_save",
     "build_report",
-    "colorization_figure",
     "colorization_grid",
     "markdown_table",
     "plot_history",
     "plot_label_distribution",
-    "plot_lr_find",
     "plot_size_curves",
-    "side_by_side",
-    "to_display",
 ]

@@ -40,7 +40,8 @@ def cell_details(
     cells: StudyCells, meta: pd.DataFrame, table: pd.DataFrame, study_dir: Path, out: Path
 ) -> list[dict[str, Any]]:
     """Per cell: grid values, AUCs, stages, and its training-curve / LR-range-test images under ``out/cells``."""
-    from medcolor.report.figures import plot_history, plot_lr_find
+    from medcolor.display import plot_lr_find
+    from medcolor.report.figures import plot_history
 
     order = sort_cells(cells)
     details = []

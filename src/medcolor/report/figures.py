@@ -1,10 +1,8 @@
-"""Figures: LR range test, training curves, colorized images (paper Fig. 4), label distributions per
-training-set size (Fig. 5), AUC against training-set size (Fig. 6), AUC tables.
+"""The report's figures: training curves, colorized images through several T (paper Fig. 4), label
+distributions per training-set size (Fig. 5), AUC against training-set size (Fig. 6), AUC tables.
 
-The colorized images show what E receives.  ``display="imagenet"`` (default) maps T's output back
-through ImageNet's normalisation (``x * std + mean``, clipped to [0, 1]) — the RGB picture the
-pretrained backbone "believes" it sees; ``display="minmax"`` stretches each image's 1st-99th
-percentiles to [0, 1] instead.
+The pictures lower layers draw too (the LR range test, T's output as an image, the Fig. 4 grid) live in
+:mod:`medcolor.display`.
 """
 
 from __future__ import annotations
@@ -14,47 +12,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
-import torch
 
-from medcolor.utils import atomic_path
+from medcolor.display import colorization_figure, pyplot, save_figure
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def _save(fig: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def plot_lr_find(
-    lrs: Sequence[float], losses: Sequence[float], suggestion: float | None, path, title="", rule: str | None = None
-) -> Path:
-    """The LR range test curve with the suggestion (of ``rule``) marked: a dashed line and a dot on the curve."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    lr, lo = np.asarray(lrs, float), np.asarray(losses, float)
-    ok = np.isfinite(lo)
-    ax.plot(lr[ok], lo[ok])
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("smoothed training loss")
-    if suggestion is not None:
-        label = f"{rule + ' rule: ' if rule else ''}suggested max lr {suggestion:.2g}"
-        ax.axvline(suggestion, color="tab:red", ls="--", label=label)
-        if ok.sum() >= 2:
-            y = np.interp(np.log(suggestion), np.log(lr[ok]), lo[ok])
-            ax.plot([suggestion], [y], "o", color="tab:red")
-        ax.legend()
-    ax.set_title(title or "LR range test")
-    return _save(fig, path)
+plt = pyplot()
 
 
 def plot_history(histories: dict[str, list[dict[str, Any]]], path) -> Path:
@@ -78,54 +40,7 @@ def plot_history(histories: dict[str, list[dict[str, Any]]], path) -> Path:
     for a in (a1, a2):
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def to_display(rgb: torch.Tensor | np.ndarray, display: str = "imagenet") -> np.ndarray:
-    """A (3, H, W) output of T as an (H, W, 3) image in [0, 1] for viewing."""
-    x = torch.as_tensor(rgb, dtype=torch.float32)
-    if display == "imagenet":
-        mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-        y = x * std + mean
-    elif display == "minmax":
-        lo, hi = torch.quantile(x.flatten(), torch.tensor([0.01, 0.99]))
-        y = (x - lo) / (hi - lo).clamp_min(1e-8)
-    else:
-        raise ValueError(f"display must be 'imagenet' or 'minmax', got {display!r}")
-    return y.clamp(0, 1).permute(1, 2, 0).numpy()
-
-
-def side_by_side(gray: np.ndarray, rgb: np.ndarray) -> np.ndarray:
-    """(H, W) gray in [0, 1] and (H, W, 3) colour -> one uint8 (H, 2W + 4, 3) image."""
-    g = np.repeat(np.clip(gray, 0, 1)[..., None], 3, axis=2)
-    gap = np.ones((g.shape[0], 4, 3))
-    return np.round(np.concatenate([g, gap, rgb], axis=1) * 255).astype(np.uint8)
-
-
-def colorization_figure(
-    grays: Sequence[np.ndarray],
-    colorized: dict[str, Sequence[np.ndarray]],
-    path,
-    titles: Sequence[str] | None = None,
-) -> Path:
-    """Fig. 4-like grid: first row the inputs, then one row per model/stage with its colorized images."""
-    rows = 1 + len(colorized)
-    cols = len(grays)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.9 * rows + 0.3), squeeze=False)
-    for j, g in enumerate(grays):
-        axes[0, j].imshow(g, cmap="gray", vmin=0, vmax=1)
-        if titles:
-            axes[0, j].set_title(titles[j], fontsize=7)
-    for i, (name, imgs) in enumerate(colorized.items(), start=1):
-        for j, im in enumerate(imgs):
-            axes[i, j].imshow(im)
-        axes[i, 0].set_ylabel(name, fontsize=8)
-    axes[0, 0].set_ylabel("input", fontsize=8)
-    for a in axes.flat:
-        a.set_xticks([])
-        a.set_yticks([])
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def colorization_grid(
@@ -144,7 +59,7 @@ def colorization_grid(
     """
     import textwrap
 
-    from medcolor.inference import ImageFiles, _norm, load_colorizer_any
+    from medcolor.inference import colorize_images
 
     if not colorizers or not images:
         raise ValueError("colorization_grid needs at least one colorizer and one image")
@@ -152,18 +67,9 @@ def colorization_grid(
     grays: list[np.ndarray] | None = None
     rows: dict[str, list[np.ndarray]] = {}
     for name, src in colorizers.items():
-        t, meta = load_colorizer_any(src)
-        t.eval()
-        mean, std = _norm(meta)
-        ds = ImageFiles(files, int(meta.get("size", 320)), mean, std)
-        outs, ins = [], []
-        with torch.no_grad():
-            for i in range(len(ds)):
-                x = ds[i]["image"][None]
-                outs.append(to_display(t(x)[0], display))
-                ins.append((x[0, 0] * std + mean).clamp(0, 1).numpy())
-        grays = grays if grays is not None else ins
-        rows[textwrap.fill(name, wrap)] = outs
+        samples = colorize_images(src, files, display=display)
+        grays = grays if grays is not None else list(samples.grays)
+        rows[textwrap.fill(name, wrap)] = list(samples.colors)
     titles = titles or [f.stem if len(f.stem) <= 18 else f.stem[:17] + "…" for f in files]
     return colorization_figure(grays, rows, path, titles)
 
@@ -204,7 +110,7 @@ def plot_label_distribution(
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
-    return _save(fig, path, dpi=dpi)
+    return save_figure(fig, path, dpi=dpi)
 
 
 def plot_size_curves(curves: Any, diffs: Any | None, path, *, scale: float = 100.0, title: str = "") -> Path:
@@ -275,7 +181,7 @@ def plot_size_curves(curves: Any, diffs: Any | None, path, *, scale: float = 100
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, max(1, len(labels))), fontsize=8)
     if title:
         fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 _STRATEGY_TITLES = {"baseline": "Baseline", "baseline-all": "Baseline All"}
@@ -299,13 +205,9 @@ def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = N
 
 
 __all__ = [
-    "colorization_figure",
     "colorization_grid",
     "markdown_table",
     "plot_history",
     "plot_label_distribution",
-    "plot_lr_find",
     "plot_size_curves",
-    "side_by_side",
-    "to_display",
 ]

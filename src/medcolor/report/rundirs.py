@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from medcolor.study.keys import get_dotted, strategies_label
@@ -71,28 +70,6 @@ def add_constant_fields(table: pd.DataFrame, study_dir: Path) -> pd.DataFrame:
     return out
 
 
-def prediction_images(run_dir: Path | None, study_dir: Path, n: int) -> tuple[list[Path], str]:
-    """Up to ``n`` input images (evenly spaced in path order) of the split a cell was evaluated on."""
-    for split in ("test", "val"):
-        f = run_dir / split / "predictions.csv" if run_dir is not None else None
-        if f is not None and f.is_file():
-            paths = pd.read_csv(f, usecols=["path"])["path"].astype(str).tolist()
-            break
-    else:
-        return [], ""
-    found = []
-    for p in sorted(set(paths)):
-        q = Path(p)
-        for cand in [q] if q.is_absolute() else [q, study_dir / q, run_dir / q]:
-            if cand.is_file():
-                found.append(cand)
-                break
-    if len(found) <= n:
-        return found, split
-    idx = np.unique(np.linspace(0, len(found) - 1, n).round().astype(int))
-    return [found[i] for i in idx], split
-
-
 def read_json(p: Path) -> Any:
     try:
         return json.loads(p.read_text())
@@ -104,7 +81,6 @@ __all__ = [
     "CONSTANT_FIELDS",
     "add_constant_fields",
     "config_value",
-    "prediction_images",
     "read_json",
     "run_config",
     "run_dir_of",

@@ -5,6 +5,7 @@ training-set size)."""
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pandas as pd
 from medcolor.errors import DataError, MedcolorError
 from medcolor.report.names import row_order_key, slug, value_text
 from medcolor.report.render import StudyTable
-from medcolor.report.rundirs import prediction_images, run_dir_of
+from medcolor.report.rundirs import run_dir_of
 from medcolor.report.tables import TableOptions, size_curves, table1, table2, table3
 from medcolor.study.stats import NONE, REPEAT_FIELDS, TRANSFER_FIELD, StudyCells, value_sort_key
 from medcolor.utils import write_text_atomic
@@ -72,14 +73,16 @@ def table_sections(
 def fig4_colorized(
     cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Path, n_images: int, max_rows: int = 24
 ) -> Section:
-    from medcolor.report.figures import colorization_grid
+    """Fig. 4 from the colorized samples each run wrote (the same validation images through each condition's
+    T): read from the run directories, no network is loaded."""
+    from medcolor.display import SAMPLES_FILE, colorization_figure, read_colorized_samples
 
     sec = Section("fig4", "Fig. 4. Colorized images: what E sees after each colorization module")
     has_t = [
         c
         for c in cells.fields.index
         if (rd := run_dir_of(study_dir, meta.loc[c, "run_dir"])) is not None
-        and (rd / "colorizer.safetensors").is_file()
+        and ((rd / "colorizer.safetensors").is_file() or (rd / SAMPLES_FILE).is_file())
     ]
     if not has_t:
         sec.reason = (
@@ -105,24 +108,29 @@ def fig4_colorized(
                 F.loc[kv[1]].get(TRANSFER_FIELD, NONE),
             ),
         )  # fmt: skip
-        images, split = prediction_images(run_dir_of(study_dir, meta.loc[order[0][1], "run_dir"]), study_dir, n_images)
-        if not images:
-            reasons.append(f"{ds or 'the study'}: the input images of the test split (predictions.csv) are not here")
-            continue
-        rows = {}
+        grays, names, rows, other = None, [], {}, []
         for _, c in order[:max_rows]:
-            rows[" · ".join(value_text(f, F.loc[c, f]) for f in vary) or c] = run_dir_of(
-                study_dir, meta.loc[c, "run_dir"]
-            )
-        path = out / "figures" / f"fig4_colorized{'_' + slug(ds) if ds else ''}.png"
-        try:
-            colorization_grid({k: v / "colorizer.safetensors" for k, v in rows.items()}, images, path)
-        except (MedcolorError, OSError, RuntimeError, ValueError) as exc:
-            reasons.append(f"{ds or 'the study'}: cannot colorize the images: {exc}")
+            try:
+                samples = read_colorized_samples(run_dir_of(study_dir, meta.loc[c, "run_dir"]) / SAMPLES_FILE)
+            except MedcolorError as exc:
+                reasons.append(f"cell {c}: {exc}")
+                continue
+            if grays is None:
+                grays, names = samples.grays[:n_images], samples.names[:n_images]
+            elif samples.names[: len(names)] != names:
+                other.append(c)  # another validation split: its images are not those of the first row
+                continue
+            rows[" · ".join(value_text(f, F.loc[c, f]) for f in vary) or c] = list(samples.colors[: len(names)])
+        if other:
+            reasons.append(f"{', '.join(other)}: colorized other validation images than the first row's")
+        if grays is None or not rows:
             continue
+        path = out / "figures" / f"fig4_colorized{'_' + slug(ds) if ds else ''}.png"
+        titles = [n if len(n) <= 18 else n[:17] + "…" for n in names]
+        colorization_figure(list(grays), {textwrap.fill(k, 16): v for k, v in rows.items()}, path, titles)
         rep = "; ".join(f"{f} {F.loc[order[0][1], f]}" for f in REPEAT_FIELDS if f in F.columns)
         caption = (
-            f"{len(images)} images of the {split} split{' of ' + ds if ds else ''} (top row) through "
+            f"{len(names)} images of the validation split{' of ' + ds if ds else ''} (top row) through "
             f"the colorization module T of each condition ({'first repeat: ' + rep if rep else 'one cell each'}); "
             "T's output shown through ImageNet's normalisation, i.e. the RGB picture the pretrained E receives."
         )
@@ -137,14 +145,13 @@ def fig4_colorized(
 
 
 def fig5_labels(cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Path) -> Section:
+    """Fig. 5 from the label counts each run wrote (``label_counts.json``): no dataset is read."""
     sec = Section("fig5", "Fig. 5. Labels of the full training set and of each subset size")
     F = cells.fields
     if "data.subset" not in F.columns or not (F["data.subset"] != NONE).any():
         sec.reason = "the study does not vary the training-set size (no data.subset grid field)"
         return sec
-    from medcolor.config import RunConfig
-    from medcolor.data.bundle import build_data
-    from medcolor.data.summary import label_counts
+    from medcolor.data.summary import LABEL_COUNTS_FILE, read_label_counts
     from medcolor.report.figures import plot_label_distribution
 
     varied = F[F["data.subset"] != NONE]
@@ -159,25 +166,22 @@ def fig5_labels(cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Pat
         try:
             for size in sorted(by_size, key=lambda v: (v == NONE, -float(v) if v != NONE else 0)):
                 rd = run_dir_of(study_dir, meta.loc[by_size[size], "run_dir"])
-                if rd is None or not (rd / "config.yaml").is_file():
-                    raise DataError(f"the run directory of cell {by_size[size]} (its config.yaml) is not here")
-                cfg = RunConfig.from_yaml(rd / "config.yaml")
-                cfg.data.mean, cfg.data.std, cfg.data.cache_dir = None, None, None
+                if rd is None:
+                    raise DataError(f"the run directory of cell {by_size[size]} is not here")
+                counts = read_label_counts(rd / LABEL_COUNTS_FILE)
                 if not panels:  # the full training set (after the validation/test split), once
-                    full_cfg = RunConfig.from_dict(cfg.to_dict())
-                    full_cfg.data.subset = None
-                    train = build_data(full_cfg.data, synthetic_dir=rd / "synthetic-data").train
-                    panels[f"full training set ({len(train):,} images)"] = label_counts(train)
+                    full = counts.get("train_full", counts["train"]) if size != NONE else counts["train"]
+                    panels[f"full training set ({_images(full):,} images)"] = full
                 if size == NONE:
                     continue
-                train = build_data(cfg.data, synthetic_dir=rd / "synthetic-data").train
-                n, what = len(train), value_text("data.subset", size)
+                train = counts["train"]
+                n, what = _images(train), value_text("data.subset", size)
                 head = f"subset of {n:,} images" if what.endswith("images") else f"subset {what}"
                 extra = [] if what.endswith("images") else [f"{n:,} images"]
                 if "data.subset_draw" in F.columns:
-                    extra.append(f"draw {cfg.data.subset_draw}")
-                panels[head + (f" ({', '.join(extra)})" if extra else "")] = label_counts(train)
-        except (MedcolorError, OSError, ValueError) as exc:
+                    extra.append(f"draw {F.loc[by_size[size], 'data.subset_draw']}")
+                panels[head + (f" ({', '.join(extra)})" if extra else "")] = train
+        except (MedcolorError, OSError, ValueError, KeyError) as exc:
             reasons.append(f"{ds or 'the study'}: cannot read the training labels: {exc}")
             continue
         path = out / "figures" / f"fig5_labels{'_' + slug(ds) if ds else ''}.png"
@@ -195,6 +199,11 @@ def fig5_labels(cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Pat
     elif reasons:
         sec.text = "Not shown: " + "; ".join(reasons)
     return sec
+
+
+def _images(counts: pd.DataFrame) -> int:
+    """The number of images a :func:`~medcolor.data.summary.label_counts` table counts."""
+    return int(counts["total"].iloc[0]) if len(counts) else 0
 
 
 def fig6_sizes(

@@ -51,10 +51,8 @@ def visible_gpus() -> list[str]:
 def source_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """``env`` (default: this process's) with the medcolor being run first on PYTHONPATH, so that worker
     processes and jobs run the same code as the runner."""
-    import medcolor
-
     env = dict(os.environ if env is None else env)
-    root = str(Path(medcolor.__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])  # src/medcolor/study/local.py -> src
     parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
     env["PYTHONPATH"] = os.pathsep.join([root, *parts])
     return env

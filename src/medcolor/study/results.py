@@ -101,16 +101,14 @@ def columns(plan: Plan) -> list[str]:
 def provenance() -> dict[str, str]:
     import torch
 
-    import medcolor
+    from medcolor._version import __version__
 
-    return {"git_commit": git_commit(), "medcolor_version": medcolor.__version__, "torch_version": torch.__version__}
+    return {"git_commit": git_commit(), "medcolor_version": __version__, "torch_version": torch.__version__}
 
 
 def git_commit() -> str:
     """The commit of the medcolor source tree this process runs (``+dirty`` with local changes), or ""."""
-    import medcolor
-
-    here = Path(medcolor.__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # src/medcolor/study/results.py -> src/medcolor
     try:
         top = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True

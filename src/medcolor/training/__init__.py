@@ -10,12 +10,12 @@ lr_suggest   the rules (``lr_find.rule``: valley, minimum, steepest) reading a m
 module       :class:`ColorTransferModule`: the network + the optimisation recipe (BCE, SGD, one-cycle)
 data         Lightning data modules over a :class:`~medcolor.data.bundle.DataBundle`
 callbacks    history.json, best and latest checkpoints, reseeding each step (exact resume)
-runtime      accelerator, precision, channels_last, the Trainer, OOM hints, the autocast helper
+runtime      accelerator, precision, channels_last, the Trainer, OOM hints
 rundir       the run directory: layout, prepare/resume, read results back
 ============ ==========================================================================================
 
 Configuration checks live with the configuration (:func:`medcolor.config.check_run_config`), test-set
-evaluation with inference (:func:`medcolor.inference.evaluate_run`).
+evaluation with evaluation (:func:`medcolor.evaluation.evaluate_run`).
 
 The names below are imported from their module on first use, so that light modules (``runtime``,
 ``plan``, ``rundir``) can be used without importing Lightning.
@@ -44,7 +44,6 @@ _WHERE = {
     "History": "callbacks",
     "StageCallbacks": "callbacks",
     "Runtime": "runtime",
-    "autocast": "runtime",
     "make_trainer": "runtime",
     "out_of_memory_hint": "runtime",
     "resolve_accelerator": "runtime",

@@ -29,8 +29,8 @@ from medcolor.training.data import TrainData
 from medcolor.training.lr_suggest import LR_RULES, diverged, smooth_losses, suggest_lr
 from medcolor.training.module import ColorTransferModule
 from medcolor.training.plan import StagePlan
-from medcolor.training.runtime import make_trainer, show_progress_bar
-from medcolor.utils import derive_seed, seed_everything, write_json
+from medcolor.training.runtime import make_trainer
+from medcolor.utils import derive_seed, seed_everything, show_progress_bar, write_json
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def find_lr(plan: StagePlan, model: ColorTransferNet, bundle: DataBundle) -> flo
             f"[{lf.min_lr:g}, {lf.max_lr:g}]: no learning rate to suggest ({lf.rule} rule). Change --lr-min / "
             "--lr-max, or give a fixed learning rate with --lr."
         )
-    from medcolor.report import plot_lr_find
+    from medcolor.display import plot_lr_find
 
     write_json(
         stored,

@@ -10,13 +10,7 @@ with ``lr_find.rule`` (``--lr-rule``):
   short noisy dips.  The stretch is the longest subsequence of strictly decreasing losses; the suggestion
   sits half-way through it (in log-lr).
 
-On the recorded real curves (tests/fixtures/lr_curves), Lightning's own steepest point fell at 1.8e-5..7.2e-5,
-before any descent, because its moving average lacked a bias correction (fixed in :func:`smooth_losses`); on
-the corrected curves the rules give valley 1.4e-4..6.6e-4, minimum 4.0e-4..8.3e-3, steepest 6.6e-4..4.2e-2.
-What they give in training (colorU color-module, 1,000 Kermany images, 120 iterations, 3 subsets; test AUC):
-steepest 94.2 (one draw picked 5.8e-4), minimum 95.2, valley 84.1, a fixed 0.01 97.9 (docs/reproduction.md,
-"LR rule"): valley's lr is too low for a T learned from scratch in a short one-cycle schedule; steepest and
-minimum did not differ, ``steepest`` stays the default rule, and a fixed 0.01 is the default ``lr``.
+What the rules give on recorded curves and in training, and why ``steepest`` is the default: docs/defaults.md.
 """
 
 from __future__ import annotations
@@ -34,10 +28,9 @@ DIVERGENCE_FACTOR = 4.0
 
 def smooth_losses(raw: Sequence[float], beta: float = BETA) -> np.ndarray:
     """The exponential moving average of the per-step losses with its bias corrected, so the first value
-    is the first loss.  (Lightning's finder divides step k's average by ``1 - beta**(k + 2)`` — off by
-    one — so its curves start at about half the real loss and seem to *rise* over the first tens of
-    steps: the artefact that put its steepest-descent point before any real descent.)  NaN from the first
-    non-finite loss on."""
+    is the first loss (dividing step k's average by ``1 - beta**(k + 2)``, as Lightning's finder does, is
+    off by one: the curve would start at about half the real loss and seem to rise over the first steps).
+    NaN from the first non-finite loss on."""
     out = np.full(len(raw), np.nan)
     avg = 0.0
     for k, loss in enumerate(raw):

@@ -11,7 +11,7 @@
    NaN/inf in the loss, weights or validation outputs stops the run with an error;
 4. the best checkpoint becomes the stage's result (``model.safetensors``) and the next stage's start.
 
-At the end the final network is tested (:func:`medcolor.inference.evaluate_run`, the same path as
+At the end the final network is tested (:func:`medcolor.evaluation.evaluate_run`, the same path as
 ``medcolor evaluate``).  Re-running the same command resumes a killed run from its latest checkpoint and
 gives the same result as an uninterrupted run, whichever phase was killed: all randomness is derived from
 the seed, the stage and the step, and a stage starts from the previous stage's result alone (C's
@@ -30,10 +30,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from medcolor.config import RunConfig, StageConfig, check_run_config
 from medcolor.data.bundle import DataBundle, build_data
+from medcolor.data.summary import LABEL_COUNTS_FILE, write_label_counts
+from medcolor.display import SAMPLES_FILE, ColorizedSamples, colorize, write_colorized_samples
 from medcolor.errors import DataError
 from medcolor.model import ColorTransferNet
 from medcolor.strategies import default_colorizer
@@ -56,20 +59,16 @@ from medcolor.training.rundir import (
     write_stage_result,
     write_summary,
 )
-from medcolor.training.runtime import (
-    configure_determinism,
-    make_trainer,
-    resolve_num_workers,
-    resolve_runtime,
-    run_fit,
-    show_progress_bar,
-)
-from medcolor.utils import atomic_path, seed_everything, write_json
+from medcolor.training.runtime import configure_determinism, make_trainer, resolve_runtime, run_fit
+from medcolor.utils import atomic_path, resolve_num_workers, seed_everything, show_progress_bar, write_json
 
 if TYPE_CHECKING:
     from lightning.pytorch.callbacks import Callback
 
 log = logging.getLogger(__name__)
+
+#: validation images a run colorizes with its T for the report (Fig. 4)
+SAMPLE_IMAGES = 6
 
 
 def colorizer_kwargs(colorizer: str, start: str, data_mean: float, data_std: float) -> dict[str, Any]:
@@ -247,7 +246,7 @@ def train(
 
     ``callbacks``: extra Lightning callbacks added to every stage's Trainer after medcolor's own (e.g. a
     step timer or a profiler); they see the run as it is and must not change what it computes."""
-    from medcolor.inference import evaluate_run, held_out_split
+    from medcolor.evaluation.dataset import evaluate_run, held_out_split
     from medcolor.io import save_colorizer, save_model
 
     cfg = RunConfig.from_dict(cfg.to_dict())  # canonical values ("none" -> None...), as stored in config.yaml
@@ -265,6 +264,7 @@ def train(
         f"labels {', '.join(bundle.label_names)}; input {bundle.size} px, mean/std {bundle.mean:.4f}/{bundle.std:.4f}"
     )
     write_json(out / DATA_FILE, info | {"normalization": bundle.normalization})
+    write_label_counts(out / LABEL_COUNTS_FILE, bundle.splits())
     if bundle.skipped is not None:
         with atomic_path(out / SKIPPED_ROWS_FILE) as tmp:
             bundle.skipped.to_csv(tmp, index=False)
@@ -298,9 +298,21 @@ def train(
             seed=cfg.trainer.seed,
             progress=cfg.trainer.progress,
         )
+    if colorizer_path is not None:
+        write_colorized_samples(out / SAMPLES_FILE, colorized_samples(model, bundle))
     result = RunResult(out, results, test_metrics, model_path, colorizer_path, info)
     write_summary(out, result, name=cfg.name, parameters=model.parameter_summary())
     return result
 
 
-__all__ = ["build_model", "check_normalization", "run_stage", "train"]
+def colorized_samples(model: ColorTransferNet, bundle: DataBundle, n: int = SAMPLE_IMAGES) -> ColorizedSamples:
+    """The first ``n`` validation images as the network sees them, through the trained T (the report's Fig. 4
+    reads them: it needs neither the data nor torch then)."""
+    view = bundle.eval_view(bundle.val)
+    idx = range(min(n, len(view)))
+    grays, colors = colorize(model.colorizer, [view[i]["image"] for i in idx], bundle.mean, bundle.std)
+    names = [Path(str(bundle.val.paths[i])).name for i in idx]
+    return ColorizedSamples(np.stack(grays), np.stack(colors), names)
+
+
+__all__ = ["build_model", "check_normalization", "colorized_samples", "run_stage", "train"]

@@ -17,8 +17,8 @@ from pathlib import Path
 from medcolor.config import LRFindConfig, RunConfig, StageConfig
 from medcolor.errors import ConfigError
 from medcolor.strategies import Strategy, get_strategy
-from medcolor.training.runtime import Runtime, resolve_num_workers
-from medcolor.utils import derive_seed
+from medcolor.training.runtime import Runtime
+from medcolor.utils import derive_seed, resolve_num_workers
 
 
 @dataclass(frozen=True)

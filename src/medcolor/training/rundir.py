@@ -28,6 +28,8 @@ from typing import Any
 
 from medcolor.config import RunConfig, diff_configs
 from medcolor.data.bundle import DataBundle
+from medcolor.data.summary import LABEL_COUNTS_FILE
+from medcolor.display import SAMPLES_FILE
 from medcolor.errors import ConfigError, MedcolorError
 from medcolor.utils import write_json, write_text_atomic
 
@@ -52,7 +54,7 @@ _SPLIT: dict[str, Any] = {"files": (METRICS_FILE, PREDICTIONS_FILE, _TMP)}
 RUN_LAYOUT: dict[str, Any] = {
     "files": (
         *(CONFIG_FILE, RUN_MARKER, DATA_FILE, SKIPPED_ROWS_FILE, SUMMARY_FILE),
-        *(MODEL_FILE, "model.json", COLORIZER_FILE, "colorizer.json", _TMP),
+        *(MODEL_FILE, "model.json", COLORIZER_FILE, "colorizer.json", LABEL_COUNTS_FILE, SAMPLES_FILE, _TMP),
     ),
     "dirs": {
         "[0-9]*-*": {  # the stages: 1-color-module, 2-all

@@ -1,8 +1,8 @@
 """Where and how the network computes: accelerator, precision, memory format, device-side augmentation,
-the Lightning ``Trainer`` built from them, out-of-memory hints, and :func:`autocast` — the one autocast
-helper, also used by :mod:`medcolor.inference` (training gets autocast from Lightning's precision plugin).
+the Lightning ``Trainer`` built from them, out-of-memory hints.
 
-Nothing here imports Lightning at module level, so inference can use :func:`autocast` cheaply.
+Nothing here imports Lightning at module level, so inference can resolve its device and precision
+cheaply (the autocast helper itself is :func:`medcolor.utils.autocast`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from medcolor.config import RunConfig, TrainerConfig, check_precision, parse_channels_last
 from medcolor.errors import ConfigError, TrainingError
-from medcolor.utils import resolve_num_workers
+from medcolor.utils import show_progress_bar
 
 if TYPE_CHECKING:
     import lightning as L
@@ -48,8 +48,8 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
-    """``auto``: bf16 autocast where the hardware has bf16 (measured on a 2-core Xeon with AMX: see
-    benchmarks/results/train_step.md), fp16 autocast on older GPUs, else fp32."""
+    """``auto``: bf16 autocast where the hardware has bf16 (the measurements: docs/defaults.md), fp16 autocast
+    on older GPUs, else fp32."""
     check_precision(precision)
     if precision != "auto":
         return precision
@@ -61,16 +61,6 @@ def resolve_precision(precision: str, accelerator: str) -> str:
 def resolve_channels_last(value: str | bool) -> bool:
     """``trainer.channels_last`` as a bool (``auto``: true)."""
     return parse_channels_last(value)
-
-
-def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
-    """The autocast context of a Lightning-style ``precision`` on ``device`` (``cpu``/``cuda``): bf16 for
-    ``bf16-*``, fp16 for ``16-*`` on a GPU, none otherwise."""
-    if precision.startswith("bf16"):
-        return torch.autocast(device_type=device, dtype=torch.bfloat16)
-    if precision.startswith("16") and device == "cuda":
-        return torch.autocast(device_type=device, dtype=torch.float16)
-    return contextlib.nullcontext()
 
 
 @dataclass(frozen=True)
@@ -109,22 +99,6 @@ def configure_determinism() -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 
-def is_terminal(stream: Any) -> bool:
-    """Whether ``stream`` is an interactive terminal (False for files, pipes and captured output)."""
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
-        return False
-
-
-def show_progress_bar(progress: bool, stream: Any = None) -> bool:
-    """Whether to draw a progress bar on ``stream`` (default stderr, tqdm's): only when asked for and
-    the stream is a terminal.  A bar redraws itself with carriage returns: written into a log file or a
-    pipe (``medcolor evaluate ... > log 2>&1``) it leaves hundreds of lines, so there plain log lines
-    (one per validation chunk, or per tenth of the images predicted) take its place."""
-    return bool(progress) and is_terminal(sys.stderr if stream is None else stream)
-
-
 def make_trainer(runtime: Runtime, **kw: Any) -> L.Trainer:
     """A Lightning ``Trainer`` for ``runtime``; ``kw`` (max_epochs, callbacks, default_root_dir...) on top."""
     import lightning as L
@@ -154,8 +128,8 @@ def make_trainer(runtime: Runtime, **kw: Any) -> L.Trainer:
 def skip_filling_uninitialized_memory() -> None:
     """With deterministic algorithms on (Lightning's ``deterministic`` true or ``warn``), torch also fills every
     new uninitialised tensor with NaN (``torch.utils.deterministic.fill_uninitialized_memory``), a debugging aid
-    that costs ~1,000 ``fill_`` calls per training step (8-16 % of a CPU step in benchmarks/throughput.py's
-    profile) and changes no result: kernels that are correct never read uninitialised memory.  Turned off."""
+    that costs time on every training step (docs/defaults.md) and changes no result: kernels that are correct
+    never read uninitialised memory.  Turned off."""
     if torch.are_deterministic_algorithms_enabled():
         torch.utils.deterministic.fill_uninitialized_memory = False
 
@@ -187,18 +161,14 @@ def out_of_memory_hint(exc: BaseException) -> str:
 
 __all__ = [
     "Runtime",
-    "autocast",
     "configure_determinism",
     "cpu_has_bf16",
-    "is_terminal",
     "make_trainer",
     "out_of_memory_hint",
     "resolve_accelerator",
     "resolve_channels_last",
-    "resolve_num_workers",
     "resolve_precision",
     "resolve_runtime",
     "run_fit",
-    "show_progress_bar",
     "skip_filling_uninitialized_memory",
 ]

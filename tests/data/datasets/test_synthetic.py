@@ -49,7 +49,7 @@ def test_synthetic_needs_a_folder_and_takes_no_csv(tmp_path: Path) -> None:
 
 
 def test_old_import_path() -> None:
-    from medcolor.data.synthetic import CSV_OPTIONS, LABELS, make_synthetic_xrays
+    from medcolor.data.datasets.synthetic import CSV_OPTIONS, LABELS, make_synthetic_xrays
 
     assert make_synthetic_xrays is synthetic_module.make_synthetic_xrays
     assert CSV_OPTIONS is synthetic_module.CSV_OPTIONS and LABELS is synthetic_module.LABELS

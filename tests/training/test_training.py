@@ -16,36 +16,13 @@ import pandas as pd
 import pytest
 import torch
 
-from medcolor.config import DataConfig, LRFindConfig, ModelConfig, RunConfig, StageConfig, TrainerConfig
+from medcolor.config import LRFindConfig, RunConfig, StageConfig
 from medcolor.errors import ConfigError, TrainingError, UnknownNameError
 from medcolor.io import load_colorizer, load_model
 from medcolor.training import ColorTransferModule, check_run_config, plan_stage, read_run, resolve_stage, train
 from medcolor.training.runtime import resolve_runtime
 
 QUIET: dict = {}  # training logs through logging.getLogger("medcolor"); nothing to silence
-
-
-def tiny_config(out: Path, data_dir: Path, **over) -> RunConfig:
-    """Synthetic 32 px images, random-init MobileNetV2, colorU: a few seconds per stage."""
-    cfg = RunConfig(
-        data=DataConfig(
-            dataset="synthetic",
-            root=str(data_dir),
-            size=32,
-            batch_size=8,
-            num_workers=0,
-            val=0.2,
-            test=0.2,
-            options={"n": 120, "image_size": 40},
-        ),
-        model=ModelConfig(colorizer="colorU", backbone="mobilenet_v2", weights="none"),
-        stages=[StageConfig("color-module", lr=0.05, iterations=4, val_every=2)],
-        trainer=TrainerConfig(progress=False, bootstrap=50, precision="32-true"),
-        output=str(out),
-    )
-    for k, v in over.items():
-        setattr(cfg, k, v)
-    return cfg
 
 
 @pytest.fixture
@@ -72,7 +49,7 @@ RARE = {"prevalence": 0.1}
 
 
 @pytest.fixture(scope="module")
-def two_stage_run(tmp_path_factory):
+def two_stage_run(tiny_config, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "two-stage"
     cfg = tiny_config(out, tmp_path_factory.mktemp("synthetic-rare"))
     cfg.data.options |= RARE
@@ -108,8 +85,8 @@ def test_momentum_is_the_upper_bound_of_the_cycle(momentum):
     assert seen[0] == pytest.approx(momentum) and min(seen) == pytest.approx(momentum - 0.1)
 
 
-def test_num_workers_auto_is_sized_to_the_machine(monkeypatch, tmp_path):
-    import medcolor.training.runtime as rt
+def test_num_workers_auto_is_sized_to_the_machine(tiny_config, monkeypatch, tmp_path):
+    import medcolor.utils as rt
 
     monkeypatch.setattr(rt.os, "sched_getaffinity", lambda pid: set(range(16)))
     assert rt.resolve_num_workers("auto", "cpu") == 2  # the model uses the cores
@@ -130,7 +107,7 @@ def test_num_workers_auto_is_sized_to_the_machine(monkeypatch, tmp_path):
         check_run_config(cfg)
 
 
-def test_a_stage_is_resolved_once(tmp_path):
+def test_a_stage_is_resolved_once(tiny_config, tmp_path):
     cfg = tiny_config(tmp_path / "plan", tmp_path)
     runtime = resolve_runtime(cfg)
     stage = StageConfig("Color-Module", lr="find", epochs=2, lr_find=LRFindConfig(1e-4, 1.0, 12))
@@ -195,7 +172,7 @@ def test_final_model_is_the_best_checkpoint(two_stage_run):
     assert torch.equal(t.state_dict()["out.4.weight"], final.colorizer.state_dict()["out.4.weight"])
 
 
-def test_last_checkpoint_is_the_latest_state_not_the_best(tmp_path, data_dir, monkeypatch):
+def test_last_checkpoint_is_the_latest_state_not_the_best(tiny_config, tmp_path, data_dir, monkeypatch):
     """Lightning 2.6's ``save_last`` rewrites last.ckpt only with the best one; ours is the latest state."""
     import medcolor.training.module as module
 
@@ -257,6 +234,7 @@ def test_evaluate_is_the_test_step_of_training(two_stage_run, tmp_path):
     pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.slow
 def test_same_seed_same_result(tmp_path, data_dir, two_stage_run):
     cfg, r = two_stage_run
     cfg2 = RunConfig.from_dict(cfg.to_dict())
@@ -268,7 +246,7 @@ def test_same_seed_same_result(tmp_path, data_dir, two_stage_run):
     assert np.allclose(a, b, atol=1e-6)
 
 
-def test_output_directory_holding_another_run(tmp_path, data_dir, two_stage_run):
+def test_output_directory_holding_another_run(tiny_config, tmp_path, data_dir, two_stage_run):
     cfg, _ = two_stage_run
     other = RunConfig.from_dict(cfg.to_dict())
     other.stages[0].lr = 0.01
@@ -283,7 +261,8 @@ def test_output_directory_holding_another_run(tmp_path, data_dir, two_stage_run)
     assert (tmp_path / "junk" / "notes.txt").read_text() == "mine"
 
 
-def test_overwrite_replaces_a_run(tmp_path, data_dir):
+@pytest.mark.slow
+def test_overwrite_replaces_a_run(tiny_config, tmp_path, data_dir):
     out = tmp_path / "run"
     train(tiny_config(out, data_dir), **QUIET)
     cfg = tiny_config(out, data_dir)
@@ -292,7 +271,8 @@ def test_overwrite_replaces_a_run(tmp_path, data_dir):
     assert r.stages[0].lr == 0.02
 
 
-def test_extra_callbacks_see_every_step_and_change_nothing(tmp_path, data_dir):
+@pytest.mark.slow
+def test_extra_callbacks_see_every_step_and_change_nothing(tiny_config, tmp_path, data_dir):
     from lightning.pytorch.callbacks import Callback
 
     class CountSteps(Callback):
@@ -307,7 +287,7 @@ def test_extra_callbacks_see_every_step_and_change_nothing(tmp_path, data_dir):
     assert timed.stages[0].best_val_mean_auc == plain.stages[0].best_val_mean_auc
 
 
-def test_deterministic_runs_skip_filling_uninitialized_memory(tmp_path):
+def test_deterministic_runs_skip_filling_uninitialized_memory(tiny_config, tmp_path):
     from medcolor.training import make_trainer
 
     fill, det = torch.utils.deterministic.fill_uninitialized_memory, torch.are_deterministic_algorithms_enabled()
@@ -321,7 +301,7 @@ def test_deterministic_runs_skip_filling_uninitialized_memory(tmp_path):
         torch.use_deterministic_algorithms(det)
 
 
-def test_config_errors_come_before_any_work(tmp_path, data_dir):
+def test_config_errors_come_before_any_work(tiny_config, tmp_path, data_dir):
     out = tmp_path / "never"
     bad = tiny_config(out, data_dir)
     bad.model.backbone = "resnet81"
@@ -349,7 +329,7 @@ def test_config_errors_come_before_any_work(tmp_path, data_dir):
     check_run_config(ok)  # T trained in stage 1 is transferred to stage 2
 
 
-def test_nan_loss_stops_with_step_and_batch(tmp_path, data_dir):
+def test_nan_loss_stops_with_step_and_batch(tiny_config, tmp_path, data_dir):
     cfg = tiny_config(tmp_path / "nan", data_dir)
     cfg.stages = [StageConfig("color-module", lr=1e9, iterations=8, val_every=2)]
     with pytest.raises(
@@ -359,14 +339,14 @@ def test_nan_loss_stops_with_step_and_batch(tmp_path, data_dir):
         train(cfg, **QUIET)
 
 
-def test_lr_finder_that_diverges(tmp_path, data_dir):
+def test_lr_finder_that_diverges(tiny_config, tmp_path, data_dir):
     cfg = tiny_config(tmp_path / "div", data_dir)
     cfg.stages = [StageConfig("color-module", lr="find", iterations=4, lr_find=LRFindConfig(1e6, 1e9, 20))]
     with pytest.raises(TrainingError, match=r"LR finder of stage 'color-module' diverged.*--lr"):
         train(cfg, **QUIET)
 
 
-def test_out_of_memory_gets_a_hint(tmp_path, data_dir, monkeypatch):
+def test_out_of_memory_gets_a_hint(tiny_config, tmp_path, data_dir, monkeypatch):
     def boom(self, batch, batch_idx):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
@@ -376,8 +356,7 @@ def test_out_of_memory_gets_a_hint(tmp_path, data_dir, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- kill and resume
-def _cli_config(path: Path, out: Path, data_dir: Path) -> Path:
-    cfg = tiny_config(out, data_dir)
+def _cli_config(path: Path, cfg: RunConfig) -> Path:
     cfg.stages = [
         StageConfig("color-module", lr=0.05, iterations=24, val_every=6),
         StageConfig("all", lr=0.01, iterations=12, val_every=6),
@@ -396,19 +375,19 @@ def _run_cli(config: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, data_dir) -> Path:
+def uninterrupted(tiny_config, tmp_path_factory, data_dir) -> Path:
     d = tmp_path_factory.mktemp("resume")
     out = d / "reference"
-    r = _run_cli(_cli_config(d / "ref.yaml", out, data_dir))
+    r = _run_cli(_cli_config(d / "ref.yaml", tiny_config(out, data_dir)))
     assert r.returncode == 0, r.stderr
     return out
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT])  # SIGKILL in every phase: tests/test_resume.py
-def test_killed_run_resumes_to_the_same_result(tmp_path, data_dir, uninterrupted, sig):
+@pytest.mark.parametrize("sig", [signal.SIGINT])  # SIGKILL in every phase: test_resume.py
+def test_killed_run_resumes_to_the_same_result(tiny_config, tmp_path, data_dir, uninterrupted, sig):
     out = tmp_path / "run"
-    config = _cli_config(tmp_path / "run.yaml", out, data_dir)
+    config = _cli_config(tmp_path / "run.yaml", tiny_config(out, data_dir))
     proc = subprocess.Popen(
         [sys.executable, "-m", "medcolor.cli", "train", "--config", str(config)],
         stdout=subprocess.PIPE,

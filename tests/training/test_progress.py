@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import medcolor.training.runtime as runtime
+import medcolor.utils
 from medcolor.config import RunConfig, TrainerConfig
-from medcolor.inference import predict_probs
+from medcolor.evaluation import predict_probs
 from medcolor.training import train
 from medcolor.training.runtime import make_trainer, resolve_runtime
-from test_training import tiny_config
 
 
 @pytest.fixture
@@ -47,7 +46,7 @@ class _Net(torch.nn.Module):
 def test_trainer_draws_a_bar_only_on_a_terminal(monkeypatch):
     rt = resolve_runtime(RunConfig(trainer=TrainerConfig(progress=True, precision="32-true", accelerator="cpu")))
     assert make_trainer(rt).progress_bar_callback is None  # pytest captures stdout: not a terminal
-    monkeypatch.setattr(runtime, "is_terminal", lambda stream: True)
+    monkeypatch.setattr(medcolor.utils, "is_terminal", lambda stream: True)
     assert make_trainer(rt).progress_bar_callback is not None
     quiet = resolve_runtime(RunConfig(trainer=TrainerConfig(progress=False, precision="32-true", accelerator="cpu")))
     assert make_trainer(quiet).progress_bar_callback is None
@@ -59,13 +58,13 @@ def test_prediction_logs_lines_instead_of_a_bar_without_a_terminal(capsys, medco
     lines = [r.getMessage() for r in medcolor_log.records if r.getMessage().startswith("predicting:")]
     assert lines == [f"predicting: {n} of 40 images" for n in range(4, 40, 4)]  # a tenth of them at a time
     medcolor_log.clear()
-    monkeypatch.setattr(runtime, "is_terminal", lambda stream: True)
+    monkeypatch.setattr(medcolor.utils, "is_terminal", lambda stream: True)
     predict_probs(_Net(), _Images(), batch_size=4, progress=True)
     assert "\r" in capsys.readouterr().err  # tqdm's bar on a terminal
     assert not [r for r in medcolor_log.records if r.getMessage().startswith("predicting:")]
 
 
-def test_training_logs_a_line_per_chunk_without_a_terminal(tmp_path: Path, capsys, medcolor_log):
+def test_training_logs_a_line_per_chunk_without_a_terminal(tiny_config, tmp_path: Path, capsys, medcolor_log):
     cfg = tiny_config(tmp_path / "run", tmp_path / "data")
     cfg.trainer.progress = True
     train(cfg, evaluate_test=False)

@@ -1,4 +1,4 @@
-"""Evaluation (paper Sec. IV-C): per-label AUC, mean AUC, bootstrap confidence intervals, predictions.
+"""The metrics of the paper (Sec. IV-C): per-label AUC, mean AUC, bootstrap confidence intervals.
 
 Targets use NaN for ignored labels (CheXpert U-Ignore): those entries are left out of the loss and of
 the AUC of their label.  A label whose evaluation set holds a single class has no AUC (NaN) and is

@@ -1,4 +1,4 @@
-"""``--overwrite`` never removes anything that is not a medcolor run's own output (issue 10, item 2), and a
+"""``--overwrite`` never removes anything that is not a medcolor run's own output, and a
 run that stopped before its first stage does not block the corrected command."""
 
 from __future__ import annotations

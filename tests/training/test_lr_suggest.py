@@ -21,7 +21,7 @@ import pytest
 from medcolor.training.lr_find import LR_RULES, suggest_lr
 from medcolor.training.lr_suggest import diverged, smooth_losses
 
-CURVES = Path(__file__).parent / "fixtures" / "lr_curves"
+CURVES = Path(__file__).parents[1] / "fixtures" / "lr_curves"
 
 # where each recorded curve descends (read off its plot): a usable suggestion lies inside
 DESCENT = {

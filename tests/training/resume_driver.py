@@ -61,9 +61,9 @@ def _kill_at(phase: str, step: int) -> None:
 
         pipeline.write_stage_result = write_then_die
     elif phase == "test":
-        import medcolor.inference as inference
+        import medcolor.evaluation.dataset as evaluation
 
-        inference.predict_probs = lambda *a, **k: _die()
+        evaluation.predict_probs = lambda *a, **k: _die()
     elif phase != "none":
         raise SystemExit(f"unknown phase {phase!r}")
 

@@ -3,7 +3,7 @@ its phases in turn — stage 1 after a checkpoint, between the stages, in the LR
 after a checkpoint, in the test evaluation — and re-run each time ends bit-identical to an uninterrupted
 run: every stage's weights, history and LR suggestion, the final weights, test AUCs and probabilities.
 
-The kills come from ``tests/resume_driver.py`` (the CLI in a subprocess that SIGKILLs itself at the point).
+The kills come from ``tests/training/resume_driver.py`` (the CLI in a subprocess that SIGKILLs itself at the point).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_training import RARE
 
-from medcolor.config import LRFindConfig, StageConfig
-from test_training import RARE, tiny_config
+from medcolor.config import LRFindConfig, RunConfig, StageConfig
 
 DRIVER = Path(__file__).with_name("resume_driver.py")
 STAGE1, STAGE2 = "1-color-module", "2-all"
@@ -26,8 +26,7 @@ STAGE1, STAGE2 = "1-color-module", "2-all"
 pytestmark = pytest.mark.slow
 
 
-def _config(path: Path, out: Path, data_dir: Path) -> Path:
-    cfg = tiny_config(out, data_dir)
+def _config(path: Path, cfg: RunConfig) -> Path:
     cfg.data.options |= RARE  # the LR range test sees a real descent
     cfg.stages = [
         StageConfig("color-module", lr=0.05, iterations=12, val_every=4),
@@ -38,7 +37,7 @@ def _config(path: Path, out: Path, data_dir: Path) -> Path:
 
 
 def _run(config: Path, phase: str = "none", step: int = 0) -> subprocess.CompletedProcess:
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     env = {"PYTHONPATH": src, "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     return subprocess.run(
         [sys.executable, str(DRIVER), str(config), phase, str(step)],
@@ -69,13 +68,13 @@ def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("synthetic")
 
 
-def test_killed_in_every_phase_resumes_bit_identical(tmp_path, data_dir):
+def test_killed_in_every_phase_resumes_bit_identical(tiny_config, tmp_path, data_dir):
     ref = tmp_path / "reference"
-    r = _run(_config(tmp_path / "ref.yaml", ref, data_dir))
+    r = _run(_config(tmp_path / "ref.yaml", tiny_config(ref, data_dir)))
     assert r.returncode == 0, r.stderr
 
     out = tmp_path / "run"
-    config = _config(tmp_path / "run.yaml", out, data_dir)
+    config = _config(tmp_path / "run.yaml", tiny_config(out, data_dir))
     # each kill leaves the run in the state named; the next command resumes it and is killed further on
     kills = [
         (

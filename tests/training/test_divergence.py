@@ -20,7 +20,6 @@ from medcolor.io import save_model
 from medcolor.model import ColorTransferNet
 from medcolor.training import ColorTransferModule, train
 from medcolor.training.pipeline import check_normalization
-from test_training import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +27,10 @@ def data_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("synthetic")
 
 
-def test_a_diverged_run_stops_with_one_line_and_no_result(tmp_path, data_dir):
+def test_a_diverged_run_stops_with_one_line_and_no_result(tiny_config, tmp_path, data_dir):
     out = tmp_path / "run"
     cfg = tiny_config(out, data_dir)
-    cfg.stages = [StageConfig("color-module", lr=1e6, iterations=4, val_every=2)]  # issue 10: `--lr 1e6`
+    cfg.stages = [StageConfig("color-module", lr=1e6, iterations=4, val_every=2)]  # `--lr 1e6`
     with pytest.raises(TrainingError) as e:
         train(cfg)
     message = str(e.value)
@@ -47,7 +46,7 @@ def re_search(pattern: str, text: str) -> bool:
     return re.search(pattern, text) is not None
 
 
-def test_a_nonfinite_loss_names_the_step_and_the_batch(tmp_path, data_dir, monkeypatch):
+def test_a_nonfinite_loss_names_the_step_and_the_batch(tiny_config, tmp_path, data_dir, monkeypatch):
     import medcolor.training.module as module
 
     bce = module.masked_bce_with_logits
@@ -56,7 +55,7 @@ def test_a_nonfinite_loss_names_the_step_and_the_batch(tmp_path, data_dir, monke
         train(tiny_config(tmp_path / "run", data_dir))
 
 
-def test_nonfinite_inputs_are_bad_data_not_divergence(tmp_path, data_dir, monkeypatch):
+def test_nonfinite_inputs_are_bad_data_not_divergence(tiny_config, tmp_path, data_dir, monkeypatch):
     original = ColorTransferModule._input
     monkeypatch.setattr(ColorTransferModule, "_input", lambda self, b, train: original(self, b, train) * math.nan)
     with pytest.raises(DataError, match=r"input images of step 0 .* hold NaN/inf .*--mean/--std") as e:
