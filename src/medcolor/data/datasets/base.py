@@ -220,12 +220,12 @@ class XRayDataset(Dataset):
     def common_options(cls, common: dict[str, Any], options: DatasetOptions | None = None) -> DatasetOptions:
         """The options every dataset takes, from keyword arguments (over ``options`` when given); the split
         defaults to the class's :attr:`DEFAULT_SPLIT`."""
+        options = common.pop("options", None) or options
         names = {f.name for f in dataclasses.fields(DatasetOptions)}
         unknown = sorted(set(common) - names)
         if unknown:
             raise TypeError(f"{cls.__name__}() got unexpected keyword argument(s) {', '.join(unknown)}")
-        o = dataclasses.replace(options or DatasetOptions(split=cls.DEFAULT_SPLIT), **common)
-        return o
+        return dataclasses.replace(options or DatasetOptions(split=cls.DEFAULT_SPLIT), **common)
 
     # ---------------------------------------------------------------- subclass hooks
 

@@ -36,22 +36,40 @@ combination).  :func:`apply_overrides` is the one way to change keys of a config
 
 from __future__ import annotations
 
-import contextvars
-import copy
-import dataclasses
-import functools
-import inspect
-import math
 import os
 import re
-import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import yaml
 
+from medcolor.config.overrides import (
+    DEFAULT_STAGE,
+    apply_overrides,
+    deep_merge,
+    diff_configs,
+    expand_stages,
+    set_dotted,
+)
+from medcolor.config.values import (
+    _FALSE,
+    _TRUE,
+    AUTO,
+    LR_FIND,
+    Auto,
+    Count,
+    Fraction,
+    LRFind,
+    Section,
+    StageLength,
+    _build,
+    _is_number,
+    check_number,
+    field_docs,
+    opt,
+)
 from medcolor.errors import ConfigError, OptionError, UnknownNameError, UnknownOptionValueError
 
 #: seeds are used by numpy, torch and Python's random: non-negative, 32 bits (numpy's legacy seeding)
@@ -65,133 +83,6 @@ LR_RULES: tuple[str, ...] = typing.get_args(LRRule)
 Precision = Literal["auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"]
 #: valid ``trainer.precision`` values (``auto`` is resolved per machine by :mod:`medcolor.training.runtime`)
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
-_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
-
-
-# ------------------------------------------------------------------------------------------ typed values
-class LRFind(str):
-    """``lr: find`` (any case): the LR range test sets the stage's maximum learning rate."""
-
-    def __new__(cls) -> LRFind:
-        return super().__new__(cls, "find")
-
-    @classmethod
-    def parse(cls, v: Any, key: str, where: str | None) -> LRFind:
-        if isinstance(v, str) and v.strip().lower() == "find":
-            return LR_FIND
-        raise _Unconverted(key, f"expected 'find', got {v!r}", where)
-
-
-class Auto(str):
-    """``auto``: the value is decided where the run starts (e.g. ``num_workers`` by the machine)."""
-
-    def __new__(cls) -> Auto:
-        return super().__new__(cls, "auto")
-
-    @classmethod
-    def parse(cls, v: Any, key: str, where: str | None) -> Auto:
-        if isinstance(v, str) and v.strip().lower() == "auto":
-            return AUTO
-        raise _Unconverted(key, f"expected auto, got {v!r}", where)
-
-
-LR_FIND, AUTO = LRFind(), Auto()
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-class Fraction(float):
-    """A training subset as a fraction of the training set, ``0 < x <= 1`` (``1``: all of it)."""
-
-    @classmethod
-    def parse(cls, v: Any, key: str, where: str | None) -> Fraction:
-        f = _number(v)
-        if f is None or not 0 < f <= 1:
-            raise _Unconverted(key, f"expected a fraction in (0, 1], got {v!r}", where)
-        return cls(f)
-
-    def of(self, n: float) -> float:
-        """The subset's size in a training set of ``n`` images."""
-        return self * n
-
-    def draw_kwargs(self) -> dict[str, Any]:
-        """The keyword of :func:`medcolor.data.splits.label_subset` that draws it."""
-        return {"fraction": float(self)}
-
-
-class Count(int):
-    """A training subset as a number of images (2, 3, ...)."""
-
-    @classmethod
-    def parse(cls, v: Any, key: str, where: str | None) -> Count:
-        f = _number(v)
-        if f is None or f <= 1 or not f.is_integer():
-            raise _Unconverted(key, f"expected a whole number of images >= 2, got {v!r}", where)
-        return cls(int(v) if isinstance(v, int) else int(f))
-
-    def of(self, n: float) -> float:
-        return min(int(self), n)
-
-    def draw_kwargs(self) -> dict[str, Any]:
-        return {"count": int(self)}
-
-
-@dataclass(frozen=True)
-class StageLength:
-    """How long a stage trains: ``epochs`` over the training set or a number of ``iterations``."""
-
-    epochs: float | None = None
-    iterations: int | None = None
-
-    def total(self, iterations_per_epoch: int) -> int:
-        if self.iterations is not None:
-            return int(self.iterations)
-        return math.ceil((1.0 if self.epochs is None else self.epochs) * iterations_per_epoch)
-
-
-# ------------------------------------------------------------------------------------------ checks
-def _is_number(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float)) and (isinstance(v, int) or math.isfinite(v))
-
-
-def check_number(
-    key: str | tuple[str, ...],
-    value: Any,
-    *,
-    integer: bool = False,
-    at_least: float | None = None,
-    above: float | None = None,
-    below: float | None = None,
-    at_most: float | None = None,
-    optional: bool = False,
-    hint: str = "",
-    source: str | None = None,
-) -> None:
-    """``value`` is a finite number (an integer with ``integer``) within the bounds given (``None`` when
-    ``optional``); otherwise an :class:`OptionError` for ``key`` that says what it must be."""
-    if value is None and optional:
-        return
-    limits = ((">=", at_least), (">", above), ("<", below), ("<=", at_most))
-    bounds = [f"{op} {int(b) if float(b).is_integer() else f'{b:g}'}" for op, b in limits if b is not None]
-    ok = _is_number(value) and (not integer or isinstance(value, int) or float(value).is_integer())
-    if ok:
-        ok = (
-            (at_least is None or value >= at_least)
-            and (above is None or value > above)
-            and (below is None or value < below)
-            and (at_most is None or value <= at_most)
-        )
-    if not ok:
-        what = ("an integer" if integer else "a number") + (" " + " and ".join(bounds) if bounds else "")
-        raise OptionError(key, f"must be {what}{' or none' if optional else ''}, got {value!r}{hint}", source)
 
 
 def check_precision(precision: str) -> str:
@@ -212,56 +103,12 @@ def parse_channels_last(value: str | bool) -> bool:
     raise OptionError("trainer.channels_last", f"must be auto, true or false, got {value!r}")
 
 
-_NUMBER_CHECKS = ("at_least", "above", "below", "at_most", "hint")
-
-
-def opt(default: Any = None, **meta: Any) -> Any:
-    """A field with its checks: ``at_least``/``above``/``below``/``at_most`` (numbers), ``hint`` (added to
-    the message), ``expect`` (what a bad value must be), ``path`` (a non-empty path), ``noun`` (in the
-    unknown-choice message), ``flag`` (the command-line flag), ``strict`` (the flag refuses other choices)."""
-    if callable(default):
-        return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-# ------------------------------------------------------------------------------------------ sections
-_BUILDING: contextvars.ContextVar[tuple[type, str, str | None] | None] = contextvars.ContextVar(
-    "medcolor_config_building", default=None
-)
-
-
-class _Section:
-    """A config section: its fields are parsed into their types and checked when it is created
-    (and again by :meth:`validate`, e.g. after a field was assigned)."""
-
-    _key: ClassVar[str] = ""
-
-    def __post_init__(self) -> None:
-        ctx = _BUILDING.get()
-        key, where = (ctx[1], ctx[2]) if ctx is not None and ctx[0] is type(self) else (self._key, None)
-        self.validate(key, where)
-
-    def validate(self, key: str | None = None, where: str | None = None) -> None:
-        key = self._key if key is None else key
-        hints = _hints(type(self))
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            k = f"{key}.{f.name}" if key else f.name
-            object.__setattr__(self, f.name, _coerce(hints[f.name], getattr(self, f.name), where, k, f.metadata))
-        self._check(key, where)
-
-    def _check(self, key: str, where: str | None) -> None:
-        """Checks across fields."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain(self)
-
-
 _SPLIT_HINT = " (a fraction of the patients, or a split name)"
 _SPLIT_EMPTY = "must be a fraction in (0, 1) or a split name, got an empty string"
 
 
 @dataclass
-class DataConfig(_Section):
+class DataConfig(Section):
     _key: ClassVar[str] = "data"
     #: dataset registry name (chexpert, chestxray14, mura, csv, folder, synthetic)
     dataset: str = "synthetic"
@@ -314,7 +161,7 @@ class DataConfig(_Section):
 
 
 @dataclass
-class ModelConfig(_Section):
+class ModelConfig(Section):
     _key: ClassVar[str] = "model"
     #: T: deconv | pixelshuffle | colorU | replicate (ablations: lut, replicate-imagenet); default:
     #: replicate for baseline stages, else pixelshuffle
@@ -344,7 +191,7 @@ class ModelConfig(_Section):
 
 
 @dataclass
-class LRFindConfig(_Section):
+class LRFindConfig(Section):
     _key: ClassVar[str] = "stages.*.lr_find"
     #: LR finder: lowest learning rate tried
     min_lr: float = opt(1e-6, above=0, flag="--lr-min")
@@ -364,7 +211,7 @@ class LRFindConfig(_Section):
 
 
 @dataclass
-class StageConfig(_Section):
+class StageConfig(Section):
     _key: ClassVar[str] = "stages.*"
     #: comma-separated strategies, e.g. color-module,all or baseline (one stage each)
     strategy: str = opt("color-module", flag="--stages")
@@ -397,7 +244,7 @@ class StageConfig(_Section):
 
 
 @dataclass
-class TrainerConfig(_Section):
+class TrainerConfig(Section):
     _key: ClassVar[str] = "trainer"
     #: the run's seed (every random draw of training derives from it)
     seed: int = opt(0, at_least=0, at_most=MAX_SEED)
@@ -429,7 +276,7 @@ class TrainerConfig(_Section):
 
 
 @dataclass
-class RunConfig(_Section):
+class RunConfig(Section):
     data: DataConfig = opt(DataConfig)
     model: ModelConfig = opt(ModelConfig)
     stages: list[StageConfig] = opt(lambda: [StageConfig("color-module")])
@@ -449,160 +296,6 @@ class RunConfig(_Section):
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> RunConfig:
         return cls.from_dict(read_yaml(path), where=str(path))
-
-
-def _plain(v: Any) -> Any:
-    """A config value as YAML/JSON data (the typed values as the words and numbers they were read from)."""
-    if isinstance(v, _Section):
-        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}  # type: ignore[arg-type]
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (LRFind, Auto)):
-        return str(v)
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, Count):
-        return int(v)
-    if isinstance(v, Fraction):
-        return float(v)
-    return copy.deepcopy(v)
-
-
-@functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _build(cls: type, d: Any, where: str | None, key: str | None = None) -> Any:
-    key = getattr(cls, "_key", "") if key is None else key
-    if isinstance(d, cls):
-        d.validate(key, where)  # type: ignore[attr-defined]
-        return d
-    if not isinstance(d, dict):
-        raise OptionError(key, f"expected a mapping of {cls.__name__} options, got {d!r}", where)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for k, value in d.items():
-        name = str(k).replace("-", "_")
-        if name not in names:
-            raise OptionError(key, f"unknown option {k!r}; valid options: {', '.join(names)}", where)
-        kwargs[name] = value
-    token = _BUILDING.set((cls, key, where))
-    try:
-        return cls(**kwargs)
-    finally:
-        _BUILDING.reset(token)
-
-
-def _coerce(tp: Any, value: Any, where: str | None, key: str, meta: Any = None) -> Any:
-    meta = meta or {}
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, where, key)  # type: ignore[arg-type]
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise OptionError(key, f"expected a list, got {value!r}", where)
-        return [_coerce(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise OptionError(key, f"expected a mapping, got {value!r}", where)
-        return dict(value)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if isinstance(value, str) and value.strip().lower() in choices:
-            return value.strip().lower()
-        noun = meta.get("noun")
-        msg = f"unknown {noun} {value!r}; valid: " if noun else "must be one of "
-        raise _Unconverted(key, msg + ", ".join(choices) + ("" if noun else f", got {value!r}"), where)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in {"none", "null"})):
-            return None
-        errors = []
-        for a in args:
-            if a is not type(None):
-                try:
-                    return _coerce(a, value, where, key, meta)
-                except _Unconverted as exc:
-                    errors.append(exc.problem)
-        if "expect" in meta:
-            raise OptionError(key, f"must be {meta['expect']}, got {value!r}", where)
-        if len(errors) > 1 and any(k in meta for k in _NUMBER_CHECKS):  # a number or a word: what it must be
-            check_number(key, value, **_bounds(meta), source=where)
-        raise OptionError(key, f"invalid value {value!r} ({'; '.join(errors)})", where)
-    return _finish(_scalar(tp, value, where, key), value, where, key, meta)
-
-
-class _Unconverted(OptionError):
-    """A value that is not of the type tried (the next type of a union is tried)."""
-
-
-def _finish(v: Any, value: Any, where: str | None, key: str, meta: Any) -> Any:
-    """The checks of a converted value: bounds of numbers, non-empty paths, choices of words."""
-    if isinstance(v, (int, float)) and not isinstance(v, (bool, Count, Fraction)):
-        check_number(key, v, integer=isinstance(v, int), **_bounds(meta), source=where)
-    if isinstance(v, str) and not v.strip() and (meta.get("path") or "empty" in meta):
-        raise OptionError(key, meta.get("empty", "is an empty path"), where)
-    if isinstance(v, (str, bool)) and "choices" in meta and str(v).lower() not in meta["choices"]:
-        raise OptionError(key, f"must be one of {', '.join(meta['choices'])}, got {value!r}", where)
-    return v
-
-
-def _bounds(meta: Any) -> dict[str, Any]:
-    return {k: meta[k] for k in _NUMBER_CHECKS if k in meta}
-
-
-def _scalar(tp: Any, value: Any, where: str | None, key: str) -> Any:
-    if hasattr(tp, "parse"):
-        return tp.parse(value, key, where)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
-            return value.lower() in _TRUE
-        raise _Unconverted(key, f"expected true/false, got {value!r}", where)
-    if tp is int:
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-                return int(value)
-            f = float(value)
-            if not f.is_integer():
-                raise ValueError
-            return int(value) if isinstance(value, int) else int(f)
-        except (TypeError, ValueError, OverflowError):
-            raise _Unconverted(key, f"expected an integer, got {value!r}", where) from None
-    if tp is float:
-        if isinstance(value, bool):
-            raise _Unconverted(key, f"expected a number, got {value!r}", where)
-        try:
-            return float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise _Unconverted(key, f"expected a number, got {value!r}", where) from None
-    if tp is str:
-        if isinstance(value, (dict, list)):
-            raise _Unconverted(key, f"expected a string, got {value!r}", where)
-        return str(value)
-    return value
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """The ``#:`` comment above each field of a config dataclass, on one line."""
-    docs, pending = {}, []
-    for line in inspect.getsource(cls).splitlines():
-        s = line.strip()
-        if s.startswith("#:"):
-            pending.append(s[2:].strip())
-        elif (m := re.match(r"(\w+)\s*:", s)) and pending:
-            docs[m.group(1)] = " ".join(pending)
-            pending = []
-        else:
-            pending = []
-    return docs
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -634,105 +327,6 @@ def read_data_config(path: str | os.PathLike) -> DataConfig:
     """The ``data:`` section of a YAML run configuration (or a file holding only that section)."""
     d = read_yaml(path)
     return RunConfig.from_dict({"data": d.get("data", d)}, where=str(path)).data
-
-
-# ------------------------------------------------------------------------------------------ overrides
-#: a stage of a configuration that names none
-DEFAULT_STAGE = {"strategy": "color-module"}
-
-
-def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """``b`` over ``a``, section by section (``options`` are replaced as a whole)."""
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "options":
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
-    """``d[a][b] = value`` for ``key`` ``a.b`` (sections created; a whole top-level section is merged)."""
-    parts = [p.replace("-", "_") for p in key.split(".")]
-    cur = d
-    for p in parts[:-1]:
-        if not isinstance(cur.get(p), dict):
-            cur[p] = {}
-        cur = cur[p]
-    last = parts[-1]
-    if isinstance(value, dict) and isinstance(cur.get(last), dict) and len(parts) == 1:
-        cur[last] = deep_merge(cur[last], value)
-    else:
-        cur[last] = copy.deepcopy(value)
-    if last in ("epochs", "iterations"):  # a stage's length is one or the other
-        cur.pop("iterations" if last == "epochs" else "epochs", None)
-
-
-def expand_stages(value: Any, template: dict[str, Any]) -> list[dict[str, Any]]:
-    """A stage list from a shorthand (``"color-module,all"``: one stage per name), a list of names or
-    mappings, or one mapping; each stage starts from ``template``."""
-    if isinstance(value, str):
-        items: list[Any] = [s.strip() for s in value.split(",") if s.strip()]
-    elif isinstance(value, dict):
-        items = [value]
-    elif isinstance(value, list):
-        items = value
-    else:
-        raise ConfigError(f"expected strategy names ('color-module,all') or stage mappings, got {value!r}")
-    out = []
-    for it in items:
-        if isinstance(it, str):
-            if "," in it:
-                raise ConfigError(f"{it!r} inside a list: write the stages as one string or as a list, not both")
-            out.append({**copy.deepcopy(template), "strategy": it})
-        elif isinstance(it, dict):
-            base = copy.deepcopy(template)
-            for a, b in (("epochs", "iterations"), ("iterations", "epochs")):
-                if a in it:  # a stage's own length replaces the template's
-                    base.pop(b, None)
-            out.append(deep_merge(base, it))
-        else:
-            raise ConfigError(f"a stage is a strategy name or a mapping, got {it!r}")
-    if not out:
-        raise OptionError("stages", "the run has no stages; give at least one strategy (e.g. color-module,all)")
-    return out
-
-
-def apply_overrides(
-    d: dict[str, Any], overrides: dict[str, Any], stage_defaults: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """Set dotted keys of the configuration dict ``d`` in place (and return it), before it is parsed:
-    ``data.size``, ``data.options.KEY``, a whole section, ``stages`` (a shorthand ``"color-module,all"``
-    or a list: each stage from ``stage_defaults``, or else from the first stage of ``d``) and
-    ``stages.*.KEY`` / ``stages.KEY`` (that key of every stage; ``epochs`` replaces ``iterations`` and back)."""
-    for key, value in overrides.items():
-        parts = key.replace("-", "_").split(".")
-        if parts == ["stages"]:
-            old = d.get("stages") or [{}]
-            template = stage_defaults if stage_defaults is not None else old[0]
-            d["stages"] = expand_stages(value, {k: v for k, v in template.items() if k != "strategy"})
-        elif parts[0] == "stages":
-            if d.get("stages") is None:
-                d["stages"] = [dict(DEFAULT_STAGE)]
-            sub = ".".join(parts[2:] if parts[1] == "*" else parts[1:])
-            for st in d["stages"]:
-                set_dotted(st, sub, value)
-        else:
-            set_dotted(d, key, value)
-    return d
-
-
-def diff_configs(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two config dicts."""
-    out = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += diff_configs(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
-    return out
 
 
 # ------------------------------------------------------------------------------------------ names
@@ -810,6 +404,7 @@ def _named(key: str, lookup: Any, name: str) -> Any:
 
 __all__ = [
     "AUTO",
+    "DEFAULT_STAGE",
     "LR_FIND",
     "LR_RULES",
     "MAX_BOOTSTRAP",
@@ -823,6 +418,7 @@ __all__ = [
     "LRFindConfig",
     "ModelConfig",
     "RunConfig",
+    "Section",
     "StageConfig",
     "StageLength",
     "TrainerConfig",
