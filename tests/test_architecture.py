@@ -62,10 +62,6 @@ LAYERS: tuple[tuple[str | tuple[str, ...], ...], ...] = (
 #: Import edges that break the rules today and that another helper of issue 17 is removing. Each entry:
 #: (importer, imported) -> who fixes it.  The lead empties this at merge; a new entry needs a reason here.
 KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # config <-> validation (a cycle) and config -> training.lr_suggest (upward): helper "config"
-    ("medcolor.config", "medcolor.validation"): "config",
-    ("medcolor.validation", "medcolor.config"): "config",
-    ("medcolor.config", "medcolor.training.lr_suggest"): "config",
     # study/executors <-> study/runner (the runner split: lock + layout in their own module): helpers
     # "slurm" (executors) and "study" (runner)
     ("medcolor.study.executors", "medcolor.study.runner"): "slurm",

@@ -88,7 +88,7 @@ def test_yaml_users_see_the_key_and_the_flag(tmp_path, capsys):
     assert f"--batch-size (data.batch_size in {cfg}): expected an integer, got 'many'" in line
     cfg.write_text("data: {dataset: synthetic, size: 4}\nmodel: {weights: none}\n")
     rc, _, err = run_cli(capsys, "train", "--config", str(cfg), "--output", str(tmp_path / "r"))
-    assert "--size (data.size): must be an integer >= 8 and <= 8192, got 4" in one_line_error(rc, err)
+    assert f"--size (data.size in {cfg}): must be an integer >= 8 and <= 8192, got 4" in one_line_error(rc, err)
 
 
 def test_non_utf8_yaml(tmp_path, capsys):
@@ -183,8 +183,10 @@ def test_colorizer_from_with_another_architecture_is_an_error(tmp_path, capsys):
 
 
 def test_the_python_api_gets_the_same_checks(tmp_path):
+    with pytest.raises(OptionError, match=r"^stages\.\*\.lr: must be a number > 0"):
+        StageConfig("color-module", lr=0.0)  # checked when it is built
     cfg = RunConfig(output=str(tmp_path / "r"))
-    cfg.stages = [StageConfig("color-module", lr=0.0)]
+    cfg.stages[0].lr = 0.0  # and again by check_run_config, after an assignment
     with pytest.raises(OptionError, match=r"^stages\[0\]\.lr: must be a number > 0") as info:
         check_run_config(cfg)
     assert info.value.keys == ("stages[0].lr",)

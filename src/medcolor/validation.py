@@ -1,202 +1,29 @@
-"""Every option value checked up front, in one place, before any data is read or any folder is created.
+"""What a run reads and writes, checked before any data is read or any folder is created.
 
-* :func:`check_values` — the value of every key of a :class:`~medcolor.config.RunConfig` (ranges, choices,
-  finite numbers), called by :func:`~medcolor.config.check_run_config`;
-* :func:`check_run_files` — what the run reads and writes: input files exist, the transferred T fits
-  ``model.colorizer``, the output folder can be created and written (called first by
-  :func:`~medcolor.training.rundir.prepare_run_dir`, before it touches anything);
-* small checks (:func:`check_number`, :func:`check_output_file`, :func:`check_output_folder`...) that the
-  command line also uses for the options of ``predict``, ``colorize``, ``evaluate``, ``stats``, ``demo``.
+The values of every key are parsed and checked when the configuration is built (:mod:`medcolor.config`);
+this module checks the files:
+
+* :func:`check_run_files` — input files exist, the transferred T fits ``model.colorizer``, the output
+  folder can be created and written (called first by :func:`~medcolor.training.rundir.prepare_run_dir`,
+  before it touches anything);
+* :func:`check_input`, :func:`check_output_file`, :func:`check_output_folder`, which the command line
+  also uses for the options of ``predict``, ``colorize``, ``evaluate``, ``stats``, ``demo``.
 
 Every failure is an :class:`~medcolor.errors.OptionError` naming the configuration key (or the flag) at
-fault; the command line adds the flag of each key (``--size (data.size): must be an integer >= 1, got 0``).
+fault; the command line adds the flag of each key (``--weights (model.weights): missing.pth does not exist``).
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
-import math
 import os
-import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from medcolor.config import DataConfig, RunConfig
 from medcolor.errors import MedcolorError, OptionError
 
-#: seeds are used by numpy, torch and Python's random: non-negative, 32 bits (numpy's legacy seeding)
-MAX_SEED = 2**32 - 1
-#: sanity bounds: values past them cannot work (memory, C integers) and would fail late, after training
-MAX_SIZE, MAX_BATCH, MAX_WORKERS = 8192, 65536, 256
-MAX_STEPS = 10**9
-MAX_BOOTSTRAP = 100_000  # the resample indices are held at once: n_test x bootstrap integers (paper: 1000)
-AUGMENT_ON = ("auto", "worker", "device")
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
-DETERMINISTIC = ("true", "false", "warn")
-#: dataset constructor arguments that have their own option (never a ``data.options`` key)
-_OWN_OPTIONS = {"root": "data.root", "csv": "data.csv", "load_size": "data.size", "cache": "data.cache_dir"}
-_OWN_OPTIONS |= {"on_missing": "data.on_missing", "transform": ""}
-
-
-def _is_number(v: Any) -> bool:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return False
-    return isinstance(v, int) or math.isfinite(v)
-
-
-def check_number(
-    key: str | tuple[str, ...],
-    value: Any,
-    *,
-    integer: bool = False,
-    at_least: float | None = None,
-    above: float | None = None,
-    below: float | None = None,
-    at_most: float | None = None,
-    optional: bool = False,
-    hint: str = "",
-) -> None:
-    """``value`` is a finite number (an integer with ``integer``) within the bounds given (``None`` when
-    ``optional``); otherwise an :class:`OptionError` for ``key`` that says what it must be."""
-    if value is None and optional:
-        return
-    limits = ((">=", at_least), (">", above), ("<", below), ("<=", at_most))
-    bounds = [f"{op} {int(b) if float(b).is_integer() else f'{b:g}'}" for op, b in limits if b is not None]
-    ok = _is_number(value) and (not integer or isinstance(value, int) or float(value).is_integer())
-    if ok:
-        ok = (
-            (at_least is None or value >= at_least)
-            and (above is None or value > above)
-            and (below is None or value < below)
-            and (at_most is None or value <= at_most)
-        )
-    if not ok:
-        what = ("an integer" if integer else "a number") + (" " + " and ".join(bounds) if bounds else "")
-        raise OptionError(key, f"must be {what}{' or none' if optional else ''}, got {value!r}{hint}")
-
-
-def check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
-    if str(value).lower() not in choices:
-        raise OptionError(key, f"must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _check_fraction_or_name(key: str, value: Any, *, optional: bool) -> None:
-    if value is None and optional:
-        return
-    if isinstance(value, str):
-        if not value.strip():
-            raise OptionError(key, "must be a fraction in (0, 1) or a split name, got an empty string")
-        return
-    check_number(key, value, above=0, below=1, hint=" (a fraction of the patients, or a split name)")
-
-
-def check_data_values(d: DataConfig) -> None:
-    """The values of a ``data:`` section (also for ``medcolor evaluate``)."""
-    check_number("data.size", d.size, integer=True, at_least=8, at_most=MAX_SIZE)  # 8: the transforms' least
-    check_number("data.load_size", d.load_size, integer=True, at_least=8, at_most=MAX_SIZE, optional=True)
-    check_number("data.batch_size", d.batch_size, integer=True, at_least=1, at_most=MAX_BATCH)
-    if d.num_workers != "auto":
-        check_number("data.num_workers", d.num_workers, integer=True, at_least=0, at_most=MAX_WORKERS, hint=" or auto")
-    check_number("data.split_seed", d.split_seed, integer=True, at_least=0, at_most=MAX_SEED)
-    check_number("data.subset_draw", d.subset_draw, integer=True, at_least=0)
-    s = d.subset
-    if s is not None and not (_is_number(s) and (0 < s <= 1 or (s > 1 and (isinstance(s, int) or s.is_integer())))):
-        raise OptionError(
-            "data.subset", f"must be a fraction in (0, 1] or a whole number of images (2, 3, ...), got {s!r}"
-        )
-    _check_fraction_or_name("data.val", d.val, optional=False)
-    _check_fraction_or_name("data.test", d.test, optional=True)
-    fractions = [v for v in (d.val, d.test) if _is_number(v)]
-    if sum(fractions) >= 1:
-        raise OptionError(("data.val", "data.test"), f"leave no training data ({' + '.join(map(str, fractions))})")
-    if d.mean is not None and d.mean != "compute":
-        check_number("data.mean", d.mean, hint=" (or 'compute')")
-    check_number("data.std", d.std, above=0, optional=True)
-    check_choice("data.augment_on", d.augment_on, AUGMENT_ON)
-    from medcolor.data.datasets.base import ON_MISSING
-
-    check_choice("data.on_missing", d.on_missing, ON_MISSING)
-    for key in ("root", "csv", "cache_dir"):
-        if getattr(d, key) is not None and not str(getattr(d, key)).strip():
-            raise OptionError(f"data.{key}", "is an empty path")
-    check_dataset_options(d)
-
-
-def check_dataset_options(d: DataConfig) -> None:
-    """``data.options`` are keyword arguments the dataset class takes (unknown keys named with the valid ones)."""
-    from medcolor.data.datasets import DATASETS
-
-    if not isinstance(d.options, dict):
-        raise OptionError("data.options", f"must be a mapping of KEY: VALUE, got {d.options!r}")
-    try:
-        cls = DATASETS.get(d.dataset)
-    except MedcolorError:
-        return  # the unknown name is reported by check_run_config
-    valid: list[str] = []
-    takes_any = True  # **kwargs of a dataset go to its base class (synthetic -> csv): follow them
-    for klass in cls.__mro__:
-        if not takes_any or "__init__" not in vars(klass):
-            continue
-        params = inspect.signature(klass.__init__).parameters
-        valid += [n for n, p in params.items() if p.kind == p.KEYWORD_ONLY and n not in _OWN_OPTIONS and n not in valid]
-        takes_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    for k in d.options:
-        if not isinstance(k, str) or not k.strip():
-            raise OptionError("data.options", f"option names must be non-empty words, got {k!r}")
-        if k in _OWN_OPTIONS:
-            own = _OWN_OPTIONS[k]
-            raise OptionError("data.options", f"{k!r} is not a dataset option" + (f"; set {own}" if own else ""))
-        if k not in valid and not takes_any:
-            raise OptionError(
-                "data.options", f"dataset {d.dataset!r} has no option {k!r}; valid options: {', '.join(valid)}"
-            )
-
-
-def check_values(cfg: RunConfig) -> None:
-    """The value of every key of ``cfg`` (no names of registered things, no files: see the module doc)."""
-    check_data_values(cfg.data)
-    check_number("model.dropout", cfg.model.dropout, at_least=0, below=1)
-    for key in ("weights", "colorizer_from", "init_from"):
-        v = getattr(cfg.model, key)
-        if v is not None and not str(v).strip():
-            raise OptionError(f"model.{key}", "is an empty path")
-    if cfg.model.init_from and cfg.model.colorizer_from:
-        raise OptionError(
-            ("model.init_from", "model.colorizer_from"),
-            "give one: init_from takes T (and E) from a run, colorizer_from takes T from an exported file",
-        )
-    for i, st in enumerate(cfg.stages):
-        k = f"stages[{i}]"
-        if not (isinstance(st.lr, str) and st.lr.lower() == "find"):
-            check_number(f"{k}.lr", st.lr, above=0, hint=" (or 'find': an LR range test)")
-        check_number(f"{k}.epochs", st.epochs, above=0, at_most=MAX_STEPS, optional=True)
-        check_number(f"{k}.iterations", st.iterations, integer=True, at_least=1, at_most=MAX_STEPS, optional=True)
-        if st.epochs is not None and st.iterations is not None:
-            raise OptionError((f"{k}.epochs", f"{k}.iterations"), "give epochs or iterations, not both")
-        check_number(f"{k}.val_every", st.val_every, integer=True, at_least=1, at_most=MAX_STEPS, optional=True)
-        check_number(f"{k}.weight_decay", st.weight_decay, at_least=0)
-        check_number(f"{k}.momentum", st.momentum, at_least=0, below=1)
-        check_number(f"{k}.pct_start", st.pct_start, above=0, below=1)
-        lf = st.lr_find
-        check_number(f"{k}.lr_find.min_lr", lf.min_lr, above=0)
-        check_number(f"{k}.lr_find.max_lr", lf.max_lr, above=0)
-        if lf.max_lr <= lf.min_lr:
-            keys = (f"{k}.lr_find.min_lr", f"{k}.lr_find.max_lr")
-            raise OptionError(keys, f"the LR range test needs min_lr < max_lr, got {lf.min_lr:g} and {lf.max_lr:g}")
-        check_number(f"{k}.lr_find.num_training", lf.num_training, integer=True, at_least=2, at_most=MAX_STEPS)
-    t = cfg.trainer
-    check_number("trainer.seed", t.seed, integer=True, at_least=0, at_most=MAX_SEED)
-    check_number("trainer.bootstrap", t.bootstrap, integer=True, at_least=0, at_most=MAX_BOOTSTRAP)
-    check_number("trainer.num_nodes", t.num_nodes, integer=True, at_least=1)
-    check_choice("trainer.accelerator", t.accelerator, ACCELERATORS)
-    check_choice("trainer.deterministic", t.deterministic, DETERMINISTIC)
-    dev = t.devices
-    count = isinstance(dev, int) and not isinstance(dev, bool) and (dev >= 1 or dev == -1)
-    if not (count or (isinstance(dev, str) and (dev == "auto" or re.fullmatch(r"\d+(,\d+)*,?", dev)))):
-        raise OptionError("trainer.devices", f"must be auto, a number >= 1, -1 (all) or a list like 0,1; got {dev!r}")
-    if not str(cfg.output).strip():
-        raise OptionError("output", "is an empty path")
+if TYPE_CHECKING:
+    from medcolor.config import RunConfig
 
 
 # ------------------------------------------------------------------------------------------- files
@@ -317,13 +144,9 @@ def check_transferred_colorizer(cfg: RunConfig, key: str, path: Path) -> None:
 
 
 __all__ = [
-    "check_data_values",
-    "check_dataset_options",
     "check_input",
-    "check_number",
     "check_output_file",
     "check_output_folder",
     "check_run_files",
     "check_transferred_colorizer",
-    "check_values",
 ]

@@ -75,7 +75,8 @@ def make_study(study_dir: Path, real_runs: dict[str, Path] | None, *, subsets=(3
             if not (study_dir / rd).exists():
                 shutil.copytree(real[cell], study_dir / rd)
         elif real_runs is not None and grid["trainer.seed"] == 0 and grid["data.dataset"] == "synthetic":
-            cfg = dict(config, data=dict(config["data"], subset=grid["data.subset"]))
+            subset = None if np.isnan(grid["data.subset"]) else grid["data.subset"]  # NaN: the table's "full"
+            cfg = dict(config, data=dict(config["data"], subset=subset))
             (study_dir / rd).mkdir(parents=True, exist_ok=True)
             (study_dir / rd / "config.yaml").write_text(yaml.safe_dump(cfg))
             write_label_counts(study_dir / rd / LABEL_COUNTS_FILE, splits(cfg))

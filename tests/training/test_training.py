@@ -119,12 +119,12 @@ def test_a_stage_is_resolved_once(tiny_config, tmp_path):
     assert found.lr == 0.03 and not found.needs_lr_find and plan.lr is None
     module = ColorTransferModule.from_plan(torch.nn.Linear(1, 1), ["a"], found)  # any network will do here
     assert module.lr == 0.03 and module.total_steps == found.schedule.total_steps
-    for bad, message in [
-        (StageConfig("all", lr="fnd"), "lr must be a number or 'find'"),
-        (StageConfig("all", lr="find", lr_find=LRFindConfig(1.0, 0.1)), "0 < min_lr < max_lr"),
+    for bad, message in [  # refused when the stage is built, before any plan
+        ({"lr": "fnd"}, r"lr: must be a number > 0, got 'fnd' \(or 'find'"),
+        ({"lr": "find", "lr_find": {"min_lr": 1.0, "max_lr": 0.1}}, "the LR range test needs min_lr < max_lr"),
     ]:
         with pytest.raises(ConfigError, match=message):
-            resolve_stage(0, bad, cfg, runtime=runtime, n_train=9, world_size=1, directory=tmp_path)
+            StageConfig("all", **bad)
 
 
 def test_two_stage_run_writes_everything(two_stage_run):

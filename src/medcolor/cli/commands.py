@@ -9,19 +9,27 @@ from typing import Any
 
 from medcolor.cli.parser import apply_flags, config_from_args
 from medcolor.cli.study import run as run_study_command
+from medcolor.config import (
+    MAX_BOOTSTRAP,
+    MAX_SEED,
+    RunConfig,
+    StageConfig,
+    check_dataset_options,
+    check_number,
+    check_precision,
+    check_run_config,
+)
 from medcolor.errors import ConfigError, MedcolorError, OptionError
-from medcolor.validation import MAX_BOOTSTRAP, MAX_SEED, check_number, check_output_file, check_output_folder
+from medcolor.validation import check_output_file, check_output_folder
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from medcolor.config import RunConfig, check_run_config
     from medcolor.training import train
     from medcolor.training.rundir import discard_unstarted_run
     from medcolor.validation import check_run_files
 
     cfg = config_from_args(a)
     if a.dry_run:
-        cfg = RunConfig.from_dict(cfg.to_dict())  # the canonical values, as train() stores them
         check_run_config(cfg)
         check_run_files(cfg)
         print(cfg.to_yaml(), end="")
@@ -67,11 +75,8 @@ def _ci(c: list[float] | None) -> str:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
-    import dataclasses
-
-    from medcolor.config import RunConfig, check_precision, read_data_config
+    from medcolor.config import read_data_config
     from medcolor.inference import evaluate_model
-    from medcolor.validation import check_data_values
 
     check_number("--bootstrap", a.bootstrap, integer=True, at_least=0, at_most=MAX_BOOTSTRAP)
     check_precision(a.precision)
@@ -85,9 +90,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         check_output_folder("--output", a.output)
     data = None  # None: the run's own held-out split
     if any(getattr(a, k) is not None for k in ("dataset", "root", "csv", "config", "option", "split")):
-        d = {"data": dataclasses.asdict(read_data_config(a.config))} if a.config else {}
+        d = {"data": read_data_config(a.config).to_dict()} if a.config else {}
         data = RunConfig.from_dict(apply_flags(d, a, sections=("data",)), where=a.config).data
-        check_data_values(data)
+        check_dataset_options(data)
     metrics, out = evaluate_model(
         a.model, data=data, split=a.split, size=a.size, output=a.output, precision=a.precision, bootstrap=a.bootstrap
     )
@@ -97,7 +102,6 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    from medcolor.config import check_precision
     from medcolor.inference import predict_files
 
     check_number("--batch-size", a.batch_size, integer=True, at_least=1)
@@ -147,31 +151,28 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_stats(a: argparse.Namespace) -> int:
-    from medcolor.config import DataConfig
     from medcolor.data.bundle import make_dataset
     from medcolor.data.summary import label_counts, plot_label_counts
-    from medcolor.validation import check_dataset_options
 
-    check_number("--size", a.size, integer=True, at_least=8)
     check_number("--max-images", a.max_images, integer=True, at_least=1)
     check_number("--seed", a.seed, integer=True, at_least=0, at_most=MAX_SEED)
-    s = a.subset
-    if s is not None and not (0 < s <= 1 or (s > 1 and float(s).is_integer())):
-        raise OptionError("--subset", f"must be a fraction in (0, 1] or a whole number of images, got {s!r}")
     if a.plot:
         check_output_file("--plot", a.plot, suffix=".png")
-    data = DataConfig(dataset=a.dataset_name, root=a.root, csv=a.csv, options=dict(a.option or []), size=a.size)
+    d = {"dataset": a.dataset_name, "root": a.root, "csv": a.csv, "options": dict(a.option or []), "size": a.size}
+    try:
+        data = RunConfig.from_dict({"data": {**d, "subset": a.subset}}, where=None).data
+    except OptionError as exc:  # the flags of this command
+        raise OptionError(tuple("--" + k.rsplit(".", 1)[-1].replace("_", "-") for k in exc.keys), exc.problem) from None
     check_dataset_options(data)
     ds = make_dataset(data, a.split)
     counts = label_counts(ds)
     print(f"{ds.name}: {len(ds)} images, {len(set(ds.patient_ids))} patients")
     print(counts.to_string())
     tables = {"full set": counts}
-    if a.subset:
+    if data.subset is not None:
         from medcolor.data.splits import label_subset
 
-        kw = {"count": int(a.subset)} if a.subset > 1 else {"fraction": a.subset}
-        idx = label_subset(ds.raw_labels, seed=a.seed, **kw)
+        idx = label_subset(ds.raw_labels, seed=a.seed, **data.subset.draw_kwargs())
         sub_counts = label_counts(ds.subset(idx))
         print(f"\nsubset ({len(idx)} images, seed {a.seed}):")
         print(sub_counts.to_string())
@@ -210,13 +211,10 @@ def cmd_demo(a: argparse.Namespace) -> int:
     from medcolor.report import markdown_table
 
     check_number("--epochs", a.epochs, above=0)
-    lr: float | str = a.lr
-    if a.lr != "find":
-        try:
-            lr = float(a.lr)
-        except ValueError:
-            lr = a.lr
-        check_number("--lr", lr, above=0, hint=" (or 'find')")
+    try:
+        lr = StageConfig(lr=a.lr).lr
+    except OptionError as exc:
+        raise OptionError("--lr", exc.problem) from None
     check_output_folder("--output", a.output)
     t0 = time.time()
     r = run_demo(

@@ -1,16 +1,32 @@
-"""The ``medcolor`` command line: its parser and :data:`CONFIG_FLAGS`, the one table of which flag sets
-which configuration key (``medcolor train`` applies them over ``--config``; ``evaluate`` its ``data.*`` ones).
+"""The ``medcolor`` command line: its parser, whose configuration flags are generated from the fields of
+:class:`~medcolor.config.RunConfig` (name, type, choices, and the field's ``#:`` comment as the help), and
+:data:`CONFIG_FLAGS`, which flag sets which configuration key.  ``medcolor train`` applies them over
+``--config`` with :func:`~medcolor.config.apply_overrides` (as study grids do); ``evaluate`` its ``data.*`` ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
-from typing import Any, NoReturn
+import types
+import typing
+from typing import Any, Literal, NoReturn
 
 import yaml
 
-from medcolor.training.lr_suggest import LR_RULES
+from medcolor.config import (
+    DataConfig,
+    LRFindConfig,
+    ModelConfig,
+    RunConfig,
+    StageConfig,
+    TrainerConfig,
+    apply_overrides,
+    field_docs,
+    read_yaml,
+    yaml_problem,
+)
 
 EPILOG_TRAIN = """examples:
   # the paper's two-stage procedure on a folder dataset, MobileNetV2 with local ImageNet weights
@@ -33,15 +49,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
-def _int_or_auto(text: str) -> int | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or auto, got {text!r}") from None
-
-
 def _kv(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -51,67 +58,116 @@ def _kv(text: str) -> tuple[str, Any]:
     try:
         return k.strip(), yaml.safe_load(v)
     except yaml.YAMLError as exc:
-        from medcolor.config import yaml_problem
-
         raise argparse.ArgumentTypeError(f"the value of {k.strip()} is not valid YAML: {yaml_problem(exc)}") from None
 
 
-def _fraction_or_name(v: str) -> float | str | None:
-    if v.lower() in {"none", "null", ""}:
-        return None
-    try:
-        return float(v)
-    except ValueError:
-        return v
+def _number_or_word(number: type, words: tuple[str, ...]) -> Any:
+    """An argparse type: a number or one of ``words`` (``--num-workers 4|auto``, ``--mean 0.5|compute``)."""
+    shown = " or ".join("auto" if w == "auto" else repr(w) for w in words)
+
+    def convert(text: str) -> Any:
+        if text.strip().lower() in words:
+            return text.strip().lower()
+        try:
+            return number(text)
+        except ValueError:
+            what = "an integer" if number is int else "a number"
+            raise argparse.ArgumentTypeError(f"expected {what} or {shown}, got {text!r}") from None
+
+    return convert
 
 
-def _mean(v: str) -> float | str:
-    if v == "compute":
-        return v
-    try:
-        return float(v)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'compute', got {v!r}") from None
+#: ``none`` given for an optional value (argparse's None means "not given")
+NONE = object()
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", help="chexpert | chestxray14 | mura | csv | folder | synthetic")
-    g.add_argument("--root", help="the dataset's image folder")
-    g.add_argument("--csv", help="the label file (default: the dataset's official file in --root)")
-    g.add_argument(
-        "--option",
-        action="append",
-        type=_kv,
-        metavar="KEY=VALUE",
-        help="a dataset option, e.g. policy=ones, patient_regex=kermany, labels=[Edema] (repeatable)",
-    )
-    g.add_argument("--size", type=int, help="network input size in pixels (paper: 320)")
-    g.add_argument("--batch-size", type=int)
-    g.add_argument(
-        "--num-workers", type=_int_or_auto, help="DataLoader worker processes, or auto (2 on the CPU, up to 8 per GPU)"
-    )
-    g.add_argument("--cache-dir", help="decode images once into this memory-mapped cache")
+def _scalar(optional: bool) -> Any:
+    """An argparse type for a value of several types: none (where allowed), an integer, a number or the text
+    (the configuration parses it into the field's type)."""
+
+    def convert(text: str) -> Any:
+        if optional and text.strip().lower() in {"none", "null", ""}:
+            return NONE
+        for number in (int, float):
+            try:
+                return number(text)
+            except ValueError:
+                pass
+        return text
+
+    return convert
 
 
-def _add_train_data_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("splits")
-    g.add_argument("--train-split", help="official split used for training (e.g. train)")
-    g.add_argument("--val", help="validation: a fraction of patients (0.1) or an official split name (valid)")
-    g.add_argument("--test", help="test: a fraction of patients, a split name, or none")
-    g.add_argument("--split-seed", type=int)
-    g.add_argument("--subset", type=float, help="training subset: fraction (0.001 = 0.1%%) or count of images")
-    g.add_argument("--subset-draw", type=int, help="which independent draw of the subset (0, 1, 2...)")
-    g.add_argument("--mean", type=_mean, help="normalisation mean (default: the paper's CheXpert value) or 'compute'")
-    g.add_argument("--std", type=float, help="normalisation std (default: the paper's CheXpert value)")
-    g.add_argument("--no-augment", dest="augment", action="store_const", const=False)
-    g.add_argument("--augment-on", choices=["auto", "worker", "device"])
-    g.add_argument(
-        "--on-missing",
-        choices=["error", "skip", "present"],
-        help="rows whose image is missing: error; skip (listed in data.json); present (the folder holds only "
-        "part of the dataset, e.g. nih-chestxray14-1000)",
-    )
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """A command-line flag that sets a configuration key."""
+
+    dest: str
+    key: str
+    options: tuple[str, ...]
+    kwargs: dict[str, Any]
+    group: str
+
+
+def _flag(key: str, name: str, tp: Any, meta: Any, default: Any, doc: str) -> Flag:
+    flag = meta.get("flag") or f"--{name.replace('_', '-')}"
+    kw: dict[str, Any] = {"help": doc.replace("%", "%%") or None}
+    args = typing.get_args(tp)
+    words = tuple(w for a in args for w in (typing.get_args(a) if typing.get_origin(a) is Literal else ()))
+    if tp is bool and default is True:
+        flag, kw = f"--no-{flag[2:]}", {**kw, "action": "store_const", "const": False}
+    elif typing.get_origin(tp) is dict:
+        kw |= {"action": "append", "type": _kv, "metavar": "KEY=VALUE"}
+    elif typing.get_origin(tp) is Literal and meta.get("strict"):
+        kw["choices"] = list(args)
+    elif tp in (int, float):
+        kw["type"] = tp
+    elif "Auto" in {getattr(a, "__name__", "") for a in args} or words:
+        kw["type"] = _number_or_word(int if int in args else float, words or ("auto",))
+    elif typing.get_origin(tp) in (typing.Union, types.UnionType):
+        kw["type"] = _scalar(type(None) in args)
+    options = ("-o", flag) if flag == "--output" else (flag,)
+    dest = flag[2:].removeprefix("no-").replace("-", "_")
+    return Flag(dest, key, options, kw, key.split(".")[0] if "." in key else "run")
+
+
+def _flags() -> list[Flag]:
+    sections = [("data", DataConfig), ("model", ModelConfig), ("stages.*", StageConfig)]
+    sections += [("stages.*.lr_find", LRFindConfig), ("trainer", TrainerConfig), ("", RunConfig)]
+    out = []
+    for section, cls in sections:
+        hints, docs = typing.get_type_hints(cls), field_docs(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            if not (dataclasses.is_dataclass(tp) or typing.get_origin(tp) is list):
+                key = f"{section}.{f.name}" if section else f.name
+                key = "stages" if key == "stages.*.strategy" else key
+                out.append(_flag(key, f.name, tp, f.metadata, f.default, docs.get(f.name, "")))
+    return out
+
+
+FLAGS: list[Flag] = _flags()
+#: command-line flag destination -> the configuration key it sets (``stages.*.KEY``: KEY of every stage;
+#: ``stages``: the list of stages, one per comma-separated strategy, each with the first stage's settings)
+CONFIG_FLAGS: dict[str, str] = {f.dest: f.key for f in FLAGS}
+#: the data flags of ``medcolor evaluate``
+EVALUATE_DATA_FLAGS = ("dataset", "root", "csv", "option", "size", "batch_size", "num_workers", "cache_dir")
+GROUP_TITLES = {"data": "data", "model": "model (T, E, C)", "stages": "stages and optimisation"}
+GROUP_TITLES |= {"trainer": "hardware", "run": "run"}
+
+
+def _add_config_flags(p: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    groups: dict[str, Any] = {}
+    for f in FLAGS:
+        if only is not None and f.dest not in only:
+            continue
+        if f.group not in groups:
+            groups[f.group] = p.add_argument_group(GROUP_TITLES[f.group])
+        g = groups[f.group]
+        if f.dest in ("epochs", "iterations"):  # a stage's length is one or the other
+            g = groups.setdefault("length", g.add_mutually_exclusive_group())
+        g.add_argument(*f.options, dest=f.dest, **f.kwargs)
+    return groups
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,49 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("--config", help="a YAML run configuration; flags override it")
-    _add_data_args(t)
-    _add_train_data_args(t)
-    g = t.add_argument_group("model (T, E, C)")
-    g.add_argument("--backbone", help="E: any torchvision classifier (resnet18, densenet121, mobilenet_v2...)")
-    g.add_argument("--weights", help="E's weights: imagenet (download/cache), none, or a state-dict file")
-    g.add_argument(
-        "--colorizer", help="T: deconv | pixelshuffle | colorU | replicate (ablations: lut, replicate-imagenet)"
-    )
-    g.add_argument(
-        "--colorizer-start",
-        choices=["random", "gray"],
-        help="a learnable T starts at random (the paper, default) or at the gray copy (a zero-initialised residual)",
-    )
-    g.add_argument("--colorizer-from", help="start T from an exported colorizer (.safetensors)")
-    g.add_argument("--init-from", help="start T and E from an earlier run directory or model file")
-    g.add_argument("--frozen-bn", choices=["fastai", "stats", "eval"], help="BatchNorm in frozen parts")
-    g = t.add_argument_group("stages and optimisation")
-    g.add_argument("--stages", help="comma-separated strategies, e.g. color-module,all or baseline")
-    g.add_argument("--lr", help="one-cycle maximum learning rate (default 0.01), or 'find' (LR range test per stage)")
-    g.add_argument("--lr-min", type=float, help="LR finder: lowest learning rate tried")
-    g.add_argument("--lr-max", type=float, help="LR finder: highest learning rate tried")
-    g.add_argument("--lr-steps", type=int, help="LR finder: number of steps")
-    g.add_argument(
-        "--lr-rule",
-        choices=LR_RULES,
-        help="LR finder: how the max lr is read off the curve (default steepest: the steepest descent of "
-        "the smoothed loss; minimum: lowest loss / 10; valley: the middle of the longest descent)",
-    )
-    length = g.add_mutually_exclusive_group()
-    length.add_argument("--epochs", type=float, help="stage length in epochs")
-    length.add_argument("--iterations", type=int, help="stage length in iterations")
-    g.add_argument("--val-every", type=int, help="validate + checkpoint every N iterations (paper: 4800)")
-    g.add_argument("--weight-decay", type=float)
-    g = t.add_argument_group("hardware and run")
-    g.add_argument("--precision", help="auto | 32-true | bf16-mixed | 16-mixed")
-    g.add_argument("--channels-last", help="auto | true | false")
-    g.add_argument("--accelerator", help="auto | cpu | gpu")
-    g.add_argument("--devices", help="number of devices (GPUs); several -> DDP")
-    g.add_argument("--num-nodes", type=int)
-    g.add_argument("--seed", type=int)
-    g.add_argument("--bootstrap", type=int, help="bootstrap resamples for test-set CIs (0: none)")
-    g.add_argument("--no-progress", dest="progress", action="store_const", const=False)
-    g.add_argument("-o", "--output", help="run directory")
+    g = _add_config_flags(t)["run"]
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run stored in --output")
     mode.add_argument(
@@ -195,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="AUCs of a trained network on a dataset (per label, mean, 95%% CI)")
     e.add_argument("model", metavar="RUN_OR_MODEL", help="a run directory or a model.safetensors")
     e.add_argument("--config", help="YAML with a data: section (default: the run's own test split)")
-    _add_data_args(e)
+    _add_config_flags(e, EVALUATE_DATA_FLAGS)
     e.add_argument("--split", help="official split of the dataset to evaluate (e.g. valid, test)")
     e.add_argument("--bootstrap", type=int, default=1000)
     e.add_argument("--precision", default="32-true")
@@ -266,102 +280,29 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-# ----------------------------------------------------------------------------- flags -> configuration
-#: The one table of command-line flags that set configuration keys: argparse destination -> dotted key
-#: of :class:`~medcolor.config.RunConfig` (``stages.*.KEY``: KEY of every stage).  ``medcolor train``
-#: applies all of them over ``--config``; ``medcolor evaluate`` the ``data.*`` ones it has.
-CONFIG_FLAGS: dict[str, str] = {
-    "dataset": "data.dataset",
-    "root": "data.root",
-    "csv": "data.csv",
-    "option": "data.options",
-    "size": "data.size",
-    "batch_size": "data.batch_size",
-    "num_workers": "data.num_workers",
-    "cache_dir": "data.cache_dir",
-    "train_split": "data.train_split",
-    "val": "data.val",
-    "test": "data.test",
-    "split_seed": "data.split_seed",
-    "subset": "data.subset",
-    "subset_draw": "data.subset_draw",
-    "mean": "data.mean",
-    "std": "data.std",
-    "augment": "data.augment",
-    "augment_on": "data.augment_on",
-    "on_missing": "data.on_missing",
-    "backbone": "model.backbone",
-    "weights": "model.weights",
-    "colorizer": "model.colorizer",
-    "colorizer_from": "model.colorizer_from",
-    "colorizer_start": "model.colorizer_start",
-    "init_from": "model.init_from",
-    "frozen_bn": "model.frozen_bn",
-    "stages": "stages.*.strategy",  # "a,b": one stage per strategy (settings of the first stage kept)
-    "lr": "stages.*.lr",
-    "lr_min": "stages.*.lr_find.min_lr",
-    "lr_max": "stages.*.lr_find.max_lr",
-    "lr_steps": "stages.*.lr_find.num_training",
-    "lr_rule": "stages.*.lr_find.rule",
-    "epochs": "stages.*.epochs",
-    "iterations": "stages.*.iterations",
-    "val_every": "stages.*.val_every",
-    "weight_decay": "stages.*.weight_decay",
-    "precision": "trainer.precision",
-    "channels_last": "trainer.channels_last",
-    "accelerator": "trainer.accelerator",
-    "devices": "trainer.devices",
-    "num_nodes": "trainer.num_nodes",
-    "seed": "trainer.seed",
-    "bootstrap": "trainer.bootstrap",
-    "progress": "trainer.progress",
-    "output": "output",
-}
-#: flags whose text becomes another value ("none" -> None, "0.1" -> 0.1, "valid" stays)
-_CONVERT = {"val": _fraction_or_name, "test": _fraction_or_name}
-#: setting one of these stage keys drops the other (a stage has epochs or iterations)
-_EXCLUSIVE = {"epochs": "iterations", "iterations": "epochs"}
-
-
-def _set(d: dict[str, Any], key: str, value: Any) -> None:
-    *parents, last = key.split(".")
-    for p in parents:
-        d = d.setdefault(p, {})
-    if last == "options":
-        d.setdefault(last, {}).update(dict(value))  # --option KEY=VALUE (repeatable) adds to the file's
-    else:
-        d[last] = value
-        if last in _EXCLUSIVE:
-            d.pop(_EXCLUSIVE[last], None)
+def flag_overrides(a: argparse.Namespace, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The configuration keys the flags given in ``a`` set (of ``sections`` only, if given)."""
+    out: dict[str, Any] = {}
+    for f in FLAGS:
+        value = getattr(a, f.dest, None)
+        if value is None or (sections is not None and f.key.split(".")[0] not in sections):
+            continue
+        if f.dest == "option":  # --option KEY=VALUE (repeatable) adds to the file's options
+            out |= {f"data.options.{k}": v for k, v in value}
+        else:
+            out[f.key] = None if value is NONE else value
+    return out
 
 
 def apply_flags(d: dict[str, Any], a: argparse.Namespace, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Write the flags given in ``a`` into the configuration dict ``d`` (of ``sections`` only, if given)."""
-    for dest, key in CONFIG_FLAGS.items():
-        value = getattr(a, dest, None)
-        section = key.split(".")[0]
-        if value is None or (sections is not None and section not in sections):
-            continue
-        value = _CONVERT[dest](value) if dest in _CONVERT else value
-        if key == "stages.*.strategy":  # "" or "," leave no stage: an error of check_run_config
-            old = d.get("stages") or []
-            template = old[0] if old else {}
-            d["stages"] = [{**template, "strategy": s.strip()} for s in value.split(",") if s.strip()]
-        elif section == "stages":
-            for st in d.setdefault("stages", [{"strategy": "color-module"}]):
-                _set(st, key.split(".", 2)[2], value)
-        else:
-            _set(d, key, value)
-    return d
+    return apply_overrides(d, flag_overrides(a, sections))
 
 
 def flag_names() -> dict[str, str]:
     """Configuration key (``data.size``, ``stages.*.lr``) -> the ``medcolor train`` flag that sets it."""
-    ap = build_parser()
-    sub = next(x for x in ap._actions if isinstance(x, argparse._SubParsersAction))
-    options = {x.dest: max(x.option_strings, key=len) for x in sub.choices["train"]._actions if x.option_strings}
-    flags = {key: options[dest] for dest, key in CONFIG_FLAGS.items() if dest in options}
-    return flags | {"stages": flags["stages.*.strategy"]}  # the list of stages as a whole
+    flags = {f.key: f.options[-1] for f in FLAGS}
+    return flags | {"stages.*.strategy": flags["stages"]}
 
 
 def describe_keys(keys: tuple[str, ...], source: str | None = None) -> str:
@@ -383,14 +324,22 @@ def describe_keys(keys: tuple[str, ...], source: str | None = None) -> str:
     return ", ".join(names) or where or (source or "")
 
 
-def config_from_args(a: argparse.Namespace) -> Any:
+def config_from_args(a: argparse.Namespace) -> RunConfig:
     """The :class:`~medcolor.config.RunConfig` of ``medcolor train``: ``--config`` (if given), then the flags."""
-    from medcolor.config import RunConfig, read_yaml
-
     d: dict[str, Any] = read_yaml(a.config) if a.config else {}
     apply_flags(d, a)
     d.setdefault("stages", [{"strategy": "color-module"}])
     return RunConfig.from_dict(d, where=a.config)
 
 
-__all__ = ["CONFIG_FLAGS", "Parser", "apply_flags", "build_parser", "config_from_args", "describe_keys", "flag_names"]
+__all__ = [
+    "CONFIG_FLAGS",
+    "FLAGS",
+    "Parser",
+    "apply_flags",
+    "build_parser",
+    "config_from_args",
+    "describe_keys",
+    "flag_names",
+    "flag_overrides",
+]

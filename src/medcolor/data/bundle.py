@@ -165,8 +165,7 @@ def build_data(cfg: DataOptions, *, synthetic_dir: Path | None = None) -> DataBu
     train_full = None
     if cfg.subset is not None:
         s = cfg.subset
-        kw = {"count": int(s)} if s > 1 else {"fraction": float(s)}
-        idx = label_subset(train.raw_labels, seed=cfg.split_seed * 1000 + cfg.subset_draw, **kw)
+        idx = label_subset(train.raw_labels, seed=cfg.split_seed * 1000 + cfg.subset_draw, **s.draw_kwargs())
         info["subset"] = {"requested": s, "draw": cfg.subset_draw, "images": len(idx), "of": len(train)}
         train_full, train = train, train.subset(idx)
     for name, ds in (("train", train), ("val", val)):

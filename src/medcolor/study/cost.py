@@ -30,7 +30,8 @@ import functools
 import math
 from typing import Any
 
-from medcolor.config import RunConfig
+from medcolor.config import Count, LRFind, RunConfig
+from medcolor.training.plan import iterations_per_epoch, run_colorizer, stage_iterations
 
 DEFAULT_TFLOPS = 20.0
 
@@ -59,23 +60,6 @@ def forward_gflops(kind: str, name: str, size: int) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def _stage_iterations(stage: Any, n_train: int | None, batch: int, world: int) -> int | None:
-    if stage.iterations is not None:
-        total = int(stage.iterations)
-    elif n_train is None:
-        return None
-    else:
-        per_epoch = max(1, math.ceil(n_train / (batch * world)))
-        total = math.ceil((stage.epochs if stage.epochs is not None else 1.0) * per_epoch)
-        val_every = int(stage.val_every) if stage.val_every else per_epoch
-        chunks = math.ceil(total / min(val_every, total))
-        return chunks * math.ceil(total / chunks)
-    if stage.val_every:
-        chunks = math.ceil(total / min(int(stage.val_every), total))
-        total = chunks * math.ceil(total / chunks)
-    return total
-
-
 def _split_size(value: Any, images: float | None, explicit: float | None) -> float | None:
     if isinstance(value, float) and images is not None:
         return value * images
@@ -98,18 +82,15 @@ def estimate_run(cfg: RunConfig, estimate: dict[str, Any] | None = None) -> dict
     test_frac = d.test if isinstance(d.test, float) else 0.0
     if pool is not None:
         pool = pool * max(0.0, 1.0 - val_frac - test_frac)
-    if d.subset is not None and d.subset > 1:
-        n_train: float | None = min(d.subset, pool) if pool is not None else d.subset
-    elif d.subset is not None:
-        n_train = d.subset * pool if pool is not None else None
-    else:
-        n_train = pool
+    n_train: float | None = pool
+    if d.subset is not None:
+        n_train = d.subset.of(pool) if pool is not None else (d.subset if isinstance(d.subset, Count) else None)
     n_val = _split_size(d.val, est.get("train_images"), est.get("val_images"))
     n_test = _split_size(d.test, est.get("train_images"), est.get("test_images")) if d.test is not None else None
     world = (cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1) * max(1, cfg.trainer.num_nodes)
     batch = d.batch_size
     strategies = [get_strategy(s.strategy) for s in cfg.stages]
-    colorizer = cfg.model.colorizer or ("replicate" if strategies[0].colorizer == "replicate" else "pixelshuffle")
+    colorizer = run_colorizer(cfg)
     try:
         f_t = forward_gflops("colorizer", COLORIZERS.canonical(colorizer), d.size)
         f_e = forward_gflops("backbone", cfg.model.backbone, d.size)
@@ -120,7 +101,7 @@ def estimate_run(cfg: RunConfig, estimate: dict[str, Any] | None = None) -> dict
     flops = 0.0
     known = True
     for st, s in zip(cfg.stages, strategies, strict=True):
-        it = _stage_iterations(st, None if n_train is None else int(n_train), batch, world)
+        it = stage_iterations(st, None if n_train is None else int(n_train), batch, world)
         iterations.append(it)
         t = 1 if (s.train_colorizer and learnable) else 0
         e = 1 if s.train_backbone else 0
@@ -129,10 +110,10 @@ def estimate_run(cfg: RunConfig, estimate: dict[str, Any] | None = None) -> dict
             known = False
             continue
         flops += it * batch * world * step
-        if st.lr == "find":
+        if isinstance(st.lr, LRFind):
             flops += st.lr_find.num_training * batch * world * step
         if n_val is not None:
-            val_every = int(st.val_every) if st.val_every else max(1, math.ceil((n_train or 1) / (batch * world)))
+            val_every = st.val_every or iterations_per_epoch(int(n_train or 1), batch, world)
             flops += math.ceil(it / min(val_every, it)) * n_val * (f_t + f_e)
     if n_test is not None:
         flops += n_test * (f_t + f_e)

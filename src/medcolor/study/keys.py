@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
 import json
 import typing
 from typing import Any
 
-from medcolor.config import RunConfig, StageConfig
+from medcolor.config import RunConfig, StageConfig, apply_overrides
 from medcolor.errors import ConfigError
 
 #: keys the runner sets itself
@@ -71,32 +70,6 @@ def check_config_key(key: str) -> str | None:
     return None
 
 
-def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
-    parts = [p.replace("-", "_") for p in key.split(".")]
-    cur = d
-    for p in parts[:-1]:
-        nxt = cur.get(p)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[p] = nxt
-        cur = nxt
-    last = parts[-1]
-    if isinstance(value, dict) and isinstance(cur.get(last), dict) and len(parts) == 1:
-        cur[last] = deep_merge(cur[last], value)  # a whole section: merged into the base
-    else:
-        cur[last] = copy.deepcopy(value)
-
-
-def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "options":
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 # ----------------------------------------------------------------------------- stages
 def strategies_label(stages: Any) -> str:
     """``"color-module,all"`` for any spelling of a stage list."""
@@ -107,43 +80,6 @@ def strategies_label(stages: Any) -> str:
     if isinstance(stages, list):
         return ",".join(strategies_label(s) for s in stages)
     return str(stages)
-
-
-def expand_stages(value: Any, defaults: dict[str, Any]) -> list[dict[str, Any]]:
-    """A stage list from a shorthand (``"color-module,all"``), a list of names/mappings or one mapping."""
-    if isinstance(value, str):
-        items: list[Any] = [s.strip() for s in value.split(",") if s.strip()]
-    elif isinstance(value, dict):
-        items = [value]
-    elif isinstance(value, list):
-        items = value
-    else:
-        raise ConfigError(f"expected strategy names ('color-module,all') or stage mappings, got {value!r}")
-    if not items:
-        raise ConfigError("no stages")
-    out = []
-    for it in items:
-        if isinstance(it, str):
-            if "," in it:
-                raise ConfigError(f"{it!r} inside a list: write the stages as one string or as a list, not both")
-            out.append({**copy.deepcopy(defaults), "strategy": it})
-        elif isinstance(it, dict):
-            base = copy.deepcopy(defaults)
-            for a, b in (("epochs", "iterations"), ("iterations", "epochs")):
-                if a in it:  # a stage's own length replaces the default length
-                    base.pop(b, None)
-            out.append(deep_merge(base, it))
-        else:
-            raise ConfigError(f"a stage is a strategy name or a mapping, got {it!r}")
-    return out
-
-
-def stage_option(stages: list[dict[str, Any]], key: str, value: Any) -> None:
-    opt = key.split(".", 1)[1]
-    for st in stages:
-        set_dotted(st, opt, value)
-        if opt in ("epochs", "iterations"):  # the length is one or the other
-            st.pop("iterations" if opt == "epochs" else "epochs", None)
 
 
 def label_of(key: str, value: Any) -> Any:
@@ -158,16 +94,9 @@ def label_of(key: str, value: Any) -> Any:
 
 
 def apply_value(d: dict[str, Any], key: str, value: Any, stage_defaults: dict[str, Any]) -> None:
-    if key == "stages":
-        d["stages"] = expand_stages(value, stage_defaults)
-    elif key.startswith("stages."):
-        stages = d.get("stages") or [{"strategy": "color-module"}]
-        d["stages"] = stages
-        stage_option(stages, key, value)
-    elif key == "transfer":
-        return
-    else:
-        set_dotted(d, key, value)
+    """Set grid key ``key`` of the cell's configuration dict (``transfer`` is the runner's, not a config key)."""
+    if key != "transfer":
+        apply_overrides(d, {key: value}, stage_defaults)
 
 
 def name_errors(cfg: RunConfig) -> list[tuple[str, tuple, str]]:
@@ -219,14 +148,10 @@ __all__ = [
     "RUNNER_KEYS",
     "apply_value",
     "check_config_key",
-    "deep_merge",
     "did_you_mean",
-    "expand_stages",
     "fields_of",
     "get_dotted",
     "label_of",
     "name_errors",
-    "set_dotted",
-    "stage_option",
     "strategies_label",
 ]

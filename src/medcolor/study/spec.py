@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcolor.config import RunConfig, StageConfig
+from medcolor.config import RunConfig, StageConfig, expand_stages
 from medcolor.errors import ConfigError
 from medcolor.study.keys import (
     NO_TRANSFER,
@@ -53,7 +53,6 @@ from medcolor.study.keys import (
     apply_value,
     check_config_key,
     did_you_mean,
-    expand_stages,
     fields_of,
     label_of,
     name_errors,

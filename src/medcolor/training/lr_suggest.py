@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-LR_RULES = ("valley", "minimum", "steepest")
+from medcolor.config import LR_RULES  # the rule names are config values; the rules live here
+
 #: the smoothing of the loss (an exponential moving average, as fastai and Lightning)
 BETA = 0.98
 #: the sweep stops once the smoothed loss exceeds this multiple of its lowest value (fastai, Lightning)

@@ -14,9 +14,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from medcolor.config import LRFindConfig, RunConfig, StageConfig
+from medcolor.config import LRFind, LRFindConfig, RunConfig, StageConfig
 from medcolor.errors import ConfigError
-from medcolor.strategies import Strategy, get_strategy
+from medcolor.strategies import Strategy, default_colorizer, get_strategy
 from medcolor.training.runtime import Runtime
 from medcolor.utils import derive_seed, resolve_num_workers
 
@@ -29,23 +29,42 @@ class Schedule:
     iterations_per_epoch: int
 
 
-def plan_stage(stage: StageConfig, n_train: int, batch_size: int, world_size: int) -> Schedule:
-    """The iterations of a stage, rounded up to whole chunks of ``val_every`` iterations."""
-    per_epoch = max(1, math.ceil(n_train / (batch_size * world_size)))
-    if stage.iterations is not None and stage.epochs is not None:
-        raise ConfigError(f"stage {stage.strategy!r}: give epochs or iterations, not both")
-    if stage.iterations is not None:
-        total = int(stage.iterations)
-    else:
-        total = math.ceil((stage.epochs if stage.epochs is not None else 1.0) * per_epoch)
-    if total < 1:
-        raise ConfigError(f"stage {stage.strategy!r} has no iterations (epochs={stage.epochs})")
-    val_every = int(stage.val_every) if stage.val_every else per_epoch
-    if val_every < 1:
-        raise ConfigError(f"stage {stage.strategy!r}: val_every must be >= 1")
+def iterations_per_epoch(n_train: int, batch_size: int, world_size: int) -> int:
+    return max(1, math.ceil(n_train / (batch_size * world_size)))
+
+
+def stage_iterations(stage: StageConfig, n_train: int | None, batch_size: int, world_size: int) -> int | None:
+    """The iterations a stage trains (rounded up to whole validation chunks); None when the stage is given
+    in epochs and the training-set size ``n_train`` is unknown (a cost estimate without it)."""
+    if n_train is None:
+        if stage.length.iterations is None:
+            return None
+        total = stage.length.iterations
+        if not stage.val_every:
+            return total
+        return _chunked(total, stage.val_every)[0]
+    return plan_stage(stage, n_train, batch_size, world_size).total_steps
+
+
+def _chunked(total: int, val_every: int) -> tuple[int, int, int]:
     chunks = math.ceil(total / min(val_every, total))
     val_every = math.ceil(total / chunks)
-    return Schedule(chunks * val_every, val_every, chunks, per_epoch)
+    return chunks * val_every, val_every, chunks
+
+
+def plan_stage(stage: StageConfig, n_train: int, batch_size: int, world_size: int) -> Schedule:
+    """The iterations of a stage, rounded up to whole chunks of ``val_every`` iterations."""
+    per_epoch = iterations_per_epoch(n_train, batch_size, world_size)
+    total = stage.length.total(per_epoch)
+    if total < 1:
+        raise ConfigError(f"stage {stage.strategy!r} has no iterations (epochs={stage.epochs})")
+    steps, val_every, chunks = _chunked(total, int(stage.val_every) if stage.val_every else per_epoch)
+    return Schedule(steps, val_every, chunks, per_epoch)
+
+
+def run_colorizer(cfg: RunConfig) -> str:
+    """The run's T: ``model.colorizer``, or the default of its first stage's strategy."""
+    return cfg.model.colorizer or default_colorizer(cfg.stages[0].strategy if cfg.stages else "color-module")
 
 
 def stage_seed(run_seed: int, index: int) -> int:
@@ -89,17 +108,6 @@ class StagePlan:
         return dataclasses.replace(self, lr=float(lr))
 
 
-def _resolve_lr(stage: StageConfig) -> float | None:
-    if not isinstance(stage.lr, str):
-        return float(stage.lr)
-    if stage.lr.lower() != "find":
-        raise ConfigError(f"stage {stage.strategy!r}: lr must be a number or 'find', got {stage.lr!r}")
-    lf = stage.lr_find
-    if not 0 < lf.min_lr < lf.max_lr:
-        raise ConfigError(f"LR finder range must satisfy 0 < min_lr < max_lr, got {lf.min_lr}, {lf.max_lr}")
-    return None
-
-
 def resolve_stage(
     index: int,
     stage: StageConfig,
@@ -116,7 +124,7 @@ def resolve_stage(
         strategy=get_strategy(stage.strategy),
         directory=Path(directory),
         seed=stage_seed(cfg.trainer.seed, index),
-        lr=_resolve_lr(stage),
+        lr=None if isinstance(stage.lr, LRFind) else float(stage.lr),
         lr_find=stage.lr_find,
         schedule=plan_stage(stage, n_train, cfg.data.batch_size, world_size),
         batch_size=cfg.data.batch_size,
@@ -131,4 +139,13 @@ def resolve_stage(
     )
 
 
-__all__ = ["Schedule", "StagePlan", "plan_stage", "resolve_stage", "stage_seed"]
+__all__ = [
+    "Schedule",
+    "StagePlan",
+    "iterations_per_epoch",
+    "plan_stage",
+    "resolve_stage",
+    "run_colorizer",
+    "stage_iterations",
+    "stage_seed",
+]

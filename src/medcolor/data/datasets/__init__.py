@@ -26,10 +26,12 @@ from medcolor.data.datasets.base import (
     DATASETS,
     ON_DUPLICATE,
     ON_MISSING,
+    DatasetOptions,
     DuplicateRowsWarning,
     MissingImagesWarning,
     XRayDataset,
     create_dataset,
+    dataset_options,
     list_datasets,
 )
 from medcolor.data.datasets.labels import PAPER_LABELS, PAPER_POLICY, POLICIES, apply_policy, read_label_csv
@@ -60,6 +62,7 @@ __all__ = [
     "CheXpert",
     "ChestXray14",
     "CsvDataset",
+    "DatasetOptions",
     "DuplicateRowsWarning",
     "FolderDataset",
     "MissingImagesWarning",
@@ -67,6 +70,7 @@ __all__ = [
     "XRayDataset",
     "apply_policy",
     "create_dataset",
+    "dataset_options",
     "list_datasets",
     "read_label_csv",
 ]

@@ -1,7 +1,8 @@
 """The base class of every X-ray dataset, the dataset registry and :func:`create_dataset`.
 
-Every dataset is built as ``Cls(root=None, csv=None, *, split=..., labels=None, transform=None,
-load_size=None, cache=None, on_missing="error", on_duplicate="error", **dataset_specific)`` and exposes:
+Every dataset is built as ``Cls(root=None, csv=None, *, dataset_specific..., split=..., labels=None,
+transform=None, load_size=None, cache=None, on_missing="error", on_duplicate="error")`` (the common options
+are one :class:`DatasetOptions`, also accepted as ``options=``) and exposes:
 
 ==================  ==================================================================================
 ``name``            its registry name: ``"chexpert"``, ``"chestxray14"``, ``"mura"``, ``"csv"``, ``"folder"``
@@ -58,6 +59,8 @@ and registers itself with ``@DATASETS.register("name")``; the base class checks 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,11 +93,13 @@ __all__ = [
     "DATASETS",
     "ON_DUPLICATE",
     "ON_MISSING",
+    "DatasetOptions",
     "DuplicateRowsWarning",
     "MissingImagesWarning",
     "Table",
     "XRayDataset",
     "create_dataset",
+    "dataset_options",
     "list_datasets",
 ]
 
@@ -118,6 +123,34 @@ class Table:
     selection: str = ""
 
 
+@dataclass
+class DatasetOptions:
+    """The constructor options every dataset takes (see the module doc); a dataset class declares only
+    its own options and takes these as keyword arguments or as one ``options=DatasetOptions(...)``."""
+
+    split: str | None = None
+    labels: str | Sequence[str] | None = None
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    load_size: int | None = None
+    cache: ImageCache | str | os.PathLike | None = None
+    on_missing: str = "error"
+    on_duplicate: str = "error"
+
+
+def dataset_options(cls: type[XRayDataset]) -> list[str]:
+    """The keyword options a dataset class takes: its own, those of the bases its ``**kwargs`` go to, and
+    the common ones (:class:`DatasetOptions`)."""
+    valid: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or not issubclass(klass, XRayDataset):
+            continue
+        params = inspect.signature(klass.__init__).parameters
+        valid += [n for n, p in params.items() if p.kind == p.KEYWORD_ONLY and n != "options" and n not in valid]
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            return valid
+    return valid + [f.name for f in dataclasses.fields(DatasetOptions) if f.name not in valid]
+
+
 class XRayDataset(Dataset):
     """Base class of all medcolor X-ray datasets (see :mod:`medcolor.data.datasets.base` for the fields)."""
 
@@ -125,6 +158,8 @@ class XRayDataset(Dataset):
     patients_known: bool = True
     #: the official splits of a dataset that has them (empty: any or none)
     SPLITS: ClassVar[tuple[str, ...]] = ()
+    #: the split used when none is given
+    DEFAULT_SPLIT: ClassVar[str | None] = None
     #: True for a dataset that writes its own files under ``root`` (``synthetic``): given a scratch folder as
     #: root when none is configured (:func:`medcolor.data.bundle.make_dataset`)
     GENERATES_FILES: ClassVar[bool] = False
@@ -139,14 +174,11 @@ class XRayDataset(Dataset):
         root: str | os.PathLike | None = None,
         csv: str | os.PathLike | None = None,
         *,
-        split: str | None = None,
-        labels: str | Sequence[str] | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        load_size: int | None = None,
-        cache: ImageCache | str | os.PathLike | None = None,
-        on_missing: str = "error",
-        on_duplicate: str = "error",
+        options: DatasetOptions | None = None,
+        **common: Any,
     ) -> None:
+        o = self.common_options(common, options)
+        split, on_missing, on_duplicate, load_size = o.split, o.on_missing, o.on_duplicate, o.load_size
         if on_missing not in ON_MISSING:
             raise ConfigError(f"on_missing must be one of {ON_MISSING}, not {on_missing!r}")
         if on_duplicate not in ON_DUPLICATE:
@@ -163,11 +195,11 @@ class XRayDataset(Dataset):
         self.split = split
         self.on_missing = on_missing
         self.on_duplicate = on_duplicate
-        self.transform = transform
+        self.transform = o.transform
         self.load_size = load_size
         self.cache_misses = 0
 
-        table = self._load(labels)
+        table = self._load(o.labels)
         meta = table.meta.reset_index(drop=True)
         keep, paths, skipped = self._check_rows(table, meta)
         idx = np.flatnonzero(keep)
@@ -182,7 +214,18 @@ class XRayDataset(Dataset):
         self.meta: pd.DataFrame = meta.iloc[idx].reset_index(drop=True)
         self.skipped: pd.DataFrame = skipped
         self.cache: ImageCache | None = None
-        self._set_cache(cache)
+        self._set_cache(o.cache)
+
+    @classmethod
+    def common_options(cls, common: dict[str, Any], options: DatasetOptions | None = None) -> DatasetOptions:
+        """The options every dataset takes, from keyword arguments (over ``options`` when given); the split
+        defaults to the class's :attr:`DEFAULT_SPLIT`."""
+        options = common.pop("options", None) or options
+        names = {f.name for f in dataclasses.fields(DatasetOptions)}
+        unknown = sorted(set(common) - names)
+        if unknown:
+            raise TypeError(f"{cls.__name__}() got unexpected keyword argument(s) {', '.join(unknown)}")
+        return dataclasses.replace(options or DatasetOptions(split=cls.DEFAULT_SPLIT), **common)
 
     # ---------------------------------------------------------------- subclass hooks
 

@@ -7,13 +7,12 @@ Labels keep the NIH spelling (:data:`NIH_LABELS`); the default is the paper's fi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
-from medcolor.data.cache import ImageCache
 from medcolor.data.datasets.base import DATASETS, Table, XRayDataset
 from medcolor.data.datasets.labels import as_str_array, read_label_csv, require_columns, resolve_labels
 from medcolor.errors import ConfigError, DataError
@@ -59,25 +58,21 @@ class ChestXray14(XRayDataset):
 
     name = "chestxray14"
     SPLITS = ("all", "train_val", "test")
+    DEFAULT_SPLIT = "all"
 
     def __init__(
         self,
         root: str | os.PathLike | None = None,
         csv: str | os.PathLike | None = None,
         *,
-        split: str = "all",
-        labels: str | Sequence[str] | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        load_size: int | None = None,
-        cache: ImageCache | str | os.PathLike | None = None,
-        on_missing: str = "error",
-        on_duplicate: str = "error",
         split_lists: str | os.PathLike | None = None,
+        **common: Any,
     ) -> None:
-        self._check_split(split)
-        if split != "all" and split_lists is None:
+        o = self.common_options(common)
+        self._check_split(o.split)
+        if o.split != "all" and split_lists is None:
             raise ConfigError(
-                f"ChestXray14 split={split!r} needs split_lists=<folder with train_val_list.txt "
+                f"ChestXray14 split={o.split!r} needs split_lists=<folder with train_val_list.txt "
                 "and test_list.txt>; or use split='all' and medcolor.data.patient_split"
             )
         self.split_lists = Path(split_lists).expanduser() if split_lists is not None else None
@@ -93,17 +88,7 @@ class ChestXray14(XRayDataset):
                     "pass csv=<path to Data_Entry_2017*.csv>"
                 )
             csv = found[0]
-        super().__init__(
-            root,
-            csv,
-            split=split,
-            labels=labels,
-            transform=transform,
-            load_size=load_size,
-            cache=cache,
-            on_missing=on_missing,
-            on_duplicate=on_duplicate,
-        )
+        super().__init__(root, csv, options=o)
 
     def _load(self, labels: str | Sequence[str] | None) -> Table:
         assert self.csv is not None

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
-from medcolor.data.cache import ImageCache
 from medcolor.data.datasets.base import DATASETS, Table, XRayDataset
 from medcolor.data.datasets.labels import (
     PAPER_LABELS,
@@ -77,40 +76,26 @@ class CheXpert(XRayDataset):
 
     name = "chexpert"
     SPLITS = ("train", "valid")
+    DEFAULT_SPLIT = "train"
 
     def __init__(
         self,
         root: str | os.PathLike | None = None,
         csv: str | os.PathLike | None = None,
         *,
-        split: str = "train",
-        labels: str | Sequence[str] | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        load_size: int | None = None,
-        cache: ImageCache | str | os.PathLike | None = None,
-        on_missing: str = "error",
-        on_duplicate: str = "error",
         views: str | Sequence[str] | None = "all",
         policy: str | Mapping[str, str] | None = None,
+        **common: Any,
     ) -> None:
-        self._check_split(split)
+        o = self.common_options(common)
+        self._check_split(o.split)
         self.views = _normalize_views(views, ("frontal", "lateral"), "CheXpert views")
         self.policy = policy
         if csv is None:
             if root is None:
                 raise DataError("CheXpert needs root=<dataset folder> or csv=<train.csv / valid.csv>")
-            csv = Path(root).expanduser() / f"{split}.csv"
-        super().__init__(
-            root,
-            csv,
-            split=split,
-            labels=labels,
-            transform=transform,
-            load_size=load_size,
-            cache=cache,
-            on_missing=on_missing,
-            on_duplicate=on_duplicate,
-        )
+            csv = Path(root).expanduser() / f"{o.split}.csv"
+        super().__init__(root, csv, options=o)
 
     def _load(self, labels: str | Sequence[str] | None) -> Table:
         assert self.csv is not None

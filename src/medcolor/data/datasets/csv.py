@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from medcolor.data.cache import ImageCache
 from medcolor.data.datasets.base import DATASETS, Table, XRayDataset
 from medcolor.data.datasets.labels import (
     apply_policy,
@@ -55,13 +54,6 @@ class CsvDataset(XRayDataset):
         root: str | os.PathLike | None = None,
         csv: str | os.PathLike | None = None,
         *,
-        split: str | None = None,
-        labels: str | Sequence[str] | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        load_size: int | None = None,
-        cache: ImageCache | str | os.PathLike | None = None,
-        on_missing: str = "error",
-        on_duplicate: str = "error",
         path_column: str = "path",
         label_columns: Sequence[str] | None = None,
         category_column: str | None = None,
@@ -76,12 +68,14 @@ class CsvDataset(XRayDataset):
         views: str | Sequence[str] | None = None,
         view_column: str = "view",
         split_column: str = "split",
+        **common: Any,
     ) -> None:
+        o = self.common_options(common)
         if csv is None:
             raise DataError("CsvDataset needs csv=<label file>")
         if (label_columns is None) == (category_column is None):
             raise ConfigError("CsvDataset needs exactly one of label_columns=[...] or category_column='...'")
-        if label_columns is not None and labels is not None:
+        if label_columns is not None and o.labels is not None:
             raise ConfigError("with label_columns, the label names are the columns; leave labels=None")
         if category_column is not None and categories is not None and positive is not None:
             raise ConfigError("pass either categories=[...] (one-hot) or positive=[...] (one binary label)")
@@ -100,17 +94,7 @@ class CsvDataset(XRayDataset):
         self.view_column = view_column
         self.split_column = split_column
         self.patients_known = patient_column is not None
-        super().__init__(
-            root,
-            csv,
-            split=split,
-            labels=labels,
-            transform=transform,
-            load_size=load_size,
-            cache=cache,
-            on_missing=on_missing,
-            on_duplicate=on_duplicate,
-        )
+        super().__init__(root, csv, options=o)
 
     def _cells(self, s: pd.Series) -> list[list[str] | None]:
         out: list[list[str] | None] = []

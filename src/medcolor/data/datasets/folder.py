@@ -10,14 +10,13 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from medcolor.data.cache import ImageCache
 from medcolor.data.datasets.base import DATASETS, Table, XRayDataset
 from medcolor.data.readers import IMAGE_EXTENSIONS, has_image_extension, list_files
 from medcolor.errors import ConfigError, DataError
@@ -59,23 +58,18 @@ class FolderDataset(XRayDataset):
         root: str | os.PathLike | None = None,
         csv: str | os.PathLike | None = None,
         *,
-        split: str | None = None,
-        labels: str | Sequence[str] | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        load_size: int | None = None,
-        cache: ImageCache | str | os.PathLike | None = None,
-        on_missing: str = "error",
-        on_duplicate: str = "error",
         classes: Sequence[str] | None = None,
         positive_class: str | None = None,
         patient_regex: str | None = None,
         extensions: Iterable[str] = IMAGE_EXTENSIONS,
+        **common: Any,
     ) -> None:
+        o = self.common_options(common)
         if root is None:
             raise DataError("FolderDataset needs root=<folder with one sub-folder per class>")
         if csv is not None:
             raise ConfigError("FolderDataset takes its labels from the folder names; csv is not used")
-        if labels is not None:
+        if o.labels is not None:
             raise ConfigError(
                 "FolderDataset label names come from the class folders; use classes= / "
                 "positive_class= instead of labels="
@@ -92,17 +86,7 @@ class FolderDataset(XRayDataset):
             ) from None
         self.extensions = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
         self.patients_known = patient_regex is not None
-        super().__init__(
-            root,
-            None,
-            split=split,
-            labels=None,
-            transform=transform,
-            load_size=load_size,
-            cache=cache,
-            on_missing=on_missing,
-            on_duplicate=on_duplicate,
-        )
+        super().__init__(root, None, options=o)
 
     def _source_name(self) -> str:
         return str(self._folder)

@@ -8,14 +8,13 @@ its study (:func:`medcolor.evaluation.study_level`, MURA's study-level AUC).  Th
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from medcolor.data.cache import ImageCache
 from medcolor.data.datasets.base import DATASETS, Table, XRayDataset
 from medcolor.data.datasets.labels import read_label_csv, resolve_labels
 from medcolor.errors import ConfigError, DataError
@@ -62,45 +61,31 @@ class MURA(XRayDataset):
 
     name = "mura"
     SPLITS = ("train", "valid")
+    DEFAULT_SPLIT = "train"
 
     def __init__(
         self,
         root: str | os.PathLike | None = None,
         csv: str | os.PathLike | None = None,
         *,
-        split: str = "train",
-        labels: str | Sequence[str] | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        load_size: int | None = None,
-        cache: ImageCache | str | os.PathLike | None = None,
-        on_missing: str = "error",
-        on_duplicate: str = "error",
         body_parts: str | Sequence[str] | None = ("XR_SHOULDER",),
         studies_csv: str | os.PathLike | None = None,
+        **common: Any,
     ) -> None:
-        self._check_split(split)
+        o = self.common_options(common)
+        self._check_split(o.split)
         self.body_parts = _normalize_body_parts(body_parts)
         if csv is None:
             if root is None:
                 raise DataError("MURA needs root=<folder containing MURA-v1.1/> or csv=<{split}_image_paths.csv>")
-            csv = Path(root).expanduser() / "MURA-v1.1" / f"{split}_image_paths.csv"
+            csv = Path(root).expanduser() / "MURA-v1.1" / f"{o.split}_image_paths.csv"
         csv = Path(csv).expanduser()
         if studies_csv is None:
             if "image_paths" not in csv.name:
                 raise ConfigError(f"cannot derive the study-label file from {csv.name}; pass studies_csv=")
             studies_csv = csv.with_name(csv.name.replace("image_paths", "labeled_studies"))
         self.studies_csv = Path(studies_csv).expanduser()
-        super().__init__(
-            root,
-            csv,
-            split=split,
-            labels=labels,
-            transform=transform,
-            load_size=load_size,
-            cache=cache,
-            on_missing=on_missing,
-            on_duplicate=on_duplicate,
-        )
+        super().__init__(root, csv, options=o)
 
     def _load(self, labels: str | Sequence[str] | None) -> Table:
         assert self.csv is not None

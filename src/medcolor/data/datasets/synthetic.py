@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from PIL import Image
 
-from medcolor.data.cache import ImageCache
 from medcolor.data.datasets.base import DATASETS
 from medcolor.data.datasets.csv import CsvDataset
 from medcolor.errors import ConfigError
@@ -152,19 +149,12 @@ class SyntheticXrays(CsvDataset):
         root: str | os.PathLike | None = None,
         csv: str | os.PathLike | None = None,
         *,
-        split: str | None = None,
-        labels: str | Sequence[str] | None = None,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        load_size: int | None = None,
-        cache: ImageCache | str | os.PathLike | None = None,
-        on_missing: str = "error",
-        on_duplicate: str = "error",
         n: int = 600,
         image_size: int = 64,
         seed: int = 0,
         prevalence: float = 0.4,
         knobs: dict | None = None,
-        **csv_options: Any,
+        **kwargs: Any,
     ) -> None:
         if root is None:
             raise ConfigError(
@@ -179,12 +169,5 @@ class SyntheticXrays(CsvDataset):
         super().__init__(
             str(directory),
             str(labels_csv),
-            split=split,
-            labels=labels,
-            transform=transform,
-            load_size=load_size,
-            cache=cache,
-            on_missing=on_missing,
-            on_duplicate=on_duplicate,
-            **{**CSV_OPTIONS, **csv_options},
+            **{**CSV_OPTIONS, **kwargs},
         )

@@ -1,0 +1,439 @@
+"""Run configuration: what to train on, which T/E/C, which stages, how — typed, parsed and checked once.
+
+A run is described by a :class:`RunConfig`, written as YAML (``medcolor train --config run.yaml``), built
+from a dict (:meth:`RunConfig.from_dict`), from command-line flags (generated from the fields below: their
+``#:`` comments are the ``--help`` text) or in Python.  Whichever way it is built, every value is parsed
+into its type and checked when the object is created (``__post_init__``), so nothing downstream decodes a
+value again: ``lr`` is a float or :data:`LR_FIND` (``find``, any case), ``subset`` a :class:`Fraction`
+(``0 < x <= 1``: ``1`` and ``1.0`` both mean the whole training set) or a :class:`Count` (a whole number of
+images >= 2), ``num_workers`` an int or :data:`AUTO`, a stage's length one :class:`StageLength`.  An
+error is an :class:`~medcolor.errors.OptionError` naming the key (``stages[1].lr``) and the file.
+:func:`check_run_config` adds what needs the registries (dataset, T, E, strategy names and their
+combination).  :func:`apply_overrides` is the one way to change keys of a configuration dict
+(``{"stages.*.lr": 0.01, "data.size": 112}``): the command-line flags and the study grids both use it.
+
+.. code-block:: yaml
+
+    data:
+      dataset: folder                 # chexpert | chestxray14 | mura | csv | folder | synthetic
+      root: ../shared/data/kermany-pneumonia-224/train
+      options: {patient_regex: kermany}
+      val: 0.1                        # patient-level fraction, or a split name of the dataset ("valid")
+      test: 0.1
+      subset: 1000                    # training subset: a fraction (0.001 = 0.1 %) or a count
+      size: 224
+      batch_size: 32
+    model:
+      colorizer: pixelshuffle
+      backbone: mobilenet_v2
+      weights: ../shared/weights/mobilenet_v2-imagenet-features.pth   # or imagenet, or none
+    stages:
+      - {strategy: color-module, lr: find, epochs: 2}
+      - {strategy: all, lr: find, epochs: 2}
+    trainer: {precision: auto, seed: 0}
+    output: runs/kermany
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+
+from medcolor.config.overrides import (
+    DEFAULT_STAGE,
+    apply_overrides,
+    deep_merge,
+    diff_configs,
+    expand_stages,
+    set_dotted,
+)
+from medcolor.config.values import (
+    _FALSE,
+    _TRUE,
+    AUTO,
+    LR_FIND,
+    Auto,
+    Count,
+    Fraction,
+    LRFind,
+    Section,
+    StageLength,
+    _build,
+    _is_number,
+    check_number,
+    field_docs,
+    opt,
+)
+from medcolor.errors import ConfigError, OptionError, UnknownNameError, UnknownOptionValueError
+
+#: seeds are used by numpy, torch and Python's random: non-negative, 32 bits (numpy's legacy seeding)
+MAX_SEED = 2**32 - 1
+#: sanity bounds: values past them cannot work (memory, C integers) and would fail late, after training
+MAX_SIZE, MAX_BATCH, MAX_WORKERS, MAX_STEPS = 8192, 65536, 256, 10**9
+MAX_BOOTSTRAP = 100_000  # the resample indices are held at once: n_test x bootstrap integers
+LRRule = Literal["valley", "minimum", "steepest"]
+#: how the LR range test's curve gives the max lr (medcolor.training.lr_suggest implements each)
+LR_RULES: tuple[str, ...] = typing.get_args(LRRule)
+Precision = Literal["auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"]
+#: valid ``trainer.precision`` values (``auto`` is resolved per machine by :mod:`medcolor.training.runtime`)
+PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
+
+
+def check_precision(precision: str) -> str:
+    if str(precision).lower() not in PRECISIONS:
+        raise OptionError("trainer.precision", f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    return str(precision).lower()
+
+
+def parse_channels_last(value: str | bool) -> bool:
+    """``trainer.channels_last``: true/false (or yes/no, 1/0); ``auto`` means true (faster on CPU and GPU)."""
+    if isinstance(value, bool):
+        return value
+    v = str(value).lower()
+    if v == "auto" or v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise OptionError("trainer.channels_last", f"must be auto, true or false, got {value!r}")
+
+
+_SPLIT_HINT = " (a fraction of the patients, or a split name)"
+_SPLIT_EMPTY = "must be a fraction in (0, 1) or a split name, got an empty string"
+
+
+@dataclass
+class DataConfig(Section):
+    _key: ClassVar[str] = "data"
+    #: dataset registry name (chexpert, chestxray14, mura, csv, folder, synthetic)
+    dataset: str = "synthetic"
+    #: the dataset's image folder
+    root: str | None = opt(path=True)
+    #: the label file (default: the dataset's official file in root)
+    csv: str | None = opt(path=True)
+    #: a dataset option, e.g. policy=ones, patient_regex=kermany, labels=[Edema] (flag: KEY=VALUE, repeatable)
+    options: dict[str, Any] = opt(dict, flag="--option")
+    #: official split of the dataset used for training (None: the dataset's default)
+    train_split: str | None = None
+    #: validation: a fraction of the training patients (0.1) or an official split name (valid)
+    val: float | str = opt(0.1, above=0, below=1, hint=_SPLIT_HINT, empty=_SPLIT_EMPTY)
+    #: test: a fraction of the patients, an official split name, or none (evaluate on val)
+    test: float | str | None = opt(0.1, above=0, below=1, hint=_SPLIT_HINT, empty=_SPLIT_EMPTY)
+    #: seed of the patient split and of the subset draw
+    split_seed: int = opt(0, at_least=0, at_most=MAX_SEED)
+    #: training subset, label-proportional (paper Fig. 5): a fraction in (0, 1] (1 and 1.0: all) or a count >= 2
+    subset: Fraction | Count | None = opt(expect="a fraction in (0, 1] or a whole number of images (2, 3, ...)")
+    #: which independent draw of the subset (0, 1, 2: the paper's three datasets per size)
+    subset_draw: int = opt(0, at_least=0)
+    #: network input size in pixels (the paper: 320)
+    size: int = opt(320, at_least=8, at_most=MAX_SIZE)
+    #: images are decoded and reduced so their short side is this (default: size)
+    load_size: int | None = opt(None, at_least=8, at_most=MAX_SIZE)
+    #: decode images once into this memory-mapped cache (None: decode every epoch)
+    cache_dir: str | None = opt(path=True)
+    #: normalisation mean (default: the paper's CheXpert value) or 'compute' (from the training set)
+    mean: float | Literal["compute"] | None = opt(hint=" (or 'compute')")
+    #: normalisation std (default: the paper's CheXpert value)
+    std: float | None = opt(above=0)
+    #: images per batch
+    batch_size: int = opt(16, at_least=1, at_most=MAX_BATCH)
+    #: DataLoader worker processes, or auto (2 on the CPU, where the model uses the cores; beside GPUs up
+    #: to 8 per GPU within the machine's cores: medcolor.utils.resolve_num_workers)
+    num_workers: int | Auto = opt(AUTO, at_least=0, at_most=MAX_WORKERS, hint=" or auto")
+    #: the paper's augmentation (random square crop, rotation +-10 deg, zoom 0-10 %, p=0.75)
+    augment: bool = True
+    #: where rotation/zoom runs: worker (per sample), device (batched on the accelerator), auto
+    augment_on: Literal["auto", "worker", "device"] = opt("auto", strict=True)
+    #: rows whose image is missing: error; skip (listed in data.json); present (the folder holds only part of
+    #: the dataset, e.g. nih-chestxray14-1000)
+    on_missing: Literal["error", "skip", "present"] = opt("error", strict=True)
+
+    def _check(self, key: str, where: str | None) -> None:
+        fractions = [v for v in (self.val, self.test) if _is_number(v)]
+        if sum(fractions) >= 1:
+            keys = (f"{key}.val", f"{key}.test")
+            raise OptionError(keys, f"leave no training data ({' + '.join(map(str, fractions))})", where)
+
+
+@dataclass
+class ModelConfig(Section):
+    _key: ClassVar[str] = "model"
+    #: T: deconv | pixelshuffle | colorU | replicate (ablations: lut, replicate-imagenet); default:
+    #: replicate for baseline stages, else pixelshuffle
+    colorizer: str | None = None
+    #: E: any torchvision classifier (resnet18, densenet121, mobilenet_v2...)
+    backbone: str = "resnet18"
+    #: E's weights: imagenet (download/cache), none, or a local state-dict file
+    weights: str | None = opt("imagenet", path=True)
+    #: start T from an exported colorizer (.safetensors, medcolor export-colorizer)
+    colorizer_from: str | None = opt(path=True)
+    #: a learnable T starts at random (the paper) or at the gray copy (a zero-initialised residual)
+    colorizer_start: Literal["random", "gray"] = opt("random", strict=True)
+    #: start T and E from an earlier run (its directory or model.safetensors); C is new
+    init_from: str | None = opt(path=True)
+    #: BatchNorm in frozen parts: fastai (trainable, as the paper) | stats | eval
+    frozen_bn: Literal["fastai", "stats", "eval"] = opt("fastai", noun="frozen_bn mode", strict=True)
+    #: dropout before C
+    dropout: float = opt(0.0, at_least=0, below=1)
+
+    def _check(self, key: str, where: str | None) -> None:
+        if self.init_from and self.colorizer_from:
+            raise OptionError(
+                (f"{key}.init_from", f"{key}.colorizer_from"),
+                "give one: init_from takes T (and E) from a run, colorizer_from takes T from an exported file",
+                where,
+            )
+
+
+@dataclass
+class LRFindConfig(Section):
+    _key: ClassVar[str] = "stages.*.lr_find"
+    #: LR finder: lowest learning rate tried
+    min_lr: float = opt(1e-6, above=0, flag="--lr-min")
+    #: LR finder: highest learning rate tried
+    max_lr: float = opt(1.0, above=0, flag="--lr-max")
+    #: LR finder: number of steps
+    num_training: int = opt(100, at_least=2, at_most=MAX_STEPS, flag="--lr-steps")
+    #: LR finder: how the max lr is read off the curve (steepest: the steepest descent of the smoothed loss;
+    #: minimum: lowest loss / 10; valley: the middle of the longest descent).  Study: docs/reproduction.md
+    rule: LRRule = opt("steepest", noun="LR finder rule", flag="--lr-rule", strict=True)
+
+    def _check(self, key: str, where: str | None) -> None:
+        if self.max_lr <= self.min_lr:
+            keys = (f"{key}.min_lr", f"{key}.max_lr")
+            msg = f"the LR range test needs min_lr < max_lr, got {self.min_lr:g} and {self.max_lr:g}"
+            raise OptionError(keys, msg, where)
+
+
+@dataclass
+class StageConfig(Section):
+    _key: ClassVar[str] = "stages.*"
+    #: comma-separated strategies, e.g. color-module,all or baseline (one stage each)
+    strategy: str = opt("color-module", flag="--stages")
+    #: one-cycle maximum learning rate, or 'find' (an LR range test before the stage).  Default 0.01
+    #: (fastai's for one-cycle SGD fine-tuning; the LR-rule study: docs/reproduction.md)
+    lr: float | LRFind = opt(0.01, above=0, hint=" (or 'find': an LR range test)")
+    #: stage length in epochs over the training set (or give iterations; default: 1 epoch)
+    epochs: float | None = opt(None, above=0, at_most=MAX_STEPS)
+    #: stage length in iterations
+    iterations: int | None = opt(None, at_least=1, at_most=MAX_STEPS)
+    #: validate + checkpoint every N iterations (the paper: 4800; default: once per epoch)
+    val_every: int | None = opt(None, at_least=1, at_most=MAX_STEPS)
+    #: re-initialise C at the start of the stage (default: the strategy's choice, i.e. yes)
+    reset_head: bool | None = None
+    #: SGD momentum, the upper bound of the one-cycle momentum cycle (fastai: 0.95 -> 0.85 -> 0.95)
+    momentum: float = opt(0.95, at_least=0, below=1)
+    #: SGD weight decay
+    weight_decay: float = opt(1e-4, at_least=0)
+    #: fraction of the cycle spent increasing the learning rate (fastai: 0.25)
+    pct_start: float = opt(0.25, above=0, below=1)
+    lr_find: LRFindConfig = opt(LRFindConfig)
+
+    def _check(self, key: str, where: str | None) -> None:
+        if self.epochs is not None and self.iterations is not None:
+            raise OptionError((f"{key}.epochs", f"{key}.iterations"), "give epochs or iterations, not both", where)
+
+    @property
+    def length(self) -> StageLength:
+        return StageLength(self.epochs, self.iterations)
+
+
+@dataclass
+class TrainerConfig(Section):
+    _key: ClassVar[str] = "trainer"
+    #: the run's seed (every random draw of training derives from it)
+    seed: int = opt(0, at_least=0, at_most=MAX_SEED)
+    #: auto | 32-true | bf16-mixed | 16-mixed (auto: bf16-mixed where supported)
+    precision: Precision = opt("auto", noun="precision")
+    #: channels_last memory format: auto | true | false
+    channels_last: str | bool = opt("auto", choices=("auto", *_TRUE, *_FALSE))
+    #: auto | cpu | gpu
+    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "auto"
+    #: number of devices (GPUs), -1 (all) or a list like 0,1; several -> DDP
+    devices: int | str = "auto"
+    #: number of machines
+    num_nodes: int = opt(1, at_least=1)
+    #: Lightning's distributed strategy (auto picks ddp for several devices)
+    strategy: str = opt("auto", flag="--distributed-strategy")
+    #: show progress bars / lines
+    progress: bool = True
+    #: torch deterministic algorithms: true | false | warn
+    deterministic: str | bool = opt("warn", choices=("true", "false", "warn"))
+    #: bootstrap resamples for the test set's 95 % confidence intervals (0: none)
+    bootstrap: int = opt(1000, at_least=0, at_most=MAX_BOOTSTRAP)
+
+    def _check(self, key: str, where: str | None) -> None:
+        dev = self.devices
+        count = isinstance(dev, int) and not isinstance(dev, bool) and (dev >= 1 or dev == -1)
+        if not (count or (isinstance(dev, str) and (dev == "auto" or re.fullmatch(r"\d+(,\d+)*,?", dev)))):
+            msg = f"must be auto, a number >= 1, -1 (all) or a list like 0,1; got {dev!r}"
+            raise OptionError(f"{key}.devices", msg, where)
+
+
+@dataclass
+class RunConfig(Section):
+    data: DataConfig = opt(DataConfig)
+    model: ModelConfig = opt(ModelConfig)
+    stages: list[StageConfig] = opt(lambda: [StageConfig("color-module")])
+    trainer: TrainerConfig = opt(TrainerConfig)
+    #: run directory
+    output: str = opt("runs/run", path=True)
+    #: a free-text name for reports
+    name: str | None = None
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str | None = "config") -> RunConfig:
+        return _build(cls, d, where)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> RunConfig:
+        return cls.from_dict(read_yaml(path), where=str(path))
+
+
+# ------------------------------------------------------------------------------------------ files
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} {'is not a file' if p.exists() else 'does not exist'}")
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {yaml_problem(exc)}") from exc
+    if not isinstance(d, dict):
+        raise ConfigError(f"config file {p} must hold a mapping (data:, model:, stages:, ...), not {type(d).__name__}")
+    return d
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what is wrong and where (line, column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem
+
+
+def read_data_config(path: str | os.PathLike) -> DataConfig:
+    """The ``data:`` section of a YAML run configuration (or a file holding only that section)."""
+    d = read_yaml(path)
+    return RunConfig.from_dict({"data": d.get("data", d)}, where=str(path)).data
+
+
+# ------------------------------------------------------------------------------------------ names
+#: dataset constructor arguments that have their own option (never a ``data.options`` key)
+_OWN_OPTIONS = {"root": "data.root", "csv": "data.csv", "load_size": "data.size", "cache": "data.cache_dir"}
+_OWN_OPTIONS |= {"on_missing": "data.on_missing", "transform": "", "options": ""}
+
+
+def check_dataset_options(d: DataConfig) -> None:
+    """``data.options`` are keyword arguments the dataset class takes (unknown keys named with the valid ones)."""
+    from medcolor.data.datasets import DATASETS, dataset_options
+
+    try:
+        cls = DATASETS.get(d.dataset)
+    except UnknownNameError:
+        names = ", ".join(DATASETS.names())
+        raise OptionError("data.dataset", f"unknown dataset {d.dataset!r}; valid datasets: {names}") from None
+    valid = dataset_options(cls)
+    for k in d.options:
+        if not isinstance(k, str) or not k.strip():
+            raise OptionError("data.options", f"option names must be non-empty words, got {k!r}")
+        if k in _OWN_OPTIONS:
+            own = _OWN_OPTIONS[k]
+            raise OptionError("data.options", f"{k!r} is not a dataset option" + (f"; set {own}" if own else ""))
+        if k not in valid:
+            raise OptionError(
+                "data.options", f"dataset {d.dataset!r} has no option {k!r}; valid options: {', '.join(valid)}"
+            )
+
+
+def check_run_config(cfg: RunConfig) -> None:
+    """Fail fast — before any data is read or any stage runs: every value again (fields may have been
+    assigned since the config was built), then the names of registered things and their combination.
+    (The files a run reads and writes: :func:`medcolor.validation.check_run_files`.)"""
+    from medcolor.backbones import _unknown_backbone, list_backbones
+    from medcolor.colorizers import COLORIZERS
+    from medcolor.strategies import check_stage_sequence, default_colorizer, get_strategy
+
+    if not cfg.stages:
+        raise OptionError("stages", "the run has no stages; give at least one strategy (e.g. color-module,all)")
+    check_dataset_options(cfg.data)
+    cfg.validate()
+    if cfg.model.colorizer is not None:
+        _named("model.colorizer", COLORIZERS.get, cfg.model.colorizer)
+    if not cfg.model.init_from and cfg.model.backbone not in list_backbones():
+        raise OptionError("model.backbone", _unknown_backbone(cfg.model.backbone))
+    strategies = [_named(f"stages[{i}].strategy", get_strategy, s.strategy) for i, s in enumerate(cfg.stages)]
+    colorizer = cfg.model.colorizer or default_colorizer(strategies[0])
+    if cfg.model.colorizer_start == "gray" and not COLORIZERS.get(colorizer).learnable:
+        raise OptionError("model.colorizer_start", f"'gray' needs a learnable T; {colorizer!r} has no parameters")
+    try:
+        check_stage_sequence(
+            strategies,
+            colorizer=colorizer,
+            learnable=COLORIZERS.get(colorizer).learnable or bool(cfg.model.colorizer_from),
+            transferred=bool(cfg.model.colorizer_from or cfg.model.init_from),
+        )
+    except OptionError:
+        raise
+    except ConfigError as exc:
+        raise OptionError("stages", str(exc)) from None
+
+
+def _named(key: str, lookup: Any, name: str) -> Any:
+    """``lookup(name)`` of a registry, its unknown-name error naming the option ``key``."""
+    try:
+        return lookup(name)
+    except UnknownNameError as exc:
+        raise UnknownOptionValueError(key, str(exc)) from None
+    except OptionError:
+        raise
+    except ConfigError as exc:
+        raise OptionError(key, str(exc)) from None
+
+
+__all__ = [
+    "AUTO",
+    "DEFAULT_STAGE",
+    "LR_FIND",
+    "LR_RULES",
+    "MAX_BOOTSTRAP",
+    "MAX_SEED",
+    "PRECISIONS",
+    "Auto",
+    "Count",
+    "DataConfig",
+    "Fraction",
+    "LRFind",
+    "LRFindConfig",
+    "ModelConfig",
+    "RunConfig",
+    "Section",
+    "StageConfig",
+    "StageLength",
+    "TrainerConfig",
+    "apply_overrides",
+    "check_dataset_options",
+    "check_number",
+    "check_precision",
+    "check_run_config",
+    "deep_merge",
+    "diff_configs",
+    "expand_stages",
+    "field_docs",
+    "parse_channels_last",
+    "read_data_config",
+    "read_yaml",
+    "set_dotted",
+    "yaml_problem",
+]

@@ -1,0 +1,350 @@
+"""Typed configuration values and the one parser that builds every config section.
+
+:class:`LRFind` (``find``), :class:`Auto` (``auto``), :class:`Fraction` and :class:`Count` (a training
+subset) and :class:`StageLength` are what a value becomes when a configuration is built; :func:`opt`
+declares a field with its checks (bounds, a non-empty path, choices, its flag); :class:`Section` parses
+and checks every field of a dataclass from its type (``int``, ``float``, ``bool``, ``str``, ``Literal``,
+unions, nested sections and lists of them) when it is created and on :meth:`Section.validate`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import dataclasses
+import functools
+import inspect
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from medcolor.errors import OptionError
+
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+# ------------------------------------------------------------------------------------------ typed values
+class LRFind(str):
+    """``lr: find`` (any case): the LR range test sets the stage's maximum learning rate."""
+
+    def __new__(cls) -> LRFind:
+        return super().__new__(cls, "find")
+
+    @classmethod
+    def parse(cls, v: Any, key: str, where: str | None) -> LRFind:
+        if isinstance(v, str) and v.strip().lower() == "find":
+            return LR_FIND
+        raise _Unconverted(key, f"expected 'find', got {v!r}", where)
+
+
+class Auto(str):
+    """``auto``: the value is decided where the run starts (e.g. ``num_workers`` by the machine)."""
+
+    def __new__(cls) -> Auto:
+        return super().__new__(cls, "auto")
+
+    @classmethod
+    def parse(cls, v: Any, key: str, where: str | None) -> Auto:
+        if isinstance(v, str) and v.strip().lower() == "auto":
+            return AUTO
+        raise _Unconverted(key, f"expected auto, got {v!r}", where)
+
+
+LR_FIND, AUTO = LRFind(), Auto()
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+class Fraction(float):
+    """A training subset as a fraction of the training set, ``0 < x <= 1`` (``1``: all of it)."""
+
+    @classmethod
+    def parse(cls, v: Any, key: str, where: str | None) -> Fraction:
+        f = _number(v)
+        if f is None or not 0 < f <= 1:
+            raise _Unconverted(key, f"expected a fraction in (0, 1], got {v!r}", where)
+        return cls(f)
+
+    def of(self, n: float) -> float:
+        """The subset's size in a training set of ``n`` images."""
+        return self * n
+
+    def draw_kwargs(self) -> dict[str, Any]:
+        """The keyword of :func:`medcolor.data.splits.label_subset` that draws it."""
+        return {"fraction": float(self)}
+
+
+class Count(int):
+    """A training subset as a number of images (2, 3, ...)."""
+
+    @classmethod
+    def parse(cls, v: Any, key: str, where: str | None) -> Count:
+        f = _number(v)
+        if f is None or f <= 1 or not f.is_integer():
+            raise _Unconverted(key, f"expected a whole number of images >= 2, got {v!r}", where)
+        return cls(int(v) if isinstance(v, int) else int(f))
+
+    def of(self, n: float) -> float:
+        return min(int(self), n)
+
+    def draw_kwargs(self) -> dict[str, Any]:
+        return {"count": int(self)}
+
+
+@dataclass(frozen=True)
+class StageLength:
+    """How long a stage trains: ``epochs`` over the training set or a number of ``iterations``."""
+
+    epochs: float | None = None
+    iterations: int | None = None
+
+    def total(self, iterations_per_epoch: int) -> int:
+        if self.iterations is not None:
+            return int(self.iterations)
+        return math.ceil((1.0 if self.epochs is None else self.epochs) * iterations_per_epoch)
+
+
+# ------------------------------------------------------------------------------------------ checks
+def _is_number(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and (isinstance(v, int) or math.isfinite(v))
+
+
+def check_number(
+    key: str | tuple[str, ...],
+    value: Any,
+    *,
+    integer: bool = False,
+    at_least: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    at_most: float | None = None,
+    optional: bool = False,
+    hint: str = "",
+    source: str | None = None,
+) -> None:
+    """``value`` is a finite number (an integer with ``integer``) within the bounds given (``None`` when
+    ``optional``); otherwise an :class:`OptionError` for ``key`` that says what it must be."""
+    if value is None and optional:
+        return
+    limits = ((">=", at_least), (">", above), ("<", below), ("<=", at_most))
+    bounds = [f"{op} {int(b) if float(b).is_integer() else f'{b:g}'}" for op, b in limits if b is not None]
+    ok = _is_number(value) and (not integer or isinstance(value, int) or float(value).is_integer())
+    if ok:
+        ok = (
+            (at_least is None or value >= at_least)
+            and (above is None or value > above)
+            and (below is None or value < below)
+            and (at_most is None or value <= at_most)
+        )
+    if not ok:
+        what = ("an integer" if integer else "a number") + (" " + " and ".join(bounds) if bounds else "")
+        raise OptionError(key, f"must be {what}{' or none' if optional else ''}, got {value!r}{hint}", source)
+
+
+_NUMBER_CHECKS = ("at_least", "above", "below", "at_most", "hint")
+
+
+def opt(default: Any = None, **meta: Any) -> Any:
+    """A field with its checks: ``at_least``/``above``/``below``/``at_most`` (numbers), ``hint`` (added to
+    the message), ``expect`` (what a bad value must be), ``path`` (a non-empty path), ``noun`` (in the
+    unknown-choice message), ``flag`` (the command-line flag), ``strict`` (the flag refuses other choices)."""
+    if callable(default):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# ------------------------------------------------------------------------------------------ sections
+_BUILDING: contextvars.ContextVar[tuple[type, str, str | None] | None] = contextvars.ContextVar(
+    "medcolor_config_building", default=None
+)
+
+
+class Section:
+    """A config section: its fields are parsed into their types and checked when it is created
+    (and again by :meth:`validate`, e.g. after a field was assigned)."""
+
+    _key: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        ctx = _BUILDING.get()
+        key, where = (ctx[1], ctx[2]) if ctx is not None and ctx[0] is type(self) else (self._key, None)
+        self.validate(key, where)
+
+    def validate(self, key: str | None = None, where: str | None = None) -> None:
+        key = self._key if key is None else key
+        hints = _hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            k = f"{key}.{f.name}" if key else f.name
+            object.__setattr__(self, f.name, _coerce(hints[f.name], getattr(self, f.name), where, k, f.metadata))
+        self._check(key, where)
+
+    def _check(self, key: str, where: str | None) -> None:
+        """Checks across fields."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(self)
+
+
+def _plain(v: Any) -> Any:
+    """A config value as YAML/JSON data (the typed values as the words and numbers they were read from)."""
+    if isinstance(v, Section):
+        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}  # type: ignore[arg-type]
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (LRFind, Auto)):
+        return str(v)
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, Count):
+        return int(v)
+    if isinstance(v, Fraction):
+        return float(v)
+    return copy.deepcopy(v)
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, d: Any, where: str | None, key: str | None = None) -> Any:
+    key = getattr(cls, "_key", "") if key is None else key
+    if isinstance(d, cls):
+        d.validate(key, where)  # type: ignore[attr-defined]
+        return d
+    if not isinstance(d, dict):
+        raise OptionError(key, f"expected a mapping of {cls.__name__} options, got {d!r}", where)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, value in d.items():
+        name = str(k).replace("-", "_")
+        if name not in names:
+            raise OptionError(key, f"unknown option {k!r}; valid options: {', '.join(names)}", where)
+        kwargs[name] = value
+    token = _BUILDING.set((cls, key, where))
+    try:
+        return cls(**kwargs)
+    finally:
+        _BUILDING.reset(token)
+
+
+def _coerce(tp: Any, value: Any, where: str | None, key: str, meta: Any = None) -> Any:
+    meta = meta or {}
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where, key)  # type: ignore[arg-type]
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise OptionError(key, f"expected a list, got {value!r}", where)
+        return [_coerce(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise OptionError(key, f"expected a mapping, got {value!r}", where)
+        return dict(value)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if isinstance(value, str) and value.strip().lower() in choices:
+            return value.strip().lower()
+        noun = meta.get("noun")
+        msg = f"unknown {noun} {value!r}; valid: " if noun else "must be one of "
+        raise _Unconverted(key, msg + ", ".join(choices) + ("" if noun else f", got {value!r}"), where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in {"none", "null"})):
+            return None
+        errors = []
+        for a in args:
+            if a is not type(None):
+                try:
+                    return _coerce(a, value, where, key, meta)
+                except _Unconverted as exc:
+                    errors.append(exc.problem)
+        if "expect" in meta:
+            raise OptionError(key, f"must be {meta['expect']}, got {value!r}", where)
+        if len(errors) > 1 and any(k in meta for k in _NUMBER_CHECKS):  # a number or a word: what it must be
+            check_number(key, value, **_bounds(meta), source=where)
+        raise OptionError(key, f"invalid value {value!r} ({'; '.join(errors)})", where)
+    return _finish(_scalar(tp, value, where, key), value, where, key, meta)
+
+
+class _Unconverted(OptionError):
+    """A value that is not of the type tried (the next type of a union is tried)."""
+
+
+def _finish(v: Any, value: Any, where: str | None, key: str, meta: Any) -> Any:
+    """The checks of a converted value: bounds of numbers, non-empty paths, choices of words."""
+    if isinstance(v, (int, float)) and not isinstance(v, (bool, Count, Fraction)):
+        check_number(key, v, integer=isinstance(v, int), **_bounds(meta), source=where)
+    if isinstance(v, str) and not v.strip() and (meta.get("path") or "empty" in meta):
+        raise OptionError(key, meta.get("empty", "is an empty path"), where)
+    if isinstance(v, (str, bool)) and "choices" in meta and str(v).lower() not in meta["choices"]:
+        raise OptionError(key, f"must be one of {', '.join(meta['choices'])}, got {value!r}", where)
+    return v
+
+
+def _bounds(meta: Any) -> dict[str, Any]:
+    return {k: meta[k] for k in _NUMBER_CHECKS if k in meta}
+
+
+def _scalar(tp: Any, value: Any, where: str | None, key: str) -> Any:
+    if hasattr(tp, "parse"):
+        return tp.parse(value, key, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
+        raise _Unconverted(key, f"expected true/false, got {value!r}", where)
+    if tp is int:
+        try:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+                return int(value)
+            f = float(value)
+            if not f.is_integer():
+                raise ValueError
+            return int(value) if isinstance(value, int) else int(f)
+        except (TypeError, ValueError, OverflowError):
+            raise _Unconverted(key, f"expected an integer, got {value!r}", where) from None
+    if tp is float:
+        if isinstance(value, bool):
+            raise _Unconverted(key, f"expected a number, got {value!r}", where)
+        try:
+            return float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise _Unconverted(key, f"expected a number, got {value!r}", where) from None
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise _Unconverted(key, f"expected a string, got {value!r}", where)
+        return str(value)
+    return value
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The ``#:`` comment above each field of a config dataclass, on one line."""
+    docs, pending = {}, []
+    for line in inspect.getsource(cls).splitlines():
+        s = line.strip()
+        if s.startswith("#:"):
+            pending.append(s[2:].strip())
+        elif (m := re.match(r"(\w+)\s*:", s)) and pending:
+            docs[m.group(1)] = " ".join(pending)
+            pending = []
+        else:
+            pending = []
+    return docs
