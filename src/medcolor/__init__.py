@@ -10,9 +10,12 @@ from medcolor.colorizers import Colorizer, create_colorizer, list_colorizers, re
 from medcolor.errors import ConfigError, DataError, ImageReadError, MedcolorError, TrainingError, WeightsError
 from medcolor.io import load_colorizer, load_model, save_colorizer, save_model
 from medcolor.model import ClassifierHead, ColorTransferNet
+from medcolor.quiet import route_medcolor_warnings
 from medcolor.strategies import Strategy, get_strategy, list_strategies
 
 __version__ = "0.1.0"
+
+route_medcolor_warnings()  # medcolor's warnings as one log line, not file:line + source
 
 __all__ = [
     "Backbone",

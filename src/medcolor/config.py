@@ -158,6 +158,8 @@ class TrainerConfig:
     deterministic: str | bool = "warn"
     #: number of test-set bootstrap resamples for the 95 % confidence intervals
     bootstrap: int = 1000
+    #: experiment log of each stage: csv (always written) | tensorboard | mlflow (each also writes the CSV)
+    logger: str = "csv"
 
 
 @dataclass
@@ -351,6 +353,9 @@ def check_run_config(cfg: RunConfig) -> None:
     _named("model.frozen_bn", check_frozen_bn, cfg.model.frozen_bn)
     check_precision(cfg.trainer.precision)
     parse_channels_last(cfg.trainer.channels_last)
+    from medcolor.training.loggers import check_logger
+
+    check_logger(cfg.trainer.logger)
     strategies = [_named(f"stages[{i}].strategy", get_strategy, s.strategy) for i, s in enumerate(cfg.stages)]
     for i, s in enumerate(cfg.stages):
         if s.lr_find.rule not in LR_RULES:

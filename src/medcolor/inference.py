@@ -353,6 +353,10 @@ def predict_files(
     2-core Xeon of benchmarks/results/intel-xeon-2c.md; C stays fp32, and the AUCs of fp32 and bf16 training
     agree: experiments/precision); ``32-true`` for fp32.  ``num_workers``: decoding processes (default 0 on
     the CPU, where the model already uses every core; beside a GPU as ``data.num_workers: auto``)."""
+    if Path(model_path).suffix.lower() == ".onnx":  # an exported network: onnxruntime on the CPU
+        from medcolor.export import predict_onnx
+
+        return predict_onnx(model_path, inputs, batch_size=batch_size, size=size, num_workers=num_workers)
     from medcolor.io import load_model
 
     device = resolve_accelerator(device)

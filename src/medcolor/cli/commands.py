@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medcolor.cli.export import run as run_export_command
 from medcolor.cli.parser import apply_flags, config_from_args
 from medcolor.cli.study import run as run_study_command
 from medcolor.errors import ConfigError, MedcolorError, OptionError
@@ -258,6 +259,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "colorize": cmd_colorize,
     "export-colorizer": cmd_export,
+    "export": run_export_command,
     "stats": cmd_stats,
     "demo": cmd_demo,
     "list": cmd_list,

@@ -24,7 +24,7 @@ import torch
 from medcolor.data.bundle import DataBundle
 from medcolor.errors import TrainingError
 from medcolor.model import ColorTransferNet
-from medcolor.training.callbacks import last_checkpoint
+from medcolor.training.callbacks import ProgressLog, last_checkpoint
 from medcolor.training.data import TrainData
 from medcolor.training.lr_suggest import LR_RULES, diverged, smooth_losses, suggest_lr
 from medcolor.training.module import ColorTransferModule
@@ -96,9 +96,10 @@ def find_lr(plan: StagePlan, model: ColorTransferNet, bundle: DataBundle) -> flo
     data = TrainData(bundle, plan, iterations=lf.num_training, seed=derive_seed(plan.seed, 77))
     tmp = stage_dir / "lr_find_tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    trainer = make_trainer(plan.runtime, max_epochs=1, default_root_dir=str(tmp))
-    seed_everything(derive_seed(plan.seed, 78))
     bar = show_progress_bar(plan.runtime.trainer.progress)
+    lines = [ProgressLog("LR range test", lf.num_training)] if plan.runtime.trainer.progress and not bar else []
+    trainer = make_trainer(plan.runtime, max_epochs=1, default_root_dir=str(tmp), callbacks=lines)
+    seed_everything(derive_seed(plan.seed, 78))
     quiet = contextlib.nullcontext() if bar else _lr_finder_without_bar()
     try:
         with quiet:

@@ -4,7 +4,8 @@ it), the iteration schedule, batch size, seed, optimiser settings and the :class
 LR range test, the LightningModule and the data module then read.
 
 :func:`plan_stage` is the iteration arithmetic alone: a stage of ``epochs`` or ``iterations`` becomes
-``chunks`` of ``val_every`` iterations (validation + checkpoint after each chunk).
+``chunks`` of ``val_every`` iterations (validation + checkpoint after each chunk; the last chunk is shorter
+when ``val_every`` does not divide the stage's iterations).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class Schedule:
 
 
 def plan_stage(stage: StageConfig, n_train: int, batch_size: int, world_size: int) -> Schedule:
-    """The iterations of a stage, rounded up to whole chunks of ``val_every`` iterations."""
+    """The iterations of a stage in ``chunks`` of ``val_every`` iterations (the last one shorter when they do not
+    divide the stage's iterations)."""
     per_epoch = max(1, math.ceil(n_train / (batch_size * world_size)))
     if stage.iterations is not None and stage.epochs is not None:
         raise ConfigError(f"stage {stage.strategy!r}: give epochs or iterations, not both")
@@ -45,7 +47,8 @@ def plan_stage(stage: StageConfig, n_train: int, batch_size: int, world_size: in
         raise ConfigError(f"stage {stage.strategy!r}: val_every must be >= 1")
     chunks = math.ceil(total / min(val_every, total))
     val_every = math.ceil(total / chunks)
-    return Schedule(chunks * val_every, val_every, chunks, per_epoch)
+    # exactly ``total`` steps: the last chunk may be shorter (StopAtStageEnd ends it)
+    return Schedule(total, val_every, chunks, per_epoch)
 
 
 def stage_seed(run_seed: int, index: int) -> int:
