@@ -18,7 +18,8 @@ from typing import Any
 
 #: INFO lines of Lightning's rank-zero logger that medcolor drops
 _LIGHTNING_NOISE = re.compile(
-    r"^(GPU available|TPU available|HPU available|IPU available|💡 Tip|`Trainer\.fit` stopped|LOCAL_RANK: \d+ - )"
+    r"^(GPU available|TPU available|HPU available|IPU available|💡 Tip|`Trainer\.fit` stopped|LOCAL_RANK: \d+ - "
+    r"|Restored all states from the checkpoint at .*lr_find|Learning rate set to)"
 )
 #: warnings (messages, regular expressions) dropped whenever medcolor builds a Lightning Trainer
 _WARNINGS = (
@@ -27,6 +28,7 @@ _WARNINGS = (
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*does not have many workers.*",
     r".*is smaller than the logging interval.*",
+    r".*You defined a `validation_step` but have no `val_dataloader`.*",  # the LR range test has none
 )
 _installed: dict[str, Any] = {}
 
@@ -37,13 +39,14 @@ class _DropLightningNoise(logging.Filter):
 
 
 def quiet_lightning() -> None:
-    """Drop Lightning's known noise (see the module's docstring); safe to call more than once."""
+    """Drop Lightning's known noise (see the module's docstring); safe to call more than once (the warning
+    filters are set again each time: code that saves and restores them, as pytest does, may have dropped them)."""
+    for message in _WARNINGS:
+        warnings.filterwarnings("ignore", message=message)  # an identical filter is replaced, not repeated
     if _installed.get("lightning"):
         return
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_DropLightningNoise())
-    for message in _WARNINGS:
-        warnings.filterwarnings("ignore", message=message)
     _installed["lightning"] = True
 
 

@@ -123,7 +123,8 @@ def cmd_colorize(a: argparse.Namespace) -> int:
     check_number("--size", a.size, integer=True, at_least=8, optional=True)
     check_output_folder("--output", a.output)
     files = colorize_files(a.source, a.images, a.output, size=a.size, display=a.display)
-    print(f"{len(files)} images written to {a.output}")
+    images = [f for f in files if f.name != "colorized_grid.png"]
+    print(f"{len(images)} images written to {a.output}" + (" (+ grid)" if len(images) < len(files) else ""))
     return 0
 
 
