@@ -29,6 +29,8 @@ from medcolor.data.readers import IMAGE_EXTENSIONS
 from medcolor.data.transforms import CHEXPERT_MEAN, CHEXPERT_STD, EvalTransform
 from medcolor.errors import ConfigError, DataError, WeightsError
 from medcolor.evaluation import EvaluationResult, summarize
+from medcolor.export import predict_onnx
+from medcolor.io import load_model
 from medcolor.training.runtime import (
     autocast,
     resolve_accelerator,
@@ -354,11 +356,7 @@ def predict_files(
     agree: experiments/precision); ``32-true`` for fp32.  ``num_workers``: decoding processes (default 0 on
     the CPU, where the model already uses every core; beside a GPU as ``data.num_workers: auto``)."""
     if Path(model_path).suffix.lower() == ".onnx":  # an exported network: onnxruntime on the CPU
-        from medcolor.export import predict_onnx
-
         return predict_onnx(model_path, inputs, batch_size=batch_size, size=size, num_workers=num_workers)
-    from medcolor.io import load_model
-
     device = resolve_accelerator(device)
     precision = resolve_precision(precision, device)
     if num_workers is None:

@@ -96,10 +96,11 @@ def find_lr(plan: StagePlan, model: ColorTransferNet, bundle: DataBundle) -> flo
     data = TrainData(bundle, plan, iterations=lf.num_training, seed=derive_seed(plan.seed, 77))
     tmp = stage_dir / "lr_find_tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    bar = show_progress_bar(plan.runtime.trainer.progress)
-    lines = [ProgressLog("LR range test", lf.num_training)] if plan.runtime.trainer.progress and not bar else []
-    trainer = make_trainer(plan.runtime, max_epochs=1, default_root_dir=str(tmp), callbacks=lines)
+    trainer = make_trainer(plan.runtime, max_epochs=1, default_root_dir=str(tmp))
     seed_everything(derive_seed(plan.seed, 78))
+    bar = show_progress_bar(plan.runtime.trainer.progress)
+    if plan.runtime.trainer.progress and not bar:  # the module logs it: the LR finder replaces the callbacks
+        module.progress_log = ProgressLog("LR range test", lf.num_training)
     quiet = contextlib.nullcontext() if bar else _lr_finder_without_bar()
     try:
         with quiet:
