@@ -133,7 +133,7 @@ def test_the_demo_grid_labels_each_tile_with_truth_and_probability_without_overl
     renderer = fig.canvas.get_renderer()
     shown = [ax for ax in fig.axes if ax.images]
     assert len(shown) == 3
-    titles = [ax.title for ax in shown]
+    titles = [ax._left_title for ax in shown]  # set_title(loc="left"); matplotlib keeps it here
     first = titles[0].get_text().splitlines()
     assert first[0] == files[0].name
     assert first[2] == f"NORMAL: yes / {rows['prob:NORMAL'][0]:.2f}"
