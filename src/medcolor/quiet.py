@@ -4,9 +4,10 @@
   through :mod:`logging` (logger ``medcolor.<module>``) instead of Python's ``file:line: Category: message`` and
   the source line.  Only their display changes: filters, ``pytest.warns`` and ``-W error`` treat them as before.
 * :func:`quiet_lightning`: Lightning's chatter in the Python API — "GPU available: ...", "TPU available: ...",
-  its "Tip" lines, "`Trainer.fit` stopped: ..." — and its warnings that say nothing about a medcolor run
-  ("Found N module(s) in eval mode": frozen BatchNorm layers stay in eval mode on purpose; the ``srun`` hint;
-  the LeafSpec deprecation; "does not have many workers") are dropped.  Lightning's other messages pass.
+  its "Tip" lines, "Using bfloat16 Automatic Mixed Precision (AMP)", "`Trainer.fit` stopped: ..." — and its
+  warnings that say nothing about a medcolor run ("Found N module(s) in eval mode": frozen BatchNorm layers
+  stay in eval mode on purpose; the ``srun`` hint; the LeafSpec deprecation; "does not have many workers") are
+  dropped.  Lightning's other messages pass.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 #: INFO lines of Lightning's rank-zero logger that medcolor drops
 _LIGHTNING_NOISE = re.compile(
     r"^(GPU available|TPU available|HPU available|IPU available|💡 Tip|`Trainer\.fit` stopped|LOCAL_RANK: \d+ - "
-    r"|Restored all states from the checkpoint at .*lr_find|Learning rate set to)"
+    r"|Restored all states from the checkpoint at .*lr_find|Learning rate set to|Using \S+ Automatic Mixed Precision)"
 )
 #: warnings (messages, regular expressions) dropped whenever medcolor builds a Lightning Trainer
 _WARNINGS = (
