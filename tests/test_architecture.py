@@ -43,7 +43,7 @@ MAX_LINES = 450
 #:   nothing inside the package imports them.
 LAYERS: tuple[tuple[str | tuple[str, ...], ...], ...] = (
     ("errors",),
-    ("utils", "normalization", "_version"),
+    ("utils", "normalization", "_version", "quiet"),
     ("registry",),
     ("data", "colorizers", "backbones", "strategies", "display"),
     ("model",),
@@ -52,6 +52,7 @@ LAYERS: tuple[tuple[str | tuple[str, ...], ...], ...] = (
     ("evaluation",),
     ("training",),
     ("inference",),
+    ("export",),
     ("study",),
     ("report",),
     ("demo",),

@@ -99,3 +99,57 @@ def test_a_stalled_download_times_out(fresh_machine, monkeypatch):
     before = socket.getdefaulttimeout()
     assert demo.download_imagenet_weights("mobilenet_v2", timeout=5) is False
     assert seen == [5] and socket.getdefaulttimeout() == before
+
+
+# ------------------------------------------------------------------ the demo's figure and the colorize message
+@pytest.fixture
+def colorized_xrays(tmp_path, shared_path, mobilenet_weights):
+    """A colorU + MobileNetV2 network (not trained) saved as a model file, 3 real X-rays colorized by it, and
+    predictions.csv-like rows for them (ground truth + probabilities)."""
+    import pandas as pd
+
+    from medcolor.inference import colorize_files, predict_files
+    from medcolor.io import save_model
+    from medcolor.model import ColorTransferNet
+
+    torch.manual_seed(0)
+    net = ColorTransferNet.create("colorU", "mobilenet_v2", 2, str(mobilenet_weights), progress=False)
+    model = save_model(net, tmp_path / "model.safetensors", label_names=["NORMAL", "PNEUMONIA"], size=64)
+    root = shared_path("data", "kermany-pneumonia-224", "train")
+    files = sorted((root / "NORMAL").glob("*.jpeg"))[:2] + sorted((root / "PNEUMONIA").glob("*.jpeg"))[:1]
+    tiles = colorize_files(model, files, tmp_path / "colorized", grid=False)
+    rows = predict_files(model, files, precision="32-true", device="cpu").rename(
+        columns={"NORMAL": "prob:NORMAL", "PNEUMONIA": "prob:PNEUMONIA"}
+    )
+    rows["target:NORMAL"] = [1.0, 1.0, 0.0]
+    rows["target:PNEUMONIA"] = [0.0, 0.0, float("nan")]
+    return model, files, tiles, pd.DataFrame(rows)
+
+
+def test_the_demo_grid_labels_each_tile_with_truth_and_probability_without_overlaps(colorized_xrays, tmp_path):
+    _, files, tiles, rows = colorized_xrays
+    fig = demo.labelled_grid_figure(tiles, rows, title="T = colorU")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    shown = [ax for ax in fig.axes if ax.images]
+    assert len(shown) == 3
+    titles = [ax._left_title for ax in shown]  # set_title(loc="left"); matplotlib keeps it here
+    first = titles[0].get_text().splitlines()
+    assert first[0] == files[0].name
+    assert first[2] == f"NORMAL: yes / {rows['prob:NORMAL'][0]:.2f}"
+    assert titles[2].get_text().splitlines()[3] == f"PNEUMONIA: ? / {rows['prob:PNEUMONIA'][2]:.2f}"  # blank target
+    boxes = [t.get_window_extent(renderer) for t in titles] + [ax.get_window_extent(renderer) for ax in shown]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            assert not a.overlaps(b) or (a.width == 0 or b.width == 0)  # no title over a title or a tile
+    assert min(ax.get_window_extent(renderer).width for ax in shown) > 300  # big tiles (px at 100 dpi)
+    path = demo.labelled_grid(tiles, rows, tmp_path / "grid.png")
+    assert path.is_file() and path.stat().st_size > 10_000
+
+
+def test_colorize_counts_the_images_and_the_grid_apart(colorized_xrays, tmp_path, capsys):
+    from medcolor.cli import main
+
+    model, files, _, _ = colorized_xrays
+    assert main(["colorize", str(model), *map(str, files), "-o", str(tmp_path / "out")]) == 0
+    assert f"3 images written to {tmp_path / 'out'} (+ grid)" in capsys.readouterr().out

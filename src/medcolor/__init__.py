@@ -11,7 +11,10 @@ from medcolor.colorizers import Colorizer, create_colorizer, list_colorizers, re
 from medcolor.errors import ConfigError, DataError, ImageReadError, MedcolorError, TrainingError, WeightsError
 from medcolor.io import load_colorizer, load_model, save_colorizer, save_model
 from medcolor.model import ClassifierHead, ColorTransferNet
+from medcolor.quiet import route_medcolor_warnings
 from medcolor.strategies import Strategy, get_strategy, list_strategies
+
+route_medcolor_warnings()  # medcolor's warnings as one log line, not file:line + source
 
 __all__ = [
     "Backbone",

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from medcolor.backbones import imagenet_weights_available
 from medcolor.config import (
     DataConfig,
@@ -181,11 +183,13 @@ def run_demo(
     cm = results["color-module"]
     test_pred = cm.directory / "test" / "predictions.csv"
     examples: list[Path] = []
+    grid: Path | None = None
     if test_pred.is_file():
         import pandas as pd
 
-        paths = pd.read_csv(test_pred)["path"].tolist()[:6]
-        examples = colorize_files(cm.model_path, paths, out / "colorized")
+        rows = pd.read_csv(test_pred).head(6)
+        examples = colorize_files(cm.model_path, rows["path"].tolist(), out / "colorized", grid=False)
+        grid = labelled_grid(examples, rows, out / "colorized_grid.png", title=f"T = {colorizer} (color-module run)")
     report = out / "REPORT.md"
     lines = [
         "# medcolor demo",
@@ -200,13 +204,82 @@ def run_demo(
         "",
         f"![training curves]({curves.name})",
         "",
-        "Colorized test images (input | what E sees):",
+        "Colorized test images (each tile: the gray input | what E sees; above it the ground truth and the "
+        "color-module network's predicted probability per label):",
         "",
-        *[f"![{p.stem}]({p.relative_to(out)})" for p in examples if p.name != "colorized_grid.png"],
+        *([f"![colorized test images with ground truth and predictions]({grid.name})", ""] if grid else []),
+        *(
+            [
+                f"Why {colorizer} may show a checkerboard: it upsamples with transposed convolutions (stride 2), whose "
+                "overlapping kernels leave a checkerboard pattern until T has trained (Odena et al., 2016); "
+                "`--colorizer-start gray` starts T as the gray copy and keeps the anatomy from the first step.",
+                "",
+            ]
+            if colorizer == "colorU"
+            else []
+        ),
+        "Single images: " + ", ".join(f"[{p.stem}]({p.relative_to(out)})" for p in examples),
         "",
     ]
     write_text_atomic(report, "\n".join(lines))
     return DemoResult(out, table, report, weights)
 
 
-__all__ = ["DemoResult", "download_imagenet_weights", "find_weights", "local_weight_files", "run_demo"]
+def labelled_grid(tiles: list[Path], rows: Any, path: Path, *, title: str = "", columns: int = 3) -> Path:
+    """The demo's figure: each tile (a ``colorize`` side-by-side PNG, gray | colour) large, with the image's
+    ground truth and the network's probability per label above it (``rows``: its ``predictions.csv`` rows, in
+    the tiles' order; blank targets are shown as "?")."""
+    import matplotlib.pyplot as plt
+
+    fig = labelled_grid_figure(tiles, rows, title=title, columns=columns)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def labelled_grid_figure(tiles: list[Path], rows: Any, *, title: str = "", columns: int = 3) -> Any:
+    """The matplotlib figure of :func:`labelled_grid` (constrained layout: titles never overlap the tiles)."""
+    import math
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    labels = [c[len("prob:") :] for c in rows.columns if c.startswith("prob:")]
+    n = len(tiles)
+    cols = min(columns, max(n, 1))
+    lines = 2 + len(labels)
+    fig, axes = plt.subplots(
+        math.ceil(n / cols) or 1,
+        cols,
+        figsize=(4.4 * cols, (2.3 + 0.2 * lines) * math.ceil(n / cols) + 0.4),
+        squeeze=False,
+        layout="constrained",
+    )
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, tile, (_, row) in zip(axes.flat, tiles, rows.iterrows(), strict=False):
+        ax.imshow(np.asarray(Image.open(tile)), interpolation="nearest")
+        text = [Path(str(row["path"])).name, "label: truth / predicted probability"]
+        for label in labels:
+            t = row.get(f"target:{label}")
+            truth = "?" if t is None or (isinstance(t, float) and math.isnan(t)) else ("yes" if t >= 0.5 else "no")
+            text.append(f"{label}: {truth} / {float(row[f'prob:{label}']):.2f}")
+        ax.set_title("\n".join(text), fontsize=9, loc="left")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+__all__ = [
+    "DemoResult",
+    "download_imagenet_weights",
+    "find_weights",
+    "labelled_grid",
+    "labelled_grid_figure",
+    "local_weight_files",
+    "run_demo",
+]

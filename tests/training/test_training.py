@@ -64,7 +64,7 @@ def test_plan_stage():
     p = plan_stage(StageConfig("all", epochs=2), n_train=100, batch_size=16, world_size=1)
     assert (p.iterations_per_epoch, p.total_steps, p.val_every, p.chunks) == (7, 14, 7, 2)
     p = plan_stage(StageConfig("all", iterations=4801, val_every=4800), 10**5, 16, 1)
-    assert p.chunks == 2 and p.val_every == 2401 and p.total_steps == 4802  # rounded to whole chunks
+    assert p.chunks == 2 and p.val_every == 2401 and p.total_steps == 4801  # exactly: the last chunk is shorter
     p = plan_stage(StageConfig("all", epochs=1), 1000, 10, 4)  # DDP: 4 processes share each epoch
     assert p.iterations_per_epoch == 25
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medcolor.cli.export import run as run_export_command
 from medcolor.cli.parser import apply_flags, config_from_args
 from medcolor.cli.study import run as run_study_command
 from medcolor.config import (
@@ -108,7 +109,12 @@ def cmd_predict(a: argparse.Namespace) -> int:
     check_precision(a.precision)
     if a.output:
         check_output_file("--output", a.output)
-    df = predict_files(a.model, a.images, batch_size=a.batch_size, precision=a.precision, device=a.accelerator)
+    if str(a.model).lower().endswith(".onnx"):  # an exported network: onnxruntime on the CPU
+        from medcolor.export import predict_onnx
+
+        df = predict_onnx(a.model, a.images, batch_size=a.batch_size)
+    else:
+        df = predict_files(a.model, a.images, batch_size=a.batch_size, precision=a.precision, device=a.accelerator)
     if a.output:
         from medcolor.utils import atomic_path
 
@@ -126,7 +132,8 @@ def cmd_colorize(a: argparse.Namespace) -> int:
     check_number("--size", a.size, integer=True, at_least=8, optional=True)
     check_output_folder("--output", a.output)
     files = colorize_files(a.source, a.images, a.output, size=a.size, display=a.display)
-    print(f"{len(files)} images written to {a.output}")
+    images = [f for f in files if f.name != "colorized_grid.png"]
+    print(f"{len(images)} images written to {a.output}" + (" (+ grid)" if len(images) < len(files) else ""))
     return 0
 
 
@@ -256,6 +263,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "colorize": cmd_colorize,
     "export-colorizer": cmd_export,
+    "export": run_export_command,
     "stats": cmd_stats,
     "demo": cmd_demo,
     "list": cmd_list,

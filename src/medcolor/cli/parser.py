@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", help="directory for metrics.json and predictions.csv")
 
     p = sub.add_parser("predict", help="probabilities for image files or folders (PNG/JPEG/DICOM) as CSV")
-    p.add_argument("model", metavar="CHECKPOINT", help="a run directory or a model.safetensors")
+    p.add_argument("model", metavar="CHECKPOINT", help="a run directory, a model.safetensors or an exported .onnx")
     p.add_argument("images", nargs="+", metavar="IMAGES")
     p.add_argument("-o", "--output", help="CSV file (default: print to stdout)")
     p.add_argument("--batch-size", type=int, default=16)
@@ -240,6 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export-colorizer", help="save T of a run as safetensors + JSON metadata")
     x.add_argument("run", metavar="RUN", help="a run directory, a stage directory, or a model.safetensors")
     x.add_argument("-o", "--output", required=True, help="output .safetensors file")
+
+    from medcolor.cli.export import add_parser as add_export_parser
+
+    add_export_parser(sub)
 
     s = sub.add_parser("stats", help="label counts per label (positive/negative/uncertain/blank), mean/std")
     s.add_argument("dataset_name", metavar="DATASET", help="chexpert | chestxray14 | mura | csv | folder")

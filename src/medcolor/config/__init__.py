@@ -266,6 +266,8 @@ class TrainerConfig(Section):
     deterministic: str | bool = opt("warn", choices=("true", "false", "warn"))
     #: bootstrap resamples for the test set's 95 % confidence intervals (0: none)
     bootstrap: int = opt(1000, at_least=0, at_most=MAX_BOOTSTRAP)
+    #: experiment log of each stage: csv (always written) | tensorboard | mlflow (each also writes the CSV)
+    logger: Literal["csv", "tensorboard", "mlflow"] = "csv"
 
     def _check(self, key: str, where: str | None) -> None:
         dev = self.devices

@@ -1,5 +1,7 @@
-"""Callbacks of a stage: per-chunk history (``history.json``), the best and the latest checkpoints, and reseeding
-every optimizer step so that a resumed run draws the same random numbers as an uninterrupted one.
+"""Callbacks of a stage: per-chunk history (``history.json``), the best and the latest checkpoints, reseeding
+every optimizer step so that a resumed run draws the same random numbers as an uninterrupted one, the stop at
+the stage's exact number of iterations, and :class:`ProgressLog` (a one-line progress log when no progress bar
+is drawn).
 """
 
 from __future__ import annotations
@@ -125,6 +127,96 @@ class LatestCheckpoint(Checkpoint):
             pl_module.last_good_checkpoint = str(self.path)
 
 
+#: seconds between two :class:`ProgressLog` lines (a line also every ``every_steps`` steps when given)
+PROGRESS_EVERY_S = 30.0
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class ProgressLog(Callback):
+    """Progress a user sees when output is not a terminal (a log file, a pipe, a batch job): every
+    ``every_steps`` optimizer steps or ``every_s`` seconds (default :data:`PROGRESS_EVERY_S`), one line through
+    :mod:`logging` — phase, step/total, the training loss (smoothed), images per second and the ETA::
+
+        [color-module] training: step 120/480 (25%), loss 0.4132, 41.3 img/s, ETA 3:29
+
+    The line starts with the module's ``stage_name`` in brackets.  ``total``: the phase's steps (default: the
+    module's ``total_steps``).  The ETA counts everything since the phase started (validation included).
+    Writes nothing else and changes nothing the run computes."""
+
+    def __init__(
+        self,
+        phase: str,
+        total: int | None = None,
+        *,
+        every_steps: int | None = None,
+        every_s: float | None = None,
+        level: int = logging.INFO,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.phase, self.total, self.every_steps, self.level, self.clock = phase, total, every_steps, level, clock
+        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
+        self._start_t = self._last_t = 0.0
+        self._start_step = self._last_step = 0
+        self._images = 0
+        self._loss: float | None = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start_t = self._last_t = self.clock()
+        self._start_step = self._last_step = trainer.global_step
+        self._images, self._loss = 0, None
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is not None:
+            v = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+            if math.isfinite(v):
+                self._loss = v if self._loss is None else 0.9 * self._loss + 0.1 * v
+        if isinstance(batch, dict) and hasattr(batch.get("image"), "shape"):
+            self._images += int(batch["image"].shape[0]) * trainer.world_size
+        step, now = trainer.global_step, self.clock()
+        total = self.total if self.total is not None else int(getattr(pl_module, "total_steps", 0))
+        due = (self.every_steps and step - self._last_step >= self.every_steps) or now - self._last_t >= self.every_s
+        if not due or step >= total or not trainer.is_global_zero:
+            return
+        elapsed = max(now - self._start_t, 1e-9)
+        done = step - self._start_step
+        eta = (total - step) * elapsed / done if done else float("nan")
+        loss_text = "-" if self._loss is None else f"{self._loss:.4f}"
+        name = getattr(pl_module, "stage_name", None)
+        prefix = f"[{name}] {self.phase}" if name else self.phase
+        log.log(
+            self.level,
+            f"{prefix}: step {step}/{total} ({100 * step // max(total, 1)}%), loss {loss_text}, "
+            f"{self._images / elapsed:.1f} img/s, ETA {_duration(eta) if math.isfinite(eta) else '?'}",
+        )
+        self._last_t, self._last_step = now, step
+
+
+class StopAtStageEnd(Callback):
+    """Stops a stage at exactly the module's ``total_steps``: the last chunk of a stage whose iterations are not a
+    multiple of its chunk length is shorter (``--iterations 20`` in chunks of 7: 7 + 7 + 6).  Lightning validates
+    when a run is asked to stop, so the short chunk is validated and checkpointed like the others; a chunk that
+    ends on its own is left alone."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        total = getattr(pl_module, "total_steps", None)
+        if total is not None and trainer.global_step >= total:  # resumed from the stage's final checkpoint
+            trainer.should_stop = True
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        total = getattr(pl_module, "total_steps", None)
+        if total is not None and trainer.global_step >= total and batch_idx + 1 < trainer.num_training_batches:
+            trainer.should_stop = True
+
+
 @dataclass
 class StageCallbacks:
     """The callbacks of a stage in ``directory``: ``checkpoints/best.ckpt`` (highest validation mean AUC),
@@ -136,7 +228,8 @@ class StageCallbacks:
 
     @classmethod
     def create(cls, directory: Path, seed: int, *, progress_lines: bool = False) -> StageCallbacks:
-        """``progress_lines``: log each chunk's line at INFO (standing in for a progress bar)."""
+        """``progress_lines``: log each chunk's line at INFO and a :class:`ProgressLog` line every
+        :data:`PROGRESS_EVERY_S` seconds (standing in for a progress bar)."""
         ckpt = ModelCheckpoint(
             dirpath=directory / CHECKPOINT_DIR,
             filename="best",
@@ -151,15 +244,21 @@ class StageCallbacks:
         )
         history = History(directory / HISTORY_FILE, logging.INFO if progress_lines else logging.DEBUG)
         latest = LatestCheckpoint(last_checkpoint(directory))
-        return cls(ckpt, history, [ckpt, latest, ReseedEachStep(seed), history])
+        extra: list[Callback] = [ProgressLog("training")] if progress_lines else []
+        return cls(ckpt, history, [ckpt, latest, ReseedEachStep(seed), history, StopAtStageEnd(), *extra])
 
 
 def last_checkpoint(directory: Path) -> Path:
     return directory / CHECKPOINT_DIR / LAST_CHECKPOINT
 
 
+def format_auc(x: float | None) -> str:
+    """An AUC (or loss) as printed on progress and stage lines: 3 decimals, ``n/a`` when unknown."""
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+
 def _fmt(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4f}"
+    return "-" if x is None else f"{x:.3f}"
 
 
 def _num(x: Any) -> float | None:
@@ -169,4 +268,14 @@ def _num(x: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
-__all__ = ["History", "LatestCheckpoint", "ReseedEachStep", "StageCallbacks", "last_checkpoint"]
+__all__ = [
+    "PROGRESS_EVERY_S",
+    "History",
+    "LatestCheckpoint",
+    "ProgressLog",
+    "ReseedEachStep",
+    "StageCallbacks",
+    "StopAtStageEnd",
+    "format_auc",
+    "last_checkpoint",
+]

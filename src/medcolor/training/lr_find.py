@@ -24,7 +24,7 @@ import torch
 from medcolor.data.bundle import DataBundle
 from medcolor.errors import TrainingError
 from medcolor.model import ColorTransferNet
-from medcolor.training.callbacks import last_checkpoint
+from medcolor.training.callbacks import ProgressLog, last_checkpoint
 from medcolor.training.data import TrainData
 from medcolor.training.lr_suggest import LR_RULES, diverged, smooth_losses, suggest_lr
 from medcolor.training.module import ColorTransferModule
@@ -99,6 +99,8 @@ def find_lr(plan: StagePlan, model: ColorTransferNet, bundle: DataBundle) -> flo
     trainer = make_trainer(plan.runtime, max_epochs=1, default_root_dir=str(tmp))
     seed_everything(derive_seed(plan.seed, 78))
     bar = show_progress_bar(plan.runtime.trainer.progress)
+    if plan.runtime.trainer.progress and not bar:  # the module logs it: the LR finder replaces the callbacks
+        module.progress_log = ProgressLog("LR range test", lf.num_training)
     quiet = contextlib.nullcontext() if bar else _lr_finder_without_bar()
     try:
         with quiet:

@@ -54,6 +54,13 @@ class ColorTransferModule(L.LightningModule):
         self.val_auc = MaskedAUROC(len(self.label_names))
         self.last_good_checkpoint: str | None = None
         self._train_loss = torch.zeros(2, dtype=torch.float64)
+        #: a progress logger (a :class:`~medcolor.training.callbacks.ProgressLog`) the module calls itself, for
+        #: phases where Lightning replaces the Trainer's callbacks (its LR finder)
+        self.progress_log: Any = None
+
+    def on_train_start(self) -> None:
+        if self.progress_log is not None:
+            self.progress_log.on_train_start(self.trainer, self)
 
     @classmethod
     def from_plan(
@@ -103,6 +110,8 @@ class ColorTransferModule(L.LightningModule):
         bad = nonfinite_tensors(self.model)
         if bad:
             self.on_nonfinite_weights(bad)
+        if self.progress_log is not None:
+            self.progress_log.on_train_batch_end(self.trainer, self, outputs, batch, batch_idx)
 
     def _where(self) -> str:
         return f"at step {self.global_step} of stage {self.stage_name!r}"

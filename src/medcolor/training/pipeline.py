@@ -40,8 +40,9 @@ from medcolor.display import SAMPLES_FILE, ColorizedSamples, colorize, write_col
 from medcolor.errors import DataError
 from medcolor.model import ColorTransferNet
 from medcolor.strategies import default_colorizer
-from medcolor.training.callbacks import StageCallbacks, last_checkpoint
+from medcolor.training.callbacks import StageCallbacks, format_auc, last_checkpoint
 from medcolor.training.data import TrainValData
+from medcolor.training.loggers import LOG_EVERY_N_STEPS, experiment_loggers
 from medcolor.training.lr_find import find_lr
 from medcolor.training.module import ColorTransferModule
 from medcolor.training.plan import resolve_stage, stage_seed
@@ -146,13 +147,13 @@ def run_stage(
     if done is not None:
         best, _ = load_model(directory / MODEL_FILE)
         model.load_state_dict(best.state_dict())
-        log.info(f"[{stage.strategy}] already done (best val mean AUC {done.best_val_mean_auc})")
+        log.info(f"[{stage.strategy}] already done (best val mean AUC {format_auc(done.best_val_mean_auc)})")
     else:
         done = _fit_stage(index, stage, model, bundle, cfg, directory, callbacks)
         save_model(model, directory / MODEL_FILE, **model_metadata(cfg, bundle, stage.strategy))
         write_stage_result(done)
         log.info(
-            f"[{stage.strategy}] best val mean AUC {done.best_val_mean_auc} at step {done.best_step} "
+            f"[{stage.strategy}] best val mean AUC {format_auc(done.best_val_mean_auc)} at step {done.best_step} "
             f"({done.time_s:.0f} s)"
         )
     model.finish_stage(stage.strategy)
@@ -174,7 +175,12 @@ def _fit_stage(
     lines = cfg.trainer.progress and not show_progress_bar(True, sys.stdout)
     callbacks = StageCallbacks.create(directory, stage_seed(cfg.trainer.seed, index), progress_lines=lines)
     trainer = make_trainer(
-        runtime, max_epochs=1, default_root_dir=str(directory), callbacks=[*callbacks.all, *extra_callbacks]
+        runtime,
+        max_epochs=1,
+        default_root_dir=str(directory),
+        callbacks=[*callbacks.all, *extra_callbacks],
+        logger=experiment_loggers(cfg.trainer.logger, directory, run_name=cfg.name),  # logs/csv/... always
+        log_every_n_steps=LOG_EVERY_N_STEPS,
     )
     plan = resolve_stage(
         index,

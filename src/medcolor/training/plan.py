@@ -4,7 +4,8 @@ it), the iteration schedule, batch size, seed, optimiser settings and the :class
 LR range test, the LightningModule and the data module then read.
 
 :func:`plan_stage` is the iteration arithmetic alone: a stage of ``epochs`` or ``iterations`` becomes
-``chunks`` of ``val_every`` iterations (validation + checkpoint after each chunk).
+``chunks`` of ``val_every`` iterations (validation + checkpoint after each chunk; the last chunk is shorter
+when ``val_every`` does not divide the stage's iterations).
 """
 
 from __future__ import annotations
@@ -34,32 +35,23 @@ def iterations_per_epoch(n_train: int, batch_size: int, world_size: int) -> int:
 
 
 def stage_iterations(stage: StageConfig, n_train: int | None, batch_size: int, world_size: int) -> int | None:
-    """The iterations a stage trains (rounded up to whole validation chunks); None when the stage is given
-    in epochs and the training-set size ``n_train`` is unknown (a cost estimate without it)."""
+    """The iterations a stage trains; None when the stage is given in epochs and the training-set size
+    ``n_train`` is unknown (a cost estimate without it)."""
     if n_train is None:
-        if stage.length.iterations is None:
-            return None
-        total = stage.length.iterations
-        if not stage.val_every:
-            return total
-        return _chunked(total, stage.val_every)[0]
+        return stage.length.iterations
     return plan_stage(stage, n_train, batch_size, world_size).total_steps
 
 
-def _chunked(total: int, val_every: int) -> tuple[int, int, int]:
-    chunks = math.ceil(total / min(val_every, total))
-    val_every = math.ceil(total / chunks)
-    return chunks * val_every, val_every, chunks
-
-
 def plan_stage(stage: StageConfig, n_train: int, batch_size: int, world_size: int) -> Schedule:
-    """The iterations of a stage, rounded up to whole chunks of ``val_every`` iterations."""
+    """The iterations of a stage in ``chunks`` of ``val_every`` iterations (the last one shorter when they do
+    not divide the stage's iterations: exactly ``total`` steps, ``StopAtStageEnd`` ends the last chunk)."""
     per_epoch = iterations_per_epoch(n_train, batch_size, world_size)
     total = stage.length.total(per_epoch)
     if total < 1:
         raise ConfigError(f"stage {stage.strategy!r} has no iterations (epochs={stage.epochs})")
-    steps, val_every, chunks = _chunked(total, int(stage.val_every) if stage.val_every else per_epoch)
-    return Schedule(steps, val_every, chunks, per_epoch)
+    val_every = min(int(stage.val_every) if stage.val_every else per_epoch, total)
+    chunks = math.ceil(total / val_every)
+    return Schedule(total, math.ceil(total / chunks), chunks, per_epoch)
 
 
 def run_colorizer(cfg: RunConfig) -> str:

@@ -120,6 +120,9 @@ def make_trainer(runtime: Runtime, **kw: Any) -> L.Trainer:
     )
     kwargs.update(kw)
     kwargs.setdefault("enable_progress_bar", show_progress_bar(t.progress, sys.stdout))  # Lightning's: stdout
+    from medcolor.quiet import quiet_lightning
+
+    quiet_lightning()  # no "GPU available" / tip lines, no known-harmless warnings
     trainer = L.Trainer(**kwargs)
     skip_filling_uninitialized_memory()
     return trainer

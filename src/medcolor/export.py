@@ -1,0 +1,447 @@
+"""Export a trained network to take away: ONNX, TorchScript or safetensors, with a ``MODEL_CARD.md``.
+
+:func:`export_model` writes the whole network ``C(E(T(x)))`` of a run with its preprocessing and output
+made explicit, so that a user of the file needs no medcolor:
+
+* input ``image``: float32 ``(batch, 1, size, size)``, gray values in [0, 1] — the image after medcolor's
+  decode -> reduce -> centre square crop -> resize (``size``: the run's input size, fixed; ``batch``: any);
+* the normalisation ``(image - mean) / std`` with the run's mean/std is part of the exported graph
+  (ONNX, TorchScript) or declared in the metadata (safetensors, which holds weights only);
+* output ``probabilities``: float32 ``(batch, labels)``, the sigmoid of the logits (one per label).
+
+The metadata (labels, size, normalisation, the input contract, the run it comes from) is embedded in each
+file: ONNX ``metadata_props`` key ``medcolor``, TorchScript extra file ``medcolor.json``, the safetensors
+header (as :mod:`medcolor.io` writes it), and also written as ``<file>.json`` beside it.
+
+:func:`predict_onnx` is the ``medcolor predict model.onnx IMAGES`` path: onnxruntime on the CPU, with the same
+image decoding as the PyTorch path.  ONNX export needs the optional ``export`` extra
+(``pip install medcolor[export]``: onnx, onnxscript, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from medcolor.errors import ConfigError, WeightsError
+from medcolor.utils import atomic_path, to_jsonable, write_json, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("onnx", "torchscript", "safetensors")
+#: the file each format writes in the output folder
+EXPORT_FILES = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt", "safetensors": "model.safetensors"}
+MODEL_CARD_FILE = "MODEL_CARD.md"
+INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
+EXPORT_FORMAT = "medcolor-export"
+METADATA_KEY = "medcolor"
+TORCHSCRIPT_EXTRA = "medcolor.json"
+_EXTRA_HINT = "ONNX export and prediction need the optional extra: pip install 'medcolor[export]'"
+
+
+class ExportedNet(nn.Module):
+    """The network as exported: normalisation in front, sigmoid behind.  ``image``: ``(B, 1, size, size)`` in
+    [0, 1]; returns probabilities ``(B, labels)``."""
+
+    def __init__(self, net: nn.Module, mean: float, std: float) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net((image - self.mean) / self.std).float())
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What :func:`export_model` wrote."""
+
+    format: str
+    model_path: Path
+    metadata_path: Path
+    card_path: Path
+    metadata: dict[str, Any]
+
+
+def _source(run: str | os.PathLike) -> tuple[Path, Path | None]:
+    """The model file of ``run`` (a run directory or a model file) and its run directory (None: unknown)."""
+    from medcolor.inference import resolve_model_path
+
+    path = resolve_model_path(run)
+    run_dir = path.parent if (path.parent / "config.yaml").is_file() else None
+    return path, run_dir
+
+
+def export_metadata(meta: dict[str, Any], fmt: str, source: Path) -> dict[str, Any]:
+    """The metadata of an exported file: the model file's, plus the input/output contract."""
+    from medcolor.inference import _norm
+
+    mean, std = _norm(meta)
+    size = int(meta.get("size", 320))
+    labels = list(meta.get("label_names") or [])
+    baked = fmt != "safetensors"
+    return {
+        "format": EXPORT_FORMAT,
+        "export_format": fmt,
+        "source": str(source),
+        "label_names": labels,
+        "size": size,
+        "normalization": {"mean": mean, "std": std},
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch", 1, size, size],
+            "dtype": "float32",
+            "values": "gray in [0, 1] after decode, centre square crop and resize to size x size",
+            "normalization": f"(image - {mean:.6g}) / {std:.6g}, "
+            + ("inside the exported graph" if baked else "to be applied by the user before the network"),
+        },
+        "output": {
+            "name": OUTPUT_NAME if baked else "logits",
+            "shape": ["batch", len(labels)],
+            "meaning": "sigmoid probabilities, one per label" if baked else "logits; apply a sigmoid per label",
+        },
+        "model": {k: v for k, v in meta.items() if k not in ("format", "format_version")},
+    }
+
+
+def export_model(
+    run: str | os.PathLike, fmt: str, out_dir: str | os.PathLike, *, opset: int | None = None
+) -> ExportResult:
+    """Export the network of ``run`` (a run directory or a ``model.safetensors``) as ``fmt`` (onnx, torchscript,
+    safetensors) into ``out_dir``, with ``MODEL_CARD.md`` beside it.  The batch dimension is dynamic; the input
+    size is the run's.  ``opset``: the ONNX opset (default: the exporter's)."""
+    from medcolor.inference import check_finite_weights
+    from medcolor.io import load_model
+
+    fmt = str(fmt).lower()
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; valid: {', '.join(EXPORT_FORMATS)}")
+    path, run_dir = _source(run)
+    model, meta = load_model(path)
+    check_finite_weights(model, path)
+    model.eval()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = export_metadata(meta, fmt, path)
+    target = out / EXPORT_FILES[fmt]
+    if fmt == "safetensors":
+        from medcolor.io import save_model
+
+        extra = {k: v for k, v in meta.items() if k not in ("format", "format_version", "architecture")}
+        save_model(model, target, **extra, export={k: info[k] for k in ("input", "output")})
+    else:
+        wrapped = ExportedNet(model, info["normalization"]["mean"], info["normalization"]["std"]).eval()
+        example = torch.rand(2, 1, info["size"], info["size"], generator=torch.Generator().manual_seed(0))
+        if fmt == "onnx":
+            _export_onnx(wrapped, example, target, info, opset)
+        else:
+            _export_torchscript(wrapped, example, target, info)
+    meta_path = target.with_name(target.name + ".json")
+    if fmt != "safetensors":  # save_model writes its own sidecar (model.json)
+        write_json(meta_path, info)
+    else:
+        from medcolor.io import sidecar_path
+
+        meta_path = sidecar_path(target)
+    card = write_model_card(out / MODEL_CARD_FILE, info, run_dir, target)
+    log.info(f"exported {fmt}: {target} (+ {meta_path.name}, {card.name})")
+    return ExportResult(fmt, target, meta_path, card, info)
+
+
+def _export_onnx(net: nn.Module, example: torch.Tensor, target: Path, info: dict[str, Any], opset: int | None) -> None:
+    import warnings
+
+    try:
+        import onnx
+        import onnxscript  # noqa: F401 - torch's ONNX exporter needs it
+    except ImportError as exc:
+        raise ConfigError(f"{_EXTRA_HINT} ({exc})") from None
+    kwargs: dict[str, Any] = {"opset_version": opset} if opset else {}
+    with atomic_path(target) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's notes about its own internals
+        torch.onnx.export(
+            net,
+            (example,),
+            str(tmp),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes={INPUT_NAME: {0: torch.export.Dim("batch", min=1)}},
+            external_data=False,
+            verbose=False,
+            **kwargs,
+        )
+        proto = onnx.load(str(tmp))
+        proto.doc_string = "medcolor network C(E(T(x))) with normalisation and sigmoid; see the medcolor metadata"
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(to_jsonable(info))
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(tmp))
+
+
+def _export_torchscript(net: nn.Module, example: torch.Tensor, target: Path, info: dict[str, Any]) -> None:
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notes
+        traced = torch.jit.trace(net, (example,), check_trace=False)  # the tests compare outputs per batch size
+        with atomic_path(target) as tmp:
+            torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_EXTRA: json.dumps(to_jsonable(info))})
+
+
+# ------------------------------------------------------------------------------------------------ model card
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _f3(v: Any) -> str:
+    return "n/a" if not isinstance(v, int | float) or not math.isfinite(v) else f"{v:.3f}"
+
+
+def run_metrics(run_dir: Path | None) -> dict[str, dict[str, Any]]:
+    """Every test set's ``metrics.json`` of a run: ``test/`` (or ``val/``) from training and each
+    ``evaluate-*/`` that ``medcolor evaluate`` wrote; keyed by folder name."""
+    if run_dir is None:
+        return {}
+    found = {}
+    for p in sorted(run_dir.glob("*/metrics.json")):
+        m = _read_json(p)
+        if isinstance(m, dict) and "auc" in m:
+            found[p.parent.name] = m
+    return found
+
+
+def _metrics_lines(metrics: dict[str, dict[str, Any]], labels: list[str]) -> list[str]:
+    if not metrics:
+        return ["No test metrics were found in the run directory (`*/metrics.json`)."]
+    head = ["set", "split", "images", "mean AUC (95% CI)", *labels]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, m in metrics.items():
+        ci = (m.get("ci95") or {}).get("mean_auc")
+        ci_text = f" ({_f3(ci[0])}-{_f3(ci[1])})" if isinstance(ci, list) and len(ci) == 2 else ""
+        aucs = m.get("auc") or {}
+        row = [name, str(m.get("split", "?")), str(m.get("n_samples", "?")), _f3(m.get("mean_auc")) + ci_text]
+        lines.append("| " + " | ".join(row + [_f3(aucs.get(k)) for k in labels]) + " |")
+    return lines
+
+
+def _threshold_lines(run_dir: Path | None) -> list[str]:
+    ops = _read_json(run_dir / "operating_points.json") if run_dir is not None else None
+    thresholds = ops.get("thresholds") if isinstance(ops, dict) else None
+    if not isinstance(thresholds, dict) or not thresholds:
+        return [
+            "No operating threshold was chosen for this run (no `operating_points.json`): the outputs are "
+            "probabilities; choose a threshold on your own validation data before any yes/no use."
+        ]
+    lines = [f"Chosen on the validation split by the rule `{ops.get('rule', '?')}` (positive when probability >= it):"]
+    for label, t in thresholds.items():
+        value = t.get("threshold") if isinstance(t, dict) else t
+        lines.append(f"- {label}: {_f3(value)}")
+    return lines
+
+
+def model_card(info: dict[str, Any], run_dir: Path | None, model_file: Path) -> str:
+    """The text of ``MODEL_CARD.md`` for an exported network (reads the run directory's files)."""
+    import yaml
+
+    meta = info["model"]
+    arch = meta.get("architecture") or {}
+    labels = list(info["label_names"])
+    cfg = {}
+    if run_dir is not None and (run_dir / "config.yaml").is_file():
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    data_cfg = cfg.get("data") or {}
+    data_info = (_read_json(run_dir / "data.json") if run_dir is not None else None) or {}
+    summary = (_read_json(run_dir / "summary.json") if run_dir is not None else None) or {}
+    stages = summary.get("stages") or []
+    norm = info["normalization"]
+    size = info["size"]
+    weights = meta.get("backbone_weights")
+    weights_text = {
+        "imagenet": "ImageNet-pretrained weights of torchvision",
+        "none": "random initialisation (no pretrained weights)",
+        None: "unknown",
+    }.get(weights, f"the state-dict file `{weights}`")
+    lines = [
+        f"# Model card: {summary.get('name') or (run_dir.name if run_dir else model_file.stem)}",
+        "",
+        f"File: `{model_file.name}` ({info['export_format']}); metadata in `{model_file.name}.json` and inside "
+        "the file. Made by medcolor (`medcolor export`).",
+        "",
+        "## Intended use and limits",
+        "",
+        "- **Research only. Not a medical device**: not validated for diagnosis, triage or any clinical "
+        "decision, and must not be used for them.",
+        "- Trained on the data below only; performance on other hospitals, scanners, populations, views or "
+        "image processing is unknown and usually lower. Small test sets give wide confidence intervals.",
+        "- The outputs are per-label probabilities of the labels below, not calibrated risks unless stated.",
+        "",
+        "## Architecture",
+        "",
+        f"`C(E(T(x)))`: T (colorization module) `{arch.get('colorizer', '?')}`"
+        f"{' ' + json.dumps(arch.get('colorizer_kwargs')) if arch.get('colorizer_kwargs') else ''}, "
+        f"E (backbone) `{arch.get('backbone', meta.get('backbone', '?'))}`, C a linear head with "
+        f"{arch.get('num_classes', len(labels))} outputs (dropout {arch.get('dropout', 0.0)}).",
+        "",
+        f"- Input `{INPUT_NAME}`: float32 `(batch, 1, {size}, {size})`, gray values in [0, 1] after decoding, "
+        f"a centre square crop and resizing to {size} x {size} px (the batch size is free).",
+        f"- Normalisation: `(image - {norm['mean']:.6g}) / {norm['std']:.6g}`, "
+        + (
+            "inside the exported graph (feed [0, 1] images)."
+            if info["export_format"] != "safetensors"
+            else "to apply yourself before the network (safetensors holds weights only)."
+        ),
+        f"- Output: {info['output']['meaning']}, `(batch, {len(labels)})`, in the order of the labels below.",
+        "",
+        "## Weights' origin",
+        "",
+        f"E started from {weights_text}. Strategy of the last stage: `{meta.get('strategy', '?')}`.",
+    ]
+    for s in stages:
+        if isinstance(s, dict):
+            lines.append(
+                f"- stage {int(s.get('index', 0)) + 1} `{s.get('strategy', '?')}`: max lr {s.get('lr')}, "
+                f"{s.get('total_steps', '?')} iterations, best validation mean AUC {_f3(s.get('best_val_mean_auc'))} "
+                f"at step {s.get('best_step', '?')}"
+            )
+    lines += [
+        "",
+        "## Training data and split",
+        "",
+        f"Dataset `{meta.get('dataset', data_cfg.get('dataset', '?'))}`"
+        + (f" from `{data_cfg.get('root')}`" if data_cfg.get("root") else "")
+        + (f" (labels `{data_cfg.get('csv')}`)" if data_cfg.get("csv") else "")
+        + ".",
+    ]
+    if data_info:
+        lines.append(
+            f"Images: train {data_info.get('train', '?')} / validation {data_info.get('val', '?')} / test "
+            f"{data_info.get('test', '?')}."
+        )
+    if data_cfg:
+        lines.append(
+            f"Split by patient: validation {data_cfg.get('val')}, test {data_cfg.get('test')} (split seed "
+            f"{data_cfg.get('split_seed', 0)}); training subset {data_cfg.get('subset') or 'all'}"
+            f" (draw {data_cfg.get('subset_draw', 0)})."
+        )
+    lines += [
+        "",
+        "## Labels",
+        "",
+        *[f"{i}. {name}" for i, name in enumerate(labels)],
+        "",
+        "## Metrics",
+        "",
+        "AUC per label on each held-out set of the run (95 % bootstrap CI of the mean):",
+        "",
+        *_metrics_lines(run_metrics(run_dir), labels),
+        "",
+        "## Operating threshold",
+        "",
+        *_threshold_lines(run_dir),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_model_card(path: Path, info: dict[str, Any], run_dir: Path | None, model_file: Path) -> Path:
+    write_text_atomic(path, model_card(info, run_dir, model_file))
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ prediction
+def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The medcolor metadata embedded in an exported ONNX file."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ConfigError(f"{_EXTRA_HINT} ({exc})") from None
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise WeightsError(f"cannot read {path} as an ONNX model ({exc})") from exc
+    props = {p.key: p.value for p in proto.metadata_props}
+    if METADATA_KEY not in props:
+        raise WeightsError(f"{path} is an ONNX model without medcolor metadata; it was not written by medcolor export")
+    try:
+        return json.loads(props[METADATA_KEY])
+    except ValueError as exc:
+        raise WeightsError(f"{path}: its medcolor metadata is not valid JSON ({exc})") from None
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session of ``path``."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ConfigError(f"{_EXTRA_HINT} ({exc})") from None
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def predict_onnx(
+    model_path: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike],
+    *,
+    batch_size: int = 16,
+    size: int | None = None,
+    num_workers: int | None = None,
+    threads: int | None = None,
+) -> pd.DataFrame:
+    """``medcolor predict model.onnx IMAGES``: probabilities from an exported ONNX network with onnxruntime on
+    the CPU; images decoded as in :func:`medcolor.inference.predict_files`.  Same DataFrame (``path`` + one
+    column per label)."""
+    from torch.utils.data import DataLoader
+
+    from medcolor.inference import ImageFiles, collect_images
+
+    path = Path(model_path)
+    if not path.is_file():
+        raise ConfigError(f"{path} does not exist; give an ONNX file written by `medcolor export`")
+    meta = read_onnx_metadata(path)
+    want = int(meta["size"])
+    if size is not None and int(size) != want:
+        raise ConfigError(f"{path} takes {want} px images (fixed when it was exported); --size {size} cannot change it")
+    session = onnx_session(path, threads)
+    files = collect_images(inputs)
+    ds = ImageFiles(files, want, 0.0, 1.0)  # [0, 1] gray: the normalisation is inside the graph
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=num_workers or 0)
+    out = [session.run([OUTPUT_NAME], {INPUT_NAME: b["image"].numpy().astype(np.float32)})[0] for b in loader]
+    probs = np.concatenate(out) if out else np.zeros((0, len(meta["label_names"])), dtype=np.float32)
+    df = pd.DataFrame(probs, columns=list(meta["label_names"]) or [f"label{j}" for j in range(probs.shape[1])])
+    df.insert(0, "path", [str(f) for f in files])
+    return df
+
+
+__all__ = [
+    "EXPORT_FILES",
+    "EXPORT_FORMATS",
+    "MODEL_CARD_FILE",
+    "ExportResult",
+    "ExportedNet",
+    "export_metadata",
+    "export_model",
+    "model_card",
+    "onnx_session",
+    "predict_onnx",
+    "read_onnx_metadata",
+    "run_metrics",
+]
