@@ -122,12 +122,59 @@ def test_folders_that_are_not_runs_are_refused(tmp_path):
     assert not is_run_dir(hand_written)
     with pytest.raises(ConfigError, match="not a medcolor run directory"):
         remove_run(hand_written)
-    legacy = tmp_path / "legacy"  # a run written before the marker: config.yaml + outputs
-    make(legacy, [n for n in RUN_FILES if n != RUN_MARKER])
-    (legacy / "config.yaml").write_text(RunConfig().to_yaml())
-    assert is_run_dir(legacy)
-    remove_run(legacy)
-    assert list(legacy.iterdir()) == []
+    unmarked = tmp_path / "unmarked"  # config.yaml + every output of a run, but no marker: not medcolor's
+    make(unmarked, [n for n in RUN_FILES if n != RUN_MARKER])
+    (unmarked / "config.yaml").write_text(RunConfig().to_yaml())
+    assert not is_run_dir(unmarked)
+    before = snapshot(unmarked)
+    with pytest.raises(ConfigError, match="not a medcolor run directory"):
+        remove_run(unmarked)
+    assert snapshot(unmarked) == before
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"config.yaml": "{}\n", "data.json": '{"my": "data"}', "2024-notes/result.json": '{"my": "results"}'},
+        {"config.yaml": "data: {dataset: synthetic}\n", "model.safetensors": "46.8 MB of a user's weights"},
+        {"config.yaml": "{}\n", "summary.json": "{}", "1-color-module/history.json": "[]"},
+    ],
+)
+def test_overwrite_and_its_dry_run_refuse_an_unmarked_folder_that_looks_like_a_run(tmp_path, capsys, files):
+    """The issue-21 repro: a folder that looks like a run but was not marked by medcolor is never deleted,
+    and `--dry-run --overwrite` says so instead of staying silent."""
+    proj = tmp_path / "proj"
+    for name, text in files.items():
+        (proj / name).parent.mkdir(parents=True, exist_ok=True)
+        (proj / name).write_text(text)
+    before = snapshot(proj)
+    for extra in (["--dry-run"], []):
+        rc, err = cli(capsys, *TRAIN, "--output", str(proj), "--overwrite", *extra)
+        assert rc == 2 and "is not a medcolor run directory" in err and str(proj) in err
+        assert snapshot(proj) == before
+
+
+def test_dry_run_says_what_overwrite_would_delete(tmp_path, capsys):
+    out = tmp_path / "run"
+    make(out, RUN_FILES)
+    before = snapshot(out)
+    rc, err = cli(capsys, *TRAIN, "--output", str(out), "--overwrite", "--dry-run")
+    n_files = len(RUN_FILES)
+    assert rc == 0 and f"overwrite: {n_files} files of the earlier run would be deleted" in err
+    assert snapshot(out) == before  # a dry run deletes nothing
+    (out / "mine.txt").write_text("keep")
+    rc, err = cli(capsys, *TRAIN, "--output", str(out), "--overwrite", "--dry-run")
+    assert rc == 2 and "mine.txt" in err and "refusing to delete anything" in err
+
+
+def test_resume_of_an_empty_or_missing_folder_is_refused(tmp_path, capsys):
+    for out in (tmp_path / "missing", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+        for extra in (["--dry-run"], []):
+            rc, err = cli(capsys, *TRAIN, "--output", str(out), "--resume", *extra)
+            assert rc == 2 and "holds no run to resume" in err
+    assert not (tmp_path / "missing").exists() and list((tmp_path / "empty").iterdir()) == []
 
 
 _STAGE = ("lr_find.json", "lr_find.png", "history.json", "result.json", "model.safetensors", "model.json", ".*.tmp")

@@ -16,7 +16,7 @@ from medcolor.validation import MAX_BOOTSTRAP, MAX_SEED, check_number, check_out
 def cmd_train(a: argparse.Namespace) -> int:
     from medcolor.config import RunConfig, check_run_config
     from medcolor.training import train
-    from medcolor.training.rundir import discard_unstarted_run
+    from medcolor.training.rundir import discard_unstarted_run, output_action
     from medcolor.validation import check_run_files
 
     cfg = config_from_args(a)
@@ -24,8 +24,9 @@ def cmd_train(a: argparse.Namespace) -> int:
         cfg = RunConfig.from_dict(cfg.to_dict())  # the canonical values, as train() stores them
         check_run_config(cfg)
         check_run_files(cfg)
+        action = output_action(cfg.output, overwrite=a.overwrite, resume=a.resume)  # refused here as train() would refuse it
         print(cfg.to_yaml(), end="")
-        print(f"# medcolor train: every option checked; a run would be written to {cfg.output}", file=sys.stderr)
+        print(f"# medcolor train: every option checked; a run would be written to {cfg.output} ({action})", file=sys.stderr)
         return 0
     existed = Path(cfg.output).exists()
     try:
