@@ -6,8 +6,9 @@
 * :mod:`~medcolor.study.keys` — dotted config keys, stage shorthands, what the table shows for a value;
 * :mod:`~medcolor.study.plan` — expansion into cells: ids, dependencies (transfer), levels;
 * :mod:`~medcolor.study.cost` — iterations and GPU-hours per cell, for ``--dry-run``;
+* :mod:`~medcolor.study.layout` — the study directory (every path, under DIR), its internal files read
+  back (a damaged one names the file), the cell lock, ``status``;
 * :mod:`~medcolor.study.runner` — each cell an ordinary run directory; skip / resume / record failures;
-  locks; ``status``;
 * :mod:`~medcolor.study.executors` — local worker processes, SLURM job arrays via submitit;
 * :mod:`~medcolor.study.results` — the tidy results table (``results.parquet``) and its schema;
 * :mod:`~medcolor.study.stats` (a package) — paired comparisons over matched repeats (t-test / Wilcoxon,
