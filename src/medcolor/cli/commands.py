@@ -24,9 +24,12 @@ def cmd_train(a: argparse.Namespace) -> int:
         cfg = RunConfig.from_dict(cfg.to_dict())  # the canonical values, as train() stores them
         check_run_config(cfg)
         check_run_files(cfg)
-        action = output_action(cfg.output, overwrite=a.overwrite, resume=a.resume)  # refused here as train() would refuse it
+        action = output_action(cfg.output, overwrite=a.overwrite, resume=a.resume)  # refused as train() would
         print(cfg.to_yaml(), end="")
-        print(f"# medcolor train: every option checked; a run would be written to {cfg.output} ({action})", file=sys.stderr)
+        print(
+            f"# medcolor train: every option checked; a run would be written to {cfg.output} ({action})",
+            file=sys.stderr,
+        )
         return 0
     existed = Path(cfg.output).exists()
     try:
