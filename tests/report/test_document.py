@@ -242,3 +242,34 @@ def test_template_mistakes_name_the_line_and_never_leak_a_traceback(study: Path,
     (tmp_path / "latin1.md.j2").write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(ConfigError, match="is not UTF-8 text"):
         render_document(tmp_path / "latin1.md.j2", {"s": study})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{{ cycler.__init__.__globals__.os.popen('touch PWNED').read() }}",
+        "{{ s.__class__.__init__.__globals__['os'].system('touch PWNED') }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ joiner.__init__.__globals__.__builtins__['open']('PWNED', 'w').write('x') }}",
+    ],
+)
+def test_a_template_cannot_run_code(study: Path, tmp_path: Path, monkeypatch, payload: str) -> None:
+    """Templates (someone else's study document) are sandboxed: reaching Python internals is a clear
+    ConfigError naming the template and line, and nothing is created."""
+    monkeypatch.chdir(tmp_path)
+    tmpl = write(tmp_path, "# results\n" + payload + "\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ConfigError, match=r"doc\.md\.j2, line 2: the template tried something .* sandboxed"):
+        render_document(tmpl, {"s": study}, n_boot=20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert not (study / "PWNED").exists()
+
+
+def test_the_reports_own_templates_are_sandboxed() -> None:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from medcolor.report.html import _env
+
+    assert isinstance(_env(), SandboxedEnvironment)
+    with pytest.raises(Exception, match="unsafe"):
+        _env().from_string("{{ cycler.__init__.__globals__ }}").render()

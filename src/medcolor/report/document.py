@@ -251,9 +251,12 @@ def _drop_empty_label_columns(t: Any) -> Any:
 
 
 def _environment(search: Path):
+    """A sandboxed environment: a template (perhaps someone else's) reads the study views' public
+    attributes and methods but cannot reach Python internals (``cycler.__init__.__globals__``...)."""
     import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
-    return jinja2.Environment(
+    return SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(str(search)),
         autoescape=False,  # Markdown, not HTML
         trim_blocks=True,
@@ -274,6 +277,7 @@ def render_document(
 ) -> str:
     """Render ``template`` with one :class:`StudyView` per ``studies`` item (name -> study directory)."""
     import jinja2
+    from jinja2.exceptions import SecurityError
 
     tpath = Path(template)
     if not tpath.is_file():
@@ -307,6 +311,11 @@ def render_document(
             raise ConfigError(f"{_where(tpath, exc)}: {exc.message}; the studies are {', '.join(studies)}") from None
         except MedcolorError as exc:
             raise type(exc)(f"{_where(tpath, exc)}: {exc}") from None
+        except SecurityError as exc:
+            raise ConfigError(
+                f"{_where(tpath, exc)}: the template tried something a study document may not do ({exc}); "
+                "templates are sandboxed: they read the studies' values and call their public methods only"
+            ) from None
         except Exception as exc:  # a template's own mistake (a bad format, a missing argument...)
             raise ConfigError(f"{_where(tpath, exc)}: {type(exc).__name__}: {exc}") from None
 

@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 def _env():
     import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
-    return jinja2.Environment(
+    return SandboxedEnvironment(  # the report's own templates, sandboxed like a study document's
         loader=jinja2.PackageLoader("medcolor.report", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
         trim_blocks=True,
