@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 
 from medcolor.errors import ConfigError, OptionError, UnknownNameError, UnknownOptionValueError
+from medcolor.yamlio import load_yaml
 
 
 @dataclass
@@ -191,7 +192,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {p} {'is not a file' if p.exists() else 'does not exist'}")
     try:
-        d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        d = load_yaml(p.read_text(encoding="utf-8"), f"config file {p}") or {}  # aliases bounded
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
