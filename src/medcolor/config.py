@@ -300,11 +300,19 @@ def _coerce(tp: Any, value: Any, where: str | None, key: str) -> Any:
 
 
 #: valid ``trainer.precision`` values (``auto`` is resolved per machine by :mod:`medcolor.training.runtime`)
-PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed")
+#: Lightning precisions medcolor refuses up front: its networks keep float32 weights where the tensors meet
+_UNSUPPORTED_PRECISIONS = {"bf16-true": "bf16-mixed", "64-true": "32-true", "16-true": "16-mixed"}
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
 def check_precision(precision: str) -> str:
+    if precision in _UNSUPPORTED_PRECISIONS:
+        raise OptionError(
+            "trainer.precision",
+            f"{precision} is not supported (medcolor computes in float32, or in mixed precision with float32 "
+            f"weights); use {_UNSUPPORTED_PRECISIONS[precision]}. Valid: {', '.join(sorted(PRECISIONS))}",
+        )
     if precision not in PRECISIONS:
         raise OptionError(
             "trainer.precision", f"unknown precision {precision!r}; valid: {', '.join(sorted(PRECISIONS))}"
