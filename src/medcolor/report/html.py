@@ -54,6 +54,22 @@ def _env():
     )
 
 
+def _report_comparisons(
+    table: pd.DataFrame, cells: StudyCells, ids: tuple[list[str], list[str]], opt: TableOptions
+) -> pd.DataFrame:
+    """Every comparison of the report's tables, each in the BH family of the table that shows it (named in
+    the ``family`` column): Table I (mean AUC), Table II (per label, with 2 labels or more), Table III."""
+    own = [x for x in cells.labels if x != MEAN_LABEL]
+    kw = {"test": opt.test, "metric": opt.metric, "n_boot": opt.n_boot, "seed": opt.seed, "level": opt.level}
+    parts = [("Table I", ids[0], [MEAN_LABEL]), ("Table III", ids[1], [MEAN_LABEL])]
+    if len(own) >= 2:
+        parts.insert(1, ("Table II", ids[0], own))
+    frames = [
+        compare_to_baseline(table, cells=c, labels=labels, family=family, **kw) for family, c, labels in parts if c
+    ]
+    return pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
+
+
 def _overview(table: pd.DataFrame, cells: StudyCells, meta: pd.DataFrame, metric: str, note: str) -> dict[str, Any]:
 
     def uniq(col: str) -> str:
@@ -111,7 +127,7 @@ def build_report(
     t1_ids, t3_ids = split_cells(cells)
     sections, tables = table_sections(table, opt, out, n_labels=len([x for x in cells.labels if x != MEAN_LABEL]))
     if "stages" in cells.grid and cells.fields["stages"].isin(BASELINES).any():
-        comp = compare_to_baseline(table, test=test, metric=metric, n_boot=n_boot, seed=seed)
+        comp = _report_comparisons(table, cells, (t1_ids, t3_ids), opt)
         with atomic_path(out / "comparisons.csv") as tmp:
             comp.to_csv(tmp, index=False)
 

@@ -40,7 +40,7 @@ select), :mod:`~.pairing` (partners and groups), :mod:`~.significance` (tests, b
 """
 
 from medcolor.study.results import RESULT_COLUMNS, SCHEMA_VERSION
-from medcolor.study.stats.arms import describe_arm, parse_arm, resolve_field
+from medcolor.study.stats.arms import describe_arm, parse_arm, resolve_field, select_cells
 from medcolor.study.stats.baseline import ARM_FIELDS, BASELINES, compare_to_baseline, reference_baseline
 from medcolor.study.stats.cells import (
     MEAN_LABEL,
@@ -58,15 +58,18 @@ from medcolor.study.stats.cells import (
     study_cells,
     value_sort_key,
 )
-from medcolor.study.stats.comparison import STAT_COLUMNS, compare
+from medcolor.study.stats.comparison import COMPARISON_FAMILY, STAT_COLUMNS, check_labels, compare
 from medcolor.study.stats.format import format_comparison, format_diff, format_p, format_pm
-from medcolor.study.stats.significance import adjust_bh
+from medcolor.study.stats.significance import CI_METHODS, MIN_BOOTSTRAP_PAIRS, adjust_bh
 
 __all__ = [
     "ARM_FIELDS",
     "BASELINES",
+    "CI_METHODS",
+    "COMPARISON_FAMILY",
     "MEAN_LABEL",
     "METRICS",
+    "MIN_BOOTSTRAP_PAIRS",
     "NONE",
     "REPEAT_FIELDS",
     "RESULT_COLUMNS",
@@ -78,6 +81,7 @@ __all__ = [
     "PairingError",
     "StudyCells",
     "adjust_bh",
+    "check_labels",
     "check_results",
     "compare",
     "compare_to_baseline",
@@ -91,6 +95,7 @@ __all__ = [
     "parse_arm",
     "reference_baseline",
     "resolve_field",
+    "select_cells",
     "study_cells",
     "value_sort_key",
 ]
