@@ -79,25 +79,10 @@ def compare_to_baseline(
     the ``mean`` row of a single-label study is its label's test), ``family`` names them (``family``).
     """
     check_args(test, n_boot, level)
-    only = cells
-    cells = study_cells(table, metric)
-    if only is not None:
-        unknown = sorted(set(map(str, only)) - set(cells.fields.index))
-        if unknown:
-            raise ConfigError(f"cells {unknown[:5]} are not in the results table")
-        cells = cells.subset([c for c in cells.fields.index if c in set(map(str, only))])
-    if "stages" not in cells.grid:
-        raise ConfigError("comparing against a baseline needs a 'stages' grid field (baseline, baseline-all, ...)")
-    labels = check_labels(cells, labels)
-    arm_fields = [resolve_field(f, cells.grid) for f in (arm_fields or [f for f in ARM_FIELDS if f in cells.grid])]
-    if "stages" not in arm_fields:
-        raise ConfigError("arm_fields must include 'stages'")
-    by = (
-        [resolve_field(f, cells.grid) for f in by]
-        if by is not None
-        else [f for f in cells.grid if f not in arm_fields and f not in REPEAT_FIELDS]
-    )
-    F = cells.fields
+    sc = _restrict(study_cells(table, metric), cells)
+    labels = check_labels(sc, labels)
+    arm_fields, by = _arm_and_section_fields(sc, arm_fields, by)
+    F = sc.fields
     is_base = F["stages"].isin(BASELINES)
     if TRANSFER_FIELD in F.columns:
         is_base &= F[TRANSFER_FIELD] == NONE
@@ -111,9 +96,35 @@ def compare_to_baseline(
         in_sec = np.ones(len(F), dtype=bool)
         for f, v in zip(by, sec, strict=True):
             in_sec &= (F[f] == v).to_numpy()
-        rows += _section_rows(cells, dict(zip(by, sec, strict=True)), in_sec, is_base[in_sec], opts)
+        rows += _section_rows(sc, dict(zip(by, sec, strict=True)), in_sec, is_base[in_sec], opts)
     head = [*by, *[f for f in arm_fields if f not in by], "baseline"]
     return finish_frame(rows, head, family)
+
+
+def _restrict(cells: StudyCells, only: Sequence[str] | None) -> StudyCells:
+    """The cells ``only`` (all without it); unknown ids are a ConfigError."""
+    if only is None:
+        return cells
+    keep = set(map(str, only))
+    unknown = sorted(keep - set(cells.fields.index))
+    if unknown:
+        raise ConfigError(f"cells {unknown[:5]} are not in the results table")
+    return cells.subset([c for c in cells.fields.index if c in keep])
+
+
+def _arm_and_section_fields(
+    cells: StudyCells, arm_fields: Sequence[str] | None, by: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """The fields that make an arm (default colorizer × stages × transfer) and those that make a section
+    (default: every other grid field except the repeat fields)."""
+    if "stages" not in cells.grid:
+        raise ConfigError("comparing against a baseline needs a 'stages' grid field (baseline, baseline-all, ...)")
+    arms = [resolve_field(f, cells.grid) for f in (arm_fields or [f for f in ARM_FIELDS if f in cells.grid])]
+    if "stages" not in arms:
+        raise ConfigError("arm_fields must include 'stages'")
+    if by is not None:
+        return arms, [resolve_field(f, cells.grid) for f in by]
+    return arms, [f for f in cells.grid if f not in arms and f not in REPEAT_FIELDS]
 
 
 @dataclass
