@@ -131,9 +131,6 @@ def plan_lines(plan: Any, states: dict[str, str] | None = None) -> list[str]:
         + (f" (+ {unknown} cell(s) without an estimate)" if unknown else "")
         + "; cost model: see medcolor.study.cost"
     )
-    invalid = [c for c in plan.cells if c.invalid]
-    for c in invalid:
-        lines.append(f"cannot run (will be recorded as failed): {c.id}: {c.invalid}")
     notes = sorted({n for c in plan.cells for n in (c.estimate or {}).get("notes", [])})
     lines += [f"note: {n}" for n in notes]
     lines += [f"warning: {w}" for w in plan.warnings]
