@@ -274,3 +274,16 @@ def test_an_unstarted_run_beside_a_study_runners_files_is_replaced_and_they_stay
     assert cfg.trainer.seed == 5 and RunConfig.from_yaml(directory / "config.yaml").trainer.seed == 5
     assert not (out / "data.json").exists()  # the unstarted run's own file went
     assert {n: (out / n).read_text() for n in runner_files} == runner_files
+
+
+def test_a_tilde_output_is_one_folder_in_home(tmp_path, capsys, monkeypatch):
+    """`-o '~/x'`: the whole run lands in $HOME/x (it was split between ./~/x and $HOME/x)."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    rc, err = cli(capsys, *TRAIN, "--output", "~/x")
+    assert rc == 0, err
+    assert (home / "x" / "summary.json").is_file() and (home / "x" / RUN_MARKER).is_file()
+    assert list(cwd.iterdir()) == []

@@ -273,3 +273,12 @@ def test_the_reports_own_templates_are_sandboxed() -> None:
     assert isinstance(_env(), SandboxedEnvironment)
     with pytest.raises(Exception, match="unsafe"):
         _env().from_string("{{ cycler.__init__.__globals__ }}").render()
+
+
+def test_cli_document_output_that_is_a_folder_is_named_as_the_flag(study: Path, tmp_path: Path, capsys) -> None:
+    from medcolor.cli import main
+
+    tmpl = write(tmp_path, "# {{ s.cells }} cells\n")
+    rc = main(["study", "document", str(tmpl), "--study", f"s={study}", "-o", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--output" in err and "is a folder" in err and ".tmp" not in err

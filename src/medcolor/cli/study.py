@@ -218,8 +218,10 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 def cmd_document(a: argparse.Namespace) -> int:
     from medcolor.report.document import parse_study_args, write_document
+    from medcolor.validation import check_output_file
 
-    path = write_document(a.template, parse_study_args(a.study), a.output, metric=a.metric)
+    out = check_output_file("--output", Path(a.output).expanduser())  # a folder or unwritable: named, up front
+    path = write_document(a.template, parse_study_args(a.study), out, metric=a.metric)
     print(f"document: {path}")
     return 0
 
