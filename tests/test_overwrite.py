@@ -4,6 +4,7 @@ run that stopped before its first stage does not block the corrected command."""
 from __future__ import annotations
 
 import fnmatch
+import os
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,25 @@ def test_a_tilde_output_is_one_folder_in_home(tmp_path, capsys, monkeypatch):
     assert rc == 0, err
     assert (home / "x" / "summary.json").is_file() and (home / "x" / RUN_MARKER).is_file()
     assert list(cwd.iterdir()) == []
+
+
+def test_a_poisoned_last_checkpoint_is_refused_with_a_clear_error(tmp_path, capsys):
+    """A last.ckpt holding a pickled callable is never unpickled and the error names the file."""
+    import pickle
+
+    out = tmp_path / "run"
+    cfg_args = [*TRAIN, "--output", str(out)]
+    assert cli(capsys, *cfg_args)[0] == 0
+    ckpt = out / "1-color-module" / "checkpoints" / "last.ckpt"
+    (out / "summary.json").unlink()
+    for p in (out / "1-color-module").glob("result.json"):
+        p.unlink()
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'PWNED'}",))
+
+    ckpt.write_bytes(pickle.dumps({"state_dict": Evil()}))
+    rc, err = cli(capsys, *cfg_args)
+    assert rc == 2 and str(ckpt) in err and "cannot be loaded safely" in err and "Traceback" not in err
+    assert not (tmp_path / "PWNED").exists()
