@@ -29,3 +29,15 @@ def test_every_listed_precision_trains(tmp_path, capsys, precision):
     out = tmp_path / "run"
     assert main([*TRAIN, "--precision", precision, "-o", str(out)]) == 0, capsys.readouterr().err
     assert (out / "summary.json").is_file()
+
+
+def test_colorize_size_is_capped_like_trainings(tmp_path, capsys):
+    """`colorize --size 100000` used to try to allocate 40 GB; it is refused as train's --size is (8192)."""
+    img = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("L", (16, 16)).save(img)
+    rc = main(["colorize", "colorU", str(img), "-o", str(tmp_path / "out"), "--size", "100000"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--size" in err and "8192" in err
+    assert not (tmp_path / "out").exists()

@@ -10,7 +10,7 @@ from typing import Any
 from medcolor.cli.parser import apply_flags, config_from_args
 from medcolor.cli.study import run as run_study_command
 from medcolor.errors import ConfigError, MedcolorError, OptionError
-from medcolor.validation import MAX_BOOTSTRAP, MAX_SEED, check_number, check_output_file, check_output_folder
+from medcolor.validation import MAX_BOOTSTRAP, MAX_SEED, MAX_SIZE, check_number, check_output_file, check_output_folder
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -123,7 +123,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 def cmd_colorize(a: argparse.Namespace) -> int:
     from medcolor.inference import colorize_files
 
-    check_number("--size", a.size, integer=True, at_least=8, optional=True)
+    check_number("--size", a.size, integer=True, at_least=8, at_most=MAX_SIZE, optional=True)
     check_output_folder("--output", a.output)
     files = colorize_files(a.source, a.images, a.output, size=a.size, display=a.display)
     print(f"{len(files)} images written to {a.output}")
