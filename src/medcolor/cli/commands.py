@@ -100,14 +100,31 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output_apart(flag: str, out: str, inputs: list[str]) -> Path:
+    """An output that is no input of the command and lies in no medcolor run directory (writing there
+    would replace an input image or the run's own network); an empty path is refused, not the cwd."""
+    from medcolor.training.rundir import is_run_dir
+
+    if not str(out).strip():
+        raise OptionError(flag, "is empty; give a path (use . for the current folder)")
+    p = Path(out).expanduser().resolve()
+    for i in inputs:
+        if Path(i).expanduser().resolve() == p:
+            raise OptionError(flag, f"{out} is also an input of this command; writing it would replace it")
+    run = next((d for d in (p, *p.parents) if d.is_dir() and is_run_dir(d)), None)
+    if run is not None:
+        raise OptionError(flag, f"{out} is inside the medcolor run {run}; writing there would change the run")
+    return Path(out).expanduser()
+
+
 def cmd_predict(a: argparse.Namespace) -> int:
     from medcolor.config import check_precision
     from medcolor.inference import predict_files
 
     check_number("--batch-size", a.batch_size, integer=True, at_least=1)
     check_precision(a.precision)
-    if a.output:
-        check_output_file("--output", a.output)
+    if a.output is not None:
+        check_output_file("--output", _check_output_apart("--output", a.output, [*a.images, a.model]))
     df = predict_files(a.model, a.images, batch_size=a.batch_size, precision=a.precision, device=a.accelerator)
     if a.output:
         from medcolor.utils import atomic_path
@@ -124,7 +141,7 @@ def cmd_colorize(a: argparse.Namespace) -> int:
     from medcolor.inference import colorize_files
 
     check_number("--size", a.size, integer=True, at_least=8, at_most=MAX_SIZE, optional=True)
-    check_output_folder("--output", a.output)
+    check_output_folder("--output", _check_output_apart("--output", a.output, [*a.images, a.source]))
     files = colorize_files(a.source, a.images, a.output, size=a.size, display=a.display)
     print(f"{len(files)} images written to {a.output}")
     return 0
@@ -134,7 +151,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     from medcolor.inference import load_colorizer_any
     from medcolor.io import save_colorizer
 
-    check_output_file("--output", a.output, suffix=".safetensors")
+    check_output_file("--output", _check_output_apart("--output", a.output, [a.run]), suffix=".safetensors")
     t, meta = load_colorizer_any(a.run)
     if not t.learnable:
         raise ConfigError(f"{a.run} has no learned colorization module (its T is {t.name!r})")
