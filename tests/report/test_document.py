@@ -282,3 +282,25 @@ def test_cli_document_output_that_is_a_folder_is_named_as_the_flag(study: Path, 
     rc = main(["study", "document", str(tmpl), "--study", f"s={study}", "-o", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and "--output" in err and "is a folder" in err and ".tmp" not in err
+
+
+def test_study_compare_defaults_to_the_reports_family(study: Path, capsys) -> None:
+    """`study compare` of an arm against its baseline shows the adjusted p of the report's table that shows
+    that test (Table I for the mean), naming the family; --family comparison adjusts over its own rows."""
+    from medcolor.cli import main
+    from medcolor.report.html import report_families
+
+    rc = main(["study", "compare", str(study), BASE, CM])
+    text = capsys.readouterr().out
+    assert rc == 0 and "family: " in text and "Table I (" in text
+    rep = report_families(study, read_results(study), "test_auc", "t")
+    own = compare(read_results(study), BASE, CM)
+    mean = own[own["label"] == "mean"].iloc[0]
+    in_report = rep[(rep["label"] == "mean") & (rep["pairs"] == mean["pairs"])]
+    assert len(in_report) == 1 and in_report.iloc[0]["family"].startswith("Table I (")
+    shown = f"{in_report.iloc[0]['p_adj']:.3f}" if in_report.iloc[0]["p_adj"] >= 0.001 else "<0.001"
+    mean_line = next(line for line in text.splitlines() if line.startswith("| mean |"))
+    assert mean_line.split("|")[-2].strip().rstrip(" *") == shown
+    assert main(["study", "compare", str(study), BASE, CM, "--family", "comparison"]) == 0
+    text = capsys.readouterr().out
+    assert "family: this comparison (" in text and "Table I" not in text

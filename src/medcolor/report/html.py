@@ -54,7 +54,7 @@ def _env():
     )
 
 
-def _report_comparisons(
+def report_comparisons(
     table: pd.DataFrame, cells: StudyCells, ids: tuple[list[str], list[str]], opt: TableOptions
 ) -> pd.DataFrame:
     """Every comparison of the report's tables, each in the BH family of the table that shows it (named in
@@ -68,6 +68,16 @@ def _report_comparisons(
         compare_to_baseline(table, cells=c, labels=labels, family=family, **kw) for family, c, labels in parts if c
     ]
     return pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
+
+
+def report_families(study_dir: str | os.PathLike, table: pd.DataFrame, metric: str, test: str) -> pd.DataFrame:
+    """The comparisons of a study's report (:func:`report_comparisons`) with their families, computed from
+    its results table as :func:`build_report` does (empty when the study has no baselines)."""
+    table = add_constant_fields(table, Path(study_dir))
+    cells = study_cells(table, metric)
+    if "stages" not in cells.grid or not cells.fields["stages"].isin(BASELINES).any():
+        return pd.DataFrame(columns=["label", "pairs", "test", "p_adj", "family"])
+    return report_comparisons(table, cells, split_cells(cells), TableOptions(metric=metric, test=test, n_boot=0))
 
 
 def _overview(table: pd.DataFrame, cells: StudyCells, meta: pd.DataFrame, metric: str, note: str) -> dict[str, Any]:
@@ -127,7 +137,7 @@ def build_report(
     t1_ids, t3_ids = split_cells(cells)
     sections, tables = table_sections(table, opt, out, n_labels=len([x for x in cells.labels if x != MEAN_LABEL]))
     if "stages" in cells.grid and cells.fields["stages"].isin(BASELINES).any():
-        comp = _report_comparisons(table, cells, (t1_ids, t3_ids), opt)
+        comp = report_comparisons(table, cells, (t1_ids, t3_ids), opt)
         with atomic_path(out / "comparisons.csv") as tmp:
             comp.to_csv(tmp, index=False)
 

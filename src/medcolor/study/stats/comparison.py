@@ -37,6 +37,7 @@ STAT_COLUMNS = (
     "test",
     "metric",
     "note",
+    "pairs",
 )
 #: the BH family of :func:`compare` unless the caller names another
 COMPARISON_FAMILY = "this comparison"
@@ -67,6 +68,7 @@ def _label_row(
     xb = cells.values.loc[ib, label].to_numpy(float) if ib else np.zeros(0)
     ok = np.isfinite(xa) & np.isfinite(xb)
     xa, xb = xa[ok], xb[ok]
+    pairs = ";".join(f"{a}|{b}" for (a, b), keep in zip(plan.pairs, ok, strict=True) if keep)
     n, d = len(xa), xb - xa
     notes = [plan.note] if plan.note else []
     if n < len(ia):
@@ -86,7 +88,7 @@ def _label_row(
         **plan.group, "a": plan.a, "b": plan.b, "label": label, "n": n,
         "mean_a": mean(xa), "std_a": sample_std(xa), "mean_b": mean(xb), "std_b": sample_std(xb),
         "diff": mean(d), "ci_low": lo, "ci_high": hi, "ci_method": method, "statistic": stat, "p": p,
-        "test": test, "metric": cells.metric, "note": "; ".join(notes),
+        "test": test, "metric": cells.metric, "note": "; ".join(notes), "pairs": pairs,
     }  # fmt: skip
 
 
@@ -136,6 +138,7 @@ def finish_frame(rows: list[dict[str, Any]], head: Sequence[str], family: str) -
     df["n"] = df["n"].fillna(0).astype(int)
     df["note"] = df["note"].fillna("").astype(str)
     df["ci_method"] = df["ci_method"].fillna("").astype(str)
+    df["pairs"] = df["pairs"].fillna("").astype(str)
     return df
 
 
