@@ -125,13 +125,8 @@ def run_cell(
     if rank0 and not lock.acquire():
         return "busy"
     try:
-        if (d / ROW_FILE).is_file():
-            damaged = row_problem(d)
-            if damaged is None:
-                return "done"
-            log.warning("%s: collecting the cell's rows again", damaged)  # derived from summary.json
-            if rank0:
-                (d / ROW_FILE).unlink()
+        if _finished(d, rank0):
+            return "done"
         if any(not (cell_dir(study_dir, dep) / ROW_FILE).is_file() for dep in cell.depends_on):
             return "skipped"
         with _output_to(d / (LOG_FILE if rank0 else f"log.rank{process_rank()}.txt"), capture):
@@ -139,60 +134,100 @@ def run_cell(
                 f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} cell {cell_id}: pid {os.getpid()} on {socket.gethostname()}"
             )
             try:
-                if rank0:
-                    (d / FAILED_FILE).unlink(missing_ok=True)
-                if threads:
-                    import torch
-
-                    torch.set_num_threads(threads)
-                cfg = cell_run_config(cell, study_dir)
-                if devices and devices > 1:
-                    cfg.trainer.devices = devices
-                if nodes and nodes > 1:
-                    cfg.trainer.num_nodes = nodes
-                wall_file = d / WALL_FILE
-                if not rank0:  # the other DDP ranks start when rank 0 has made the run directory
-                    deadline = time.time() + 600
-                    while not (d / "config.yaml").is_file() and time.time() < deadline:
-                        time.sleep(0.5)
-                if rank0 and not (d / RUN_MARKER).is_file():
-                    # the cell folder already holds the runner's files (log, lock): make it the cell's run
-                    # directory (also a cell begun by a medcolor that wrote config.yaml without the marker)
-                    mark_run_dir(d, RunConfig.from_dict(cfg.to_dict()))
-                if not (d / "summary.json").is_file() or not wall_file.is_file():
-                    from medcolor.training import train  # imported before the clock starts; logs via logging
-
-                    t0 = time.time()
-                    train(cfg)
-                    if rank0:
-                        write_json(wall_file, {"wall_s": round(time.time() - t0, 3)})
-                if rank0:
-                    wall = _read_wall(wall_file)
-                    rows = cell_rows(cell, d, study=meta["study"], columns=meta["columns"], wall_s=wall)
-                    write_rows(d, rows)
-                print(f"=== cell {cell_id} done", flush=True)
-                return "done"
+                _train_and_collect(study_dir, d, meta, cell, rank0, threads=threads, devices=devices, nodes=nodes)
             except KeyboardInterrupt:
                 print(f"=== cell {cell_id} interrupted", flush=True)
                 raise
             except Exception as exc:
                 tb = traceback.format_exc()
                 print(tb, flush=True)
-                error = f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, RunConflictError):  # a partial run of another config: train's advice does not apply
-                    error = (
-                        f"RunConflictError: cell {cell_id} holds a partly trained run of another configuration "
-                        f"({'; '.join(exc.diffs[:6])}), e.g. begun by a medcolor with other defaults or before "
-                        f"the spec was edited. Delete {d} to run the cell from the start (finished cells are "
-                        "never affected)."
-                    )
+                error = _failure_message(exc, cell_id, d)
+                if isinstance(exc, RunConflictError):
                     print(error, flush=True)
                 if rank0:
                     record_failure(d, error, tb)
                 return "failed"
+            print(f"=== cell {cell_id} done", flush=True)
+            return "done"
     finally:
         if rank0:
             lock.release()
+
+
+def _finished(d: Path, rank0: bool) -> bool:
+    """Whether the cell's ``row.json`` is there and readable; a damaged one (derived from the run's
+    summary.json) is removed so that the rows are collected again."""
+    if not (d / ROW_FILE).is_file():
+        return False
+    damaged = row_problem(d)
+    if damaged is None:
+        return True
+    log.warning("%s: collecting the cell's rows again", damaged)
+    if rank0:
+        (d / ROW_FILE).unlink()
+    return False
+
+
+def _train_and_collect(
+    study_dir: Path,
+    d: Path,
+    meta: dict[str, Any],
+    cell: Cell,
+    rank0: bool,
+    *,
+    threads: int | None,
+    devices: int | None,
+    nodes: int | None,
+) -> None:
+    """Train (or resume) the cell's run unless it finished, then (rank 0) write its rows."""
+    if rank0:
+        (d / FAILED_FILE).unlink(missing_ok=True)
+    cfg = _cell_config(study_dir, cell, threads, devices, nodes)
+    wall_file = d / WALL_FILE
+    if not rank0:  # the other DDP ranks start when rank 0 has made the run directory
+        deadline = time.time() + 600
+        while not (d / "config.yaml").is_file() and time.time() < deadline:
+            time.sleep(0.5)
+    if rank0 and not (d / RUN_MARKER).is_file():
+        # the cell folder already holds the runner's files (log, lock): make it the cell's run
+        # directory (also a cell begun by a medcolor that wrote config.yaml without the marker)
+        mark_run_dir(d, RunConfig.from_dict(cfg.to_dict()))
+    if not (d / "summary.json").is_file() or not wall_file.is_file():
+        from medcolor.training import train  # imported before the clock starts; logs via logging
+
+        t0 = time.time()
+        train(cfg)
+        if rank0:
+            write_json(wall_file, {"wall_s": round(time.time() - t0, 3)})
+    if rank0:
+        rows = cell_rows(cell, d, study=meta["study"], columns=meta["columns"], wall_s=_read_wall(wall_file))
+        write_rows(d, rows)
+
+
+def _cell_config(study_dir: Path, cell: Cell, threads: int | None, devices: int | None, nodes: int | None) -> RunConfig:
+    """The cell's run configuration with this worker's devices and nodes (and its torch threads set)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    cfg = cell_run_config(cell, study_dir)
+    if devices and devices > 1:
+        cfg.trainer.devices = devices
+    if nodes and nodes > 1:
+        cfg.trainer.num_nodes = nodes
+    return cfg
+
+
+def _failure_message(exc: Exception, cell_id: str, d: Path) -> str:
+    """The one-line error recorded for a failed cell (a partial run of another configuration: what to do)."""
+    if isinstance(exc, RunConflictError):  # train's advice (--resume / --overwrite) does not apply to a cell
+        return (
+            f"RunConflictError: cell {cell_id} holds a partly trained run of another configuration "
+            f"({'; '.join(exc.diffs[:6])}), e.g. begun by a medcolor with other defaults or before "
+            f"the spec was edited. Delete {d} to run the cell from the start (finished cells are "
+            "never affected)."
+        )
+    return f"{type(exc).__name__}: {exc}"
 
 
 # ----------------------------------------------------------------------------- the whole study
