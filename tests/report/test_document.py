@@ -242,3 +242,65 @@ def test_template_mistakes_name_the_line_and_never_leak_a_traceback(study: Path,
     (tmp_path / "latin1.md.j2").write_bytes("caf\xe9".encode("latin-1"))
     with pytest.raises(ConfigError, match="is not UTF-8 text"):
         render_document(tmp_path / "latin1.md.j2", {"s": study})
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{{ cycler.__init__.__globals__.os.popen('touch PWNED').read() }}",
+        "{{ s.__class__.__init__.__globals__['os'].system('touch PWNED') }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ joiner.__init__.__globals__.__builtins__['open']('PWNED', 'w').write('x') }}",
+    ],
+)
+def test_a_template_cannot_run_code(study: Path, tmp_path: Path, monkeypatch, payload: str) -> None:
+    """Templates (someone else's study document) are sandboxed: reaching Python internals is a clear
+    ConfigError naming the template and line, and nothing is created."""
+    monkeypatch.chdir(tmp_path)
+    tmpl = write(tmp_path, "# results\n" + payload + "\n")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ConfigError, match=r"doc\.md\.j2, line 2: the template tried something .* sandboxed"):
+        render_document(tmpl, {"s": study}, n_boot=20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert not (study / "PWNED").exists()
+
+
+def test_the_reports_own_templates_are_sandboxed() -> None:
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from medcolor.report.html import _env
+
+    assert isinstance(_env(), SandboxedEnvironment)
+    with pytest.raises(Exception, match="unsafe"):
+        _env().from_string("{{ cycler.__init__.__globals__ }}").render()
+
+
+def test_cli_document_output_that_is_a_folder_is_named_as_the_flag(study: Path, tmp_path: Path, capsys) -> None:
+    from medcolor.cli import main
+
+    tmpl = write(tmp_path, "# {{ s.cells }} cells\n")
+    rc = main(["study", "document", str(tmpl), "--study", f"s={study}", "-o", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--output" in err and "is a folder" in err and ".tmp" not in err
+
+
+def test_study_compare_defaults_to_the_reports_family(study: Path, capsys) -> None:
+    """`study compare` of an arm against its baseline shows the adjusted p of the report's table that shows
+    that test (Table I for the mean), naming the family; --family comparison adjusts over its own rows."""
+    from medcolor.cli import main
+    from medcolor.report.html import report_families
+
+    rc = main(["study", "compare", str(study), BASE, CM])
+    text = capsys.readouterr().out
+    assert rc == 0 and "family: " in text and "Table I (" in text
+    rep = report_families(study, read_results(study), "test_auc", "t")
+    own = compare(read_results(study), BASE, CM)
+    mean = own[own["label"] == "mean"].iloc[0]
+    in_report = rep[(rep["label"] == "mean") & (rep["pairs"] == mean["pairs"])]
+    assert len(in_report) == 1 and in_report.iloc[0]["family"].startswith("Table I (")
+    shown = f"{in_report.iloc[0]['p_adj']:.3f}" if in_report.iloc[0]["p_adj"] >= 0.001 else "<0.001"
+    mean_line = next(line for line in text.splitlines() if line.startswith("| mean |"))
+    assert mean_line.split("|")[-2].strip().rstrip(" *") == shown
+    assert main(["study", "compare", str(study), BASE, CM, "--family", "comparison"]) == 0
+    text = capsys.readouterr().out
+    assert "family: this comparison (" in text and "Table I" not in text

@@ -76,6 +76,14 @@ def test_report_files(report) -> None:
     comp = pd.read_csv(out / "comparisons.csv")
     assert {"baseline", "diff", "ci_low", "ci_high", "p", "p_adj", "label"} <= set(comp.columns)
     assert set(comp["label"]) == {"Opacity", "Fine texture", "Enlarged heart", "mean"}
+    # one adjusted p per comparison in the report: comparisons.csv holds the tables' own families, named
+    assert {f.split(" (")[0] for f in comp["family"]} == {"Table I", "Table II", "Table III"}
+    study, _ = report
+    t1 = table1(add_constant_fields(pd.read_parquet(study / "results.parquet"), study), TableOptions())
+    t1_rows = pd.DataFrame(t1.data).dropna(subset=["p_adj"])
+    in_csv = comp[comp["family"].str.startswith("Table I (")]
+    assert sorted(in_csv["p_adj"].dropna().round(12)) == sorted(t1_rows["p_adj"].round(12))
+    assert set(t1_rows["family"]) == set(in_csv["family"])
 
 
 def test_index_html_shows_tables_figures_and_links(report) -> None:

@@ -93,7 +93,7 @@ def test_table1_numbers_and_marks(results: pd.DataFrame) -> None:
     md = t1.to_markdown()
     assert f"| PixelShuffle | Color Module | 3 | {text} | {(b - a).mean() * 100:+.1f} [" in md
     assert f"| – | Baseline | 3 | {a.mean() * 100:.1f} ± {a.std(ddof=1) * 100:.1f} | – | – |" in md
-    assert "**Dataset: synthetic · Training subset: 30 images**" in md and "family: the 12 comparisons" in md
+    assert "**Dataset: synthetic · Training subset: 30 images**" in md and "BH family: Table I, 12 tests" in md
     tex = t1.to_latex()
     tex_text = text.replace("±", r"$\pm$")
     assert f"PixelShuffle & Color Module & 3 & {tex_text} & " in tex
@@ -118,7 +118,7 @@ def test_table2_per_label(results: pd.DataFrame) -> None:
     assert row["Enlarged heart:std"] == pytest.approx(b.std(ddof=1))
     # 36 comparisons (3 sizes x 4 arms x 3 labels) in one BH family
     assert t2.data.filter(like=":p_adj").notna().sum().sum() == 36
-    assert "family: the 36 comparisons" in t2.to_markdown()
+    assert "BH family: Table II, 36 tests" in t2.to_markdown()
     one_label = results[results["label"].isin(["Opacity", "mean"])]
     assert table2(one_label, OPT) is None
 

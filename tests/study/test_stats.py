@@ -85,8 +85,13 @@ def test_hand_computed_t_test() -> None:
     assert x["test"] == "t" and x["metric"] == "test_auc" and x["note"] == ""
     # the mean row equals the single label; BH over the two identical p-values changes nothing
     assert r.iloc[1]["p"] == pytest.approx(x["p"]) and r.iloc[1]["p_adj"] == pytest.approx(x["p"])
-    # bootstrap CI of the mean difference: inside the range of the differences, around the mean
-    assert 0.03 - 1e-12 <= x["ci_low"] <= x["diff"] <= x["ci_high"] <= 0.06 + 1e-12
+    # one test, counted once: the mean row of a single-label study is the label's test
+    assert list(r["family"]) == ["this comparison (1 test)"] * 2
+    # 3 pairs: the 95 % t-interval of the mean difference (a bootstrap would give exactly [min d, max d]);
+    # t(0.975, 2 df) = 4.302652729911275
+    half = 4.302652729911275 * math.sqrt(21 / 90000) / math.sqrt(3)
+    assert x["ci_method"] == "t"
+    assert x["ci_low"] == pytest.approx(14 / 300 - half) and x["ci_high"] == pytest.approx(14 / 300 + half)
 
 
 def test_hand_computed_wilcoxon_and_bh() -> None:
@@ -121,13 +126,13 @@ def test_against_scipy(test: str) -> None:
     assert list(r["label"]) == [*LABELS, "mean"]
     for _, row in r.iterrows():
         xa, xb = a[row["label"]], b[row["label"]]
-        ref = sps.ttest_rel(xb, xa) if test == "t" else sps.wilcoxon(xb, xa)
+        ref = sps.ttest_rel(xb, xa) if test == "t" else sps.wilcoxon(xb, xa, zero_method="pratt")
         assert row["statistic"] == pytest.approx(ref.statistic) and row["p"] == pytest.approx(ref.pvalue)
         assert row["diff"] == pytest.approx(np.mean(xb - xa))
         assert row["std_b"] == pytest.approx(np.std(xb, ddof=1))
-        d = xb - xa
-        boots = d[np.random.default_rng(3).integers(0, 5, size=(500, 5))].mean(axis=1)
-        assert [row["ci_low"], row["ci_high"]] == pytest.approx(np.percentile(boots, [2.5, 97.5]))
+        d = xb - xa  # 5 pairs: below 6 the interval is the t-interval
+        ci = sps.t.interval(0.95, 4, loc=d.mean(), scale=sps.sem(d))
+        assert row["ci_method"] == "t" and [row["ci_low"], row["ci_high"]] == pytest.approx(list(ci))
     assert r["p_adj"].to_numpy() == pytest.approx(sps.false_discovery_control(r["p"].to_numpy(), method="bh"))
 
 
@@ -410,7 +415,57 @@ def test_format_comparison_for_the_terminal() -> None:
     lines = text.splitlines()
     assert lines[0] == "a: stages=baseline & model.colorizer=replicate"
     assert lines[1] == "b: stages=color-module & model.colorizer=pixelshuffle"
-    assert "paired t-test" in lines[2] and "over these 2 tests" in lines[2]
+    assert "paired t-test" in lines[2] and "family: this comparison (1 test)" in lines[2] and "[t-interval]" in lines[2]
     p = 1 - math.sqrt(14 / 15)
     assert "| X | 3 | 72.0 ± 2.0 | 76.7 ± 1.5 | +4.7 [" in text and f"| {p:.3f} | {p:.3f} * |" in text
     assert format_comparison(compare(two_arms(A3, B3), "baseline", "color-module").iloc[:0]) == "(no comparisons)"
+
+
+def test_from_six_pairs_the_interval_is_the_seeded_bootstrap() -> None:
+    rng = np.random.default_rng(7)
+    a = rng.uniform(0.6, 0.8, 8)
+    b = a + rng.normal(0.02, 0.03, 8)
+    cells = []
+    for seed in range(8):
+        cells.append(({"stages": "baseline", "trainer.seed": seed}, {"X": a[seed]}))
+        cells.append(({"stages": "color-module", "trainer.seed": seed}, {"X": b[seed]}))
+    r = compare(table(cells), "baseline", "color-module", labels=["X"], n_boot=400, seed=5)
+    d = b - a
+    boots = d[np.random.default_rng(5).integers(0, 8, size=(400, 8))].mean(axis=1)
+    x = r.iloc[0]
+    assert x["ci_method"] == "bootstrap"
+    assert [x["ci_low"], x["ci_high"]] == pytest.approx(list(np.percentile(boots, [2.5, 97.5])))
+
+
+def test_wilcoxon_keeps_zero_differences_so_n_is_what_the_test_used() -> None:
+    a = [0.70, 0.72, 0.74, 0.71, 0.73, 0.75]
+    b = [0.70, 0.71, 0.78, 0.74, 0.77, 0.80]  # the first difference is 0, the second negative
+    cells = []
+    for seed in range(6):
+        cells.append(({"stages": "baseline", "trainer.seed": seed}, {"X": a[seed]}))
+        cells.append(({"stages": "color-module", "trainer.seed": seed}, {"X": b[seed]}))
+    x = compare(table(cells), "baseline", "color-module", labels=["X"], test="wilcoxon").iloc[0]
+    ref = sps.wilcoxon(b, a, zero_method="pratt")
+    assert x["n"] == 6 and x["p"] == pytest.approx(ref.pvalue) and x["statistic"] == pytest.approx(ref.statistic)
+    dropped = sps.wilcoxon(b, a)  # scipy's default drops the zero: a test of 5 pairs
+    assert (x["p"], x["statistic"]) != pytest.approx((dropped.pvalue, dropped.statistic))
+
+
+def test_a_single_label_study_counts_each_test_once_in_bh() -> None:
+    """The mean row of a single-label study is the same test as its label row: one member of the family."""
+    cells = []
+    for seed in range(3):
+        cells.append(({"stages": "baseline", "model.colorizer": "replicate", "trainer.seed": seed}, {"X": 0.7}))
+        for k, col in enumerate(("colorU", "deconv", "pixelshuffle")):
+            v = 0.7 + 0.01 * (k + 1) + 0.004 * seed * (k - 1)
+            g = {"stages": "color-module", "model.colorizer": col, "trainer.seed": seed}
+            cells.append((g, {"X": v}))
+    t = table(cells)
+    r = compare_to_baseline(t)
+    assert len(r) == 6 and set(r["label"]) == {"X", "mean"}
+    xs, means = r[r["label"] == "X"], r[r["label"] == "mean"]
+    tested = xs["p"].notna().sum()
+    assert set(r["family"]) == {f"every arm against its baseline ({tested} tests)"}
+    want = sps.false_discovery_control(xs["p"].dropna().to_numpy(), method="bh")
+    assert xs["p_adj"].dropna().to_numpy() == pytest.approx(want)
+    assert means["p_adj"].to_numpy() == pytest.approx(xs["p_adj"].to_numpy(), nan_ok=True)

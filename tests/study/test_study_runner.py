@@ -127,7 +127,7 @@ FAILING = (
     + """\
 cells:
   ok: {{stages: color-module}}
-  bad: {{stages: baseline}}
+  bad: {{stages: color-module, model.init_from: {root}/missing-run}}
   after: {{stages: last-layer, transfer: fromBad}}
 transfer:
   fromBad: {{from: {{cells: bad}}, use: model}}
@@ -143,16 +143,16 @@ def test_a_failed_cell_is_recorded_the_rest_goes_on_and_the_exit_code_says_so(tm
     assert "1 done, 1 failed, 1 skipped" in text
     states = {s.cell.group: s for s in study_status(out)}
     assert states["ok"].state == "done" and states["bad"].state == "failed" and states["after"].state == "skipped"
-    assert re.search(rf"failed   {states['bad'].cell.id}: \w*Error: .*stage 1 \(baseline\) feeds the gray image", text)
+    assert re.search(rf"failed   {states['bad'].cell.id}: \w*Error: .*missing", text)
     assert f"skipped  {states['after'].cell.id}: its transfer source {states['bad'].cell.id} failed" in text
     failed = json.loads((out / "cells" / states["bad"].cell.id / "FAILED.json").read_text())
-    assert failed["error"].startswith("OptionError: stages:") and "Traceback" in failed["traceback"]
-    assert "OptionError" in (out / "cells" / states["bad"].cell.id / "log.txt").read_text()
+    assert "missing-run" in failed["error"] and "Traceback" in failed["traceback"]
+    assert "missing-run" in (out / "cells" / states["bad"].cell.id / "log.txt").read_text()
     df = read_results(out)
     assert set(df["cell"]) == {states["ok"].cell.id}
     assert main(["study", "status", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "3 cells — 1 done, 1 failed, 1 skipped" in text and "OptionError" in text
+    assert "3 cells — 1 done, 1 failed, 1 skipped" in text and "missing-run" in text
 
 
 def test_a_study_directory_holds_one_study(reference, tmp_path, synthetic_root, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 
@@ -10,7 +11,7 @@ import yaml
 from study_helpers import BASE, REPO, TINY
 
 from medcolor.cli import main
-from medcolor.study.cost import estimate_run, forward_gflops
+from medcolor.study.cost import estimate_run
 from medcolor.study.plan import cell_run_config, expand
 from medcolor.study.spec import SpecError, load_spec, parse_memory_gb, parse_spec, parse_time_minutes
 
@@ -196,42 +197,34 @@ def test_stage_shorthands_options_named_values_and_exclude():
     assert {c.config["data"]["subset"] for c in plan.cells} == {40.0, 80.0}
 
 
-def test_a_cell_that_cannot_run_is_marked_not_refused(capsys, tmp_path):
+def test_a_cell_that_cannot_run_is_refused_with_file_line_and_key(capsys, tmp_path):
+    """A bad value in one group: exit 2 naming the file, the line of the group and the key (it used to be
+    planned and then "recorded as failed")."""
     text = spec_text("cells:\n  bad: {stages: baseline, model.colorizer: colorU}\n  ok: {stages: color-module}\n")
-    plan = expand(parse_spec(text))
-    bad = next(c for c in plan.cells if c.group == "bad")
-    assert "replicate" in bad.invalid and next(c for c in plan.cells if c.group == "ok").invalid is None
+    line = line_of(text, "bad: {stages")
+    with pytest.raises(
+        SpecError, match=rf"1 cell\(s\) of the study cannot run:\ns\.yaml:{line}: cells\.bad .*replicate"
+    ):
+        expand(parse_spec(text, "s.yaml"))
+    assert len(expand(parse_spec(text), check=False).cells) == 2  # unchecked (as the runner re-reads it): planned
     p = tmp_path / "s.yaml"
     p.write_text(text)
-    assert main(["study", "run", str(p), "--dry-run"]) == 0
-    out = capsys.readouterr().out
-    assert "cannot run (will be recorded as failed)" in out and "total: 2 cells in 1 dependency level(s)" in out
+    for extra in (["--dry-run"], ["-o", str(tmp_path / "out")]):
+        assert main(["study", "run", str(p), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"s.yaml:{line}: cells.bad" in err and "stages" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
-# ----------------------------------------------------------------------------- cost
-def test_cost_model_counts_flops_per_strategy():
-    text = spec_text(
-        """\
-        cells:
-          b: {stages: baseline, model.colorizer: replicate}
-          c: {stages: color-module}
-        estimate: {train_images: 1000, tflops: 10}
-        """
-    )
-    plan = expand(parse_spec(text))
-    f_t, f_e = forward_gflops("colorizer", "colorU", 32), forward_gflops("backbone", "mobilenet_v2", 32)
-    assert forward_gflops("colorizer", "replicate", 32) == 0 and f_t > 0 and f_e > 0
-    by = {c.values["stages"]: c.estimate for c in plan.cells}
-    n_val, n_test = 200, 200  # val: 0.2 and test: 0.2 of 1000
-    chunks = 2  # 4 iterations, validated every 2
-    # baseline: T is the gray copy and E is frozen: one forward pass per training image
-    expected = 4 * 8 * f_e + chunks * n_val * f_e + n_test * f_e
-    assert by["baseline"]["tflop"] == pytest.approx(expected / 1e3)
-    # color-module trains T through the frozen E: T fwd + weight grads, E fwd + input grads
-    expected = 4 * 8 * (2 * f_t + 2 * f_e) + chunks * n_val * (f_t + f_e) + n_test * (f_t + f_e)
-    assert by["color-module"]["tflop"] == pytest.approx(expected / 1e3)
-    assert by["color-module"]["gpu_hours"] == pytest.approx(expected * 1e9 / 10e12 / 3600)
-    assert by["baseline"]["iterations"] == [4] and by["baseline"]["train_images"] == 600
+def test_a_grid_of_half_a_million_cells_is_refused_at_once():
+    import time
+
+    text = spec_text("grid:\n  trainer.seed: " + json.dumps(list(range(1000))) + "\n  data.size: "
+                     + json.dumps(list(range(32, 532))) + "\n")  # fmt: skip
+    t0 = time.perf_counter()
+    with pytest.raises(SpecError, match=r"the grid expands to 500,000 cells, more than 10,000"):
+        expand(parse_spec(text, "s.yaml"))
+    assert time.perf_counter() - t0 < 10
 
 
 def test_epochs_need_the_training_set_size():

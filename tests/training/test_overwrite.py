@@ -4,6 +4,7 @@ run that stopped before its first stage does not block the corrected command."""
 from __future__ import annotations
 
 import fnmatch
+import os
 from pathlib import Path
 
 import pytest
@@ -122,12 +123,59 @@ def test_folders_that_are_not_runs_are_refused(tmp_path):
     assert not is_run_dir(hand_written)
     with pytest.raises(ConfigError, match="not a medcolor run directory"):
         remove_run(hand_written)
-    legacy = tmp_path / "legacy"  # a run written before the marker: config.yaml + outputs
-    make(legacy, [n for n in RUN_FILES if n != RUN_MARKER])
-    (legacy / "config.yaml").write_text(RunConfig().to_yaml())
-    assert is_run_dir(legacy)
-    remove_run(legacy)
-    assert list(legacy.iterdir()) == []
+    unmarked = tmp_path / "unmarked"  # config.yaml + every output of a run, but no marker: not medcolor's
+    make(unmarked, [n for n in RUN_FILES if n != RUN_MARKER])
+    (unmarked / "config.yaml").write_text(RunConfig().to_yaml())
+    assert not is_run_dir(unmarked)
+    before = snapshot(unmarked)
+    with pytest.raises(ConfigError, match="not a medcolor run directory"):
+        remove_run(unmarked)
+    assert snapshot(unmarked) == before
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"config.yaml": "{}\n", "data.json": '{"my": "data"}', "2024-notes/result.json": '{"my": "results"}'},
+        {"config.yaml": "data: {dataset: synthetic}\n", "model.safetensors": "46.8 MB of a user's weights"},
+        {"config.yaml": "{}\n", "summary.json": "{}", "1-color-module/history.json": "[]"},
+    ],
+)
+def test_overwrite_and_its_dry_run_refuse_an_unmarked_folder_that_looks_like_a_run(tmp_path, capsys, files):
+    """The issue-21 repro: a folder that looks like a run but was not marked by medcolor is never deleted,
+    and `--dry-run --overwrite` says so instead of staying silent."""
+    proj = tmp_path / "proj"
+    for name, text in files.items():
+        (proj / name).parent.mkdir(parents=True, exist_ok=True)
+        (proj / name).write_text(text)
+    before = snapshot(proj)
+    for extra in (["--dry-run"], []):
+        rc, err = cli(capsys, *TRAIN, "--output", str(proj), "--overwrite", *extra)
+        assert rc == 2 and "is not a medcolor run directory" in err and str(proj) in err
+        assert snapshot(proj) == before
+
+
+def test_dry_run_says_what_overwrite_would_delete(tmp_path, capsys):
+    out = tmp_path / "run"
+    make(out, RUN_FILES)
+    before = snapshot(out)
+    rc, err = cli(capsys, *TRAIN, "--output", str(out), "--overwrite", "--dry-run")
+    n_files = len(RUN_FILES)
+    assert rc == 0 and f"overwrite: {n_files} files of the earlier run would be deleted" in err
+    assert snapshot(out) == before  # a dry run deletes nothing
+    (out / "mine.txt").write_text("keep")
+    rc, err = cli(capsys, *TRAIN, "--output", str(out), "--overwrite", "--dry-run")
+    assert rc == 2 and "mine.txt" in err and "refusing to delete anything" in err
+
+
+def test_resume_of_an_empty_or_missing_folder_is_refused(tmp_path, capsys):
+    for out in (tmp_path / "missing", tmp_path / "empty"):
+        if out.name == "empty":
+            out.mkdir()
+        for extra in (["--dry-run"], []):
+            rc, err = cli(capsys, *TRAIN, "--output", str(out), "--resume", *extra)
+            assert rc == 2 and "holds no run to resume" in err
+    assert not (tmp_path / "missing").exists() and list((tmp_path / "empty").iterdir()) == []
 
 
 _STAGE = ("lr_find.json", "lr_find.png", "history.json", "result.json", "model.safetensors", "model.json", ".*.tmp")
@@ -227,3 +275,38 @@ def test_an_unstarted_run_beside_a_study_runners_files_is_replaced_and_they_stay
     assert cfg.trainer.seed == 5 and RunConfig.from_yaml(directory / "config.yaml").trainer.seed == 5
     assert not (out / "data.json").exists()  # the unstarted run's own file went
     assert {n: (out / n).read_text() for n in runner_files} == runner_files
+
+
+def test_a_tilde_output_is_one_folder_in_home(tmp_path, capsys, monkeypatch):
+    """`-o '~/x'`: the whole run lands in $HOME/x (it was split between ./~/x and $HOME/x)."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    rc, err = cli(capsys, *TRAIN, "--output", "~/x")
+    assert rc == 0, err
+    assert (home / "x" / "summary.json").is_file() and (home / "x" / RUN_MARKER).is_file()
+    assert list(cwd.iterdir()) == []
+
+
+def test_a_poisoned_last_checkpoint_is_refused_with_a_clear_error(tmp_path, capsys):
+    """A last.ckpt holding a pickled callable is never unpickled and the error names the file."""
+    import pickle
+
+    out = tmp_path / "run"
+    cfg_args = [*TRAIN, "--output", str(out)]
+    assert cli(capsys, *cfg_args)[0] == 0
+    ckpt = out / "1-color-module" / "checkpoints" / "last.ckpt"
+    (out / "summary.json").unlink()
+    for p in (out / "1-color-module").glob("result.json"):
+        p.unlink()
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'PWNED'}",))
+
+    ckpt.write_bytes(pickle.dumps({"state_dict": Evil()}))
+    rc, err = cli(capsys, *cfg_args)
+    assert rc == 2 and str(ckpt) in err and "cannot be loaded safely" in err and "Traceback" not in err
+    assert not (tmp_path / "PWNED").exists()

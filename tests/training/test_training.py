@@ -256,7 +256,7 @@ def test_output_directory_holding_another_run(tiny_config, tmp_path, data_dir, t
     (tmp_path / "junk" / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match=r"not empty but holds no config\.yaml"):
         train(tiny_config(tmp_path / "junk", data_dir), **QUIET)
-    with pytest.raises(ConfigError, match="not a medcolor run directory; refusing to delete"):
+    with pytest.raises(ConfigError, match=r"not a medcolor run directory \(it holds no \.medcolor-run\); refusing"):
         train(tiny_config(tmp_path / "junk", data_dir), overwrite=True, **QUIET)
     assert (tmp_path / "junk" / "notes.txt").read_text() == "mine"
 

@@ -13,6 +13,7 @@ from medcolor.cli.study import run as run_study_command
 from medcolor.config import (
     MAX_BOOTSTRAP,
     MAX_SEED,
+    MAX_SIZE,
     RunConfig,
     StageConfig,
     check_dataset_options,
@@ -26,15 +27,19 @@ from medcolor.validation import check_output_file, check_output_folder
 
 def cmd_train(a: argparse.Namespace) -> int:
     from medcolor.training import train
-    from medcolor.training.rundir import discard_unstarted_run
+    from medcolor.training.rundir import discard_unstarted_run, output_action
     from medcolor.validation import check_run_files
 
     cfg = config_from_args(a)
     if a.dry_run:
         check_run_config(cfg)
         check_run_files(cfg)
+        action = output_action(cfg.output, overwrite=a.overwrite, resume=a.resume)  # refused as train() would
         print(cfg.to_yaml(), end="")
-        print(f"# medcolor train: every option checked; a run would be written to {cfg.output}", file=sys.stderr)
+        print(
+            f"# medcolor train: every option checked; a run would be written to {cfg.output} ({action})",
+            file=sys.stderr,
+        )
         return 0
     existed = Path(cfg.output).exists()
     try:
@@ -102,13 +107,30 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output_apart(flag: str, out: str, inputs: list[str]) -> Path:
+    """An output that is no input of the command and lies in no medcolor run directory (writing there
+    would replace an input image or the run's own network); an empty path is refused, not the cwd."""
+    from medcolor.training.rundir import is_run_dir
+
+    if not str(out).strip():
+        raise OptionError(flag, "is empty; give a path (use . for the current folder)")
+    p = Path(out).expanduser().resolve()
+    for i in inputs:
+        if Path(i).expanduser().resolve() == p:
+            raise OptionError(flag, f"{out} is also an input of this command; writing it would replace it")
+    run = next((d for d in (p, *p.parents) if d.is_dir() and is_run_dir(d)), None)
+    if run is not None:
+        raise OptionError(flag, f"{out} is inside the medcolor run {run}; writing there would change the run")
+    return Path(out).expanduser()
+
+
 def cmd_predict(a: argparse.Namespace) -> int:
     from medcolor.inference import predict_files
 
     check_number("--batch-size", a.batch_size, integer=True, at_least=1)
     check_precision(a.precision)
-    if a.output:
-        check_output_file("--output", a.output)
+    if a.output is not None:
+        check_output_file("--output", _check_output_apart("--output", a.output, [*a.images, a.model]))
     if str(a.model).lower().endswith(".onnx"):  # an exported network: onnxruntime on the CPU
         from medcolor.export import predict_onnx
 
@@ -129,8 +151,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
 def cmd_colorize(a: argparse.Namespace) -> int:
     from medcolor.inference import colorize_files
 
-    check_number("--size", a.size, integer=True, at_least=8, optional=True)
-    check_output_folder("--output", a.output)
+    check_number("--size", a.size, integer=True, at_least=8, at_most=MAX_SIZE, optional=True)
+    check_output_folder("--output", _check_output_apart("--output", a.output, [*a.images, a.source]))
     files = colorize_files(a.source, a.images, a.output, size=a.size, display=a.display)
     images = [f for f in files if f.name != "colorized_grid.png"]
     print(f"{len(images)} images written to {a.output}" + (" (+ grid)" if len(images) < len(files) else ""))
@@ -141,7 +163,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     from medcolor.inference import load_colorizer_any
     from medcolor.io import save_colorizer
 
-    check_output_file("--output", a.output, suffix=".safetensors")
+    check_output_file("--output", _check_output_apart("--output", a.output, [a.run]), suffix=".safetensors")
     t, meta = load_colorizer_any(a.run)
     if not t.learnable:
         raise ConfigError(f"{a.run} has no learned colorization module (its T is {t.name!r})")

@@ -51,6 +51,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--by", action="append", metavar="FIELD", help="compare within each value of FIELD (repeatable)")
     c.add_argument("--test", default="t", choices=["t", "wilcoxon"], help="paired t-test or Wilcoxon signed-rank")
     c.add_argument("--metric", default="test_auc", choices=["test_auc", "val_auc"], help="default: test_auc")
+    c.add_argument(
+        "--family",
+        default="report",
+        choices=["report", "comparison"],
+        help="BH family of each row: report (default): the family of the report's table that shows the same "
+        "test (Table I / II / III), else this comparison; comparison: the rows of this comparison",
+    )
     rp = sub.add_parser("report", help="HTML + Markdown + LaTeX report of a study")
     rp.add_argument("dir", metavar="DIR")
     rp.add_argument("-o", "--output", required=True, metavar="REPORT", help="output folder")
@@ -131,9 +138,6 @@ def plan_lines(plan: Any, states: dict[str, str] | None = None) -> list[str]:
         + (f" (+ {unknown} cell(s) without an estimate)" if unknown else "")
         + "; cost model: see medcolor.study.cost"
     )
-    invalid = [c for c in plan.cells if c.invalid]
-    for c in invalid:
-        lines.append(f"cannot run (will be recorded as failed): {c.id}: {c.invalid}")
     notes = sorted({n for c in plan.cells for n in (c.estimate or {}).get("notes", [])})
     lines += [f"note: {n}" for n in notes]
     lines += [f"warning: {w}" for w in plan.warnings]
@@ -207,8 +211,26 @@ def cmd_compare(a: argparse.Namespace) -> int:
 
     table = read_results(a.dir)
     by = [f.strip() for spec in a.by or [] for f in spec.split(",") if f.strip()] or None
-    print(format_comparison(compare(table, a.a, a.b, by=by, test=a.test, metric=a.metric)))
+    result = compare(table, a.a, a.b, by=by, test=a.test, metric=a.metric)
+    if a.family == "report":
+        result = _with_report_families(result, a.dir, table, a.metric, a.test)
+    print(format_comparison(result))
     return 0
+
+
+def _with_report_families(result: Any, study_dir: str, table: Any, metric: str, test: str) -> Any:
+    """Rows that are the same test as one of the report's tables (same label, same pairs of cells) take
+    that table's adjusted p and family, so `study compare` and the report show one adjusted p per test."""
+    from medcolor.report.html import report_families
+
+    rep = report_families(study_dir, table, metric, test)
+    rep = rep[rep["pairs"] != ""].drop_duplicates(["label", "pairs", "test"])
+    hit = result[["label", "pairs", "test"]].merge(rep[["label", "pairs", "test", "p_adj", "family"]], how="left")
+    found = hit["family"].notna().to_numpy()
+    result = result.copy()
+    result.loc[found, "p_adj"] = hit.loc[found, "p_adj"].to_numpy()
+    result.loc[found, "family"] = hit.loc[found, "family"].to_numpy()
+    return result
 
 
 def cmd_report(a: argparse.Namespace) -> int:
@@ -221,8 +243,10 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 def cmd_document(a: argparse.Namespace) -> int:
     from medcolor.report.document import parse_study_args, write_document
+    from medcolor.validation import check_output_file
 
-    path = write_document(a.template, parse_study_args(a.study), a.output, metric=a.metric)
+    out = check_output_file("--output", Path(a.output).expanduser())  # a folder or unwritable: named, up front
+    path = write_document(a.template, parse_study_args(a.study), out, metric=a.metric)
     print(f"document: {path}")
     return 0
 

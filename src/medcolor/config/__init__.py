@@ -71,6 +71,7 @@ from medcolor.config.values import (
     opt,
 )
 from medcolor.errors import ConfigError, OptionError, UnknownNameError, UnknownOptionValueError
+from medcolor.yamlio import load_yaml, yaml_problem
 
 #: seeds are used by numpy, torch and Python's random: non-negative, 32 bits (numpy's legacy seeding)
 MAX_SEED = 2**32 - 1
@@ -80,8 +81,10 @@ MAX_BOOTSTRAP = 100_000  # the resample indices are held at once: n_test x boots
 LRRule = Literal["valley", "minimum", "steepest"]
 #: how the LR range test's curve gives the max lr (medcolor.training.lr_suggest implements each)
 LR_RULES: tuple[str, ...] = typing.get_args(LRRule)
-Precision = Literal["auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true"]
-#: valid ``trainer.precision`` values (``auto`` is resolved per machine by :mod:`medcolor.training.runtime`)
+#: valid ``trainer.precision`` values (``auto`` is resolved per machine by :mod:`medcolor.training.runtime`): the
+#: ones medcolor trains; Lightning's ``bf16-true`` / ``64-true`` / ``16-true`` would cast weights the network keeps
+#: in float32, so they are not offered
+Precision = Literal["auto", "32-true", "32", "bf16-mixed", "16-mixed"]
 PRECISIONS: tuple[str, ...] = typing.get_args(Precision)
 
 
@@ -306,7 +309,7 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file {p} {'is not a file' if p.exists() else 'does not exist'}")
     try:
-        d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        d = load_yaml(p.read_text(encoding="utf-8"), f"config file {p}") or {}  # aliases bounded
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
@@ -316,13 +319,6 @@ def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(d, dict):
         raise ConfigError(f"config file {p} must hold a mapping (data:, model:, stages:, ...), not {type(d).__name__}")
     return d
-
-
-def yaml_problem(exc: yaml.YAMLError) -> str:
-    """A YAML error on one line: what is wrong and where (line, column)."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else problem
 
 
 def read_data_config(path: str | os.PathLike) -> DataConfig:

@@ -45,12 +45,12 @@ from medcolor.study.stats import (
     MEAN_LABEL,
     REPEAT_FIELDS,
     adjust_bh,
+    check_labels,
+    compare,
     parse_arm,
+    select_cells,
     study_cells,
 )
-from medcolor.study.stats.arms import select_cells
-from medcolor.study.stats.comparison import check_args, check_labels, stat_rows
-from medcolor.study.stats.pairing import plan_pairs
 from medcolor.utils import write_text_atomic
 
 DEFAULT_FAMILY = "document"
@@ -65,9 +65,11 @@ def _num(x: Any) -> float:
 @dataclass
 class _Registry:
     """The comparisons of one document, keyed by what they compare; ``used``: the keys the current
-    rendering pass asked for (the second pass must ask for the same ones)."""
+    rendering pass asked for (the second pass must ask for the same ones); ``tests``: the test behind each
+    key (the ``mean`` of a single-label study is its label's test: one member of its family, not two)."""
 
     items: dict[tuple, DocComparison] = field(default_factory=dict)
+    tests: dict[tuple, tuple] = field(default_factory=dict)
     used: set[tuple] = field(default_factory=set)
     final: bool = False
 
@@ -78,10 +80,16 @@ class _Registry:
         return out
 
     def adjust(self) -> None:
-        for members in self.families().values():
-            adj = adjust_bh([c.p_value for c in members])
-            for c, p in zip(members, adj, strict=True):
-                c.p_adj, c.adjusted = float(p), True
+        by_family: dict[str, dict[tuple, list[DocComparison]]] = {}
+        for key, c in self.items.items():
+            by_family.setdefault(c.family, {}).setdefault(self.tests[key], []).append(c)
+        for tests in by_family.values():
+            groups = list(tests.values())
+            adj = adjust_bh([g[0].p_value for g in groups])
+            size = int(np.isfinite(adj).sum())
+            for g, p in zip(groups, adj, strict=True):
+                for c in g:
+                    c.p_adj, c.adjusted, c.family_size = float(p), True, size
 
 
 class _Families:
@@ -139,38 +147,31 @@ class StudyView:
     def compare(
         self, a: str, b: str, label: str = MEAN_LABEL, family: str = DEFAULT_FAMILY, test: str = "t"
     ) -> DocComparison:
-        check_args(test, self._n_boot, self._level)
-        labels = check_labels(self._cells, [label])
         key = (self.name, self._arm_key(a), self._arm_key(b), label, str(family), test)
         self._registry.used.add(key)
         if key in self._registry.items:
             return self._registry.items[key]
-        plans = plan_pairs(self._cells, a, b, [])
-        if len(plans) != 1:  # pragma: no cover - plan_pairs returns one group without ``by``
-            raise DataError(f"{self.name}: the comparison {a!r} vs {b!r} splits into {len(plans)} groups")
-        (row,) = stat_rows(self._cells, plans[0], labels, test, self._n_boot, self._seed, self._level, 2, False)
+        rows = compare(
+            self._table, a, b, labels=[label], test=test, metric=self._metric, n_boot=self._n_boot,
+            seed=self._seed, level=self._level, family=str(family), allow_one_pair=True,
+        )  # fmt: skip
+        if len(rows) != 1:  # pragma: no cover - one group without ``by``, one label
+            raise DataError(f"{self.name}: the comparison {a!r} vs {b!r} gave {len(rows)} rows")
+        row = rows.iloc[0]
         if row["n"] == 0:
             raise DataError(
                 f"{self.name}: no pair of cells between {a!r} and {b!r} has a finite {self._metric} for {label}"
             )
         c = DocComparison(
-            study=self.name,
-            arm_a=str(row["a"]),
-            arm_b=str(row["b"]),
-            label=label,
-            family=family,
-            n=int(row["n"]),
-            mean_a=_num(row["mean_a"]),
-            std_a=_num(row["std_a"]),
-            mean_b=_num(row["mean_b"]),
-            std_b=_num(row["std_b"]),
-            diff=_num(row["diff"]),
-            ci_low=_num(row["ci_low"]),
-            ci_high=_num(row["ci_high"]),
-            p_value=_num(row["p"]),
-            test=test,
+            study=self.name, arm_a=str(row["a"]), arm_b=str(row["b"]), label=label, family=family, n=int(row["n"]),
+            mean_a=_num(row["mean_a"]), std_a=_num(row["std_a"]), mean_b=_num(row["mean_b"]),
+            std_b=_num(row["std_b"]), diff=_num(row["diff"]), ci_low=_num(row["ci_low"]),
+            ci_high=_num(row["ci_high"]), ci_method=str(row["ci_method"]), p_value=_num(row["p"]), test=test,
             note=str(row["note"]),
-        )
+        )  # fmt: skip
+        own = [x for x in self._cells.labels if x != MEAN_LABEL]
+        same = own[0] if label == MEAN_LABEL and len(own) == 1 else label  # a single-label study's mean
+        self._registry.tests[key] = (*key[:3], same, *key[4:])
         self._registry.items[key] = c
         return c
 
@@ -251,9 +252,12 @@ def _drop_empty_label_columns(t: Any) -> Any:
 
 
 def _environment(search: Path):
+    """A sandboxed environment: a template (perhaps someone else's) reads the study views' public
+    attributes and methods but cannot reach Python internals (``cycler.__init__.__globals__``...)."""
     import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
-    return jinja2.Environment(
+    return SandboxedEnvironment(
         loader=jinja2.FileSystemLoader(str(search)),
         autoescape=False,  # Markdown, not HTML
         trim_blocks=True,
@@ -274,6 +278,7 @@ def render_document(
 ) -> str:
     """Render ``template`` with one :class:`StudyView` per ``studies`` item (name -> study directory)."""
     import jinja2
+    from jinja2.exceptions import SecurityError
 
     tpath = Path(template)
     if not tpath.is_file():
@@ -307,6 +312,11 @@ def render_document(
             raise ConfigError(f"{_where(tpath, exc)}: {exc.message}; the studies are {', '.join(studies)}") from None
         except MedcolorError as exc:
             raise type(exc)(f"{_where(tpath, exc)}: {exc}") from None
+        except SecurityError as exc:
+            raise ConfigError(
+                f"{_where(tpath, exc)}: the template tried something a study document may not do ({exc}); "
+                "templates are sandboxed: they read the studies' values and call their public methods only"
+            ) from None
         except Exception as exc:  # a template's own mistake (a bad format, a missing argument...)
             raise ConfigError(f"{_where(tpath, exc)}: {type(exc).__name__}: {exc}") from None
 

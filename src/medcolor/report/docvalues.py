@@ -33,11 +33,13 @@ class DocComparison:
     diff: float
     ci_low: float
     ci_high: float
+    ci_method: str  # "t" (t-interval, below 6 pairs), "bootstrap" or "" (one pair)
     p_value: float
     test: str
     note: str = ""
     p_adj: float = math.nan  # NaN until the family is adjusted (the first rendering pass), or without a test
     adjusted: bool = False
+    family_size: int = 0  # tests in the family (each counted once), once adjusted
     scale: float = 100.0
     decimals: int = 1
 
@@ -51,8 +53,14 @@ class DocComparison:
 
     @property
     def d(self) -> str:
-        """The difference with its bootstrap CI, ``-0.8 [-1.0, -0.7]`` (a single pair has no CI: NaN)."""
+        """The difference with its interval, ``-0.8 [-1.0, -0.7]``: a t-interval below 6 pairs, a bootstrap
+        CI from there on (:attr:`interval` names it); a single pair has none."""
         return format_diff(self.diff, self.ci_low, self.ci_high, self.scale, self.decimals)
+
+    @property
+    def interval(self) -> str:
+        """What the brackets of :attr:`d` are: ``95 % t-interval``, ``95 % bootstrap CI`` or ``no interval``."""
+        return {"t": "95 % t-interval", "bootstrap": "95 % bootstrap CI"}.get(self.ci_method, "no interval")
 
     @property
     def p(self) -> str:
@@ -71,7 +79,8 @@ class DocComparison:
     def __str__(self) -> str:
         if not np.isfinite(self.p_value):
             return f"{self.d} (n = {self.n}: no test)"
-        return f"{self.d}, p = {self.p}, BH p = {self.p_bh} (n = {self.n})"
+        fam = f" [BH family {self.family}: {self.family_size} tests]" if self.adjusted else ""
+        return f"{self.d}, p = {self.p}, BH p = {self.p_bh}{fam} (n = {self.n})"
 
 
 class Values(list):

@@ -43,14 +43,41 @@ log = logging.getLogger(__name__)
 
 def _env():
     import jinja2
+    from jinja2.sandbox import SandboxedEnvironment
 
-    return jinja2.Environment(
+    return SandboxedEnvironment(  # the report's own templates, sandboxed like a study document's
         loader=jinja2.PackageLoader("medcolor.report", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
+
+
+def report_comparisons(
+    table: pd.DataFrame, cells: StudyCells, ids: tuple[list[str], list[str]], opt: TableOptions
+) -> pd.DataFrame:
+    """Every comparison of the report's tables, each in the BH family of the table that shows it (named in
+    the ``family`` column): Table I (mean AUC), Table II (per label, with 2 labels or more), Table III."""
+    own = [x for x in cells.labels if x != MEAN_LABEL]
+    kw = {"test": opt.test, "metric": opt.metric, "n_boot": opt.n_boot, "seed": opt.seed, "level": opt.level}
+    parts = [("Table I", ids[0], [MEAN_LABEL]), ("Table III", ids[1], [MEAN_LABEL])]
+    if len(own) >= 2:
+        parts.insert(1, ("Table II", ids[0], own))
+    frames = [
+        compare_to_baseline(table, cells=c, labels=labels, family=family, **kw) for family, c, labels in parts if c
+    ]
+    return pd.concat([f for f in frames if not f.empty] or frames[:1], ignore_index=True)
+
+
+def report_families(study_dir: str | os.PathLike, table: pd.DataFrame, metric: str, test: str) -> pd.DataFrame:
+    """The comparisons of a study's report (:func:`report_comparisons`) with their families, computed from
+    its results table as :func:`build_report` does (empty when the study has no baselines)."""
+    table = add_constant_fields(table, Path(study_dir))
+    cells = study_cells(table, metric)
+    if "stages" not in cells.grid or not cells.fields["stages"].isin(BASELINES).any():
+        return pd.DataFrame(columns=["label", "pairs", "test", "p_adj", "family"])
+    return report_comparisons(table, cells, split_cells(cells), TableOptions(metric=metric, test=test, n_boot=0))
 
 
 def _overview(table: pd.DataFrame, cells: StudyCells, meta: pd.DataFrame, metric: str, note: str) -> dict[str, Any]:
@@ -110,7 +137,7 @@ def build_report(
     t1_ids, t3_ids = split_cells(cells)
     sections, tables = table_sections(table, opt, out, n_labels=len([x for x in cells.labels if x != MEAN_LABEL]))
     if "stages" in cells.grid and cells.fields["stages"].isin(BASELINES).any():
-        comp = compare_to_baseline(table, test=test, metric=metric, n_boot=n_boot, seed=seed)
+        comp = report_comparisons(table, cells, (t1_ids, t3_ids), opt)
         with atomic_path(out / "comparisons.csv") as tmp:
             comp.to_csv(tmp, index=False)
 

@@ -32,6 +32,7 @@ from medcolor.report.render import StudyTable, latex_escape
 from medcolor.study.stats import (
     BASELINES,
     MEAN_LABEL,
+    MIN_BOOTSTRAP_PAIRS,
     NONE,
     REPEAT_FIELDS,
     TRANSFER_FIELD,
@@ -122,7 +123,12 @@ def _aggregate(cells: StudyCells, ids: Sequence[str], cond_fields: Sequence[str]
 
 
 def _comparisons(
-    table: pd.DataFrame, ids: Sequence[str], labels: Sequence[str], opt: TableOptions, cells: StudyCells
+    table: pd.DataFrame,
+    ids: Sequence[str],
+    labels: Sequence[str],
+    opt: TableOptions,
+    cells: StudyCells,
+    family: str,
 ) -> pd.DataFrame | None:
     if "stages" not in cells.grid:
         return None
@@ -131,7 +137,7 @@ def _comparisons(
         return None
     return compare_to_baseline(
         table, labels=labels, test=opt.test, metric=opt.metric, n_boot=opt.n_boot, seed=opt.seed, level=opt.level,
-        cells=ids,
+        cells=ids, family=family,
     )  # fmt: skip
 
 
@@ -177,10 +183,11 @@ def _sig_note(comp: pd.DataFrame | None, opt: TableOptions, family: str) -> list
     k = int(comp["p"].notna().sum())
     test = "paired t-test" if opt.test == "t" else "Wilcoxon signed-rank test"
     return [
-        f"Δ: difference to the baseline (AUC ×100) with its {opt.level:.0%} bootstrap CI; baseline = Baseline for "
+        f"Δ: difference to the baseline (AUC ×100) with its {opt.level:.0%} interval (a t-interval below "
+        f"{MIN_BOOTSTRAP_PAIRS} pairs, a percentile bootstrap CI from {MIN_BOOTSTRAP_PAIRS}); baseline = Baseline for "
         "strategies that keep E frozen, Baseline All for those that fine-tune E (or the one that was run).",
         f"* Benjamini–Hochberg adjusted p < {opt.alpha:g} ({test} over matched repeats; "
-        f"family: the {k} comparisons of {family}).",
+        f"BH family: {family}, {k} tests, each counted once).",
     ]
 
 
@@ -206,7 +213,7 @@ def _arm_table(
 ) -> StudyTable:
     layout = _layout(cells, ids, row_candidates)
     agg = _aggregate(cells, ids, layout.cond_fields)
-    comp = _comparisons(table, ids, [MEAN_LABEL], opt, cells)
+    comp = _comparisons(table, ids, [MEAN_LABEL], opt, cells, family)
     columns = [field_title(f) for f in layout.row_fields] + ["n", "Mean AUC", "Δ vs baseline [CI]", "p (BH)"]
     sections, data = [], []
     for sec, rows in _sorted_conditions(agg, layout):
@@ -237,8 +244,10 @@ def _arm_table(
                     "diff": math.nan if is_ref else c["diff"],
                     "ci_low": math.nan if is_ref else c["ci_low"],
                     "ci_high": math.nan if is_ref else c["ci_high"],
+                    "ci_method": "" if is_ref else c["ci_method"],
                     "p": math.nan if is_ref else c["p"],
                     "p_adj": math.nan if is_ref else c["p_adj"],
+                    "family": "" if is_ref else c["family"],
                     "significant": bool(sig),
                     "cells": ",".join(r["cells"]),
                 }
@@ -265,7 +274,7 @@ def table1(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable |
         ids,
         ("model.colorizer", "stages"),
         opt,
-        "this table",
+        "Table I",
     )
 
 
@@ -284,7 +293,7 @@ def table3(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable |
         ids,
         (TRANSFER_FIELD, "model.colorizer", "stages"),
         opt,
-        "this table",
+        "Table III",
     )
 
 
@@ -298,7 +307,7 @@ def table2(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable |
         return None
     layout = _layout(cells, ids, ("model.colorizer", "stages"))
     agg = _aggregate(cells, ids, layout.cond_fields)
-    comp = _comparisons(table, ids, labels, opt, cells)
+    comp = _comparisons(table, ids, labels, opt, cells, "Table II")
     columns = [field_title(f) for f in layout.row_fields] + ["n", *labels]
     sections, data = [], []
     for sec, rows in _sorted_conditions(agg, layout):
@@ -316,11 +325,12 @@ def table2(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable |
                     f"{label}:mean": r[f"{label}:mean"],
                     f"{label}:std": r[f"{label}:std"],
                     f"{label}:p_adj": math.nan if c is None else c["p_adj"],
+                    f"{label}:family": "" if c is None else c["family"],
                 }
             out_rows.append([value_text(f, r[f]) for f in layout.row_fields] + [str(rec["n"]), *texts])
             data.append(rec)
         sections.append((section_text(layout.section_fields, sec), out_rows))
-    notes = _sig_note(comp, opt, "this table (every label of every row)")[1:] + _comp_notes(comp, layout.row_fields)
+    notes = _sig_note(comp, opt, "Table II")[1:] + _comp_notes(comp, layout.row_fields)
     return StudyTable(
         "table2",
         "Table II. AUC per label",
@@ -383,7 +393,7 @@ def size_curves(table: pd.DataFrame, opt: TableOptions | None = None) -> tuple[p
         comp = compare_to_baseline(
             table,
             cells=ids, baseline=ref, labels=[MEAN_LABEL], test=opt.test, metric=opt.metric, n_boot=opt.n_boot,
-            seed=opt.seed, level=opt.level,
+            seed=opt.seed, level=opt.level, family="Fig. 6",
         )  # fmt: skip
         if not comp.empty:
             key = [f for f in layout.cond_fields if f in comp.columns]

@@ -6,8 +6,10 @@
 * :mod:`~medcolor.study.keys` — dotted config keys, stage shorthands, what the table shows for a value;
 * :mod:`~medcolor.study.plan` — expansion into cells: ids, dependencies (transfer), levels;
 * :mod:`~medcolor.study.cost` — iterations and GPU-hours per cell, for ``--dry-run``;
+* :mod:`~medcolor.study.layout` — the study directory (every path, under DIR), its internal files read
+  back (a damaged one names the file), the cell lock, ``status``;
 * :mod:`~medcolor.study.runner` — each cell an ordinary run directory; skip / resume / record failures;
-  locks; ``status``;
+  ``status``;
 * :mod:`~medcolor.study.executors` — SLURM job arrays via submitit, and ``make_executor``;
   :mod:`~medcolor.study.local` — local worker processes; :mod:`~medcolor.study.jobs` — a cell's SLURM job
   (``job.json``, squeue / sacct states) and its wall time over attempts;

@@ -218,10 +218,14 @@ def read_wall(path: Path) -> dict:
     """``{"wall_s": seconds over all attempts, "attempts": [{"start", "s"}], "finished": bool}``."""
     try:
         w = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {"wall_s": 0.0, "attempts": [], "finished": False}
     except (OSError, ValueError):
-        return {"wall_s": 0.0, "attempts": [], "finished": False}
+        w = None
     if not isinstance(w, dict) or not isinstance(w.get("wall_s"), int | float):
-        return {"wall_s": 0.0, "attempts": [], "finished": False}
+        # a measurement that cannot be rebuilt; the run itself is fine
+        log.warning("%s is damaged: the cell's wall_s is recorded as NaN", path)
+        return {"wall_s": float("nan"), "attempts": [], "finished": True}
     if "attempts" not in w:  # written by a medcolor that kept only the finished attempt
         return {"wall_s": float(w["wall_s"]), "attempts": [{"s": float(w["wall_s"])}], "finished": True}
     return w

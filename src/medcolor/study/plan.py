@@ -137,6 +137,7 @@ def expand(spec: Spec, *, check: bool = True) -> Plan:
     ``check``) whether each can run plus its cost estimate."""
     keys = grid_keys(spec)
     groups = list(spec.groups.items()) if spec.groups else [(None, [])]
+    _check_grid_size(spec, groups)
     entries: list[dict[str, Any]] = []
     for g, axes in groups:
         own = {a.key for a in axes}
@@ -204,7 +205,42 @@ def expand(spec: Spec, *, check: bool = True) -> Plan:
                 from medcolor.study.cost import estimate_run
 
                 c.estimate = estimate_run(cfg, spec.estimate)
+    if check and any(c.invalid for c in plan.cells):
+        raise _invalid_cells_error(spec, [c for c in plan.cells if c.invalid])
     return plan
+
+
+def _invalid_cells_error(spec: Spec, bad: list[Cell]) -> SpecError:
+    """A spec with cells that cannot run is refused before anything runs, naming the file and line of
+    the group (or grid key) that gives the bad value, and the cell's values."""
+    lines = []
+    for c in bad[:3]:
+        key = re.match(r"^([A-Za-z_][\w.\[\]]*):", c.invalid or "")
+        option = key.group(1).split("[")[0] if key else ""
+        where = spec.at("cells", c.group, option) if c.group else spec.at("grid", option)
+        if where == spec.path:
+            where = spec.at("base")
+        vals = ", ".join(f"{k}={v}" for k, v in c.values.items() if v not in ("", None))
+        lines.append(f"{where}: {'cells.' + c.group + ' ' if c.group else ''}({vals}): {c.invalid}")
+    more = f" (and {len(bad) - 3} more cells)" if len(bad) > 3 else ""
+    return SpecError(f"{len(bad)} cell(s) of the study cannot run{more}:\n" + "\n".join(lines))
+
+
+#: the most cells one study may expand to (before ``exclude``): a bigger grid is almost surely a mistake
+#: (500,000 cells take minutes to plan), and a real one is split into several studies
+MAX_CELLS = 10_000
+
+
+def _check_grid_size(spec: Spec, groups: list[tuple[str | None, list[Any]]]) -> None:
+    total = 0
+    for _, axes in groups:
+        own = {a.key for a in axes}
+        total += math.prod(len(a.values) for a in [a for a in spec.grid if a.key not in own] + axes)
+    if total > MAX_CELLS:
+        raise SpecError(
+            f"{spec.at('grid')}: the grid expands to {total:,} cells, more than {MAX_CELLS:,}; check the grid "
+            "values (a range written out by mistake?) or split the study into several specs"
+        )
 
 
 def _entry(spec: Spec, group: str | None, vals: dict[str, Value], keys: list[str]) -> dict[str, Any]:
@@ -350,4 +386,4 @@ def _check_cell(cfg: RunConfig) -> str | None:
     return None
 
 
-__all__ = ["STUDY_CACHE_DIR", "Cell", "Plan", "cell_run_config", "config_hash", "expand"]
+__all__ = ["MAX_CELLS", "STUDY_CACHE_DIR", "Cell", "Plan", "cell_run_config", "config_hash", "expand"]

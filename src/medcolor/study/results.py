@@ -187,12 +187,26 @@ def write_rows(cell_dir: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
 
 
 def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
-    d = json.loads(Path(path).read_text())
+    """The rows of ``row.json``, checked: a truncated file, rows that are not records with a label, or an
+    AUC that is not a number is a :class:`StudyError` naming the file."""
+    try:
+        d = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise StudyError(f"{path}: the cell's result rows are damaged ({type(exc).__name__}: {exc})") from None
+    if not isinstance(d, dict) or not isinstance(d.get("rows"), list):
+        raise StudyError(f"{path}: the cell's result rows are damaged (expected {{schema_version, rows: [...]}})")
     version = d.get("schema_version")
+    rows = d["rows"]
     if version != SCHEMA_VERSION:
-        df = _migrate(pd.DataFrame(d.get("rows", [])), version, str(path))
-        return df.to_dict("records")
-    return list(d["rows"])
+        rows = _migrate(pd.DataFrame(rows), version, str(path)).to_dict("records")
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict) or not isinstance(r.get("label"), str):
+            raise StudyError(f"{path}: the cell's result rows are damaged (row {i} has no label)")
+        for c in FLOAT_COLUMNS:
+            v = r.get(c)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+                raise StudyError(f"{path}: the cell's result rows are damaged (row {i}: {c} is {v!r}, not a number)")
+    return list(rows)
 
 
 # ----------------------------------------------------------------------------- the table

@@ -138,6 +138,10 @@ class Spec:
 
 
 # ----------------------------------------------------------------------------- parsing
+#: a group name: it becomes the start of its cells' folder names (DIR/cells/<group>_..._<hash>)
+GROUP_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}"
+
+
 def load_spec(path: str | os.PathLike) -> Spec:
     p = Path(path)
     if not p.is_file():
@@ -176,6 +180,11 @@ def parse_spec(text: str, where: str = "<spec>") -> Spec:
     if not isinstance(groups, dict):
         raise SpecError(f"{spec.at('cells')}: cells: expected a mapping of group name -> grid keys")
     for g, axes in groups.items():
+        if not isinstance(g, str) or not re.fullmatch(GROUP_NAME, g):
+            raise SpecError(
+                f"{spec.at('cells', g)}: cells: the group name {g!r} is not a slug: use letters, digits, "
+                "'_', '.', '-' (starting with a letter or digit); it becomes part of each cell's folder name"
+            )
         if not isinstance(axes, dict):
             raise SpecError(f"{spec.at('cells', g)}: cells.{g}: expected a mapping of grid keys")
         spec.groups[str(g)] = _parse_axes(spec, axes, ("cells", g))

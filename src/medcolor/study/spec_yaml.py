@@ -7,6 +7,7 @@ from typing import Any
 import yaml
 
 from medcolor.errors import ConfigError
+from medcolor.yamlio import compose_yaml
 
 
 class SpecError(ConfigError):
@@ -31,16 +32,13 @@ def _walk_marks(node: yaml.Node, path: tuple, out: dict[tuple, int], where: str)
 
 
 def read_spec_yaml(text: str, where: str) -> tuple[dict[str, Any], dict[tuple, int]]:
-    """The spec as a dict plus the line of every key path (``("grid", "trainer.seed")`` -> 12)."""
+    """The spec as a dict plus the line of every key path (``("grid", "trainer.seed")`` -> 12).  Read with
+    alias expansion bounded (:mod:`medcolor.yamlio`): a spec of nested aliases is refused, not expanded."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"{where}{line}: not valid YAML: {problem}") from None
-    if data is None:
+        data, node = compose_yaml(text, where)
+    except ConfigError as exc:
+        raise SpecError(str(exc)) from None
+    if data is None or node is None:
         raise SpecError(f"{where}: the study spec is empty")
     if not isinstance(data, dict):
         raise SpecError(f"{where}: a study spec is a mapping (name:, base:, grid:...), not {type(data).__name__}")

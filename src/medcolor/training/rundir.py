@@ -139,27 +139,17 @@ def _sort(folder: Path, layout: dict[str, Any], own: list[Path], other: list[Pat
 
 
 def is_run_dir(path: str | Path) -> bool:
-    """Whether ``path`` is recognisably a medcolor run: it holds the marker medcolor writes, or (runs
-    written before the marker) a readable ``config.yaml`` beside other outputs of a run."""
-    out = Path(path)
+    """Whether ``path`` is a medcolor run: it holds the marker medcolor writes (:data:`RUN_MARKER`).  Nothing
+    else counts: a folder with a ``config.yaml`` and a ``model.safetensors`` may be a user's own."""
     try:
-        return json.loads((out / RUN_MARKER).read_text()).get("format") == _MARKER_FORMAT
+        return json.loads((Path(path) / RUN_MARKER).read_text()).get("format") == _MARKER_FORMAT
     except (OSError, ValueError, AttributeError):
-        pass
-    if not (out / CONFIG_FILE).is_file():
         return False
-    try:
-        RunConfig.from_yaml(out / CONFIG_FILE)
-    except MedcolorError:
-        return False
-    outputs = (DATA_FILE, SUMMARY_FILE, MODEL_FILE)
-    return any((out / n).is_file() for n in outputs) or any(p.is_dir() for p in out.glob("[0-9]*-*"))
 
 
-def remove_run(path: str | Path, *, keep_others: bool = False) -> None:
-    """Delete what a medcolor run wrote in ``path`` (:data:`RUN_LAYOUT`), keeping ``path`` itself.  Refused,
-    with nothing deleted, when ``path`` is no medcolor run or holds anything a run does not write; with
-    ``keep_others`` those other files (a study runner's log and lock beside its cell's run) stay instead."""
+def removal_plan(path: str | Path, *, keep_others: bool = False) -> list[Path]:
+    """What :func:`remove_run` would delete in ``path`` (folders after their contents); raises the
+    :class:`ConfigError` it would raise (no marker, or files a run does not write), deleting nothing."""
     out = Path(path)
     if not is_run_dir(out):
         raise ConfigError(
@@ -176,9 +166,17 @@ def remove_run(path: str | Path, *, keep_others: bool = False) -> None:
             f"{out} holds files a medcolor run does not write ({names}{more}); refusing to delete anything. "
             "Move them away or choose another --output."
         )
+    return own
+
+
+def remove_run(path: str | Path, *, keep_others: bool = False) -> None:
+    """Delete what a medcolor run wrote in ``path`` (:data:`RUN_LAYOUT`), keeping ``path`` itself.  Refused,
+    with nothing deleted, when ``path`` is no medcolor run or holds anything a run does not write; with
+    ``keep_others`` those other files (a study runner's log and lock beside its cell's run) stay instead."""
+    own = removal_plan(path, keep_others=keep_others)
     for p in own:  # folders come after their contents
         p.rmdir() if p.is_dir() else p.unlink()
-    log.info(f"removed the earlier run in {out} ({sum(1 for p in own if not p.is_dir())} files)")
+    log.info(f"removed the earlier run in {path} ({sum(1 for p in own if not p.is_dir())} files)")
 
 
 def run_started(path: str | Path) -> bool:
@@ -209,20 +207,13 @@ def prepare_run_dir(cfg: RunConfig, *, resume: bool = False, overwrite: bool = F
     (:func:`remove_run`).  A run that stopped before its first stage is replaced without ``overwrite``."""
     from medcolor.validation import check_run_files
 
+    cfg.output = str(Path(cfg.output).expanduser())  # `-o ~/x`: one folder for medcolor and Lightning
     check_run_files(cfg)
     out = Path(cfg.output)
     stored = out / CONFIG_FILE
-    if out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):  # hidden files alone: empty
-        if not is_run_dir(out):
-            if overwrite:
-                raise ConfigError(
-                    f"{out} is not a medcolor run directory; refusing to delete anything in it. "
-                    "Choose another --output."
-                )
-            holds = f"holds a {CONFIG_FILE} of no medcolor run" if stored.exists() else f"holds no {CONFIG_FILE}"
-            raise ConfigError(f"{out} exists and is not empty but {holds}; choose another --output")
-        if overwrite:
-            remove_run(out)
+    action = output_action(out, overwrite=overwrite, resume=resume)
+    if action.startswith("overwrite"):
+        remove_run(out)
     if stored.is_file():
         old = RunConfig.from_yaml(stored)
         if resume:
@@ -245,6 +236,32 @@ def prepare_run_dir(cfg: RunConfig, *, resume: bool = False, overwrite: bool = F
             )
     mark_run_dir(out, cfg)
     return out, cfg
+
+
+def output_action(out: str | Path, *, overwrite: bool = False, resume: bool = False) -> str:
+    """What training into ``out`` does to it, checked before anything is written: ``"create"`` (absent or
+    empty), ``"use"`` (a medcolor run: resumed, or compared with this run's config) or ``"overwrite: N files"``
+    (with ``overwrite``).  A folder that is not a medcolor run, or one holding files a run does not write, is
+    refused with a :class:`ConfigError` (``--dry-run`` says so too), and so is ``resume`` without a run."""
+    out = Path(out).expanduser()
+    if resume and not (out / CONFIG_FILE).is_file():
+        raise ConfigError(f"--resume: {out} holds no run to resume (no {CONFIG_FILE}); drop --resume to start one")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output {out} exists and is not a folder; choose another --output")
+    if not out.is_dir() or not any(not p.name.startswith(".") for p in out.iterdir()):  # hidden files alone: empty
+        return "create"
+    if not is_run_dir(out):
+        if overwrite:
+            raise ConfigError(
+                f"{out} is not a medcolor run directory (it holds no {RUN_MARKER}); refusing to delete anything in "
+                "it. Choose another --output."
+            )
+        holds = f"a {CONFIG_FILE} of no medcolor run" if (out / CONFIG_FILE).exists() else f"no {CONFIG_FILE}"
+        raise ConfigError(f"{out} exists and is not empty but holds {holds}; choose another --output")
+    if overwrite:
+        own = removal_plan(out)
+        return f"overwrite: {sum(1 for p in own if not p.is_dir())} files of the earlier run would be deleted"
+    return "use"
 
 
 def mark_run_dir(out: Path, cfg: RunConfig) -> None:
@@ -330,9 +347,11 @@ __all__ = [
     "is_run_dir",
     "mark_run_dir",
     "model_metadata",
+    "output_action",
     "prepare_run_dir",
     "read_run",
     "read_stage_result",
+    "removal_plan",
     "remove_run",
     "run_started",
     "stage_dir",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import signal
 import sys
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from medcolor.config import RunConfig, TrainerConfig, check_precision, parse_channels_last
-from medcolor.errors import ConfigError, TrainingError
+from medcolor.errors import ConfigError, TrainingError, WeightsError
 from medcolor.utils import show_progress_bar
 
 if TYPE_CHECKING:
@@ -141,6 +142,13 @@ def run_fit(trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
     """trainer.fit, turning Lightning's exit on Ctrl-C back into KeyboardInterrupt and giving OOM hints."""
     try:
         trainer.fit(*args, **kwargs)
+    except pickle.UnpicklingError as exc:  # weights_only=True refused the resume checkpoint
+        ckpt = kwargs.get("ckpt_path")
+        raise WeightsError(
+            f"{ckpt} cannot be loaded safely: it holds objects a checkpoint medcolor writes never holds "
+            f"({str(exc).splitlines()[0][:200]}), so it was not unpickled. It is not this run's checkpoint: "
+            "delete it to restart the stage from its beginning"
+        ) from None
     except SystemExit as exc:  # Lightning's graceful shutdown after KeyboardInterrupt
         raise KeyboardInterrupt("training interrupted") from exc
     except torch.OutOfMemoryError as exc:

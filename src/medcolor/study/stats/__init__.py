@@ -28,10 +28,17 @@ as expected.  An arm may name a source by its cell id or by that description.
 
 The difference is always **B − A** (A is the reference).  Per label and for the mean: the number of pairs,
 mean ± std (ddof 1) of each arm, the mean difference, a paired t-test (``scipy.stats.ttest_rel``) or a
-Wilcoxon signed-rank test (``scipy.stats.wilcoxon``; with fewer than 6 pairs it cannot reach p < 0.05),
-Benjamini–Hochberg adjusted p-values over every row returned (``scipy.stats.false_discovery_control``),
-and a percentile bootstrap CI of the mean difference (pairs resampled with a seeded generator; the same
-resamples for every label of one comparison).
+Wilcoxon signed-rank test (``scipy.stats.wilcoxon`` with ``zero_method="pratt"``, so that a zero
+difference stays one of the ``n`` pairs; with fewer than 6 pairs it cannot reach p < 0.05), an interval of
+the mean difference (``ci_method``: a t-interval below 6 pairs, where a bootstrap could only return the range
+of the differences; from 6 pairs a percentile bootstrap, pairs resampled with a seeded generator, the same
+resamples for every label), and Benjamini–Hochberg adjusted p-values (``scipy.stats.false_discovery_control``)
+over a *family* named in the ``family`` column beside every adjusted p: the rows of one :func:`compare`
+call, or the comparisons of one report table (Table I, II, III; ``study compare`` uses those by default).
+A test is counted once: in a single-label study the ``mean`` row is the label's own test.  The pairing is a
+merge of the two arms' cells on the repeat keys (:mod:`~.pairing`); every consumer — ``study compare``,
+the report's tables and study documents — goes through :func:`compare` (the tables through
+:func:`compare_to_baseline`, which runs the same rows per arm).
 
 The modules: :mod:`~.cells` (the table as one row per cell), :mod:`~.arms` (arms and the cells they
 select), :mod:`~.pairing` (partners and groups), :mod:`~.significance` (tests, bootstrap, BH),
@@ -40,7 +47,7 @@ select), :mod:`~.pairing` (partners and groups), :mod:`~.significance` (tests, b
 """
 
 from medcolor.study.results import RESULT_COLUMNS, SCHEMA_VERSION
-from medcolor.study.stats.arms import describe_arm, parse_arm, resolve_field
+from medcolor.study.stats.arms import describe_arm, parse_arm, resolve_field, select_cells
 from medcolor.study.stats.baseline import ARM_FIELDS, BASELINES, compare_to_baseline, reference_baseline
 from medcolor.study.stats.cells import (
     MEAN_LABEL,
@@ -58,15 +65,18 @@ from medcolor.study.stats.cells import (
     study_cells,
     value_sort_key,
 )
-from medcolor.study.stats.comparison import STAT_COLUMNS, compare
+from medcolor.study.stats.comparison import COMPARISON_FAMILY, STAT_COLUMNS, check_labels, compare
 from medcolor.study.stats.format import format_comparison, format_diff, format_p, format_pm
-from medcolor.study.stats.significance import adjust_bh
+from medcolor.study.stats.significance import CI_METHODS, MIN_BOOTSTRAP_PAIRS, adjust_bh
 
 __all__ = [
     "ARM_FIELDS",
     "BASELINES",
+    "CI_METHODS",
+    "COMPARISON_FAMILY",
     "MEAN_LABEL",
     "METRICS",
+    "MIN_BOOTSTRAP_PAIRS",
     "NONE",
     "REPEAT_FIELDS",
     "RESULT_COLUMNS",
@@ -78,6 +88,7 @@ __all__ = [
     "PairingError",
     "StudyCells",
     "adjust_bh",
+    "check_labels",
     "check_results",
     "compare",
     "compare_to_baseline",
@@ -91,6 +102,7 @@ __all__ = [
     "parse_arm",
     "reference_baseline",
     "resolve_field",
+    "select_cells",
     "study_cells",
     "value_sort_key",
 ]

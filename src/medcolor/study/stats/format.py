@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from medcolor.study.stats.comparison import STAT_COLUMNS
+from medcolor.study.stats.significance import CI_METHODS
 
 
 def format_pm(mean: float, std: float, scale: float = 100.0, decimals: int = 1) -> str:
@@ -34,6 +35,19 @@ def format_p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _caption(result: pd.DataFrame, scale: float, alpha: float) -> str:
+    """What the numbers of a comparison are: metric, interval kind(s), test and the BH family(ies)."""
+    test = "paired t-test" if result["test"].iloc[0] == "t" else "Wilcoxon signed-rank test (Pratt: zeros kept)"
+    scaled = f" ×{scale:g}" if scale != 1 else ""
+    kinds = [CI_METHODS[m] for m in dict.fromkeys(result.get("ci_method", pd.Series(dtype=str))) if m]
+    interval = f"[{' / '.join(kinds)}]" if kinds else "(no interval)"
+    families = "; ".join(dict.fromkeys(result["family"])) if "family" in result.columns else "these rows"
+    return (
+        f"{result['metric'].iloc[0]}{scaled}; diff = b − a {interval}; {test}; "
+        f"p (BH): Benjamini–Hochberg, family: {families}; * p (BH) < {alpha:g}"
+    )
+
+
 def format_comparison(result: pd.DataFrame, *, scale: float = 100.0, decimals: int = 1, alpha: float = 0.05) -> str:
     """A :func:`compare` (or :func:`compare_to_baseline`) result as a Markdown table for a terminal:
     AUC ×``scale``, ``*`` where the BH-adjusted p < ``alpha``; the arms and the test above it."""
@@ -48,12 +62,7 @@ def format_comparison(result: pd.DataFrame, *, scale: float = 100.0, decimals: i
         arms = []
     else:
         arms = ["a", "b"]
-    test = "paired t-test" if result["test"].iloc[0] == "t" else "Wilcoxon signed-rank test"
-    scaled = f" ×{scale:g}" if scale != 1 else ""
-    head.append(
-        f"{result['metric'].iloc[0]}{scaled}; diff = b − a with a bootstrap CI; {test}; "
-        f"p (BH): Benjamini–Hochberg over these {int(result['p'].notna().sum())} tests; * p (BH) < {alpha:g}"
-    )
+    head.append(_caption(result, scale, alpha))
     cols = [*group, *arms, "label", "n", "a", "b", "diff [CI]", "p", "p (BH)"]
     if arms:
         cols = [*group, "a", "b", "label", "n", "mean a", "mean b", "diff [CI]", "p", "p (BH)"]
