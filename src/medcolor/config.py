@@ -327,7 +327,7 @@ def check_run_config(cfg: RunConfig) -> None:
     """Fail fast — before any data is read or any stage runs — on names, values and combinations that
     cannot work (values: :func:`medcolor.validation.check_values`; the files a run reads and writes are
     checked by :func:`medcolor.validation.check_run_files` when the run directory is prepared)."""
-    from medcolor.backbones import _unknown_backbone, list_backbones
+    from medcolor.backbones import _unknown_backbone, is_backbone
     from medcolor.colorizers import COLORIZER_STARTS, COLORIZERS
     from medcolor.data.datasets import list_datasets
     from medcolor.strategies import check_frozen_bn, check_stage_sequence, default_colorizer, get_strategy
@@ -346,7 +346,7 @@ def check_run_config(cfg: RunConfig) -> None:
         raise OptionError(
             "model.colorizer_start", f"is {cfg.model.colorizer_start!r}; valid: {', '.join(COLORIZER_STARTS)}"
         )
-    if not cfg.model.init_from and cfg.model.backbone not in list_backbones():
+    if not cfg.model.init_from and not is_backbone(cfg.model.backbone):
         raise OptionError("model.backbone", _unknown_backbone(cfg.model.backbone))
     _named("model.frozen_bn", check_frozen_bn, cfg.model.frozen_bn)
     check_precision(cfg.trainer.precision)

@@ -72,9 +72,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def colorizer_kwargs(colorizer: str, start: str, data_mean: float, data_std: float) -> dict[str, Any]:
+def colorizer_kwargs(
+    colorizer: str, start: str, data_mean: float, data_std: float, backbone: str | None = None
+) -> dict[str, Any]:
     """Options of T that come from the run: how it starts, and the data's normalisation for a T that
-    undoes it (``replicate-imagenet``)."""
+    undoes it (``replicate-imagenet``), with E's own statistics (its pretrained data config)."""
     import inspect
 
     from medcolor.colorizers import COLORIZERS
@@ -83,6 +85,11 @@ def colorizer_kwargs(colorizer: str, start: str, data_mean: float, data_std: flo
     params = inspect.signature(COLORIZERS.get(colorizer)).parameters
     if "data_mean" in params:
         kwargs |= {"data_mean": float(data_mean), "data_std": float(data_std)}
+    if "e_mean" in params and backbone is not None:
+        from medcolor.backbones import data_config
+
+        cfg = data_config(backbone)
+        kwargs |= {"e_mean": cfg["mean"], "e_std": cfg["std"]}
     return kwargs
 
 
@@ -112,7 +119,7 @@ def build_model(cfg: RunConfig, bundle: DataBundle) -> ColorTransferNet:
         log.info(f"T and E from {path} (trained on {meta.get('dataset', '?')}); C is new with {n_classes} outputs")
         return model
     colorizer = m.colorizer or default_colorizer(cfg.stages[0].strategy if cfg.stages else "color-module")
-    kwargs = colorizer_kwargs(colorizer, m.colorizer_start, bundle.mean, bundle.std)
+    kwargs = colorizer_kwargs(colorizer, m.colorizer_start, bundle.mean, bundle.std, m.backbone)
     model = ColorTransferNet.create(
         colorizer, m.backbone, n_classes, m.weights, colorizer_kwargs=kwargs, dropout=m.dropout
     )
