@@ -187,7 +187,7 @@ def test_data_config_travels_with_e():
 
 
 def test_replicate_imagenet_uses_e_statistics():
-    """replicate-imagenet feeds E its own statistics: for tf_efficientnet_lite0 a gray value g becomes (g - 0.498) / 0.502."""
+    """replicate-imagenet feeds E its own statistics: for tf_efficientnet_lite0 gray g becomes (g - 0.498) / 0.502."""
     from medcolor.colorizers import create_colorizer
     from medcolor.training.pipeline import colorizer_kwargs
 
@@ -196,7 +196,7 @@ def test_replicate_imagenet_uses_e_statistics():
     x = torch.full((1, 1, 4, 4), 0.4)  # gray 0.5 + 0.4 * 0.25 = 0.6
     assert torch.allclose(t(x), torch.full((1, 3, 4, 4), (0.6 - 127 / 255) / (128 / 255)), atol=1e-6)
     tv = colorizer_kwargs("replicate-imagenet", "random", 0.5, 0.25, "mobilenet_v2")
-    assert "e_mean" not in create_colorizer("replicate-imagenet", **tv).init_kwargs  # torchvision: ImageNet's, as before
+    assert "e_mean" not in create_colorizer("replicate-imagenet", **tv).init_kwargs  # torchvision: ImageNet's
 
 
 def test_timm_file_weights_give_the_full_models_pooled_features(shared_path):
@@ -229,8 +229,11 @@ def test_timm_full_model_names_natural_photos(shared_path):
     full.load_state_dict(torch.load(shared_path("weights", LITE0), weights_only=True))
     cfg = data_config("timm:tf_efficientnet_lite0")
     tf = timm.data.create_transform(
-        input_size=tuple(cfg["input_size"]), interpolation=cfg["interpolation"], crop_pct=cfg["crop_pct"],
-        mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
+        input_size=tuple(cfg["input_size"]),
+        interpolation=cfg["interpolation"],
+        crop_pct=cfg["crop_pct"],
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
     )
     photos = {"chelsea": {281, 282, 283, 284, 285}, "coffee": {504, 967, 968}, "rocket": {657, 744, 812}}
     x = torch.stack([tf(Image.fromarray(getattr(skdata, n)()).convert("RGB")) for n in photos])
@@ -252,7 +255,7 @@ def test_timm_imagenet_offline_is_a_clear_error(monkeypatch):
 
 
 def test_timm_wrong_file_is_refused(shared_path):
-    with pytest.raises(WeightsError, match="does not fit backbone 'convnext_atto'.*timm's key layout"):
+    with pytest.raises(WeightsError, match=r"does not fit backbone 'convnext_atto'.*timm's key layout"):
         create_backbone("timm:convnext_atto", shared_path("weights", LITE0))
 
 

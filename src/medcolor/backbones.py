@@ -242,7 +242,7 @@ def _build_torchvision(name: str) -> nn.Module:
 def _unknown_backbone(name: str) -> str:
     import difflib
 
-    family, sep, arch = name.partition(":")
+    _, sep, arch = name.partition(":")
     names = list_backbones()
     timm_names = list_backbones(TIMM) if _timm_has("resnet18") else []
     key = arch if sep else name

@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--no-progress", dest="progress", action="store_false")
 
-    ls = sub.add_parser("list", help="the registered colorizers and backbones (parameters, GFLOPs), strategies, datasets")
+    ls = sub.add_parser("list", help="colorizers and backbones (parameters, GFLOPs), strategies, datasets")
     ls.add_argument("--size", type=int, default=320, help="input size (px) at which GFLOPs are measured (default 320)")
     from medcolor.cli.study import add_parser as add_study_parser
 
