@@ -158,6 +158,8 @@ class TrainerConfig:
     deterministic: str | bool = "warn"
     #: number of test-set bootstrap resamples for the 95 % confidence intervals
     bootstrap: int = 1000
+    #: frozen-E feature cache for stages where nothing before C trains: off | auto (used where exact)
+    feature_cache: str = "off"
 
 
 @dataclass
@@ -351,6 +353,8 @@ def check_run_config(cfg: RunConfig) -> None:
     _named("model.frozen_bn", check_frozen_bn, cfg.model.frozen_bn)
     check_precision(cfg.trainer.precision)
     parse_channels_last(cfg.trainer.channels_last)
+    if str(cfg.trainer.feature_cache).lower() not in {"off", "auto"}:
+        raise OptionError("trainer.feature_cache", f"must be off or auto, got {cfg.trainer.feature_cache!r}")
     strategies = [_named(f"stages[{i}].strategy", get_strategy, s.strategy) for i, s in enumerate(cfg.stages)]
     for i, s in enumerate(cfg.stages):
         if s.lr_find.rule not in LR_RULES:

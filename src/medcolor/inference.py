@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from medcolor.config import DataConfig
 from medcolor.data.readers import IMAGE_EXTENSIONS
-from medcolor.data.transforms import CHEXPERT_MEAN, CHEXPERT_STD, EvalTransform
+from medcolor.data.transforms import EvalTransform
 from medcolor.errors import ConfigError, DataError, WeightsError
 from medcolor.evaluation import EvaluationResult, summarize
 from medcolor.training.runtime import (
@@ -240,13 +240,14 @@ def evaluate_model(
     from medcolor.io import load_model
 
     path = resolve_model_path(model_path)
-    model, meta = load_model(path)
+    model, _ = load_model(path)
     check_finite_weights(model, path)
+    labels, norm, model_size = model.usage(str(path))
     run_dir = path.parent
     if data is not None:
         from medcolor.data.bundle import make_dataset
 
-        data.size = size or int(meta.get("size", data.size))
+        data.size = size or model_size
         dataset, name = make_dataset(data, split), split or "data"
     elif (run_dir / "config.yaml").is_file():
         from medcolor.config import RunConfig
@@ -257,16 +258,15 @@ def evaluate_model(
         data = cfg.data
     else:
         raise ConfigError(f"{path} is not inside a run directory: say which data to evaluate with --dataset/--root")
-    mean, std = _norm(meta)
     out = Path(output) if output else run_dir / f"evaluate-{name}"
     metrics = evaluate_run(
         model,
         dataset,
         out,
         split=name,
-        size=int(meta.get("size", data.size)),
-        normalization={"mean": mean, "std": std},
-        label_names=meta.get("label_names"),
+        size=model_size,
+        normalization=norm,
+        label_names=labels,
         batch_size=data.batch_size,
         num_workers=resolve_num_workers(data.num_workers, resolve_accelerator(device)),
         device=device,
@@ -330,9 +330,74 @@ class ImageFiles(Dataset):
         return {"image": self.transform(img), "index": i}
 
 
-def _norm(meta: dict[str, Any]) -> tuple[float, float]:
-    n = meta.get("normalization") or {}
-    return float(n.get("mean", CHEXPERT_MEAN)), float(n.get("std", CHEXPERT_STD))
+def _norm(meta: dict[str, Any], source: str = "the file") -> tuple[float, float]:
+    """The gray input normalisation a medcolor file records; a :class:`~medcolor.errors.WeightsError` when it
+    records none (never a guess: a wrong mean/std shifts every prediction)."""
+    n = meta.get("normalization")
+    if not isinstance(n, dict) or "mean" not in n or "std" not in n:
+        raise WeightsError(
+            f"{source} does not record the input normalisation it was trained with (metadata key "
+            "'normalization': {'mean': ..., 'std': ...}); files written by medcolor's training and by "
+            "`medcolor export-colorizer` have it: re-export it, or save it with normalization={'mean': m, 'std': s}"
+        )
+    return float(n["mean"]), float(n["std"])
+
+
+def _as_stored(image: Any, size: int) -> np.ndarray:
+    """One gray image -> the reduced, quantized array the cache would store (uint8 / uint16)."""
+    import io as _io
+
+    from PIL import Image
+
+    from medcolor.data.readers import reduce_bytes, reduce_image
+
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if isinstance(image, np.ndarray) and image.dtype.kind in "iub" and image.dtype != np.uint8:
+        image = image.astype(np.uint16) if image.max(initial=0) > 255 or image.dtype == np.uint16 else image
+    if isinstance(image, np.ndarray) and image.dtype.kind in "iu":  # through PNG: exactly the image file's path
+        image = Image.fromarray(np.ascontiguousarray(image.astype(image.dtype.newbyteorder("="))))
+    if isinstance(image, Image.Image):
+        buf = _io.BytesIO()
+        image.save(buf, format="PNG")
+        return reduce_bytes(buf.getvalue(), "<image>", size)
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim != 2:
+        raise DataError(f"expected a 2-D gray image, got an array of shape {arr.shape}")
+    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+        raise DataError("a float image must hold values in [0, 1] (integer images are scaled by their type's maximum)")
+    return reduce_image(arr, size, 16)
+
+
+def as_gray_batch(images: Any, size: int) -> list[torch.Tensor]:
+    """Images as :meth:`ColorTransferNet.predict <medcolor.model.ColorTransferNet.predict>` takes them ->
+    float ``(H, W)`` tensors in [0, 1], reduced to short side ``size`` as the cache and ``predict`` reduce files."""
+    from PIL import Image
+
+    from medcolor.data.readers import to_float
+
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        a = images
+        if a.ndim == 4:  # (B, 1, H, W)
+            if a.shape[1] != 1:
+                raise DataError(f"expected gray images (B, 1, H, W), got shape {tuple(a.shape)}")
+            items = [a[i, 0] for i in range(a.shape[0])]
+        elif a.ndim == 3 and not (isinstance(a, np.ndarray) and a.shape[-1] in (3, 4) and a.dtype == np.uint8):
+            items = [a[i] for i in range(a.shape[0])]  # (B, H, W)
+        else:
+            items = [a]
+    elif isinstance(images, Image.Image):
+        items = [images]
+    elif isinstance(images, (list, tuple)):
+        items = list(images)
+    else:
+        raise DataError(f"cannot predict on {type(images).__name__}: give arrays, PIL images or tensors")
+    out = []
+    for item in items:
+        if isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[-1] in (3, 4):
+            item = Image.fromarray(item).convert("L")  # an RGB photo: its luminance, as for a colour image file
+        out.append(torch.from_numpy(to_float(_as_stored(item, size))))
+    return out
 
 
 def predict_files(
@@ -361,15 +426,14 @@ def predict_files(
         num_workers = resolve_num_workers("auto", device) if device == "cuda" else 0
 
     path = resolve_model_path(model_path)
-    model, meta = load_model(path)
+    model, _ = load_model(path)
     check_finite_weights(model, path)
+    labels, norm, model_size = model.usage(str(path))
     files = collect_images(inputs)
-    mean, std = _norm(meta)
-    ds = ImageFiles(files, int(size or meta.get("size", 320)), mean, std)
+    ds = ImageFiles(files, int(size or model_size), norm["mean"], norm["std"])
     probs = predict_probs(
         model, ds, batch_size=batch_size, num_workers=num_workers, device=device, precision=precision, progress=progress
     )
-    labels = meta.get("label_names") or [f"label{j}" for j in range(probs.shape[1])]
     df = pd.DataFrame(probs, columns=labels)
     df.insert(0, "path", [str(f) for f in files])
     return df
@@ -405,8 +469,10 @@ def colorize_files(
     check_finite_weights(t, source)
     t.eval()
     files = collect_images(inputs)
-    mean, std = _norm(meta)
-    ds = ImageFiles(files, int(size or meta.get("size", 320)), mean, std)
+    mean, std = _norm(meta, str(source))
+    if size is None and not isinstance(meta.get("size"), int):
+        raise WeightsError(f"{source} does not record the input size it was trained with: give it (--size PX)")
+    ds = ImageFiles(files, int(size or meta["size"]), mean, std)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written, grays, colors = [], [], []
@@ -433,6 +499,7 @@ def colorize_files(
 __all__ = [
     "DatasetPredictions",
     "ImageFiles",
+    "as_gray_batch",
     "check_finite_weights",
     "collect_images",
     "colorize_files",

@@ -65,6 +65,82 @@ class ColorTransferNet(nn.Module):
         self.strategy: Strategy | None = None
         self.frozen_bn = "fastai"
         self._eval_bn: list[str] = []
+        #: what using the network needs besides its weights (set by training and by :func:`medcolor.io.load_model`):
+        #: the label names of C's outputs, the gray input normalisation ``{"mean", "std"}`` and the input size (px)
+        self.labels: list[str] | None = None
+        self.normalization: dict[str, float] | None = None
+        self.input_size: int | None = None
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """E's pretrained data config (RGB mean/std, input size...: :func:`medcolor.backbones.data_config`)."""
+        return self.backbone.pretrained_cfg
+
+    def set_usage(
+        self, labels: list[str] | None, normalization: dict[str, float] | None, input_size: int | None
+    ) -> ColorTransferNet:
+        """Record the label names, gray normalisation and input size the network is used with."""
+        self.labels = [str(v) for v in labels] if labels is not None else None
+        if normalization is not None:
+            normalization = {"mean": float(normalization["mean"]), "std": float(normalization["std"])}
+        self.normalization = normalization
+        self.input_size = int(input_size) if input_size is not None else None
+        return self
+
+    def usage(self, source: str = "the network") -> tuple[list[str], dict[str, float], int]:
+        """``(labels, normalization, input_size)``; a :class:`~medcolor.errors.WeightsError` naming what is
+        missing (a file written by ``save_model`` without that metadata) instead of guessing it."""
+        missing = [
+            k
+            for k, v in (("label_names", self.labels), ("normalization", self.normalization), ("size", self.input_size))
+            if v is None
+        ]
+        if missing:
+            from medcolor.errors import WeightsError
+
+            raise WeightsError(
+                f"{source} does not record its {', '.join(missing)}: it was saved without them (medcolor's training "
+                "always writes them). Give them when saving: save_model(model, path, label_names=[...], "
+                "normalization={'mean': m, 'std': s}, size=px), or call model.set_usage(labels, normalization, size)"
+            )
+        if len(self.labels) != self.head.num_classes:  # type: ignore[arg-type]
+            from medcolor.errors import WeightsError
+
+            raise WeightsError(
+                f"{source} names {len(self.labels)} labels but C has {self.head.num_classes} outputs"  # type: ignore[arg-type]
+            )
+        return self.labels, self.normalization, self.input_size  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def predict(self, images: Any, *, batch_size: int = 16, precision: str = "32-true") -> Any:
+        """Probabilities per label for ``images``: one or a list of 2-D arrays (gray, any dtype: integers are
+        scaled by their type's maximum, floats taken as [0, 1]), PIL images, or tensors ``(H, W)``/``(B, 1, H, W)``
+        in [0, 1].  Each image goes through the path of evaluation (short side to the input size, centre crop,
+        the recorded normalisation).  Returns a :class:`pandas.DataFrame` with one column per label.
+        ``precision``: as ``medcolor predict`` (``32-true`` default, ``bf16-mixed`` the fast option)."""
+        import numpy as np
+        import pandas as pd
+
+        from medcolor.data.transforms import EvalTransform
+        from medcolor.inference import as_gray_batch
+        from medcolor.training.runtime import autocast
+
+        labels, norm, size = self.usage()
+        tf = EvalTransform(size, norm["mean"], norm["std"])
+        was_training = self.training
+        device = next(self.parameters()).device
+        self.eval()
+        out = []
+        try:
+            imgs = as_gray_batch(images, size)
+            for i in range(0, len(imgs), batch_size):
+                x = torch.stack([tf(img[None].float()) for img in imgs[i : i + batch_size]]).to(device)
+                with autocast(device.type, precision):
+                    out.append(torch.sigmoid(self(x).float()).cpu())
+        finally:
+            self.train(was_training)
+        probs = torch.cat(out).numpy() if out else np.zeros((0, len(labels)), np.float32)
+        return pd.DataFrame(probs, columns=labels)
 
     @property
     def colorizer_transferred(self) -> bool:

@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("hardware and run")
     g.add_argument("--precision", help="auto | 32-true | bf16-mixed | 16-mixed")
     g.add_argument("--channels-last", help="auto | true | false")
+    g.add_argument(
+        "--feature-cache", help="off | auto: E's features computed once where nothing before C trains (exact only)"
+    )
     g.add_argument("--accelerator", help="auto | cpu | gpu")
     g.add_argument("--devices", help="number of devices (GPUs); several -> DDP")
     g.add_argument("--num-nodes", type=int)
@@ -310,6 +313,7 @@ CONFIG_FLAGS: dict[str, str] = {
     "weight_decay": "stages.*.weight_decay",
     "precision": "trainer.precision",
     "channels_last": "trainer.channels_last",
+    "feature_cache": "trainer.feature_cache",
     "accelerator": "trainer.accelerator",
     "devices": "trainer.devices",
     "num_nodes": "trainer.num_nodes",

@@ -54,6 +54,8 @@ class ColorTransferModule(L.LightningModule):
         self.val_auc = MaskedAUROC(len(self.label_names))
         self.last_good_checkpoint: str | None = None
         self._train_loss = torch.zeros(2, dtype=torch.float64)
+        self.feature_dropout: list[float] = []
+        self.feature_dtype = torch.float32
 
     @classmethod
     def from_plan(
@@ -76,8 +78,24 @@ class ColorTransferModule(L.LightningModule):
             stage_name=plan.name,
         )
 
+    def use_cached_features(self, dropout: list[float], dtype: str) -> None:
+        """Train C on ``batch["features"]`` (:mod:`medcolor.training.features`): E's pooled features, computed
+        once in ``dtype``; ``dropout``: the probabilities of E's trailing dropout layers, applied as E would."""
+        self.feature_dropout = list(dropout)
+        self.feature_dtype = getattr(torch, dtype.removeprefix("torch."))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def _logits(self, batch: dict[str, Any], train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input, logits)`` of a batch: images through T, E and C, or cached features through C."""
+        if "features" not in batch:
+            x = self._input(batch, train)
+            return x, self(x)
+        f = batch["features"].to(self.feature_dtype)
+        for p in self.feature_dropout:
+            f = torch.nn.functional.dropout(f, p, self.model.backbone.training)
+        return f, self.model.head(f)
 
     def _input(self, batch: dict[str, Any], train: bool) -> torch.Tensor:
         x = batch["image"]
@@ -88,8 +106,7 @@ class ColorTransferModule(L.LightningModule):
         return x
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        x = self._input(batch, train=True)
-        logits = self(x)
+        x, logits = self._logits(batch, train=True)
         loss = masked_bce_with_logits(logits, batch["target"])
         if not torch.isfinite(loss):
             return self.on_nonfinite_loss(loss, batch, batch_idx, x)
@@ -152,8 +169,7 @@ class ColorTransferModule(L.LightningModule):
         self._train_loss.zero_()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        x = self._input(batch, train=False)
-        logits = self(x)
+        x, logits = self._logits(batch, train=False)
         if not bool(torch.isfinite(logits).all()):  # never an AUC of NaN probabilities
             self._check_input(x, batch, "of the validation split")
             raise self._stop(
