@@ -41,6 +41,11 @@ from medcolor.utils import atomic_path, write_json
 log = logging.getLogger(__name__)
 
 
+#: the default precision of ``medcolor predict`` and ``medcolor evaluate`` (and of the test step of training):
+#: full precision, so that both give the same probabilities for the same image
+INFERENCE_PRECISION = "32-true"
+
+
 @torch.no_grad()
 def predict_probs(
     model: torch.nn.Module,
@@ -406,18 +411,20 @@ def predict_files(
     *,
     batch_size: int = 16,
     device: str = "auto",
-    precision: str = "auto",
+    precision: str = "32-true",
     size: int | None = None,
     progress: bool = False,
     num_workers: int | None = None,
 ) -> pd.DataFrame:
     """Probabilities for image files/folders: a DataFrame with ``path`` and one column per label.
 
-    ``device`` ``auto``: a CUDA GPU when one is visible, else the CPU.  ``precision`` ``auto``: what training
-    uses there (bf16 autocast + channels_last where the hardware has bf16: 2.8x the fp32 images/s on the
-    2-core Xeon of benchmarks/results/intel-xeon-2c.md; C stays fp32, and the AUCs of fp32 and bf16 training
-    agree: experiments/precision); ``32-true`` for fp32.  ``num_workers``: decoding processes (default 0 on
-    the CPU, where the model already uses every core; beside a GPU as ``data.num_workers: auto``)."""
+    ``device`` ``auto``: a CUDA GPU when one is visible, else the CPU.  ``precision``: the one rule of
+    ``predict`` and ``evaluate`` (:data:`INFERENCE_PRECISION`): ``32-true`` by default, so that ``predict``
+    gives the probabilities of the run's ``predictions.csv`` / ``medcolor evaluate`` for the same image;
+    ``bf16-mixed`` (or ``auto``: bf16 where the hardware has it) is the fast option, with probabilities that
+    differ from fp32 (measured by benchmarks/precision_agreement.py; numbers in docs).  ``num_workers``:
+    decoding processes (default 0 on the CPU, where the model already uses every core; beside a GPU as
+    ``data.num_workers: auto``)."""
     from medcolor.io import load_model
 
     device = resolve_accelerator(device)
@@ -497,6 +504,7 @@ def colorize_files(
 
 
 __all__ = [
+    "INFERENCE_PRECISION",
     "DatasetPredictions",
     "ImageFiles",
     "as_gray_batch",
