@@ -61,16 +61,16 @@ def test_cached_and_uncached_training_agree(tmp_path, shared_path, mobilenet_wei
         assert abs(a["val_mean_auc"] - b["val_mean_auc"]) < 1e-4
     files = sorted(p.name for p in cache.glob("*-features-*"))
     assert len(files) == 3 and files[0].endswith(".f32")  # .f32, .index.json, .lock
-    index = json.loads(next(cache.glob("*.index.json")).read_text())
+    index = json.loads(next(cache.glob("*-features-*.index.json")).read_text())
     data = json.loads((tmp_path / "cached" / "data.json").read_text())
     assert len(index["rows"]) == data["train"] + data["val"] and data["train"] == 120
     # another seed reuses the features: nothing is appended
-    size = next(cache.glob("*.f32")).stat().st_size
+    size = next(cache.glob("*-features-*.f32")).stat().st_size
     _run(
         tmp_path / "seed1", root, mobilenet_weights, "--frozen-bn", "eval", "--feature-cache", "auto",
         "--cache-dir", str(cache), "--seed", "1",
     )  # fmt: skip
-    assert next(cache.glob("*.f32")).stat().st_size == size
+    assert next(cache.glob("*-features-*.f32")).stat().st_size == size
 
 
 def test_feature_cache_is_refused_where_not_exact(tmp_path, shared_path, mobilenet_weights, medcolor_log):
