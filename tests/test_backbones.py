@@ -260,7 +260,7 @@ def test_timm_wrong_file_is_refused(shared_path):
 
 
 def test_backbone_table_counts_parameters_and_flops():
-    from medcolor.backbones import backbone_table
+    from medcolor.backbone_table import backbone_table
 
     rows = {r["backbone"]: r for r in backbone_table(["mobilenet_v2", "timm:tf_efficientnet_lite0"], size=224)}
     assert rows["mobilenet_v2"]["parameters"] == sum(p.numel() for p in create_backbone("mobilenet_v2").parameters())

@@ -140,15 +140,8 @@ def evaluate_dataset(
 ) -> DatasetPredictions:
     """Predict every image of ``view`` and compute per-label/mean AUC (+ bootstrap CIs, and the
     study-level AUC for MURA)."""
-    probs = predict_probs(
-        model,
-        view,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        precision=precision,
-        progress=progress,
-    )
+    kw = {"batch_size": batch_size, "num_workers": num_workers, "device": device, "precision": precision}
+    probs = predict_probs(model, view, progress=progress, **kw)
     ds = view.dataset
     study = getattr(ds, "study_ids", None) if getattr(ds, "name", "") == "mura" else None
     res = summarize(probs, ds.labels, list(ds.label_names), bootstrap=bootstrap, seed=seed, study_ids=study)
@@ -336,73 +329,11 @@ class ImageFiles(Dataset):
 
 
 def _norm(meta: dict[str, Any], source: str = "the file") -> tuple[float, float]:
-    """The gray input normalisation a medcolor file records; a :class:`~medcolor.errors.WeightsError` when it
-    records none (never a guess: a wrong mean/std shifts every prediction)."""
+    """The gray normalisation a medcolor file records; never guessed (a WeightsError when it has none)."""
     n = meta.get("normalization")
     if not isinstance(n, dict) or "mean" not in n or "std" not in n:
-        raise WeightsError(
-            f"{source} does not record the input normalisation it was trained with (metadata key "
-            "'normalization': {'mean': ..., 'std': ...}); files written by medcolor's training and by "
-            "`medcolor export-colorizer` have it: re-export it, or save it with normalization={'mean': m, 'std': s}"
-        )
+        raise WeightsError(f"{source} does not record its input normalisation ({{'mean', 'std'}}): re-export it")
     return float(n["mean"]), float(n["std"])
-
-
-def _as_stored(image: Any, size: int) -> np.ndarray:
-    """One gray image -> the reduced, quantized array the cache would store (uint8 / uint16)."""
-    import io as _io
-
-    from PIL import Image
-
-    from medcolor.data.readers import reduce_bytes, reduce_image
-
-    if isinstance(image, torch.Tensor):
-        image = image.detach().cpu().numpy()
-    if isinstance(image, np.ndarray) and image.dtype.kind in "iub" and image.dtype != np.uint8:
-        image = image.astype(np.uint16) if image.max(initial=0) > 255 or image.dtype == np.uint16 else image
-    if isinstance(image, np.ndarray) and image.dtype.kind in "iu":  # through PNG: exactly the image file's path
-        image = Image.fromarray(np.ascontiguousarray(image.astype(image.dtype.newbyteorder("="))))
-    if isinstance(image, Image.Image):
-        buf = _io.BytesIO()
-        image.save(buf, format="PNG")
-        return reduce_bytes(buf.getvalue(), "<image>", size)
-    arr = np.asarray(image, dtype=np.float32)
-    if arr.ndim != 2:
-        raise DataError(f"expected a 2-D gray image, got an array of shape {arr.shape}")
-    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
-        raise DataError("a float image must hold values in [0, 1] (integer images are scaled by their type's maximum)")
-    return reduce_image(arr, size, 16)
-
-
-def as_gray_batch(images: Any, size: int) -> list[torch.Tensor]:
-    """Images as :meth:`ColorTransferNet.predict <medcolor.model.ColorTransferNet.predict>` takes them ->
-    float ``(H, W)`` tensors in [0, 1], reduced to short side ``size`` as the cache and ``predict`` reduce files."""
-    from PIL import Image
-
-    from medcolor.data.readers import to_float
-
-    if isinstance(images, (torch.Tensor, np.ndarray)):
-        a = images
-        if a.ndim == 4:  # (B, 1, H, W)
-            if a.shape[1] != 1:
-                raise DataError(f"expected gray images (B, 1, H, W), got shape {tuple(a.shape)}")
-            items = [a[i, 0] for i in range(a.shape[0])]
-        elif a.ndim == 3 and not (isinstance(a, np.ndarray) and a.shape[-1] in (3, 4) and a.dtype == np.uint8):
-            items = [a[i] for i in range(a.shape[0])]  # (B, H, W)
-        else:
-            items = [a]
-    elif isinstance(images, Image.Image):
-        items = [images]
-    elif isinstance(images, (list, tuple)):
-        items = list(images)
-    else:
-        raise DataError(f"cannot predict on {type(images).__name__}: give arrays, PIL images or tensors")
-    out = []
-    for item in items:
-        if isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[-1] in (3, 4):
-            item = Image.fromarray(item).convert("L")  # an RGB photo: its luminance, as for a colour image file
-        out.append(torch.from_numpy(to_float(_as_stored(item, size))))
-    return out
 
 
 def predict_files(
@@ -418,13 +349,9 @@ def predict_files(
 ) -> pd.DataFrame:
     """Probabilities for image files/folders: a DataFrame with ``path`` and one column per label.
 
-    ``device`` ``auto``: a CUDA GPU when one is visible, else the CPU.  ``precision``: the one rule of
-    ``predict`` and ``evaluate`` (:data:`INFERENCE_PRECISION`): ``32-true`` by default, so that ``predict``
-    gives the probabilities of the run's ``predictions.csv`` / ``medcolor evaluate`` for the same image;
-    ``bf16-mixed`` (or ``auto``: bf16 where the hardware has it) is the fast option, with probabilities that
-    differ from fp32 (measured by benchmarks/precision_agreement.py; numbers in docs).  ``num_workers``:
-    decoding processes (default 0 on the CPU, where the model already uses every core; beside a GPU as
-    ``data.num_workers: auto``)."""
+    ``device`` ``auto``: a GPU when one is visible, else the CPU.  ``precision``: :data:`INFERENCE_PRECISION`
+    (fp32: the probabilities of ``evaluate`` and of the run's ``predictions.csv``); ``bf16-mixed`` is the fast
+    option (docs/inference-precision.md).  ``num_workers``: decoding processes (default 0 on the CPU)."""
     from medcolor.io import load_model
 
     device = resolve_accelerator(device)
@@ -507,7 +434,6 @@ __all__ = [
     "INFERENCE_PRECISION",
     "DatasetPredictions",
     "ImageFiles",
-    "as_gray_batch",
     "check_finite_weights",
     "collect_images",
     "colorize_files",

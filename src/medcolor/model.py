@@ -15,15 +15,73 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from medcolor.backbones import Backbone, create_backbone
 from medcolor.colorizers import Colorizer, create_colorizer
-from medcolor.errors import ConfigError
+from medcolor.errors import ConfigError, DataError
 from medcolor.strategies import Strategy, check_frozen_bn, check_stage, transferred_after
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+
+
+def _as_stored(image: Any, size: int) -> np.ndarray:
+    """One gray image -> the reduced, quantized array the cache would store (uint8 / uint16)."""
+    import io as _io
+
+    from PIL import Image
+
+    from medcolor.data.readers import reduce_bytes, reduce_image
+
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if isinstance(image, np.ndarray) and image.dtype.kind in "iub" and image.dtype != np.uint8:
+        image = image.astype(np.uint16) if image.max(initial=0) > 255 or image.dtype == np.uint16 else image
+    if isinstance(image, np.ndarray) and image.dtype.kind in "iu":  # through PNG: exactly the image file's path
+        image = Image.fromarray(np.ascontiguousarray(image.astype(image.dtype.newbyteorder("="))))
+    if isinstance(image, Image.Image):
+        buf = _io.BytesIO()
+        image.save(buf, format="PNG")
+        return reduce_bytes(buf.getvalue(), "<image>", size)
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim != 2:
+        raise DataError(f"expected a 2-D gray image, got an array of shape {arr.shape}")
+    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+        raise DataError("a float image must hold values in [0, 1] (integer images are scaled by their type's maximum)")
+    return reduce_image(arr, size, 16)
+
+
+def as_gray_batch(images: Any, size: int) -> list[torch.Tensor]:
+    """Images as :meth:`ColorTransferNet.predict` takes them ->
+    float ``(H, W)`` tensors in [0, 1], reduced to short side ``size`` as the cache and ``predict`` reduce files."""
+    from PIL import Image
+
+    from medcolor.data.readers import to_float
+
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        a = images
+        if a.ndim == 4:  # (B, 1, H, W)
+            if a.shape[1] != 1:
+                raise DataError(f"expected gray images (B, 1, H, W), got shape {tuple(a.shape)}")
+            items = [a[i, 0] for i in range(a.shape[0])]
+        elif a.ndim == 3 and not (isinstance(a, np.ndarray) and a.shape[-1] in (3, 4) and a.dtype == np.uint8):
+            items = [a[i] for i in range(a.shape[0])]  # (B, H, W)
+        else:
+            items = [a]
+    elif isinstance(images, Image.Image):
+        items = [images]
+    elif isinstance(images, (list, tuple)):
+        items = list(images)
+    else:
+        raise DataError(f"cannot predict on {type(images).__name__}: give arrays, PIL images or tensors")
+    out = []
+    for item in items:
+        if isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[-1] in (3, 4):
+            item = Image.fromarray(item).convert("L")  # an RGB photo: its luminance, as for a colour image file
+        out.append(torch.from_numpy(to_float(_as_stored(item, size))))
+    return out
 
 
 class ClassifierHead(nn.Module):
@@ -118,12 +176,9 @@ class ColorTransferNet(nn.Module):
         in [0, 1].  Each image goes through the path of evaluation (short side to the input size, centre crop,
         the recorded normalisation).  Returns a :class:`pandas.DataFrame` with one column per label.
         ``precision``: as ``medcolor predict`` (``32-true`` default, ``bf16-mixed`` the fast option)."""
-        import numpy as np
         import pandas as pd
 
         from medcolor.data.transforms import EvalTransform
-        from medcolor.inference import as_gray_batch
-        from medcolor.training.runtime import autocast
 
         labels, norm, size = self.usage()
         tf = EvalTransform(size, norm["mean"], norm["std"])
@@ -135,7 +190,8 @@ class ColorTransferNet(nn.Module):
             imgs = as_gray_batch(images, size)
             for i in range(0, len(imgs), batch_size):
                 x = torch.stack([tf(img[None].float()) for img in imgs[i : i + batch_size]]).to(device)
-                with autocast(device.type, precision):
+                low = precision.startswith("bf16")  # the autocast of medcolor.training.runtime.autocast
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
                     out.append(torch.sigmoid(self(x).float()).cpu())
         finally:
             self.train(was_training)

@@ -236,7 +236,8 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from medcolor.backbones import TIMM, backbone_table, list_backbones
+    from medcolor.backbone_table import backbone_table
+    from medcolor.backbones import TIMM, list_backbones
     from medcolor.colorizers import colorizer_table
     from medcolor.data.datasets import list_datasets
     from medcolor.strategies import STRATEGIES

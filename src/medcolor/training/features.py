@@ -3,7 +3,7 @@
 In a stage where nothing before C trains (``baseline``, ``last-layer``), with augmentation off and the
 frozen parts fully frozen (``frozen_bn: eval``: BatchNorm in eval mode, so its statistics do not move),
 ``E(T(x))`` of an image does not change during the stage: it is computed once
-(:func:`stage_features`), stored in a :class:`~medcolor.data.cache.FeatureCache` (memory-mapped, beside the
+(:func:`stage_features`), stored in a :class:`~medcolor.data.feature_cache.FeatureCache` (memory-mapped, beside the
 image cache) and C is trained on it with the same optimiser, schedule, sample order, checkpoints and
 validation metrics (:class:`FeatureTrainValData` feeds the same Lightning module, whose steps take
 ``batch["features"]``).  A dropout at the very end of E (torchvision's MobileNetV2/V3 keep the classifier's
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from medcolor.data.cache import FeatureCache
+from medcolor.data.feature_cache import FeatureCache
 from medcolor.data.samplers import ShardSampler
 from medcolor.errors import DataError
 from medcolor.model import ColorTransferNet
