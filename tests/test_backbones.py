@@ -266,3 +266,16 @@ def test_backbone_table_counts_parameters_and_flops():
     assert rows["mobilenet_v2"]["parameters"] == sum(p.numel() for p in create_backbone("mobilenet_v2").parameters())
     assert rows["timm:tf_efficientnet_lite0"]["parameters"] == 3_371_008
     assert 0.5 < rows["mobilenet_v2"]["gflops"] < 0.7 and 0.7 < rows["timm:tf_efficientnet_lite0"]["gflops"] < 0.85
+
+
+def test_a_run_with_a_fixed_size_backbone_at_another_size_is_refused_before_training():
+    from medcolor.config import RunConfig, check_run_config
+    from medcolor.errors import ConfigError
+
+    cfg = RunConfig.from_dict(
+        {"model": {"backbone": "timm:vit_tiny_patch16_224", "weights": "none"}, "data": {"size": 64}}
+    )
+    with pytest.raises(ConfigError, match=r"data.size.*takes only 224 px"):
+        check_run_config(cfg)
+    cfg.data.size = 224
+    check_run_config(cfg)  # the ViT's own size is fine

@@ -128,7 +128,7 @@ def data_config(name: str) -> dict[str, Any]:
             "input_size": [3, 224, 224],
             "interpolation": "bilinear",
             "crop_pct": 0.875,
-            "fixed_input_size": arch.startswith(("vit_", "swin_", "maxvit")),
+            "fixed_input_size": arch.startswith("vit_"),
         }
     import timm
 

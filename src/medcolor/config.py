@@ -350,6 +350,14 @@ def check_run_config(cfg: RunConfig) -> None:
         )
     if not cfg.model.init_from and not is_backbone(cfg.model.backbone):
         raise OptionError("model.backbone", _unknown_backbone(cfg.model.backbone))
+    if not cfg.model.init_from:
+        from medcolor.backbones import data_config
+
+        fixed = data_config(cfg.model.backbone)
+        if fixed["fixed_input_size"] and int(fixed["input_size"][-1]) != cfg.data.size:
+            raise OptionError(
+                "data.size", f"is {cfg.data.size}, but {cfg.model.backbone} takes only {fixed['input_size'][-1]} px"
+            )
     _named("model.frozen_bn", check_frozen_bn, cfg.model.frozen_bn)
     check_precision(cfg.trainer.precision)
     parse_channels_last(cfg.trainer.channels_last)
