@@ -46,7 +46,7 @@ LAYERS: tuple[tuple[str | tuple[str, ...], ...], ...] = (
     ("utils", "normalization", "_version", "quiet", "yamlio"),
     ("registry",),
     ("data", "colorizers", "backbones", "strategies", "display"),
-    ("model",),
+    ("model", "backbone_table"),
     ("io",),
     (("config", "validation"),),
     ("evaluation",),

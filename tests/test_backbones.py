@@ -155,3 +155,127 @@ def test_imagenet_from_the_torchvision_cache(tmp_path, monkeypatch):
 def test_unknown_backbone():
     with pytest.raises(UnknownNameError, match=r"unknown backbone 'resnet81'\. Did you mean 'resnet18'"):
         create_backbone("resnet81")
+
+
+# ----------------------------------------------------------------------------- timm backbones
+LITE0 = "efficientnet_lite0-imagenet-timm.pth"
+
+
+def test_names_resolve_to_both_families():
+    from medcolor.backbones import canonical_backbone_name, is_backbone, resolve_backbone
+
+    assert resolve_backbone("resnet18") == ("torchvision", "resnet18")  # bare names keep their old meaning
+    assert resolve_backbone("torchvision:resnet18") == ("torchvision", "resnet18")
+    assert resolve_backbone("timm:resnet18") == ("timm", "resnet18")
+    assert resolve_backbone("tf_efficientnet_lite0") == ("timm", "tf_efficientnet_lite0")  # only timm has it
+    assert canonical_backbone_name("tf_efficientnet_lite0") == "timm:tf_efficientnet_lite0"
+    assert canonical_backbone_name("mobilenet_v2") == "mobilenet_v2"
+    assert not is_backbone("timm:no_such_net") and not is_backbone("keras:resnet18")
+    with pytest.raises(UnknownNameError, match="Did you mean 'timm:tf_efficientnet_lite0'"):
+        create_backbone("tf_efficientnet_lite00")
+
+
+def test_data_config_travels_with_e():
+    from medcolor.backbones import data_config
+
+    tv = create_backbone("mobilenet_v2")
+    assert tv.pretrained_cfg["mean"] == [0.485, 0.456, 0.406] and tv.pretrained_cfg["std"] == [0.229, 0.224, 0.225]
+    lite = data_config("timm:tf_efficientnet_lite0")  # TF's (x - 127) / 128, as the weights README says
+    assert lite["mean"] == pytest.approx([0.498] * 3, abs=1e-3) and lite["std"] == pytest.approx([0.502] * 3, abs=1e-3)
+    assert lite["input_size"] == [3, 224, 224] and lite["interpolation"] == "bicubic"
+    assert data_config("timm:vit_tiny_patch16_224")["fixed_input_size"] is True
+
+
+def test_replicate_imagenet_uses_e_statistics():
+    """replicate-imagenet feeds E its own statistics: for tf_efficientnet_lite0 gray g becomes (g - 0.498) / 0.502."""
+    from medcolor.colorizers import create_colorizer
+    from medcolor.training.pipeline import colorizer_kwargs
+
+    kw = colorizer_kwargs("replicate-imagenet", "random", 0.5, 0.25, "timm:tf_efficientnet_lite0")
+    t = create_colorizer("replicate-imagenet", **kw)
+    x = torch.full((1, 1, 4, 4), 0.4)  # gray 0.5 + 0.4 * 0.25 = 0.6
+    assert torch.allclose(t(x), torch.full((1, 3, 4, 4), (0.6 - 127 / 255) / (128 / 255)), atol=1e-6)
+    tv = colorizer_kwargs("replicate-imagenet", "random", 0.5, 0.25, "mobilenet_v2")
+    assert "e_mean" not in create_colorizer("replicate-imagenet", **tv).init_kwargs  # torchvision: ImageNet's
+
+
+def test_timm_file_weights_give_the_full_models_pooled_features(shared_path):
+    """E built from timm:tf_efficientnet_lite0 + the shared file == timm's full model's pre-logits on a fixed image."""
+    import timm
+
+    path = shared_path("weights", LITE0)
+    e = create_backbone("timm:tf_efficientnet_lite0", path).eval()
+    assert e.num_features == 1280 and e.weights == str(path) and e.load_report.missing == []
+    full = timm.create_model("tf_efficientnet_lite0")
+    full.load_state_dict(torch.load(path, weights_only=True))  # strict: classifier included
+    full.eval()
+    x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours, theirs = e(x), full.forward_head(full.forward_features(x), pre_logits=True)
+        logits = full(x)
+    assert (ours - theirs).abs().max().item() < 1e-5
+    assert torch.allclose(full.get_classifier()(ours), logits, atol=1e-4)
+
+
+def test_timm_full_model_names_natural_photos(shared_path):
+    """The weights are real ImageNet ones: scikit-image's cat photos are cats, the coffee photo a coffee cup."""
+    skdata = pytest.importorskip("skimage.data")  # a dev dependency (pyproject [dev])
+    import timm
+    from PIL import Image
+
+    from medcolor.backbones import data_config
+
+    full = timm.create_model("tf_efficientnet_lite0")
+    full.load_state_dict(torch.load(shared_path("weights", LITE0), weights_only=True))
+    cfg = data_config("timm:tf_efficientnet_lite0")
+    tf = timm.data.create_transform(
+        input_size=tuple(cfg["input_size"]),
+        interpolation=cfg["interpolation"],
+        crop_pct=cfg["crop_pct"],
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+    )
+    photos = {"chelsea": {281, 282, 283, 284, 285}, "coffee": {504, 967, 968}, "rocket": {657, 744, 812}}
+    x = torch.stack([tf(Image.fromarray(getattr(skdata, n)()).convert("RGB")) for n in photos])
+    with torch.no_grad():
+        top = full.eval()(x).argmax(1).tolist()
+    for (name, ok), cls in zip(photos.items(), top, strict=True):
+        assert cls in ok, (name, cls)
+
+
+def test_timm_imagenet_offline_is_a_clear_error(monkeypatch):
+    import timm
+
+    def offline(*a, **k):
+        raise OSError("no network")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(WeightsError, match=r"cannot get the ImageNet weights of timm:tf_efficientnet_lite0.*--weights"):
+        create_backbone("timm:tf_efficientnet_lite0", "imagenet")
+
+
+def test_timm_wrong_file_is_refused(shared_path):
+    with pytest.raises(WeightsError, match=r"does not fit backbone 'convnext_atto'.*timm's key layout"):
+        create_backbone("timm:convnext_atto", shared_path("weights", LITE0))
+
+
+def test_backbone_table_counts_parameters_and_flops():
+    from medcolor.backbone_table import backbone_table
+
+    rows = {r["backbone"]: r for r in backbone_table(["mobilenet_v2", "timm:tf_efficientnet_lite0"], size=224)}
+    assert rows["mobilenet_v2"]["parameters"] == sum(p.numel() for p in create_backbone("mobilenet_v2").parameters())
+    assert rows["timm:tf_efficientnet_lite0"]["parameters"] == 3_371_008
+    assert 0.5 < rows["mobilenet_v2"]["gflops"] < 0.7 and 0.7 < rows["timm:tf_efficientnet_lite0"]["gflops"] < 0.85
+
+
+def test_a_run_with_a_fixed_size_backbone_at_another_size_is_refused_before_training():
+    from medcolor.config import RunConfig, check_run_config
+    from medcolor.errors import ConfigError
+
+    cfg = RunConfig.from_dict(
+        {"model": {"backbone": "timm:vit_tiny_patch16_224", "weights": "none"}, "data": {"size": 64}}
+    )
+    with pytest.raises(ConfigError, match=r"data.size.*takes only 224 px"):
+        check_run_config(cfg)
+    cfg.data.size = 224
+    check_run_config(cfg)  # the ViT's own size is fine

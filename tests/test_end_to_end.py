@@ -128,8 +128,11 @@ def test_predict_matches_the_run_and_reads_dicom(kermany_run: Path, tmp_path: Pa
     # the same images through predict and through the run's own test evaluation (fp32 both)
     np.testing.assert_allclose(got[label].to_numpy()[:5], preds[f"prob:{label}"].to_numpy()[:5], atol=1e-5)
     assert 0.0 <= got[label].iloc[5] <= 1.0
-    # the default precision (auto: bf16 autocast where the CPU has it, C in fp32) stays close to fp32
+    # the default precision is evaluate's (fp32): the same probabilities; bf16-mixed is the fast option
     assert cli("predict", kermany_run, *paths, "-o", out_csv) == 0
+    default = pd.read_csv(out_csv)[label].to_numpy()
+    np.testing.assert_allclose(default, preds[f"prob:{label}"].to_numpy()[:5], atol=1e-5)
+    assert cli("predict", kermany_run, *paths, "-o", out_csv, "--precision", "bf16-mixed") == 0
     fast = pd.read_csv(out_csv)[label].to_numpy()
     np.testing.assert_allclose(fast, preds[f"prob:{label}"].to_numpy()[:5], atol=0.03)
     # printing to stdout when no -o is given

@@ -1,8 +1,16 @@
 from __future__ import annotations
 
-import torch
+from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from medcolor.errors import WeightsError
 from medcolor.inference import predict_probs
+from medcolor.io import load_model, save_model
 from medcolor.model import ColorTransferNet
 
 
@@ -18,3 +26,114 @@ def test_reduced_precision_predicts_channels_last_and_leaves_the_model_as_it_was
     assert all(p.is_contiguous() for p in model.parameters())  # back to the contiguous format
     again = predict_probs(model, view, batch_size=2)
     assert (again == fp32).all()  # full precision: unchanged by the bf16 call
+
+
+# ----------------------------------------------------------------------------- the network carries its use
+
+KERMANY = ("data", "kermany-pneumonia-224", "train")
+
+
+@pytest.fixture(scope="module")
+def small_folder(tmp_path_factory, shared_path) -> Path:
+    """12 real Kermany images (6 per class) as 8-bit PNGs in a NORMAL / PNEUMONIA folder dataset."""
+    root = tmp_path_factory.mktemp("kermany12")
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (root / cls).mkdir()
+        for src in sorted(shared_path(*KERMANY, cls).glob("*.jpeg"))[:6]:
+            Image.open(src).convert("L").save(root / cls / f"{src.stem}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    net = ColorTransferNet.create("pixelshuffle", "mobilenet_v2", 1, None).eval()
+    net.set_usage(["PNEUMONIA"], {"mean": 0.5, "std": 0.25}, 48)
+    return save_model(net, tmp_path_factory.mktemp("model") / "model.safetensors")
+
+
+def test_loaded_network_carries_labels_normalisation_size_and_data_config(model_file):
+    model, meta = load_model(model_file)
+    assert model.labels == ["PNEUMONIA"] and model.normalization == {"mean": 0.5, "std": 0.25}
+    assert model.input_size == 48 and meta["size"] == 48
+    assert (
+        model.pretrained_cfg["mean"] == [0.485, 0.456, 0.406]
+        and meta["backbone_data_config"]["family"] == "torchvision"
+    )
+    assert model.usage() == (["PNEUMONIA"], {"mean": 0.5, "std": 0.25}, 48)
+
+
+def test_a_file_without_usage_metadata_is_a_clear_error(tmp_path, small_folder):
+    from medcolor.inference import predict_files
+
+    net = ColorTransferNet.create("replicate", "mobilenet_v2", 1, None)
+    path = save_model(net, tmp_path / "bare.safetensors")  # no labels, normalisation, size
+    model, _ = load_model(path)
+    with pytest.raises(WeightsError, match=r"does not record its label_names, normalization, size.*save_model"):
+        model.usage(str(path))
+    with pytest.raises(WeightsError, match=r"bare.safetensors does not record"):
+        predict_files(path, [small_folder])
+
+
+def test_predict_and_evaluate_agree_by_default(model_file, small_folder, tmp_path):
+    """One precision rule: `predict` with its defaults gives the probabilities `evaluate` writes (fp32 both)."""
+    from medcolor.cli import main
+    from medcolor.inference import INFERENCE_PRECISION, predict_files
+
+    assert INFERENCE_PRECISION == "32-true"
+    out = tmp_path / "eval"
+    args = ["evaluate", str(model_file), "--dataset", "folder", "--root", str(small_folder), "--bootstrap", "0"]
+    assert main([*args, "--num-workers", "0", "-o", str(out)]) == 0
+    evaluated = pd.read_csv(out / "predictions.csv")
+    predicted = predict_files(model_file, evaluated["path"].tolist())  # defaults
+    assert predicted["path"].tolist() == evaluated["path"].tolist() and len(predicted) == 12
+    np.testing.assert_allclose(predicted["PNEUMONIA"], evaluated["prob:PNEUMONIA"], atol=1e-6)
+
+
+def test_model_predict_takes_arrays_pil_and_tensors(model_file, small_folder):
+    from medcolor.inference import predict_files
+
+    files = sorted(small_folder.rglob("*.png"))[:4]
+    want = predict_files(model_file, files)["PNEUMONIA"].to_numpy()
+    model, _ = load_model(model_file)
+    arrays = [np.asarray(Image.open(f)) for f in files]
+    for images in (arrays, [Image.open(f) for f in files], np.stack(arrays)):
+        got = model.predict(images)
+        assert list(got.columns) == ["PNEUMONIA"]
+        np.testing.assert_allclose(got["PNEUMONIA"].to_numpy(), want, atol=1e-6)
+    floats = torch.from_numpy(np.stack(arrays).astype(np.float32) / 255)[:, None]  # (B, 1, H, W) in [0, 1]
+    np.testing.assert_allclose(model.predict(floats)["PNEUMONIA"].to_numpy(), want, atol=2e-3)
+    with pytest.raises(Exception, match=r"\[0, 1\]"):
+        model.predict(torch.full((1, 1, 8, 8), 3.0))
+
+
+@pytest.mark.slow
+def test_notebook_five_lines(tmp_path, shared_path, mobilenet_weights):
+    import medcolor
+
+    data = {
+        "dataset": "folder",
+        "root": str(shared_path(*KERMANY[:2])),
+        "train_split": "train",
+        "subset": 48,
+        "options": {"patient_regex": "kermany"},
+        "val": 0.01,
+        "test": 0.01,
+        "size": 32,
+        "num_workers": 0,
+    }
+    stage = {"strategy": "baseline", "lr": 0.05, "iterations": 2, "val_every": 2}
+    model_cfg = {"backbone": "mobilenet_v2", "weights": str(mobilenet_weights)}
+    trainer = {"progress": False, "bootstrap": 0}
+    # the five lines
+    cfg = medcolor.RunConfig.from_dict({"data": data, "model": model_cfg, "stages": [stage], "trainer": trainer,
+                                        "output": str(tmp_path / "run")})  # fmt: skip
+    result = medcolor.train(cfg)
+    metrics, _ = medcolor.evaluate(result.directory, bootstrap=0, progress=False)
+    model = medcolor.load(result.directory)
+    probs = model.predict(
+        [np.asarray(Image.open(p).convert("L")) for p in sorted(Path(data["root"]).rglob("*.jpeg"))[:3]]
+    )
+    assert metrics["mean_auc"] == pytest.approx(result.test["mean_auc"], abs=1e-6)
+    assert list(probs.columns) == ["PNEUMONIA"] and probs.shape == (3, 1) and probs.to_numpy().max() <= 1
+    assert model.labels == ["PNEUMONIA"] and model.input_size == 32

@@ -176,6 +176,11 @@ CONTRACT_BACKBONES = [
     "regnet_y_400mf",
     "shufflenet_v2_x0_5",
     "convnext_tiny",
+    # timm families (small variants): EfficientNet (TF padding), ConvNeXt, ResNet, a ViT (fixed input size)
+    "timm:tf_efficientnet_lite0",
+    "timm:convnext_atto",
+    "timm:resnet10t",
+    "timm:vit_tiny_patch16_224",
 ]
 
 
@@ -195,8 +200,13 @@ def _contract_colorizer(name: str):
 def _contract_output_shape(backbone: str, colorizer: str) -> tuple[int, ...]:
     net = _contract_net(backbone)
     net.replace_colorizer(_contract_colorizer(colorizer))
+    size = 36  # not a multiple of the colorizers' strides
+    if net.backbone.pretrained_cfg["fixed_input_size"]:  # a ViT: any other size is refused with a clear error
+        with pytest.raises(ConfigError, match=r"takes only 224x224 inputs.*--size 224"), torch.no_grad():
+            net.eval()(torch.rand(1, 1, size, size))
+        size = net.backbone.pretrained_cfg["input_size"][-1]
     with torch.no_grad():
-        y = net.eval()(torch.rand(2, 1, 36, 36))  # 36: not a multiple of the colorizers' strides
+        y = net.eval()(torch.rand(2, 1, size, size))
     assert y.dtype == torch.float32
     return tuple(y.shape)
 

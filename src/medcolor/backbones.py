@@ -1,16 +1,29 @@
-"""E — ImageNet-pretrained feature extractors from torchvision's classification models.
+"""E — ImageNet-pretrained feature extractors from torchvision's and timm's classification models.
 
-:func:`create_backbone` takes any torchvision classifier by name (``resnet18``, ``densenet121``,
-``mobilenet_v2``, ``efficientnet_b0``, ``convnext_tiny``...), removes its last linear layer and
-returns a :class:`Backbone` whose forward gives ``(B, num_features)`` features.
+:func:`create_backbone` takes a classifier by name and returns a :class:`Backbone` whose forward gives
+pooled ``(B, num_features)`` features (the classifier's last linear layer removed).  Names:
+
+* ``torchvision:NAME`` or ``timm:NAME`` name the family explicitly (``timm:tf_efficientnet_lite0``,
+  ``timm:convnext_atto``...);
+* a bare name is a torchvision classifier when torchvision has one of that name (``resnet18``,
+  ``densenet121``, ``mobilenet_v2``: the names runs have always used), else a timm model when timm
+  has one (``tf_efficientnet_lite0``); :func:`resolve_backbone` gives the canonical name
+  (torchvision models bare, timm models ``timm:NAME``), which model files record.
+
+Every backbone carries its pretrained data config (:attr:`Backbone.pretrained_cfg`, timm's name for it):
+the per-channel RGB ``mean``/``std`` E was trained with, ``input_size``, ``interpolation`` and whether the
+input size is fixed (ViTs).  torchvision's ImageNet classifiers use ImageNet's statistics; timm models
+their own (``tf_efficientnet_lite*``: TF's ``(x - 127) / 128``, i.e. mean 0.498 / std 0.502).
 
 ``weights`` is one of
 
 * ``None`` — random initialisation;
 * ``"imagenet"`` — torchvision's official ``DEFAULT`` weights, downloaded and cached by torchvision
   (``$TORCH_HOME/hub/checkpoints``); a file already in that cache is used without a network;
+* (timm models) ``"imagenet"`` — timm's default pretrained weights, downloaded by timm (Hugging Face
+  hub cache); without internet the error says where to put the file or to pass its path;
 * a path to a local state-dict file (``.pth``/``.pt`` read with ``torch.load(weights_only=True)``, or
-  ``.safetensors``), in torchvision's key layout.  Head-only keys may be missing (e.g. a
+  ``.safetensors``), in the family's key layout (torchvision's or timm's).  Head-only keys may be missing (e.g. a
   features-only file); a file with unexpected keys, wrong shapes or missing feature-extractor
   tensors is refused with a message that lists them.
 """
@@ -34,9 +47,105 @@ log = logging.getLogger(__name__)
 IMAGENET = "imagenet"
 
 
-def list_backbones() -> list[str]:
-    """Names of the torchvision classification models usable as E."""
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+TIMM = "timm"
+TORCHVISION = "torchvision"
+FAMILIES = (TORCHVISION, TIMM)
+
+#: the statistics torchvision's ImageNet classifiers were trained with
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: TF-ported models whose exact preprocessing is ``(x * 255 - 127) / 128``, which timm's config rounds to 0.5/0.5
+_TF_127_128 = {f"tf_efficientnet_lite{i}" for i in range(5)}
+
+
+def list_backbones(family: str = TORCHVISION) -> list[str]:
+    """Names of the classification models usable as E: torchvision's (default, bare names) or timm's."""
+    if family == TORCHVISION:
+        return sorted(torchvision.models.list_models(module=torchvision.models))
+    if family == TIMM:
+        import timm
+
+        return sorted(timm.list_models())
+    raise ConfigError(f"unknown backbone family {family!r}; valid: {', '.join(FAMILIES)}")
+
+
+def _timm_has(arch: str) -> bool:
+    try:
+        import timm
+    except ImportError:  # pragma: no cover - timm is a dependency
+        return False
+    return bool(timm.is_model(arch))
+
+
+def resolve_backbone(name: str) -> tuple[str, str]:
+    """``(family, architecture)`` of a backbone name (see the module doc); unknown names raise
+    :class:`~medcolor.errors.UnknownNameError` with the closest names."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"backbone name must be a non-empty string, got {name!r}")
+    family, sep, arch = name.partition(":")
+    if sep:
+        family = family.lower()
+        if family not in FAMILIES:
+            raise UnknownNameError(
+                f"backbone {name!r}: unknown family {family!r}; write timm:NAME or torchvision:NAME (or a bare name)"
+            )
+        known = arch in list_backbones(TORCHVISION) if family == TORCHVISION else _timm_has(arch)
+        if not known:
+            raise UnknownNameError(_unknown_backbone(name))
+        return family, arch
+    if name in list_backbones(TORCHVISION):
+        return TORCHVISION, name
+    if _timm_has(name):
+        return TIMM, name
+    raise UnknownNameError(_unknown_backbone(name))
+
+
+def canonical_backbone_name(name: str) -> str:
+    """The name model files record: torchvision models bare (as always), timm models ``timm:NAME``."""
+    family, arch = resolve_backbone(name)
+    return arch if family == TORCHVISION else f"{TIMM}:{arch}"
+
+
+def is_backbone(name: object) -> bool:
+    """Whether ``name`` resolves to a torchvision or timm classifier."""
+    try:
+        resolve_backbone(name)  # type: ignore[arg-type]
+    except ConfigError:
+        return False
+    return True
+
+
+def data_config(name: str) -> dict[str, Any]:
+    """The pretrained data config of backbone ``name`` (without building it): ``mean``/``std`` (3 floats,
+    RGB in [0, 1]), ``input_size`` ``(3, H, W)``, ``interpolation``, ``crop_pct``, ``fixed_input_size``."""
+    family, arch = resolve_backbone(name)
+    if family == TORCHVISION:
+        return {
+            "family": TORCHVISION,
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "input_size": [3, 224, 224],
+            "interpolation": "bilinear",
+            "crop_pct": 0.875,
+            "fixed_input_size": arch.startswith("vit_"),
+        }
+    import timm
+
+    cfg = timm.get_pretrained_cfg(arch)
+    d = cfg.to_dict() if cfg is not None else {}
+    mean, std = d.get("mean", IMAGENET_MEAN), d.get("std", IMAGENET_STD)
+    if arch in _TF_127_128:
+        mean, std = (127 / 255,) * 3, (128 / 255,) * 3
+    return {
+        "family": TIMM,
+        "mean": [float(v) for v in mean],
+        "std": [float(v) for v in std],
+        "input_size": list(d.get("input_size", (3, 224, 224))),
+        "interpolation": d.get("interpolation", "bicubic"),
+        "crop_pct": float(d.get("crop_pct", 0.875)),
+        "fixed_input_size": bool(d.get("fixed_input_size", False)),
+    }
 
 
 @dataclass
@@ -75,18 +184,43 @@ def _set_submodule(model: nn.Module, dotted: str, new: nn.Module) -> None:
 
 
 class Backbone(nn.Module):
-    """A torchvision classifier with its last linear layer replaced by ``nn.Identity``."""
+    """A torchvision or timm classifier without its last linear layer: ``(B, 3, H, W)`` -> ``(B, num_features)``.
 
-    def __init__(self, name: str, net: nn.Module, head_name: str, num_features: int) -> None:
+    ``pretrained_cfg``: the data config E was (pre)trained with (:func:`data_config`)."""
+
+    def __init__(
+        self,
+        name: str,
+        net: nn.Module,
+        head_name: str,
+        num_features: int,
+        pretrained_cfg: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         self.name = name
         self.net = net
         self.head_name = head_name
         self.num_features = num_features
+        self.pretrained_cfg: dict[str, Any] = pretrained_cfg or data_config(name)
         self.load_report: LoadReport | None = None
         self.weights: str | None = None
 
+    @property
+    def family(self) -> str:
+        return str(self.pretrained_cfg.get("family", TORCHVISION))
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """A :class:`~medcolor.errors.ConfigError` when E only takes its own input size (ViTs) and this is another."""
+        if self.pretrained_cfg.get("fixed_input_size"):
+            want = tuple(int(v) for v in self.pretrained_cfg["input_size"][1:])
+            if (int(height), int(width)) != want:
+                raise ConfigError(
+                    f"backbone {self.name} takes only {want[0]}x{want[1]} inputs (a fixed input size), got "
+                    f"{height}x{width}; train with --size {want[0]} or choose a backbone without a fixed size"
+                )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input_size(x.shape[-2], x.shape[-1])
         y = self.net(x)
         if not isinstance(y, torch.Tensor):  # GoogLeNet / Inception outputs in training mode
             y = y[0]
@@ -96,7 +230,7 @@ class Backbone(nn.Module):
 def _build_torchvision(name: str) -> nn.Module:
     try:
         builder = torchvision.models.get_model_builder(name)
-    except ValueError:
+    except (ValueError, KeyError):
         raise UnknownNameError(_unknown_backbone(name)) from None
     kwargs: dict[str, Any] = {"weights": None}
     if name in {"googlenet", "inception_v3"}:
@@ -107,10 +241,17 @@ def _build_torchvision(name: str) -> nn.Module:
 def _unknown_backbone(name: str) -> str:
     import difflib
 
+    _, sep, arch = name.partition(":")
     names = list_backbones()
-    close = difflib.get_close_matches(name, names, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"unknown backbone {name!r}.{hint} Valid backbones (torchvision classifiers): {', '.join(names)}."
+    timm_names = list_backbones(TIMM) if _timm_has("resnet18") else []
+    key = arch if sep else name
+    shown = {n: f"timm:{n}" for n in timm_names} | {n: n for n in names}  # a name in both: torchvision's
+    close = difflib.get_close_matches(key, list(shown), n=1)
+    hint = f" Did you mean {shown[close[0]]!r}?" if close else ""
+    return (
+        f"unknown backbone {name!r}.{hint} Valid backbones: the torchvision classifiers ({', '.join(names)}) and "
+        f"the {len(timm_names)} timm models as timm:NAME (`medcolor list` shows some; timm.list_models() all)."
+    )
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -140,9 +281,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_state_dict_checked(
-    net: nn.Module, sd: dict[str, torch.Tensor], head_name: str, source: str, arch: str
+    net: nn.Module, sd: dict[str, torch.Tensor], head_name: str, source: str, arch: str, family: str = TORCHVISION
 ) -> LoadReport:
-    """Load ``sd`` into ``net`` (a full torchvision classifier); refuse files that do not fit."""
+    """Load ``sd`` into ``net`` (a full torchvision or timm classifier); refuse files that do not fit."""
     own = net.state_dict()
     unexpected = sorted(k for k in sd if k not in own)
     wrong_shape = sorted(k for k in sd if k in own and tuple(sd[k].shape) != tuple(own[k].shape))
@@ -160,7 +301,7 @@ def load_state_dict_checked(
         raise WeightsError(
             f"weights file {source} does not fit backbone {arch!r}: "
             + "; ".join(problems)
-            + f". Check that the file holds {arch} weights in torchvision's key layout."
+            + f". Check that the file holds {arch} weights in {family}'s key layout."
         )
     net.load_state_dict(sd, strict=False)
     return LoadReport(source=source, missing=missing, unexpected=unexpected)
@@ -182,28 +323,90 @@ def _imagenet_state_dict(name: str, progress: bool) -> tuple[dict[str, torch.Ten
         ) from exc
 
 
+def _no_weights(weights: str | os.PathLike | None) -> bool:
+    return weights is None or (isinstance(weights, str) and weights.lower() in {"none", "random", ""})
+
+
+def _timm_head(net: nn.Module) -> str:
+    head = (getattr(net, "pretrained_cfg", None) or {}).get("classifier") or "classifier"
+    return head[0] if isinstance(head, (list, tuple)) else str(head)
+
+
+def _timm_imagenet(arch: str, progress: bool) -> nn.Module:
+    import timm
+
+    cfg = timm.get_pretrained_cfg(arch)
+    where = (cfg.hf_hub_id or cfg.url) if cfg is not None else None
+    if not where:
+        raise WeightsError(f"timm has no ImageNet weights for {arch}; pass a weights file (--weights FILE)")
+    try:
+        return timm.create_model(arch, pretrained=True)
+    except Exception as exc:
+        hub = os.environ.get("HF_HOME", str(Path("~/.cache/huggingface").expanduser()))
+        raise WeightsError(
+            f"cannot get the ImageNet weights of timm:{arch} ({where}): {type(exc).__name__}: {exc}. "
+            f"Without internet, download them on another machine and either copy timm's Hugging Face cache to "
+            f"{hub} (set HF_HOME to move it) or save the state dict and pass its path as weights "
+            f"(--weights /path/to/{arch}.pth or .safetensors)."
+        ) from exc
+
+
+def _build_timm(arch: str, weights: str | os.PathLike | None, progress: bool) -> tuple[nn.Module, LoadReport | None]:
+    import timm
+
+    report = None
+    if isinstance(weights, str) and weights.lower() == IMAGENET:
+        net = _timm_imagenet(arch, progress)
+        report = LoadReport(source=f"timm:{arch} ImageNet weights")
+    else:
+        net = timm.create_model(arch, pretrained=False)
+        if not _no_weights(weights):
+            path = Path(weights).expanduser()  # type: ignore[arg-type]
+            report = load_state_dict_checked(net, _read_state_dict(path), _timm_head(net), str(path), arch, TIMM)
+    return net, report
+
+
+def _timm_backbone(name: str, arch: str, weights: str | os.PathLike | None, progress: bool) -> Backbone:
+    net, report = _build_timm(arch, weights, progress)
+    head_name = _timm_head(net)
+    net.reset_classifier(0)  # pooled (pre-logits) features, e.g. tf_efficientnet_lite0: 1280
+    num_features = int(getattr(net, "head_hidden_size", None) or net.num_features)
+    bb = Backbone(name, net, head_name, num_features, data_config(name))
+    bb.load_report = report
+    return bb
+
+
 def create_backbone(name: str, weights: str | os.PathLike | None = None, *, progress: bool = True) -> Backbone:
-    """Build backbone E by torchvision name, with ``weights`` ``None``, ``"imagenet"`` or a file path."""
+    """Build backbone E by name (torchvision or timm: :func:`resolve_backbone`), with ``weights`` ``None``,
+    ``"imagenet"`` or a file path."""
     if not isinstance(name, str):
         raise ConfigError(f"backbone name must be a string, got {name!r}")
-    net = _build_torchvision(name)
+    family, arch = resolve_backbone(name)
+    canonical = canonical_backbone_name(name)
+    if family == TIMM:
+        bb = _timm_backbone(canonical, arch, weights, progress)
+        bb.weights = None if _no_weights(weights) else (IMAGENET if str(weights).lower() == IMAGENET else str(weights))
+        if bb.load_report is not None:
+            log.debug("%s", bb.load_report)
+        return bb
+    net = _build_torchvision(arch)
     head_name, head = _last_linear(net)
     report = None
-    if weights is None or (isinstance(weights, str) and weights.lower() in {"none", "random", ""}):
+    if _no_weights(weights):
         source = None
     elif isinstance(weights, str) and weights.lower() == IMAGENET:
-        sd, source = _imagenet_state_dict(name, progress)
-        report = load_state_dict_checked(net, sd, head_name, source, name)
+        sd, source = _imagenet_state_dict(arch, progress)
+        report = load_state_dict_checked(net, sd, head_name, source, arch)
         source = IMAGENET
     else:
-        path = Path(weights).expanduser()
+        path = Path(weights).expanduser()  # type: ignore[arg-type]
         sd = _read_state_dict(path)
-        report = load_state_dict_checked(net, sd, head_name, str(path), name)
+        report = load_state_dict_checked(net, sd, head_name, str(path), arch)
         source = str(path)
         log.debug("%s", report)  # the run's log shows it at INFO (medcolor.training.pipeline.build_model)
     num_features = head.in_features
     _set_submodule(net, head_name, nn.Identity())
-    bb = Backbone(name, net, head_name, num_features)
+    bb = Backbone(canonical, net, head_name, num_features)
     bb.load_report = report
     bb.weights = source
     return bb
@@ -212,6 +415,9 @@ def create_backbone(name: str, weights: str | os.PathLike | None = None, *, prog
 def imagenet_weights_available(name: str) -> bool:
     """Whether torchvision's ImageNet weights for ``name`` are in the local cache (no download needed)."""
     try:
+        family, name = resolve_backbone(name)
+        if family != TORCHVISION:
+            return False
         url = torchvision.models.get_model_weights(name).DEFAULT.url
     except Exception:
         return False
@@ -219,11 +425,20 @@ def imagenet_weights_available(name: str) -> bool:
 
 
 __all__ = [
+    "FAMILIES",
     "IMAGENET",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "TIMM",
+    "TORCHVISION",
     "Backbone",
     "LoadReport",
+    "canonical_backbone_name",
     "create_backbone",
+    "data_config",
     "imagenet_weights_available",
+    "is_backbone",
     "list_backbones",
     "load_state_dict_checked",
+    "resolve_backbone",
 ]

@@ -27,6 +27,7 @@ Use :func:`create_colorizer` to build one by name and :func:`list_colorizers` fo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -317,15 +318,25 @@ class ReplicateImagenetColorizer(Colorizer):
     """Ablation of the baseline's input: the gray copy with ImageNet's per-channel normalisation.
 
     Inputs arrive normalised with the data's gray ``data_mean`` / ``data_std`` (CheXpert's unless the run
-    computes its own: the run passes its values); the output is ``(gray - mean_c) / std_c`` with ImageNet's
-    RGB mean and std, the statistics a frozen ImageNet E was trained with.  No parameters."""
+    computes its own: the run passes its values); the output is ``(gray - mean_c) / std_c`` with E's own
+    RGB ``e_mean`` / ``e_std`` (its pretrained data config: the run passes them; ImageNet's by default), the
+    statistics a frozen E was trained with.  No parameters."""
 
     learnable = False
 
-    def __init__(self, data_mean: float = CHEXPERT_MEAN, data_std: float = CHEXPERT_STD) -> None:
+    def __init__(
+        self,
+        data_mean: float = CHEXPERT_MEAN,
+        data_std: float = CHEXPERT_STD,
+        e_mean: Sequence[float] = IMAGENET_MEAN,
+        e_std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
         super().__init__()
-        self.init_kwargs = {"data_mean": float(data_mean), "data_std": float(data_std)}
-        mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        self.init_kwargs: dict[str, Any] = {"data_mean": float(data_mean), "data_std": float(data_std)}
+        if tuple(e_mean) != tuple(IMAGENET_MEAN) or tuple(e_std) != tuple(IMAGENET_STD):
+            self.init_kwargs |= {"e_mean": [float(v) for v in e_mean], "e_std": [float(v) for v in e_std]}
+        mean = torch.tensor([float(v) for v in e_mean]).view(1, 3, 1, 1)
+        std = torch.tensor([float(v) for v in e_std]).view(1, 3, 1, 1)
         # y_c = (x * data_std + data_mean - mean_c) / std_c = x * scale_c + shift_c
         self.register_buffer("scale", data_std / std, persistent=False)
         self.register_buffer("shift", (data_mean - mean) / std, persistent=False)

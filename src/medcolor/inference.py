@@ -25,11 +25,14 @@ from medcolor.config import DataConfig
 from medcolor.data.readers import IMAGE_EXTENSIONS
 from medcolor.data.transforms import EvalTransform
 from medcolor.display import ColorizedSamples, colorization_figure, colorize, side_by_side
-from medcolor.errors import ConfigError, DataError
+from medcolor.errors import ConfigError, DataError, WeightsError
 from medcolor.evaluation.dataset import check_finite_weights, evaluate_run, held_out_split, predict_probs
-from medcolor.normalization import CHEXPERT_MEAN, CHEXPERT_STD
 from medcolor.training.runtime import resolve_accelerator, resolve_precision
 from medcolor.utils import atomic_path, resolve_num_workers
+
+#: the default precision of ``medcolor predict`` and ``medcolor evaluate`` (and of the test step of training):
+#: full precision, so that both give the same probabilities for the same image
+INFERENCE_PRECISION = "32-true"
 
 
 def evaluate_model(
@@ -50,13 +53,14 @@ def evaluate_model(
     from medcolor.io import load_model
 
     path = resolve_model_path(model_path)
-    model, meta = load_model(path)
+    model, _ = load_model(path)
     check_finite_weights(model, path)
+    labels, norm, model_size = model.usage(str(path))
     run_dir = path.parent
     if data is not None:
         from medcolor.data.bundle import make_dataset
 
-        data.size = size or int(meta.get("size", data.size))
+        data.size = size or model_size
         dataset, name = make_dataset(data, split), split or "data"
     elif (run_dir / "config.yaml").is_file():
         from medcolor.config import RunConfig
@@ -67,16 +71,15 @@ def evaluate_model(
         data = cfg.data
     else:
         raise ConfigError(f"{path} is not inside a run directory: say which data to evaluate with --dataset/--root")
-    mean, std = _norm(meta)
     out = Path(output) if output else run_dir / f"evaluate-{name}"
     metrics = evaluate_run(
         model,
         dataset,
         out,
         split=name,
-        size=int(meta.get("size", data.size)),
-        normalization={"mean": mean, "std": std},
-        label_names=meta.get("label_names"),
+        size=model_size,
+        normalization=norm,
+        label_names=labels,
         batch_size=data.batch_size,
         num_workers=resolve_num_workers(data.num_workers, resolve_accelerator(device)),
         device=device,
@@ -140,9 +143,12 @@ class ImageFiles(Dataset):
         return {"image": self.transform(img), "index": i}
 
 
-def _norm(meta: dict[str, Any]) -> tuple[float, float]:
-    n = meta.get("normalization") or {}
-    return float(n.get("mean", CHEXPERT_MEAN)), float(n.get("std", CHEXPERT_STD))
+def _norm(meta: dict[str, Any], source: str = "the file") -> tuple[float, float]:
+    """The gray normalisation a medcolor file records; never guessed (a WeightsError when it has none)."""
+    n = meta.get("normalization")
+    if not isinstance(n, dict) or "mean" not in n or "std" not in n:
+        raise WeightsError(f"{source} does not record its input normalisation ({{'mean', 'std'}}): re-export it")
+    return float(n["mean"]), float(n["std"])
 
 
 def predict_files(
@@ -151,17 +157,16 @@ def predict_files(
     *,
     batch_size: int = 16,
     device: str = "auto",
-    precision: str = "auto",
+    precision: str = "32-true",
     size: int | None = None,
     progress: bool = False,
     num_workers: int | None = None,
 ) -> pd.DataFrame:
     """Probabilities for image files/folders: a DataFrame with ``path`` and one column per label.
 
-    ``device`` ``auto``: a CUDA GPU when one is visible, else the CPU.  ``precision`` ``auto``: what training
-    uses there (bf16 autocast + channels_last where the hardware has bf16, C in fp32; the measurements:
-    docs/defaults.md); ``32-true`` for fp32.  ``num_workers``: decoding processes (default 0 on
-    the CPU, where the model already uses every core; beside a GPU as ``data.num_workers: auto``)."""
+    ``device`` ``auto``: a GPU when one is visible, else the CPU.  ``precision``: :data:`INFERENCE_PRECISION`
+    (fp32: the probabilities of ``evaluate`` and of the run's ``predictions.csv``); ``bf16-mixed`` is the fast
+    option (docs/inference-precision.md).  ``num_workers``: decoding processes (default 0 on the CPU)."""
     from medcolor.io import load_model
 
     device = resolve_accelerator(device)
@@ -170,15 +175,14 @@ def predict_files(
         num_workers = resolve_num_workers("auto", device) if device == "cuda" else 0
 
     path = resolve_model_path(model_path)
-    model, meta = load_model(path)
+    model, _ = load_model(path)
     check_finite_weights(model, path)
+    labels, norm, model_size = model.usage(str(path))
     files = collect_images(inputs)
-    mean, std = _norm(meta)
-    ds = ImageFiles(files, int(size or meta.get("size", 320)), mean, std)
+    ds = ImageFiles(files, int(size or model_size), norm["mean"], norm["std"])
     probs = predict_probs(
         model, ds, batch_size=batch_size, num_workers=num_workers, device=device, precision=precision, progress=progress
     )
-    labels = meta.get("label_names") or [f"label{j}" for j in range(probs.shape[1])]
     df = pd.DataFrame(probs, columns=labels)
     df.insert(0, "path", [str(f) for f in files])
     return df
@@ -207,8 +211,10 @@ def colorize_images(
     t, meta = load_colorizer_any(source)
     check_finite_weights(t, source)
     files = collect_images(inputs)
-    mean, std = _norm(meta)
-    ds = ImageFiles(files, int(size or meta.get("size", 320)), mean, std)
+    mean, std = _norm(meta, str(source))
+    if size is None and not isinstance(meta.get("size"), int):
+        raise WeightsError(f"{source} does not record the input size it was trained with: give it (--size PX)")
+    ds = ImageFiles(files, int(size or meta["size"]), mean, std)
     grays, colors = colorize(t, [ds[i]["image"] for i in range(len(ds))], mean, std, display)
     return ColorizedSamples(np.stack(grays), np.stack(colors), [str(f) for f in files]), t, meta
 
@@ -247,6 +253,7 @@ def colorize_files(
 
 
 __all__ = [
+    "INFERENCE_PRECISION",
     "ImageFiles",
     "collect_images",
     "colorize_files",

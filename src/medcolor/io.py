@@ -168,17 +168,29 @@ def load_colorizer(path: str | os.PathLike) -> tuple[Colorizer, dict[str, Any]]:
 def save_model(model: nn.Module, path: str | os.PathLike, **metadata: Any) -> Path:
     """Write a whole :class:`~medcolor.model.ColorTransferNet` (T, E, C) with its architecture and
     metadata (``label_names``, ``normalization``, ``size``...)."""
+    usage = {
+        "label_names": getattr(model, "labels", None),
+        "normalization": getattr(model, "normalization", None),
+        "size": getattr(model, "input_size", None),
+    }
     meta = {
         "format": MODEL_FORMAT,
         "format_version": FORMAT_VERSION,
         "architecture": model.architecture(),
+        "backbone_data_config": model.backbone.pretrained_cfg,
+        **{k: v for k, v in usage.items() if v is not None},
         **metadata,
     }
     return _save(model, path, meta)
 
 
 def load_model(path: str | os.PathLike):
-    """Read a network written by :func:`save_model`; returns ``(ColorTransferNet, metadata)``."""
+    """Read a network written by :func:`save_model`; returns ``(ColorTransferNet, metadata)``.
+
+    The network carries what using it needs: ``model.labels``, ``model.normalization`` (gray mean/std),
+    ``model.input_size`` and ``model.pretrained_cfg`` (E's data config); ``model.usage()`` raises a
+    :class:`~medcolor.errors.WeightsError` naming whatever a file lacks (it is never guessed), and
+    ``model.predict(images)`` gives probabilities per label."""
     from medcolor.model import ColorTransferNet
 
     meta, tensors = _read(path, MODEL_FORMAT)
@@ -191,13 +203,39 @@ def load_model(path: str | os.PathLike):
         raise WeightsError(f"{path}: its metadata's architecture cannot be built ({exc})") from exc
     _load_into(model, tensors, path)
     model.mark_colorizer_transferred()  # T comes from a file
+    _set_usage(model, meta, path)
     return model, meta
+
+
+def load_network(path: str | os.PathLike):
+    """The network of a model file or a run directory (its final ``model.safetensors``), carrying its labels,
+    normalisation, input size and E's data config (:func:`load_model` without the metadata dict)."""
+    p = Path(path)
+    if p.is_dir():
+        if not (p / "model.safetensors").is_file():
+            raise ConfigError(f"{p} is a directory without model.safetensors; is it a finished medcolor run?")
+        p = p / "model.safetensors"
+    return load_model(p)[0]
+
+
+def _set_usage(model: Any, meta: dict[str, Any], path: str | os.PathLike) -> None:
+    labels, norm, size = meta.get("label_names"), meta.get("normalization"), meta.get("size")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(v, str) for v in labels)):
+        raise WeightsError(f"{path}: its metadata's label_names is not a list of names")
+    if norm is not None and not (isinstance(norm, dict) and {"mean", "std"} <= set(norm)):
+        raise WeightsError(f"{path}: its metadata's normalization is not {{'mean': ..., 'std': ...}}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise WeightsError(f"{path}: its metadata's size is not a positive number of pixels")
+    model.set_usage(labels, norm, size)
+    if isinstance(meta.get("backbone_data_config"), dict):  # E's data config as it was saved
+        model.backbone.pretrained_cfg = dict(meta["backbone_data_config"])
 
 
 __all__ = [
     "colorizer_name",
     "load_colorizer",
     "load_model",
+    "load_network",
     "read_metadata",
     "save_colorizer",
     "save_model",

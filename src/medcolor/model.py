@@ -15,15 +15,73 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from medcolor.backbones import Backbone, create_backbone
 from medcolor.colorizers import Colorizer, create_colorizer
-from medcolor.errors import ConfigError
+from medcolor.errors import ConfigError, DataError
 from medcolor.strategies import Strategy, check_frozen_bn, check_stage, transferred_after
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
+
+
+def _as_stored(image: Any, size: int) -> np.ndarray:
+    """One gray image -> the reduced, quantized array the cache would store (uint8 / uint16)."""
+    import io as _io
+
+    from PIL import Image
+
+    from medcolor.data.readers import reduce_bytes, reduce_image
+
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    if isinstance(image, np.ndarray) and image.dtype.kind in "iub" and image.dtype != np.uint8:
+        image = image.astype(np.uint16) if image.max(initial=0) > 255 or image.dtype == np.uint16 else image
+    if isinstance(image, np.ndarray) and image.dtype.kind in "iu":  # through PNG: exactly the image file's path
+        image = Image.fromarray(np.ascontiguousarray(image.astype(image.dtype.newbyteorder("="))))
+    if isinstance(image, Image.Image):
+        buf = _io.BytesIO()
+        image.save(buf, format="PNG")
+        return reduce_bytes(buf.getvalue(), "<image>", size)
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim != 2:
+        raise DataError(f"expected a 2-D gray image, got an array of shape {arr.shape}")
+    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+        raise DataError("a float image must hold values in [0, 1] (integer images are scaled by their type's maximum)")
+    return reduce_image(arr, size, 16)
+
+
+def as_gray_batch(images: Any, size: int) -> list[torch.Tensor]:
+    """Images as :meth:`ColorTransferNet.predict` takes them ->
+    float ``(H, W)`` tensors in [0, 1], reduced to short side ``size`` as the cache and ``predict`` reduce files."""
+    from PIL import Image
+
+    from medcolor.data.readers import to_float
+
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        a = images
+        if a.ndim == 4:  # (B, 1, H, W)
+            if a.shape[1] != 1:
+                raise DataError(f"expected gray images (B, 1, H, W), got shape {tuple(a.shape)}")
+            items = [a[i, 0] for i in range(a.shape[0])]
+        elif a.ndim == 3 and not (isinstance(a, np.ndarray) and a.shape[-1] in (3, 4) and a.dtype == np.uint8):
+            items = [a[i] for i in range(a.shape[0])]  # (B, H, W)
+        else:
+            items = [a]
+    elif isinstance(images, Image.Image):
+        items = [images]
+    elif isinstance(images, (list, tuple)):
+        items = list(images)
+    else:
+        raise DataError(f"cannot predict on {type(images).__name__}: give arrays, PIL images or tensors")
+    out = []
+    for item in items:
+        if isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[-1] in (3, 4):
+            item = Image.fromarray(item).convert("L")  # an RGB photo: its luminance, as for a colour image file
+        out.append(torch.from_numpy(to_float(_as_stored(item, size))))
+    return out
 
 
 class ClassifierHead(nn.Module):
@@ -65,6 +123,80 @@ class ColorTransferNet(nn.Module):
         self.strategy: Strategy | None = None
         self.frozen_bn = "fastai"
         self._eval_bn: list[str] = []
+        #: what using the network needs besides its weights (set by training and by :func:`medcolor.io.load_model`):
+        #: the label names of C's outputs, the gray input normalisation ``{"mean", "std"}`` and the input size (px)
+        self.labels: list[str] | None = None
+        self.normalization: dict[str, float] | None = None
+        self.input_size: int | None = None
+
+    @property
+    def pretrained_cfg(self) -> dict[str, Any]:
+        """E's pretrained data config (RGB mean/std, input size...: :func:`medcolor.backbones.data_config`)."""
+        return self.backbone.pretrained_cfg
+
+    def set_usage(
+        self, labels: list[str] | None, normalization: dict[str, float] | None, input_size: int | None
+    ) -> ColorTransferNet:
+        """Record the label names, gray normalisation and input size the network is used with."""
+        self.labels = [str(v) for v in labels] if labels is not None else None
+        if normalization is not None:
+            normalization = {"mean": float(normalization["mean"]), "std": float(normalization["std"])}
+        self.normalization = normalization
+        self.input_size = int(input_size) if input_size is not None else None
+        return self
+
+    def usage(self, source: str = "the network") -> tuple[list[str], dict[str, float], int]:
+        """``(labels, normalization, input_size)``; a :class:`~medcolor.errors.WeightsError` naming what is
+        missing (a file written by ``save_model`` without that metadata) instead of guessing it."""
+        missing = [
+            k
+            for k, v in (("label_names", self.labels), ("normalization", self.normalization), ("size", self.input_size))
+            if v is None
+        ]
+        if missing:
+            from medcolor.errors import WeightsError
+
+            raise WeightsError(
+                f"{source} does not record its {', '.join(missing)}: it was saved without them (medcolor's training "
+                "always writes them). Give them when saving: save_model(model, path, label_names=[...], "
+                "normalization={'mean': m, 'std': s}, size=px), or call model.set_usage(labels, normalization, size)"
+            )
+        if len(self.labels) != self.head.num_classes:  # type: ignore[arg-type]
+            from medcolor.errors import WeightsError
+
+            raise WeightsError(
+                f"{source} names {len(self.labels)} labels but C has {self.head.num_classes} outputs"  # type: ignore[arg-type]
+            )
+        return self.labels, self.normalization, self.input_size  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def predict(self, images: Any, *, batch_size: int = 16, precision: str = "32-true") -> Any:
+        """Probabilities per label for ``images``: one or a list of 2-D arrays (gray, any dtype: integers are
+        scaled by their type's maximum, floats taken as [0, 1]), PIL images, or tensors ``(H, W)``/``(B, 1, H, W)``
+        in [0, 1].  Each image goes through the path of evaluation (short side to the input size, centre crop,
+        the recorded normalisation).  Returns a :class:`pandas.DataFrame` with one column per label.
+        ``precision``: as ``medcolor predict`` (``32-true`` default, ``bf16-mixed`` the fast option)."""
+        import pandas as pd
+
+        from medcolor.data.transforms import EvalTransform
+
+        labels, norm, size = self.usage()
+        tf = EvalTransform(size, norm["mean"], norm["std"])
+        was_training = self.training
+        device = next(self.parameters()).device
+        self.eval()
+        out = []
+        try:
+            imgs = as_gray_batch(images, size)
+            for i in range(0, len(imgs), batch_size):
+                x = torch.stack([tf(img[None].float()) for img in imgs[i : i + batch_size]]).to(device)
+                low = precision.startswith("bf16")  # the autocast of medcolor.training.runtime.autocast
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=low):
+                    out.append(torch.sigmoid(self(x).float()).cpu())
+        finally:
+            self.train(was_training)
+        probs = torch.cat(out).numpy() if out else np.zeros((0, len(labels)), np.float32)
+        return pd.DataFrame(probs, columns=labels)
 
     @property
     def colorizer_transferred(self) -> bool:

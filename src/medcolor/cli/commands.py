@@ -263,19 +263,32 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def cmd_list(a: argparse.Namespace) -> int:
-    from medcolor.backbones import list_backbones
+    from medcolor.backbone_table import backbone_table
+    from medcolor.backbones import TIMM, list_backbones
     from medcolor.colorizers import colorizer_table
     from medcolor.data.datasets import list_datasets
     from medcolor.strategies import STRATEGIES
 
-    print("colorizers (T), measured at 1x320x320:")
-    for r in colorizer_table(320):
+    size = int(getattr(a, "size", None) or 320)
+    print(f"colorizers (T), measured at 1x{size}x{size}:")
+    for r in colorizer_table(size):
         print(f"  {r['colorizer']:<13} {r['parameters']:>9,} parameters  {r['gflops']:6.2f} GFLOPs")
     print("strategies:")
     for name in STRATEGIES:
         print(f"  {name:<13} {STRATEGIES.get(name).description}")
     print(f"datasets: {', '.join(list_datasets())}")
-    print(f"backbones (E): {len(list_backbones())} torchvision classifiers, e.g. resnet18, densenet121, mobilenet_v2")
+    print(
+        f"backbones (E): {len(list_backbones())} torchvision classifiers (bare names, e.g. resnet18) and "
+        f"{len(list_backbones(TIMM))} timm models (timm:NAME); some, measured at 3x{size}x{size}:"
+    )
+    for r in backbone_table(size=size):
+        mean = "/".join(f"{v:.3f}" for v in r["mean"])
+        std = "/".join(f"{v:.3f}" for v in r["std"])
+        fixed = f" (fixed {r['size']} px)" if r["size"] != size else ""
+        print(
+            f"  {r['backbone']:<28} {r['parameters']:>11,} parameters  {r['gflops']:6.2f} GFLOPs{fixed}  "
+            f"{r['features']:>5} features  mean {mean} std {std}"
+        )
     return 0
 
 

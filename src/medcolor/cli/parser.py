@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(e, EVALUATE_DATA_FLAGS)
     e.add_argument("--split", help="official split of the dataset to evaluate (e.g. valid, test)")
     e.add_argument("--bootstrap", type=int, default=1000)
-    e.add_argument("--precision", default="32-true")
+    e.add_argument("--precision", default="32-true", help="32-true (default, as predict) | bf16-mixed | auto")
     e.add_argument("-o", "--output", help="directory for metrics.json and predictions.csv")
 
     p = sub.add_parser("predict", help="probabilities for image files or folders (PNG/JPEG/DICOM) as CSV")
@@ -221,7 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="CSV file (default: print to stdout)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument(
-        "--precision", default="auto", help="auto (bf16 where the hardware has it, as training) | 32-true | bf16-mixed"
+        "--precision",
+        default="32-true",
+        help="32-true (default: the probabilities of `evaluate` and the run's predictions.csv) | bf16-mixed "
+        "(faster on CPUs with bf16, probabilities differ from fp32) | auto (bf16 where the hardware has it)",
     )
     p.add_argument("--accelerator", default="auto", help="auto | cpu | gpu")
 
@@ -277,7 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--no-progress", dest="progress", action="store_false")
 
-    sub.add_parser("list", help="the registered colorizers (with parameters and GFLOPs), strategies, datasets")
+    ls = sub.add_parser("list", help="colorizers and backbones (parameters, GFLOPs), strategies, datasets")
+    ls.add_argument("--size", type=int, default=320, help="input size (px) at which GFLOPs are measured (default 320)")
     from medcolor.cli.study import add_parser as add_study_parser
 
     add_study_parser(sub)

@@ -269,6 +269,8 @@ class TrainerConfig(Section):
     deterministic: str | bool = opt("warn", choices=("true", "false", "warn"))
     #: bootstrap resamples for the test set's 95 % confidence intervals (0: none)
     bootstrap: int = opt(1000, at_least=0, at_most=MAX_BOOTSTRAP)
+    #: frozen-E feature cache for stages where nothing before C trains: off | auto (used where exact)
+    feature_cache: Literal["off", "auto"] = "off"
     #: experiment log of each stage: csv (always written) | tensorboard | mlflow (each also writes the CSV)
     logger: Literal["csv", "tensorboard", "mlflow"] = "csv"
 
@@ -359,7 +361,7 @@ def check_run_config(cfg: RunConfig) -> None:
     """Fail fast — before any data is read or any stage runs: every value again (fields may have been
     assigned since the config was built), then the names of registered things and their combination.
     (The files a run reads and writes: :func:`medcolor.validation.check_run_files`.)"""
-    from medcolor.backbones import _unknown_backbone, list_backbones
+    from medcolor.backbones import _unknown_backbone, data_config, is_backbone
     from medcolor.colorizers import COLORIZERS
     from medcolor.strategies import check_stage_sequence, default_colorizer, get_strategy
 
@@ -369,8 +371,14 @@ def check_run_config(cfg: RunConfig) -> None:
     cfg.validate()
     if cfg.model.colorizer is not None:
         _named("model.colorizer", COLORIZERS.get, cfg.model.colorizer)
-    if not cfg.model.init_from and cfg.model.backbone not in list_backbones():
-        raise OptionError("model.backbone", _unknown_backbone(cfg.model.backbone))
+    if not cfg.model.init_from:
+        if not is_backbone(cfg.model.backbone):
+            raise OptionError("model.backbone", _unknown_backbone(cfg.model.backbone))
+        fixed = data_config(cfg.model.backbone)
+        if fixed["fixed_input_size"] and int(fixed["input_size"][-1]) != cfg.data.size:
+            raise OptionError(
+                "data.size", f"is {cfg.data.size}, but {cfg.model.backbone} takes only {fixed['input_size'][-1]} px"
+            )
     strategies = [_named(f"stages[{i}].strategy", get_strategy, s.strategy) for i, s in enumerate(cfg.stages)]
     colorizer = cfg.model.colorizer or default_colorizer(strategies[0])
     if cfg.model.colorizer_start == "gray" and not COLORIZERS.get(colorizer).learnable:

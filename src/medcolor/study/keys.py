@@ -113,9 +113,9 @@ def name_errors(cfg: RunConfig) -> list[tuple[str, tuple, str]]:
         except ConfigError as exc:
             out.append(("model.colorizer", ("model", "colorizer"), str(exc)))
     if not cfg.model.init_from:
-        from medcolor.backbones import _unknown_backbone, list_backbones
+        from medcolor.backbones import _unknown_backbone, is_backbone
 
-        if cfg.model.backbone not in list_backbones():
+        if not is_backbone(cfg.model.backbone):
             out.append(("model.backbone", ("model", "backbone"), _unknown_backbone(cfg.model.backbone)))
     names = [n.lower() for n in list_datasets()]
     if cfg.data.dataset.lower() not in names:

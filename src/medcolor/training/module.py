@@ -57,6 +57,8 @@ class ColorTransferModule(L.LightningModule):
         #: a progress logger (a :class:`~medcolor.training.callbacks.ProgressLog`) the module calls itself, for
         #: phases where Lightning replaces the Trainer's callbacks (its LR finder)
         self.progress_log: Any = None
+        self.feature_dropout: list[float] = []
+        self.feature_dtype = torch.float32
 
     def on_train_start(self) -> None:
         if self.progress_log is not None:
@@ -83,8 +85,24 @@ class ColorTransferModule(L.LightningModule):
             stage_name=plan.name,
         )
 
+    def use_cached_features(self, dropout: list[float], dtype: str) -> None:
+        """Train C on ``batch["features"]`` (:mod:`medcolor.training.features`): E's pooled features, computed
+        once in ``dtype``; ``dropout``: the probabilities of E's trailing dropout layers, applied as E would."""
+        self.feature_dropout = list(dropout)
+        self.feature_dtype = getattr(torch, dtype.removeprefix("torch."))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def _logits(self, batch: dict[str, Any], train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input, logits)`` of a batch: images through T, E and C, or cached features through C."""
+        if "features" not in batch:
+            x = self._input(batch, train)
+            return x, self(x)
+        f = batch["features"].to(self.feature_dtype)
+        for p in self.feature_dropout:
+            f = torch.nn.functional.dropout(f, p, self.model.backbone.training)
+        return f, self.model.head(f)
 
     def _input(self, batch: dict[str, Any], train: bool) -> torch.Tensor:
         x = batch["image"]
@@ -95,8 +113,7 @@ class ColorTransferModule(L.LightningModule):
         return x
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor | None:
-        x = self._input(batch, train=True)
-        logits = self(x)
+        x, logits = self._logits(batch, train=True)
         loss = masked_bce_with_logits(logits, batch["target"])
         if not torch.isfinite(loss):
             return self.on_nonfinite_loss(loss, batch, batch_idx, x)
@@ -161,8 +178,7 @@ class ColorTransferModule(L.LightningModule):
         self._train_loss.zero_()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        x = self._input(batch, train=False)
-        logits = self(x)
+        x, logits = self._logits(batch, train=False)
         if not bool(torch.isfinite(logits).all()):  # never an AUC of NaN probabilities
             self._check_input(x, batch, "of the validation split")
             raise self._stop(

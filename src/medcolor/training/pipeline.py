@@ -72,9 +72,11 @@ log = logging.getLogger(__name__)
 SAMPLE_IMAGES = 6
 
 
-def colorizer_kwargs(colorizer: str, start: str, data_mean: float, data_std: float) -> dict[str, Any]:
+def colorizer_kwargs(
+    colorizer: str, start: str, data_mean: float, data_std: float, backbone: str | None = None
+) -> dict[str, Any]:
     """Options of T that come from the run: how it starts, and the data's normalisation for a T that
-    undoes it (``replicate-imagenet``)."""
+    undoes it (``replicate-imagenet``), with E's own statistics (its pretrained data config)."""
     import inspect
 
     from medcolor.colorizers import COLORIZERS
@@ -83,6 +85,11 @@ def colorizer_kwargs(colorizer: str, start: str, data_mean: float, data_std: flo
     params = inspect.signature(COLORIZERS.get(colorizer)).parameters
     if "data_mean" in params:
         kwargs |= {"data_mean": float(data_mean), "data_std": float(data_std)}
+    if "e_mean" in params and backbone is not None:
+        from medcolor.backbones import data_config
+
+        cfg = data_config(backbone)
+        kwargs |= {"e_mean": cfg["mean"], "e_std": cfg["std"]}
     return kwargs
 
 
@@ -110,9 +117,9 @@ def build_model(cfg: RunConfig, bundle: DataBundle) -> ColorTransferNet:
         model, meta = load_model(path)  # its T counts as transferred
         model.new_head(n_classes)
         log.info(f"T and E from {path} (trained on {meta.get('dataset', '?')}); C is new with {n_classes} outputs")
-        return model
+        return model.set_usage(bundle.label_names, bundle.normalization, bundle.size)
     colorizer = m.colorizer or default_colorizer(cfg.stages[0].strategy if cfg.stages else "color-module")
-    kwargs = colorizer_kwargs(colorizer, m.colorizer_start, bundle.mean, bundle.std)
+    kwargs = colorizer_kwargs(colorizer, m.colorizer_start, bundle.mean, bundle.std, m.backbone)
     model = ColorTransferNet.create(
         colorizer, m.backbone, n_classes, m.weights, colorizer_kwargs=kwargs, dropout=m.dropout
     )
@@ -125,7 +132,7 @@ def build_model(cfg: RunConfig, bundle: DataBundle) -> ColorTransferNet:
             f"T ({t.name}) from {m.colorizer_from} (trained with {meta.get('backbone', '?')} on "
             f"{meta.get('dataset', '?')}, strategy {meta.get('strategy', '?')})"
         )
-    return model
+    return model.set_usage(bundle.label_names, bundle.normalization, bundle.size)
 
 
 def run_stage(
@@ -218,7 +225,9 @@ def _fit_stage(
     with warnings.catch_warnings():
         # frozen_bn=eval keeps BN layers of frozen parts in eval mode on purpose
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
-        run_fit(trainer, module, datamodule=TrainValData(bundle, plan), ckpt_path=resume_from, weights_only=True)
+        run_fit(
+            trainer, module, datamodule=_stage_data(module, plan, bundle, cfg), ckpt_path=resume_from, weights_only=True
+        )
     if trainer.interrupted:
         raise KeyboardInterrupt("training interrupted")
     best_path = callbacks.checkpoint.best_model_path or str(last)
@@ -238,6 +247,17 @@ def _fit_stage(
         time_s=round(time.time() - t0, 2),
         trainable_parameters=trainable,
     )
+
+
+def _stage_data(module: ColorTransferModule, plan: Any, bundle: DataBundle, cfg: RunConfig) -> Any:
+    """The stage's batches: images, or E's cached features (``trainer.feature_cache: auto``, where exact)."""
+    if str(cfg.trainer.feature_cache).lower() == "auto":
+        from medcolor.training.features import feature_datamodule
+
+        cached = feature_datamodule(module, plan, bundle, cfg.data.cache_dir)
+        if cached is not None:
+            return cached
+    return TrainValData(bundle, plan)
 
 
 def train(
