@@ -298,6 +298,18 @@ def train(
             seed=cfg.trainer.seed,
             progress=cfg.trainer.progress,
         )
+        if split == "test":  # thresholds chosen on validation, applied to the test split (medcolor.operating)
+            from medcolor.operating import run_operating_points
+
+            run_operating_points(
+                model,
+                bundle,
+                out,
+                batch_size=cfg.data.batch_size,
+                device=accelerator,
+                seed=cfg.trainer.seed,
+                n_resamples=cfg.trainer.bootstrap,
+            )
     result = RunResult(out, results, test_metrics, model_path, colorizer_path, info)
     write_summary(out, result, name=cfg.name, parameters=model.parameter_summary())
     return result
