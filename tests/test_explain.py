@@ -169,7 +169,7 @@ def test_explain_refuses_pickles_and_unknown_labels(kermany_images: list[Path], 
     m = _net("replicate", "resnet18", 1)
     pickled = tmp_path / "model.pth"
     torch.save(m.state_dict(), pickled)
-    with pytest.raises(WeightsError, match="cannot read .* as safetensors"):
+    with pytest.raises(WeightsError, match=r"cannot read .* as safetensors"):
         from medcolor.explain import explain_files
 
         explain_files(pickled, kermany_images[:1], tmp_path / "out")

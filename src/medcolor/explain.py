@@ -5,9 +5,9 @@ convolutional block, found by :func:`find_target_layer`: the last module of E, i
 finishes them, whose output is a ``(B, C, H, W)`` feature map with ``H * W > 1`` — so global pooling and what follows
 it (1 x 1 maps, e.g. ConvNeXt's head norm, MobileNetV3's head conv or a squeeze-excitation gate) are never chosen.
 This works alike for torchvision and timm CNNs; a backbone without such a map, or whose last map is followed by
-token ``(B, N, C)`` layers (a vision transformer: its patch embedding is not a feature map to explain), is refused.  Each map is Grad-CAM's
-ReLU of the gradient-weighted sum of that block's channels for one label's logit, upsampled to the input size and
-scaled to [0, 1] per image and label (an all-zero map stays zero: nothing there raises the logit).
+token ``(B, N, C)`` layers (a vision transformer: its patch embedding is not a feature map to explain), is refused.
+Each map is Grad-CAM's ReLU of the gradient-weighted sum of that block's channels for one label's logit, upsampled to
+the input size and scaled to [0, 1] per image and label (an all-zero map stays zero: nothing there raises the logit).
 
 :func:`explain_files` (``medcolor explain MODEL IMAGES... -o DIR``) writes, per image and label,
 ``<image>_<label>_gradcam.png``: the gray input, the map over it, and T's colour image — what E sees (for the
