@@ -270,3 +270,43 @@ def test_run_files_with_other_labels_are_refused(tmp_path: Path) -> None:
         write_run_operating_points(tmp_path)
     with pytest.raises(DataError, match="does not exist"):
         write_run_operating_points(tmp_path, test_sets=["external"])
+
+
+@pytest.mark.slow
+def test_a_real_run_writes_operating_points_from_its_validation_predictions(
+    tmp_path: Path, shared_path, mobilenet_weights: Path
+) -> None:
+    """A small Kermany run (frozen ImageNet E): ``val/predictions.csv``, ``operating_points.json`` and the figures
+    appear; the thresholds and test metrics are those recomputed from the two prediction files."""
+    import pandas as pd
+
+    from medcolor.cli import main
+    from medcolor.training.rundir import remove_run
+
+    out = tmp_path / "run"
+    rc = main(
+        [
+            *("train", "--dataset", "folder", "--root", str(shared_path("data", "kermany-pneumonia-224"))),
+            *("--train-split", "train", "--option", "patient_regex=kermany", "--subset", "160"),
+            *("--val", "0.25", "--test", "0.25", "--backbone", "mobilenet_v2", "--weights", str(mobilenet_weights)),
+            *("--stages", "baseline", "--lr", "0.05", "--iterations", "6", "--val-every", "3", "--size", "64"),
+            *("--batch-size", "16", "--num-workers", "0", "--no-progress", "--bootstrap", "50", "--output", str(out)),
+        ]
+    )
+    assert rc == 0
+    d = json.loads((out / "operating_points.json").read_text())
+    val = pd.read_csv(out / "val" / "predictions.csv")
+    test = pd.read_csv(out / "test" / "predictions.csv")
+    assert d["n_validation"] == len(val) == json.loads((out / "data.json").read_text())["val"]
+    (label,) = d["thresholds"]
+    th = choose_threshold(val[f"prob:{label}"], val[f"target:{label}"], "youden")
+    assert d["thresholds"][label]["threshold"] == pytest.approx(th.threshold)
+    e = d["sets"]["test"]["labels"][label]
+    y, p = test[f"target:{label}"].to_numpy(int), test[f"prob:{label}"].to_numpy()
+    for k, v in _sk_rates(y, p, e["threshold"]).items():
+        assert e[k]["value"] == pytest.approx(v) if np.isfinite(v) else e[k]["value"] is None
+    assert e["auc"] == pytest.approx(json.loads((out / "test" / "metrics.json").read_text())["auc"][label], abs=1e-6)
+    assert e["brier"] == pytest.approx(np.mean((p - y) ** 2))
+    assert (out / "roc-test.png").is_file() and (out / "reliability-test.png").is_file()
+    remove_run(out)  # the run layout knows every new file: --overwrite removes them all
+    assert not any(out.iterdir())
