@@ -38,7 +38,7 @@ def reliability_bins(probs: Any, targets: Any, n_bins: int = ECE_BINS) -> list[d
         n = int(sel.sum())
         bins.append(
             {
-                "bin": [float(edges[b]), float(edges[b + 1])],
+                "bin": [round(float(edges[b]), 12), round(float(edges[b + 1]), 12)],
                 "n": n,
                 "mean_prob": float(p[sel].mean()) if n else None,
                 "fraction_positive": float(t[sel].mean()) if n else None,
