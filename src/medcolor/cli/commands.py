@@ -159,6 +159,17 @@ def cmd_colorize(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(a: argparse.Namespace) -> int:
+    from medcolor.explain import explain_files
+
+    check_number("--size", a.size, integer=True, at_least=8, optional=True)
+    check_output_folder("--output", a.output)
+    labels = [s.strip() for s in a.labels.split(",") if s.strip()] if a.labels else None
+    files = explain_files(a.model, a.images, a.output, labels=labels, size=a.size, display=a.display)
+    print(f"{len(files) - 1} Grad-CAM figures and gradcam.csv written to {a.output}")
+    return 0
+
+
 def cmd_export(a: argparse.Namespace) -> int:
     from medcolor.inference import load_colorizer_any
     from medcolor.io import save_colorizer
@@ -297,6 +308,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "colorize": cmd_colorize,
+    "explain": cmd_explain,
     "export-colorizer": cmd_export,
     "export": run_export_command,
     "stats": cmd_stats,

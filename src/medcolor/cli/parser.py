@@ -240,6 +240,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="imagenet: undo ImageNet normalisation (what E sees); minmax: stretch each image",
     )
 
+    xp = sub.add_parser("explain", help="Grad-CAM maps of a network per image and label, beside T's colour image")
+    xp.add_argument("model", metavar="MODEL", help="a run directory or a model.safetensors")
+    xp.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders")
+    xp.add_argument("-o", "--output", required=True, help="output folder")
+    xp.add_argument("--labels", help="comma-separated label names or output indices (default: every label)")
+    xp.add_argument("--size", type=int, help="input size (default: the network's)")
+    xp.add_argument("--display", choices=["imagenet", "minmax"], default="imagenet", help="how T's image is shown")
+
     x = sub.add_parser("export-colorizer", help="save T of a run as safetensors + JSON metadata")
     x.add_argument("run", metavar="RUN", help="a run directory, a stage directory, or a model.safetensors")
     x.add_argument("-o", "--output", required=True, help="output .safetensors file")

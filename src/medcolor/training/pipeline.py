@@ -324,6 +324,18 @@ def train(
             seed=cfg.trainer.seed,
             progress=cfg.trainer.progress,
         )
+        if split == "test":  # thresholds chosen on validation, applied to the test split (medcolor.operating)
+            from medcolor.operating import run_operating_points
+
+            run_operating_points(
+                model,
+                bundle,
+                out,
+                batch_size=cfg.data.batch_size,
+                device=accelerator,
+                seed=cfg.trainer.seed,
+                n_resamples=cfg.trainer.bootstrap,
+            )
     if colorizer_path is not None:
         write_colorized_samples(out / SAMPLES_FILE, colorized_samples(model, bundle))
     result = RunResult(out, results, test_metrics, model_path, colorizer_path, info)

@@ -8,6 +8,7 @@
                                     history.json, model.safetensors (best), result.json
     RUN/model.safetensors           the final network (+ colorizer.safetensors: T alone)
     RUN/test/metrics.json           per-label / mean AUC with bootstrap 95 % CIs, predictions.csv
+    RUN/operating_points.json       thresholds chosen on val/predictions.csv, applied to the test split (+ PNGs)
     RUN/summary.json                everything above in one file
     RUN/.medcolor-run               marks the folder as a medcolor run (``--overwrite`` needs it)
 
@@ -55,6 +56,7 @@ RUN_LAYOUT: dict[str, Any] = {
     "files": (
         *(CONFIG_FILE, RUN_MARKER, DATA_FILE, SKIPPED_ROWS_FILE, SUMMARY_FILE),
         *(MODEL_FILE, "model.json", COLORIZER_FILE, "colorizer.json", LABEL_COUNTS_FILE, SAMPLES_FILE, _TMP),
+        *("operating_points.json", "roc-*.png", "reliability-*.png"),  # medcolor.operating
     ),
     "dirs": {
         "[0-9]*-*": {  # the stages: 1-color-module, 2-all

@@ -1,0 +1,271 @@
+"""Grad-CAM heat maps of a network ``C(E(T(x)))``: where in the gray input E's features drive each label.
+
+:func:`explain` computes the maps with the ``grad-cam`` package (``pytorch_grad_cam.GradCAM``) at E's last
+convolutional block, found by :func:`find_target_layer`: the last module of E, in the order the forward pass
+finishes them, whose output is a ``(B, C, H, W)`` feature map with ``H * W > 1`` — so global pooling and what follows
+it (1 x 1 maps, e.g. ConvNeXt's head norm, MobileNetV3's head conv or a squeeze-excitation gate) are never chosen.
+This works alike for torchvision and timm CNNs; a backbone without such a map, or whose last map is followed by
+token ``(B, N, C)`` layers (a vision transformer: its patch embedding is not a feature map to explain), is refused.
+Each map is Grad-CAM's ReLU of the gradient-weighted sum of that block's channels for one label's logit, upsampled to
+the input size and scaled to [0, 1] per image and label (an all-zero map stays zero: nothing there raises the logit).
+
+:func:`explain_files` (``medcolor explain MODEL IMAGES... -o DIR``) writes, per image and label,
+``<image>_<label>_gradcam.png``: the gray input, the map over it, and T's colour image — what E sees (for the
+gray baseline, the gray copied to three channels).  Model files are read with :func:`medcolor.io.load_model`
+(safetensors, never unpickled).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from medcolor.errors import ConfigError
+from medcolor.utils import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TargetLayer:
+    """The module Grad-CAM hooks: its dotted name inside E, the module, and its output's shape for the input."""
+
+    name: str
+    module: nn.Module = field(repr=False)
+    shape: tuple[int, ...] = ()
+
+
+@torch.no_grad()
+def find_target_layer(backbone: nn.Module, example: torch.Tensor) -> TargetLayer:
+    """E's last convolutional block for ``example`` (E's input, ``(B, 3, H, W)``): the last module to finish in
+    the forward pass with a 4-D output of more than one spatial position (see the module docstring)."""
+    finished: list[tuple[str, nn.Module, tuple[int, ...]]] = []
+    handles = []
+
+    def hook(name: str):
+        def record(module: nn.Module, _inp: Any, out: Any) -> None:
+            if isinstance(out, torch.Tensor):
+                finished.append((name, module, tuple(out.shape)))
+
+        return record
+
+    for name, module in backbone.named_modules():
+        if name:  # not E itself: its output is the pooled feature vector
+            handles.append(module.register_forward_hook(hook(name)))
+    was_training = backbone.training
+    try:
+        backbone.eval()(example)
+    finally:
+        for h in handles:
+            h.remove()
+        backbone.train(was_training)
+    maps = [i for i, (_, _, s) in enumerate(finished) if len(s) == 4 and s[2] * s[3] > 1]
+    name_of = getattr(backbone, "name", type(backbone).__name__)
+    if maps and any(len(s) == 3 for _, _, s in finished[maps[-1] + 1 :]):
+        raise ConfigError(
+            f"backbone {name_of}: its last 4-D output ({finished[maps[-1]][0]}) is followed by token (B, N, C) "
+            "layers (a vision transformer): Grad-CAM needs a convolutional E"
+        )
+    if not maps:
+        raise ConfigError(
+            f"backbone {name_of} has no (B, C, H, W) feature map larger "
+            f"than 1 x 1 at input size {tuple(example.shape[-2:])}: Grad-CAM needs a convolutional E (and an input "
+            "large enough to keep a spatial map before pooling)"
+        )
+    name, module, shape = finished[maps[-1]]
+    return TargetLayer(name, module, shape)
+
+
+def resolve_labels(labels: Sequence[int | str] | None, label_names: Sequence[str], num_outputs: int) -> list[int]:
+    """Output indices of ``labels`` (indices or names of ``label_names``; ``None``: every output)."""
+    if labels is None:
+        return list(range(num_outputs))
+    names = list(label_names)
+    out = []
+    for lab in labels:
+        if isinstance(lab, (int, np.integer)) and not isinstance(lab, bool):
+            if not 0 <= int(lab) < num_outputs:
+                raise ConfigError(f"label index {lab} is out of range: the network has {num_outputs} outputs")
+            out.append(int(lab))
+        elif isinstance(lab, str) and lab in names:
+            out.append(names.index(lab))
+        elif isinstance(lab, str) and lab.isdigit():  # an output index given as text (the command line)
+            out.extend(resolve_labels([int(lab)], names, num_outputs))
+        else:
+            raise ConfigError(
+                f"unknown label {lab!r}: the network predicts {', '.join(names) or f'{num_outputs} unnamed outputs'} "
+                "(give names from this list, or output indices)"
+            )
+    return out
+
+
+def explain(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: Sequence[int | str] | None = None,
+    *,
+    label_names: Sequence[str] = (),
+    target_layer: nn.Module | None = None,
+) -> np.ndarray:
+    """Grad-CAM maps ``(B, len(labels), H, W)`` in [0, 1] of ``model`` (a ``ColorTransferNet``: ``colorizer``,
+    ``backbone``, ``head``) for network inputs ``images`` ``(B, 1, H, W)`` (normalised as the network expects).
+
+    ``labels``: output indices or names (``label_names`` maps names to outputs); ``None``: every output.
+    ``target_layer``: a module of E to hook instead of :func:`find_target_layer`'s choice.  The model is put in
+    eval mode for the computation and left in the mode it had."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    if images.ndim != 4:
+        raise ConfigError(f"explain: images must be a (B, C, H, W) tensor, got shape {tuple(images.shape)}")
+    device = next(model.parameters()).device
+    x = images.detach().float().to(device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            e_input = model.colorizer(x[:1])
+            num_outputs = int(model(x[:1]).shape[1])
+        layer = target_layer or find_target_layer(model.backbone, e_input).module
+        idx = resolve_labels(labels, label_names, num_outputs)
+        out = np.zeros((len(x), len(idx), *x.shape[-2:]), dtype=np.float32)
+        # the gradient must reach E's block even where T/E/C are frozen (requires_grad False): ask it of the input
+        x = x.clone().requires_grad_(True)
+        with GradCAM(model=model, target_layers=[layer]) as cam:
+            for k, j in enumerate(idx):
+                out[:, k] = cam(input_tensor=x, targets=[ClassifierOutputTarget(j)] * len(x))
+    finally:
+        model.train(was_training)
+    return np.clip(out, 0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------------------------- files
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "label"
+
+
+def plot_explanation(
+    gray: np.ndarray,
+    heat: np.ndarray,
+    e_input: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    title: str,
+    e_title: str,
+) -> Path:
+    """One figure: the gray input, the heat map over it, and E's input (T's colour image)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(7.8, 2.9))
+    axes[0].imshow(gray, cmap="gray", vmin=0, vmax=1)
+    axes[0].set_title("input", fontsize=8)
+    axes[1].imshow(gray, cmap="gray", vmin=0, vmax=1)
+    im = axes[1].imshow(heat, cmap="jet", vmin=0, vmax=1, alpha=0.45)
+    axes[1].set_title(title, fontsize=8)
+    axes[2].imshow(e_input)
+    axes[2].set_title(e_title, fontsize=8)
+    for a in axes:
+        a.set_xticks([])
+        a.set_yticks([])
+    fig.colorbar(im, ax=axes[1], fraction=0.046, pad=0.02)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def explain_files(
+    model_path: str | os.PathLike,
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    *,
+    labels: Sequence[int | str] | None = None,
+    size: int | None = None,
+    display: str = "imagenet",
+) -> list[Path]:
+    """``medcolor explain``: for every image file (or folder of images) and label, write
+    ``<image>_<label>_gradcam.png`` to ``out_dir`` (the gray input, its Grad-CAM map, E's input) and
+    ``gradcam.csv`` (image, label, probability, target layer, the map's centre of mass); returns the files."""
+    import pandas as pd
+
+    from medcolor.inference import ImageFiles, _norm, check_finite_weights, collect_images, resolve_model_path
+    from medcolor.io import load_model
+    from medcolor.display import to_display
+
+    path = resolve_model_path(model_path)
+    model, meta = load_model(path)
+    check_finite_weights(model, path)
+    files = collect_images(inputs)
+    mean, std = _norm(meta)
+    names = list(meta.get("label_names") or [])
+    ds = ImageFiles(files, int(size or meta.get("size", 320)), mean, std)
+    x = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    model.eval()
+    with torch.no_grad():
+        probs = torch.sigmoid(model(x)).numpy()
+        e_inputs = model.colorizer(x)
+    idx = resolve_labels(labels, names, probs.shape[1])
+    layer = find_target_layer(model.backbone, e_inputs[:1])
+    log.info(f"Grad-CAM at E's {layer.name} (output {layer.shape[1]} x {layer.shape[2]} x {layer.shape[3]})")
+    maps = explain(model, x, idx, target_layer=layer.module)
+    learnable = bool(getattr(model.colorizer, "learnable", True))
+    t_name = getattr(model.colorizer, "name", "T")
+    e_title = f"T's colour image ({t_name}): E's input" if learnable else f"E's input (T: {t_name}, no colour)"
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    rows = []
+    for i, f in enumerate(files):
+        gray = (x[i, 0] * std + mean).clamp(0, 1).numpy()
+        rgb = to_display(e_inputs[i], display)
+        for k, j in enumerate(idx):
+            label = names[j] if j < len(names) else f"label{j}"
+            target = out / f"{f.stem}_{_safe(label)}_gradcam.png"
+            if target in written:  # two inputs with the same name (from different folders)
+                target = out / f"{f.stem}_{i}_{_safe(label)}_gradcam.png"
+            title = f"Grad-CAM {label} (p = {probs[i, j]:.3f})"
+            written.append(plot_explanation(gray, maps[i, k], rgb, target, title=title, e_title=e_title))
+            cy, cx = center_of_mass(maps[i, k])
+            rows.append(
+                {
+                    "image": str(f),
+                    "label": label,
+                    "probability": float(probs[i, j]),
+                    "target_layer": f"backbone.{layer.name}",
+                    "center_x": cx,
+                    "center_y": cy,
+                    "figure": target.name,
+                }
+            )
+    table = out / "gradcam.csv"
+    with atomic_path(table) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    return [*written, table]
+
+
+def center_of_mass(heat: np.ndarray) -> tuple[float | None, float | None]:
+    """``(row, column)`` of a map's centre of mass, as fractions of its height and width (``None`` for an all-zero
+    map)."""
+    total = float(heat.sum())
+    if total <= 0:
+        return None, None
+    h, w = heat.shape
+    rows = np.arange(h) + 0.5
+    cols = np.arange(w) + 0.5
+    return float((heat.sum(1) * rows).sum() / total / h), float((heat.sum(0) * cols).sum() / total / w)
+
+
+__all__ = ["TargetLayer", "center_of_mass", "explain", "explain_files", "find_target_layer", "resolve_labels"]

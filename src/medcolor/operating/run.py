@@ -1,0 +1,129 @@
+"""Operating points of a run directory, from its ``val/predictions.csv`` and ``<set>/predictions.csv``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from medcolor.errors import ConfigError, DataError
+from medcolor.operating.sets import operating_points, plot_reliability, plot_roc
+from medcolor.operating.thresholds import ThresholdRule, ThresholdRuleError
+from medcolor.utils import write_json
+
+log = logging.getLogger(__name__)
+
+OPERATING_POINTS_FILE = "operating_points.json"
+#: The figures written per test set (``{set}`` is its name, e.g. ``test``).
+ROC_FIGURE = "roc-{set}.png"
+RELIABILITY_FIGURE = "reliability-{set}.png"
+
+
+def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``(probs, targets, label_names)`` of a ``predictions.csv`` (``target:<label>``/``prob:<label>`` columns;
+    a blank target is an ignored one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path} does not exist: operating points need the predictions of that split")
+    df = pd.read_csv(path)
+    labels = [c[len("prob:") :] for c in df.columns if c.startswith("prob:")]
+    missing = [f"target:{n}" for n in labels if f"target:{n}" not in df.columns]
+    if not labels or missing:
+        raise DataError(
+            f"{path} is not a medcolor predictions.csv: it needs prob:<label> and target:<label> columns"
+            + (f" (missing {', '.join(missing)})" if missing else "")
+        )
+    probs = df[[f"prob:{n}" for n in labels]].to_numpy(dtype=np.float64)
+    targets = df[[f"target:{n}" for n in labels]].to_numpy(dtype=np.float64)
+    return probs, targets, labels
+
+
+def write_run_operating_points(
+    run_dir: str | os.PathLike,
+    *,
+    test_sets: Sequence[str] = ("test",),
+    validation: str = "val",
+    rule: str | ThresholdRule | None = None,
+    temperature_scaling: bool = False,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> Path:
+    """Operating points of a run from its files: the thresholds from ``RUN/<validation>/predictions.csv``, applied
+    to ``RUN/<set>/predictions.csv`` of each of ``test_sets``; writes ``RUN/operating_points.json`` with
+    ``roc-<set>.png`` and ``reliability-<set>.png`` beside it and returns the JSON's path."""
+    run = Path(run_dir)
+    vp, vt, labels = read_predictions(run / validation / "predictions.csv")
+    sets: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name in test_sets:
+        if name == validation:
+            raise ConfigError(f"test set {name!r} is the validation set the thresholds are chosen on")
+        p, t, set_labels = read_predictions(run / name / "predictions.csv")
+        if set_labels != labels:
+            raise DataError(
+                f"{run / name / 'predictions.csv'} has labels {set_labels} but the validation predictions {labels}"
+            )
+        sets[name] = (p, t)
+    ops = operating_points(
+        vp, vt, sets, labels, rule=rule, temperature_scaling=temperature_scaling, n_resamples=n_resamples, seed=seed
+    )
+    for name, (p, t) in sets.items():
+        figures = {}
+        if ops.sets[name]["labels"]:
+            figures["roc"] = plot_roc(ops, name, p, t, run / ROC_FIGURE.format(set=name)).name
+            figures["reliability"] = plot_reliability(ops, name, run / RELIABILITY_FIGURE.format(set=name)).name
+        ops.sets[name]["figures"] = figures
+    d = ops.to_dict() | {"validation": validation, "n_validation": len(vp)}
+    return write_json(run / OPERATING_POINTS_FILE, d)
+
+
+def run_operating_points(
+    model: Any,
+    bundle: Any,
+    run_dir: str | os.PathLike,
+    *,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    device: str = "cpu",
+    seed: int = 0,
+    n_resamples: int = 1000,
+) -> Path | None:
+    """After a run's test evaluation: predict its validation split (``RUN/val/predictions.csv``, full precision,
+    the test's input path) and write the operating points of its test split.  A run without a test split (tested
+    on its validation split) or without a validation split gets none (logged).  A rule that cannot be met is
+    logged and recorded in ``operating_points.json`` instead of failing the finished run."""
+    from medcolor.data.bundle import NetworkView
+    from medcolor.data.transforms import EvalTransform
+    from medcolor.evaluation.dataset import predict_probs, write_predictions
+
+    run = Path(run_dir)
+    if bundle.test is None or bundle.val is None:
+        log.info("no operating points: they need a validation split to choose thresholds and a test split")
+        return None
+    norm = bundle.normalization
+    view = NetworkView(bundle.val, EvalTransform(bundle.size, norm["mean"], norm["std"]))
+    probs = predict_probs(
+        model, view, batch_size=batch_size, num_workers=num_workers, device=device, precision="32-true"
+    )
+    write_predictions(run / "val" / "predictions.csv", bundle.val, probs, list(bundle.label_names))
+    try:
+        path = write_run_operating_points(run, seed=seed, n_resamples=n_resamples)
+    except ThresholdRuleError as exc:
+        log.warning(f"no operating points: {exc}")
+        return write_json(run / OPERATING_POINTS_FILE, {"error": str(exc)})
+    ops = json.loads(path.read_text())
+    for name, e in (ops["sets"]["test"]["labels"] or {}).items():
+        log.info(
+            f"test {name}: threshold {e['threshold']:.3g} ({ops['rule']} on validation): sensitivity "
+            f"{_pct(e['sensitivity'])}, specificity {_pct(e['specificity'])}, ECE {e['ece']:.3f}"
+        )
+    return path
+
+
+def _pct(m: dict[str, Any]) -> str:
+    return "n/a" if m["value"] is None else f"{100 * m['value']:.1f} %"
