@@ -201,9 +201,9 @@ def explain_files(
     ``gradcam.csv`` (image, label, probability, target layer, the map's centre of mass); returns the files."""
     import pandas as pd
 
+    from medcolor.display import to_display
     from medcolor.inference import ImageFiles, _norm, check_finite_weights, collect_images, resolve_model_path
     from medcolor.io import load_model
-    from medcolor.display import to_display
 
     path = resolve_model_path(model_path)
     model, meta = load_model(path)
