@@ -61,17 +61,9 @@ LAYERS: tuple[tuple[str | tuple[str, ...], ...], ...] = (
     ("__init__", "__main__"),
 )
 
-#: Import edges that break the rules today and that another helper of issue 17 is removing. Each entry:
-#: (importer, imported) -> who fixes it.  The lead empties this at merge; a new entry needs a reason here.
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # study/executors <-> study/runner (the runner split: lock + layout in their own module): helpers
-    # "slurm" (executors) and "study" (runner)
-    ("medcolor.study.executors", "medcolor.study.runner"): "slurm",
-    ("medcolor.study.runner", "medcolor.study.executors"): "study",
-    # study/spec <-> study/resources: helpers "study" / "slurm"
-    ("medcolor.study.spec", "medcolor.study.resources"): "study",
-    ("medcolor.study.resources", "medcolor.study.spec"): "slurm",
-}
+#: Import edges allowed against the rules: (importer, imported) -> the reason.  Empty: the package has no
+#: cycle and no import against the layer order; an entry needs a reason here and a plan to remove it.
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 # --------------------------------------------------------------------------------------------- the graph

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medcolor.study.cell import EXIT_CODES, run_cell
 from medcolor.study.jobs import (
     JobRecord,
     JobState,
@@ -42,11 +43,11 @@ from medcolor.study.jobs import (
     tail,
     wait_for_file,
 )
+from medcolor.study.layout import LOCK_FILE, LOG_FILE, CellLock, cell_dir, record_failure
 from medcolor.study.local import LocalExecutor, Report, detail, is_done, source_env
 from medcolor.study.plan import Cell, Plan
 from medcolor.study.resources import Resources, time_problem
 from medcolor.study.results import ROW_FILE, StudyError
-from medcolor.study.runner import EXIT_CODES, LOCK_FILE, LOG_FILE, CellLock, cell_dir, record_failure, run_cell
 from medcolor.utils import configure_logging, quiet_lightning
 
 log = logging.getLogger("medcolor.study")

@@ -14,19 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from medcolor.study.cell import EXIT_CODES, run_cell
 from medcolor.study.jobs import tail
+from medcolor.study.layout import FAILED_FILE, LOCK_FILE, LOG_FILE, CellLock, cell_dir, record_failure
 from medcolor.study.plan import Cell, Plan
 from medcolor.study.results import ROW_FILE, StudyError
-from medcolor.study.runner import (
-    EXIT_CODES,
-    FAILED_FILE,
-    LOCK_FILE,
-    LOG_FILE,
-    CellLock,
-    cell_dir,
-    record_failure,
-    run_cell,
-)
 
 Report = Callable[..., None]
 _STATUS = {v: k for k, v in EXIT_CODES.items()}

@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from medcolor.study.keys import did_you_mean
 from medcolor.study.spec_yaml import SpecError
 
-if TYPE_CHECKING:
-    from medcolor.study.spec import Spec
+
+class Spec(Protocol):
+    """What these parsers need of a :class:`~medcolor.study.spec.Spec`: ``file:line`` of a key path."""
+
+    def at(self, *path: Any) -> str: ...
 
 EXECUTOR_KEYS = ("name", "workers", "devices", "threads", "cluster")
 EXECUTORS = ("local", "slurm", "submitit-local")

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if parent and os.environ.get("LOCAL_RANK") in (None, "", "0"):  # not in Lightning's own DDP workers
         die_with_parent(int(parent))
     configure_cell_logging()  # the runner sends our stdout and stderr to the cell's log.txt
-    from medcolor.study.runner import EXIT_CODES, run_cell
+    from medcolor.study.cell import EXIT_CODES, run_cell
 
     threads = int(os.environ["MEDCOLOR_THREADS"]) if os.environ.get("MEDCOLOR_THREADS") else None
     devices = int(os.environ["MEDCOLOR_DEVICES"]) if os.environ.get("MEDCOLOR_DEVICES") else None
