@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medcolor-installed
 
-.PHONY: demo test test-slurm lint format clean
+.PHONY: demo test test-slow test-slurm lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ demo: $(STAMP)
 ## test: create .venv, install medcolor with dev extras, lint, run the test suite
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks experiments
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow and not slurm"
+
+## test-slow: the end-to-end and kill/resume scenarios (CI runs them after `make test`)
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -m "slow and not slurm"
 
 ## test-slurm: start a one-node SLURM on this machine (root; SLURM_START) and run the SLURM executor's tests on it
 SLURM_START ?= ../shared/slurm/start-slurm.sh

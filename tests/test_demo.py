@@ -114,7 +114,10 @@ def colorized_xrays(tmp_path, shared_path, mobilenet_weights):
 
     torch.manual_seed(0)
     net = ColorTransferNet.create("colorU", "mobilenet_v2", 2, str(mobilenet_weights), progress=False)
-    model = save_model(net, tmp_path / "model.safetensors", label_names=["NORMAL", "PNEUMONIA"], size=64)
+    norm = {"mean": 0.5028, "std": 0.2902}
+    model = save_model(
+        net, tmp_path / "model.safetensors", label_names=["NORMAL", "PNEUMONIA"], normalization=norm, size=64
+    )
     root = shared_path("data", "kermany-pneumonia-224", "train")
     files = sorted((root / "NORMAL").glob("*.jpeg"))[:2] + sorted((root / "PNEUMONIA").glob("*.jpeg"))[:1]
     tiles = colorize_files(model, files, tmp_path / "colorized", grid=False)

@@ -173,7 +173,13 @@ def test_explain_refuses_pickles_and_unknown_labels(kermany_images: list[Path], 
         from medcolor.explain import explain_files
 
         explain_files(pickled, kermany_images[:1], tmp_path / "out")
-    model = save_model(m, tmp_path / "m.safetensors", label_names=["PNEUMONIA"], size=64)
+    model = save_model(
+        m,
+        tmp_path / "m.safetensors",
+        label_names=["PNEUMONIA"],
+        normalization={"mean": CHEXPERT_MEAN, "std": CHEXPERT_STD},
+        size=64,
+    )
     rc = main(["explain", str(model), str(kermany_images[0]), "-o", str(tmp_path / "o"), "--labels", "Edema"])
     assert rc != 0
     assert "unknown label 'Edema': the network predicts PNEUMONIA" in capsys.readouterr().err

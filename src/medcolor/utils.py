@@ -141,6 +141,8 @@ def configure_logging(verbose: bool = False) -> None:
     logger.addHandler(_ConsoleHandler())
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False  # not a second time through the root handler
+
+
 def autocast(device: str, precision: str) -> contextlib.AbstractContextManager:
     """The autocast context of a Lightning-style ``precision`` on ``device`` (``cpu``/``cuda``): bf16 for
     ``bf16-*``, fp16 for ``16-*`` on a GPU, none otherwise.  The one autocast helper: evaluation and

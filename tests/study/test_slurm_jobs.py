@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -122,8 +123,10 @@ def test_wall_time_sums_every_attempt_including_a_killed_one(tmp_path):
 def test_wall_files_of_earlier_medcolor_versions_still_read(tmp_path):
     (tmp_path / "wall.json").write_text('{"wall_s": 12.5}')
     assert read_wall(tmp_path / "wall.json") == {"wall_s": 12.5, "attempts": [{"s": 12.5}], "finished": True}
-    (tmp_path / "wall.json").write_text("{")
-    assert read_wall(tmp_path / "wall.json")["finished"] is False
+    assert read_wall(tmp_path / "missing.json")["finished"] is False  # never started: the cell trains
+    (tmp_path / "wall.json").write_text("{")  # damaged: a measurement lost, not a reason to train again
+    damaged = read_wall(tmp_path / "wall.json")
+    assert damaged["finished"] is True and math.isnan(damaged["wall_s"])
 
 
 def test_an_unfinished_study_is_not_ok_and_says_which_cells_and_jobs(tmp_path):

@@ -16,6 +16,7 @@ class Spec(Protocol):
 
     def at(self, *path: Any) -> str: ...
 
+
 EXECUTOR_KEYS = ("name", "workers", "devices", "threads", "cluster")
 EXECUTORS = ("local", "slurm", "submitit-local")
 RESOURCE_KEYS = ("partition", "gpus", "time", "memory", "nodes", "cpus", "account", "qos", "constraint", "setup")

@@ -52,6 +52,16 @@ _TMP = ".*.tmp"  # what utils.atomic_path leaves behind when killed mid-write
 _SPLIT: dict[str, Any] = {"files": (METRICS_FILE, PREDICTIONS_FILE, _TMP)}
 #: Every file and folder a run writes, as name patterns (fnmatch): ``files`` of a folder, and ``dirs`` with
 #: their own layout.  ``--overwrite`` removes what matches and refuses a folder holding anything else.
+#: a tree medcolor writes through another library (MLflow's file store): every name is its own
+_ANY: dict[str, Any] = {"files": ("*",)}
+_ANY["dirs"] = {"*": _ANY}
+#: a stage's experiment logs (medcolor.training.loggers): logs/csv/version_N, logs/tensorboard/version_N
+_LOGS: dict[str, Any] = {
+    "dirs": {
+        "csv": {"dirs": {"version_*": {"files": ("metrics.csv", "hparams.yaml", _TMP)}}},
+        "tensorboard": {"dirs": {"version_*": {"files": ("events.out.tfevents.*", "hparams.yaml", _TMP)}}},
+    }
+}
 RUN_LAYOUT: dict[str, Any] = {
     "files": (
         *(CONFIG_FILE, RUN_MARKER, DATA_FILE, SKIPPED_ROWS_FILE, SUMMARY_FILE),
@@ -61,8 +71,9 @@ RUN_LAYOUT: dict[str, Any] = {
     "dirs": {
         "[0-9]*-*": {  # the stages: 1-color-module, 2-all
             "files": ("lr_find.json", "lr_find.png", "history.json", STAGE_RESULT_FILE, MODEL_FILE, "model.json", _TMP),
-            "dirs": {"checkpoints": {"files": ("*.ckpt", _TMP)}},
+            "dirs": {"checkpoints": {"files": ("*.ckpt", _TMP)}, "logs": _LOGS},
         },
+        "mlruns": _ANY,  # trainer.logger: mlflow (its local file store)
         "test": _SPLIT,
         "val": _SPLIT,
         "evaluate-*": _SPLIT,  # medcolor evaluate RUN (its default output)
