@@ -144,7 +144,11 @@ def test_the_model_card_names_the_network_data_labels_metrics_and_limits(onnx_ex
         assert f"{label}" in card
     assert f"| test | test | {test['n_samples']} | {test['mean_auc']:.3f}" in card  # the run's test metrics
     assert "(image - " in card and "inside the exported graph" in card
-    assert "No operating threshold" in card
+    ops = json.loads((run_dir / "operating_points.json").read_text())  # every run chooses them on validation
+    for label, t in ops["thresholds"].items():
+        value = t.get("threshold") if isinstance(t, dict) else t
+        if value is not None:
+            assert f"- {label}: {float(value):.3f}" in card
 
 
 def test_the_model_card_reads_every_test_set_and_the_operating_threshold(run_dir: Path, tmp_path: Path):

@@ -21,8 +21,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
+    from medcolor.config import check_number
     from medcolor.export import export_model
-    from medcolor.validation import check_number, check_output_folder
+    from medcolor.validation import check_output_folder
 
     check_output_folder("--output", a.output)
     check_number("--opset", a.opset, integer=True, at_least=7, optional=True)
