@@ -57,3 +57,18 @@ def subprocess_env() -> dict[str, str]:
 
 def medcolor_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "medcolor.cli", *args]
+
+
+#: a two-cell study whose second cell starts from the first's network (a transfer dependency)
+CHAIN = (
+    "name: chain\n"
+    + BASE
+    + """\
+cells:
+  source: {{stages: color-module}}
+  target: {{stages: last-layer, transfer: T}}
+transfer:
+  T: {{from: {{cells: source}}, use: model}}
+resources: {{time: 10, cpus: 1}}
+"""
+)

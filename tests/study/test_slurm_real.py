@@ -22,25 +22,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from study_helpers import BASE, medcolor_cmd, subprocess_env, write_spec
+from study_helpers import CHAIN as HELPER_CHAIN
 
 from medcolor.study.jobs import JobRecord
 from medcolor.study.results import read_results
 
 pytestmark = pytest.mark.slurm
 
-CHAIN = (
-    "name: chain\n"
-    + BASE
-    + """\
-cells:
-  source: {{stages: color-module}}
-  target: {{stages: last-layer, transfer: T}}
-transfer:
-  T: {{from: {{cells: source}}, use: model}}
-resources: {{time: 10, cpus: 1}}
-executor: {{threads: 1}}
-"""
-)
+#: the two-cell chain, each cell in one thread
+CHAIN = HELPER_CHAIN + "executor: {{threads: 1}}\n"
 
 #: one cell long enough to be interrupted twice (its iterations fit this machine's speed)
 LONG = (

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from study_helpers import BASE, write_spec
+from study_helpers import CHAIN, write_spec
 
 import medcolor
 from medcolor.study.executors import CellJob, LocalExecutor, SubmititExecutor, make_executor, submitit_parameters
@@ -17,19 +17,6 @@ from medcolor.study.plan import expand
 from medcolor.study.results import StudyError, read_results
 from medcolor.study.runner import prepare_study_dir, run_study
 from medcolor.study.spec import Resources, load_spec
-
-CHAIN = (
-    "name: chain\n"
-    + BASE
-    + """\
-cells:
-  source: {{stages: color-module}}
-  target: {{stages: last-layer, transfer: T}}
-transfer:
-  T: {{from: {{cells: source}}, use: model}}
-resources: {{time: 10, cpus: 1}}
-"""
-)
 
 
 @pytest.mark.slow
