@@ -202,16 +202,15 @@ def explain_files(
     import pandas as pd
 
     from medcolor.display import to_display
-    from medcolor.inference import ImageFiles, _norm, check_finite_weights, collect_images, resolve_model_path
+    from medcolor.inference import ImageFiles, check_finite_weights, collect_images, resolve_model_path
     from medcolor.io import load_model
 
     path = resolve_model_path(model_path)
-    model, meta = load_model(path)
+    model, _ = load_model(path)
     check_finite_weights(model, path)
+    names, norm, model_size = model.usage(str(path))
     files = collect_images(inputs)
-    mean, std = _norm(meta)
-    names = list(meta.get("label_names") or [])
-    ds = ImageFiles(files, int(size or meta.get("size", 320)), mean, std)
+    ds = ImageFiles(files, int(size or model_size), norm["mean"], norm["std"])
     x = torch.stack([ds[i]["image"] for i in range(len(ds))])
     model.eval()
     with torch.no_grad():
@@ -229,7 +228,7 @@ def explain_files(
     written: list[Path] = []
     rows = []
     for i, f in enumerate(files):
-        gray = (x[i, 0] * std + mean).clamp(0, 1).numpy()
+        gray = (x[i, 0] * norm["std"] + norm["mean"]).clamp(0, 1).numpy()
         rgb = to_display(e_inputs[i], display)
         for k, j in enumerate(idx):
             label = names[j] if j < len(names) else f"label{j}"

@@ -85,12 +85,11 @@ def _source(run: str | os.PathLike) -> tuple[Path, Path | None]:
 
 
 def export_metadata(meta: dict[str, Any], fmt: str, source: Path) -> dict[str, Any]:
-    """The metadata of an exported file: the model file's, plus the input/output contract."""
-    from medcolor.inference import _norm
-
-    mean, std = _norm(meta)
-    size = int(meta.get("size", 320))
-    labels = list(meta.get("label_names") or [])
+    """The metadata of an exported file: the model file's, plus the input/output contract.  ``meta`` is that
+    of a network whose ``usage()`` was checked (labels, normalisation and size recorded, never guessed)."""
+    mean, std = float(meta["normalization"]["mean"]), float(meta["normalization"]["std"])
+    size = int(meta["size"])
+    labels = list(meta["label_names"])
     baked = fmt != "safetensors"
     return {
         "format": EXPORT_FORMAT,
@@ -131,6 +130,7 @@ def export_model(
     path, run_dir = _source(run)
     model, meta = load_model(path)
     check_finite_weights(model, path)
+    model.usage(str(path))  # labels, normalisation and size are recorded (a WeightsError naming what is not)
     model.eval()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
