@@ -187,7 +187,9 @@ PHOTOMETRIC = ["MONOCHROME1", "RGB", "PALETTE COLOR", "YBR_FULL", "FOO", None]
 
 
 def _ds(value: float | None) -> str | None:
-    return None if value is None else repr(value)[:16]
+    """A DICOM decimal string (at most 16 characters): 9 significant digits fit any exponent
+    (``-4.33836232e-189``); cutting ``repr`` at 16 left unparseable text such as ``4.3383623242878e``."""
+    return None if value is None else f"{value:.9g}"
 
 
 @FUZZ
