@@ -300,38 +300,8 @@ class ImageCache:
         with self._lock(wait):
             self._reset()
             state = self._load_state()
-            entries, sources = state["entries"], state["sources"]
-            self.data_path.touch(exist_ok=True)
-            actual = os.path.getsize(self.data_path)
-            if actual < state["data_bytes"]:  # index ahead of data (lost writes): drop what is not there
-                for k in [k for k, e in entries.items() if e[0] + e[2] * e[3] * _DTYPES[e[1]].itemsize > actual]:
-                    del entries[k]
-                state["data_bytes"] = max(
-                    (e[0] + e[2] * e[3] * _DTYPES[e[1]].itemsize for e in entries.values()), default=0
-                )
-            if actual != state["data_bytes"]:
-                os.truncate(self.data_path, state["data_bytes"])  # orphaned bytes of an interrupted build
-            todo = []
-            for k in keys:
-                try:
-                    st = os.stat(k)
-                except OSError as e:
-                    report["failed"].append((k, f"cannot read image {k}: {e.strerror or e}"))
-                    continue
-                rec = sources.get(k)
-                if rec is not None and rec[0] == st.st_size and rec[1] == st.st_mtime_ns and rec[2] in entries:
-                    report["reused"] += 1
-                    continue
-                if rec is not None:  # known file whose size/mtime changed: same content needs no decoding
-                    try:
-                        digest: str | None = hash_file(k)
-                    except OSError:
-                        digest = None
-                    if digest in entries:
-                        sources[k] = [st.st_size, st.st_mtime_ns, digest]
-                        report["reused"] += 1
-                        continue
-                todo.append(k)
+            self._truncate_to_index(state)
+            todo = self._missing(keys, state, report)
             bar = tqdm(
                 total=len(keys),
                 initial=report["reused"],
@@ -343,21 +313,9 @@ class ImageCache:
             with open(self.data_path, "r+b") as f:
                 f.seek(state["data_bytes"])
                 try:
-                    for path, st_size, mtime, digest, arr, err in self._decode_all(todo, workers):
+                    for item in self._decode_all(todo, workers):
                         bar.update(1)
-                        if err is not None or digest is None or arr is None:
-                            report["failed"].append((path, err))
-                            continue
-                        if digest in entries:
-                            report["deduplicated"] += 1
-                        else:
-                            offset = -(-f.tell() // _ALIGN) * _ALIGN
-                            if offset != f.tell():
-                                f.write(b"\0" * (offset - f.tell()))
-                            f.write(arr.astype(_DTYPES["u1" if arr.dtype == np.uint8 else "u2"], copy=False).tobytes())
-                            entries[digest] = [offset, "u1" if arr.dtype == np.uint8 else "u2", *arr.shape]
-                            report["decoded"] += 1
-                        sources[path] = [st_size, mtime, digest]
+                        self._store(f, state, item, report)
                         if time.monotonic() - last_flush >= flush_every:
                             self._flush(f, state)
                             last_flush = time.monotonic()
@@ -374,6 +332,65 @@ class ImageCache:
                 stacklevel=2,
             )
         return report
+
+    def _truncate_to_index(self, state: dict[str, Any]) -> None:
+        """Make the data file and the index agree after an interrupted build: entries past the end of the
+        data (lost writes) are dropped, bytes past the last indexed entry (orphans) are cut off."""
+        entries = state["entries"]
+        self.data_path.touch(exist_ok=True)
+        actual = os.path.getsize(self.data_path)
+        if actual < state["data_bytes"]:  # index ahead of data (lost writes): drop what is not there
+            for k in [k for k, e in entries.items() if _entry_end(e) > actual]:
+                del entries[k]
+            state["data_bytes"] = max((_entry_end(e) for e in entries.values()), default=0)
+        if actual != state["data_bytes"]:
+            os.truncate(self.data_path, state["data_bytes"])  # orphaned bytes of an interrupted build
+
+    def _missing(self, keys: list[str], state: dict[str, Any], report: dict[str, Any]) -> list[str]:
+        """The images of ``keys`` to decode: not cached, or changed on disk with a content not cached (a file
+        whose size/mtime changed but whose bytes hash to a cached entry is re-pointed, not decoded)."""
+        entries, sources = state["entries"], state["sources"]
+        todo = []
+        for k in keys:
+            try:
+                st = os.stat(k)
+            except OSError as e:
+                report["failed"].append((k, f"cannot read image {k}: {e.strerror or e}"))
+                continue
+            rec = sources.get(k)
+            if rec is not None and rec[0] == st.st_size and rec[1] == st.st_mtime_ns and rec[2] in entries:
+                report["reused"] += 1
+                continue
+            if rec is not None:  # known file whose size/mtime changed: same content needs no decoding
+                try:
+                    digest: str | None = hash_file(k)
+                except OSError:
+                    digest = None
+                if digest in entries:
+                    sources[k] = [st.st_size, st.st_mtime_ns, digest]
+                    report["reused"] += 1
+                    continue
+            todo.append(k)
+        return todo
+
+    def _store(self, f: Any, state: dict[str, Any], item: tuple, report: dict[str, Any]) -> None:
+        """Append one decoded image (aligned) unless its content is cached already, and point its path at it."""
+        path, st_size, mtime, digest, arr, err = item
+        entries = state["entries"]
+        if err is not None or digest is None or arr is None:
+            report["failed"].append((path, err))
+            return
+        if digest in entries:
+            report["deduplicated"] += 1
+        else:
+            offset = -(-f.tell() // _ALIGN) * _ALIGN
+            if offset != f.tell():
+                f.write(b"\0" * (offset - f.tell()))
+            code = "u1" if arr.dtype == np.uint8 else "u2"
+            f.write(arr.astype(_DTYPES[code], copy=False).tobytes())
+            entries[digest] = [offset, code, *arr.shape]
+            report["decoded"] += 1
+        state["sources"][path] = [st_size, mtime, digest]
 
     def _flush(self, f: Any, state: dict[str, Any]) -> None:
         f.flush()
@@ -392,3 +409,8 @@ class ImageCache:
             yield from ex.map(_decode_for_cache, jobs, chunksize=4)
         finally:
             ex.shutdown(wait=False, cancel_futures=True)
+
+
+def _entry_end(e: list[Any]) -> int:
+    """The byte just past a cached image: offset + height x width x item size."""
+    return e[0] + e[2] * e[3] * _DTYPES[e[1]].itemsize

@@ -106,18 +106,7 @@ def decode_dicom(data: bytes, name: str) -> tuple[np.ndarray, int]:
 
 
 def _decode(ds: Any, name: str) -> tuple[np.ndarray, int]:
-    from pydicom.pixels import apply_modality_lut, apply_voi
-
-    if "PixelData" not in ds:
-        raise ImageReadError(f"cannot read DICOM {name}: it holds no pixel data (PixelData element missing)")
-    try:
-        pixels = ds.pixel_array
-    except Exception as e:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        hint = ""
-        if syntax is not None and getattr(syntax, "is_compressed", False):
-            hint = f" The pixel data is compressed ({syntax.name}); install pylibjpeg / gdcm to decode it."
-        raise ImageReadError(f"cannot decode the pixels of DICOM {name}: {type(e).__name__}: {e}.{hint}") from None
+    pixels = _pixel_array(ds, name)
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
     stored_bits = int(getattr(ds, "BitsStored", 0) or getattr(ds, "BitsAllocated", 16) or 16)
@@ -126,12 +115,7 @@ def _decode(ds: Any, name: str) -> tuple[np.ndarray, int]:
     if not 1 <= stored_bits <= 32:
         raise ImageReadError(f"cannot read DICOM {name}: BitsStored {stored_bits} is not in 1..32")
     if samples == 3:  # pydicom converts YBR to RGB
-        if pixels.ndim != 3 or pixels.shape[-1] != 3:
-            raise ImageReadError(f"cannot read DICOM {name}: unexpected colour pixel array shape {pixels.shape}")
-        rgb = pixels.astype(np.float64)
-        maxv = float(2**stored_bits - 1)
-        gray = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114) / maxv
-        return np.clip(gray, 0, 1).astype(np.float32), (8 if maxv <= 255 else 16)
+        return _colour_to_gray(pixels, stored_bits, name)
     if pixels.ndim != 2:
         raise ImageReadError(f"cannot read DICOM {name}: unexpected pixel array shape {pixels.shape}")
     photometric = str(getattr(ds, "PhotometricInterpretation", None) or "MONOCHROME2").strip().upper()
@@ -143,23 +127,7 @@ def _decode(ds: Any, name: str) -> tuple[np.ndarray, int]:
     if "ModalityLUTSequence" not in ds:
         _check_rescale(ds, name)
     try:
-        arr = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
-        if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
-            out = np.asarray(apply_voi(arr, ds, index=0), dtype=np.float64)
-            table = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64)
-            lo, hi = float(table.min()), float(table.max())
-            if not hi > lo:
-                raise ImageReadError(f"cannot read DICOM {name}: its VOI LUT maps every pixel to {lo:g}")
-            image = (out - lo) / (hi - lo)
-        elif "WindowCenter" in ds and "WindowWidth" in ds and ds.WindowWidth is not None:
-            function = str(getattr(ds, "VOILUTFunction", "LINEAR") or "LINEAR")
-            image = _window(arr, _first(ds.WindowCenter), _first(ds.WindowWidth), function, name)
-        else:
-            if "ModalityLUTSequence" in ds:
-                lo, hi = float(arr.min()), float(arr.max())
-            else:
-                lo, hi = _stored_range(ds)
-            image = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+        image = _apply_luts(pixels, ds, name)
     except ImageReadError:
         raise
     except Exception as e:
@@ -168,3 +136,50 @@ def _decode(ds: Any, name: str) -> tuple[np.ndarray, int]:
     if photometric == "MONOCHROME1":
         image = 1.0 - image
     return image.astype(np.float32), (8 if stored_bits <= 8 else 16)
+
+
+def _pixel_array(ds: Any, name: str) -> np.ndarray:
+    """The stored pixels, or an error that says which decoder a compressed transfer syntax needs."""
+    if "PixelData" not in ds:
+        raise ImageReadError(f"cannot read DICOM {name}: it holds no pixel data (PixelData element missing)")
+    try:
+        return ds.pixel_array
+    except Exception as e:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        hint = ""
+        if syntax is not None and getattr(syntax, "is_compressed", False):
+            hint = f" The pixel data is compressed ({syntax.name}); install pylibjpeg / gdcm to decode it."
+        raise ImageReadError(f"cannot decode the pixels of DICOM {name}: {type(e).__name__}: {e}.{hint}") from None
+
+
+def _colour_to_gray(pixels: np.ndarray, stored_bits: int, name: str) -> tuple[np.ndarray, int]:
+    """An RGB DICOM image as luma (ITU-R 601 weights) in [0, 1]."""
+    if pixels.ndim != 3 or pixels.shape[-1] != 3:
+        raise ImageReadError(f"cannot read DICOM {name}: unexpected colour pixel array shape {pixels.shape}")
+    rgb = pixels.astype(np.float64)
+    maxv = float(2**stored_bits - 1)
+    gray = (rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114) / maxv
+    return np.clip(gray, 0, 1).astype(np.float32), (8 if maxv <= 255 else 16)
+
+
+def _apply_luts(pixels: np.ndarray, ds: Any, name: str) -> np.ndarray:
+    """The modality LUT (or rescale), then the VOI LUT or window when the file has one, else the stored range,
+    mapped onto [0, 1] (not yet clipped)."""
+    from pydicom.pixels import apply_modality_lut, apply_voi
+
+    arr = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0:
+        out = np.asarray(apply_voi(arr, ds, index=0), dtype=np.float64)
+        table = np.asarray(ds.VOILUTSequence[0].LUTData, dtype=np.float64)
+        lo, hi = float(table.min()), float(table.max())
+        if not hi > lo:
+            raise ImageReadError(f"cannot read DICOM {name}: its VOI LUT maps every pixel to {lo:g}")
+        return (out - lo) / (hi - lo)
+    if "WindowCenter" in ds and "WindowWidth" in ds and ds.WindowWidth is not None:
+        function = str(getattr(ds, "VOILUTFunction", "LINEAR") or "LINEAR")
+        return _window(arr, _first(ds.WindowCenter), _first(ds.WindowWidth), function, name)
+    if "ModalityLUTSequence" in ds:
+        lo, hi = float(arr.min()), float(arr.max())
+    else:
+        lo, hi = _stored_range(ds)
+    return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)

@@ -68,15 +68,10 @@ def _split_size(value: Any, images: float | None, explicit: float | None) -> flo
     return None
 
 
-def estimate_run(cfg: RunConfig, estimate: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Iterations per stage and estimated FLOPs / GPU-hours of one run (see the module docstring)."""
-    from medcolor.colorizers import COLORIZERS
-    from medcolor.strategies import get_strategy
-
+def _image_counts(cfg: RunConfig, est: dict[str, Any]) -> tuple[float | None, float | None, float | None]:
+    """Training (after the val/test fractions and the subset), validation and test images of a run, where the
+    spec's ``estimate`` says enough to know them (None where it does not)."""
     d = cfg.data
-    est = {k: (v.get(d.dataset.lower()) if isinstance(v, dict) else v) for k, v in (estimate or {}).items()}
-    tflops = float(est.get("tflops") or DEFAULT_TFLOPS)
-    notes: list[str] = []
     pool = est.get("train_images")
     val_frac = d.val if isinstance(d.val, float) else 0.0
     test_frac = d.test if isinstance(d.test, float) else 0.0
@@ -87,9 +82,17 @@ def estimate_run(cfg: RunConfig, estimate: dict[str, Any] | None = None) -> dict
         n_train = d.subset.of(pool) if pool is not None else (d.subset if isinstance(d.subset, Count) else None)
     n_val = _split_size(d.val, est.get("train_images"), est.get("val_images"))
     n_test = _split_size(d.test, est.get("train_images"), est.get("test_images")) if d.test is not None else None
-    world = (cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1) * max(1, cfg.trainer.num_nodes)
-    batch = d.batch_size
-    strategies = [get_strategy(s.strategy) for s in cfg.stages]
+    return n_train, n_val, n_test
+
+
+def estimate_run(cfg: RunConfig, estimate: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Iterations per stage and estimated FLOPs / GPU-hours of one run (see the module docstring)."""
+    from medcolor.colorizers import COLORIZERS
+
+    d = cfg.data
+    est = {k: (v.get(d.dataset.lower()) if isinstance(v, dict) else v) for k, v in (estimate or {}).items()}
+    tflops = float(est.get("tflops") or DEFAULT_TFLOPS)
+    n_train, n_val, n_test = _image_counts(cfg, est)
     colorizer = run_colorizer(cfg)
     try:
         f_t = forward_gflops("colorizer", COLORIZERS.canonical(colorizer), d.size)
@@ -97,26 +100,11 @@ def estimate_run(cfg: RunConfig, estimate: dict[str, Any] | None = None) -> dict
     except Exception as exc:  # an unknown name: the plan marks the cell invalid anyway
         return {"iterations": None, "tflop": None, "gpu_hours": None, "notes": [f"no estimate: {exc}"]}
     learnable = COLORIZERS.get(colorizer).learnable or bool(cfg.model.colorizer_from)
-    iterations: list[int | None] = []
-    flops = 0.0
-    known = True
-    for st, s in zip(cfg.stages, strategies, strict=True):
-        it = stage_iterations(st, None if n_train is None else int(n_train), batch, world)
-        iterations.append(it)
-        t = 1 if (s.train_colorizer and learnable) else 0
-        e = 1 if s.train_backbone else 0
-        step = f_t * (1 + t) + f_e * (1 + e + t)
-        if it is None:
-            known = False
-            continue
-        flops += it * batch * world * step
-        if isinstance(st.lr, LRFind):
-            flops += st.lr_find.num_training * batch * world * step
-        if n_val is not None:
-            val_every = st.val_every or iterations_per_epoch(int(n_train or 1), batch, world)
-            flops += math.ceil(it / min(val_every, it)) * n_val * (f_t + f_e)
+    iterations, flops = _stage_flops(cfg, n_train, n_val, f_t, f_e, learnable)
+    known = None not in iterations
     if n_test is not None:
         flops += n_test * (f_t + f_e)
+    notes = []
     if not known:
         notes.append("stages given in epochs need estimate.train_images in the spec")
     if n_val is None:
@@ -131,6 +119,35 @@ def estimate_run(cfg: RunConfig, estimate: dict[str, Any] | None = None) -> dict
         "tflops_assumed": tflops,
         "notes": notes,
     }
+
+
+def _stage_flops(
+    cfg: RunConfig, n_train: float | None, n_val: float | None, f_t: float, f_e: float, learnable: bool
+) -> tuple[list[int | None], float]:
+    """Iterations of each stage (None where unknown) and the GFLOPs of the stages whose length is known:
+    training steps, LR range test steps and validation passes."""
+    from medcolor.strategies import get_strategy
+
+    batch = cfg.data.batch_size
+    world = (cfg.trainer.devices if isinstance(cfg.trainer.devices, int) else 1) * max(1, cfg.trainer.num_nodes)
+    iterations: list[int | None] = []
+    flops = 0.0
+    for st in cfg.stages:
+        s = get_strategy(st.strategy)
+        it = stage_iterations(st, None if n_train is None else int(n_train), batch, world)
+        iterations.append(it)
+        if it is None:
+            continue
+        t = 1 if (s.train_colorizer and learnable) else 0
+        e = 1 if s.train_backbone else 0
+        step = f_t * (1 + t) + f_e * (1 + e + t)
+        flops += it * batch * world * step
+        if isinstance(st.lr, LRFind):
+            flops += st.lr_find.num_training * batch * world * step
+        if n_val is not None:
+            val_every = st.val_every or iterations_per_epoch(int(n_train or 1), batch, world)
+            flops += math.ceil(it / min(val_every, it)) * n_val * (f_t + f_e)
+    return iterations, flops
 
 
 __all__ = ["DEFAULT_TFLOPS", "estimate_run", "forward_gflops"]

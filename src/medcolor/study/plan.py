@@ -136,6 +136,16 @@ def expand(spec: Spec, *, check: bool = True) -> Plan:
     """All cells of the study: ids, grid values, configurations, dependencies, levels and (with
     ``check``) whether each can run plus its cost estimate."""
     keys = grid_keys(spec)
+    kept, warnings = _apply_excludes(spec, _grid_entries(spec, keys))
+    cells = _make_cells(spec, kept, keys)
+    plan = Plan(spec.name, cells, [k for k in keys if k not in ("stages", "transfer")])
+    plan.warnings = warnings
+    _finish_cells(spec, plan.cells, check=check)
+    return plan
+
+
+def _grid_entries(spec: Spec, keys: list[str]) -> list[dict[str, Any]]:
+    """One entry per combination of grid values, group by group (a group's own axes replace the grid's)."""
     groups = list(spec.groups.items()) if spec.groups else [(None, [])]
     _check_grid_size(spec, groups)
     entries: list[dict[str, Any]] = []
@@ -145,6 +155,11 @@ def expand(spec: Spec, *, check: bool = True) -> Plan:
         for combo in itertools.product(*[a.values for a in all_axes]):
             vals: dict[str, Value] = {a.key: v for a, v in zip(all_axes, combo, strict=True)}
             entries.append(_entry(spec, g, vals, keys))
+    return entries
+
+
+def _apply_excludes(spec: Spec, entries: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The entries no ``exclude`` selector matches, and a warning per selector that matches none."""
     kept, used = [], [False] * len(spec.exclude)
     for e in entries:
         hit = [i for i, (sel, _) in enumerate(spec.exclude) if _matches(e["labels"], e["group"], sel)]
@@ -159,20 +174,19 @@ def expand(spec: Spec, *, check: bool = True) -> Plan:
     ]
     if not kept:
         raise SpecError(f"{spec.path}: the grid has no cells left after 'exclude'")
+    return kept, warnings
+
+
+def _make_cells(spec: Spec, kept: list[dict[str, Any]], keys: list[str]) -> list[Cell]:
+    """The cells of the kept entries, sources of transfers before their users; two cells with the same
+    run configuration are refused."""
     deps = _resolve_transfers(spec, kept)
     cells: list[Cell | None] = [None] * len(kept)
     seen: dict[str, int] = {}
     for i in _topological(spec, kept, deps):
         e = kept[i]
-        hashed: dict[str, Any] = {"config": e["config"]}
-        tinfo = None
-        if e["transfer"]:
-            t = spec.transfers[e["transfer"]]
-            src = cells[deps[i]]
-            assert src is not None
-            tinfo = {"name": t.name, "source": src.id, "use": t.use, "stage": t.stage}
-            tinfo["path"] = _transfer_path(spec, t, src)
-            hashed["transfer"] = {"use": t.use, "path": tinfo["path"]}
+        src = cells[deps[i]] if i in deps else None
+        tinfo, hashed = _transfer_info(spec, e, src)
         h = config_hash(hashed)
         if h in seen:
             raise SpecError(
@@ -180,21 +194,39 @@ def expand(spec: Spec, *, check: bool = True) -> Plan:
                 f"{_describe(kept[seen[h]])}; remove one (exclude:) or make them differ"
             )
         seen[h] = i
-        parts = [e["group"] or ""] + [_slug_part(k, e["labels"][k]) for k in keys if k in e["vals"]]
-        slug = "_".join(p for p in parts if p)[:60].strip("_-.") or "cell"
-        src_cell = cells[deps[i]] if i in deps else None
         cells[i] = Cell(
-            id=f"{slug}_{h}",
+            id=f"{_cell_slug(e, keys)}_{h}",
             group=e["group"],
             values={**e["labels"], "stages": e["stages"], "transfer": e["transfer"] or ""},
             config=e["config"],
             transfer=tinfo,
-            depends_on=[src_cell.id] if src_cell else [],
-            level=src_cell.level + 1 if src_cell else 0,
+            depends_on=[src.id] if src else [],
+            level=src.level + 1 if src else 0,
         )
-    plan = Plan(spec.name, [c for c in cells if c is not None], [k for k in keys if k not in ("stages", "transfer")])
-    plan.warnings = warnings
-    for c in plan.cells:
+    return [c for c in cells if c is not None]
+
+
+def _transfer_info(spec: Spec, e: dict[str, Any], src: Cell | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """What a cell records of its transfer (None without one) and what its id hashes."""
+    hashed: dict[str, Any] = {"config": e["config"]}
+    if not e["transfer"]:
+        return None, hashed
+    t = spec.transfers[e["transfer"]]
+    assert src is not None
+    tinfo = {"name": t.name, "source": src.id, "use": t.use, "stage": t.stage, "path": _transfer_path(spec, t, src)}
+    hashed["transfer"] = {"use": t.use, "path": tinfo["path"]}
+    return tinfo, hashed
+
+
+def _cell_slug(e: dict[str, Any], keys: list[str]) -> str:
+    parts = [e["group"] or ""] + [_slug_part(k, e["labels"][k]) for k in keys if k in e["vals"]]
+    return "_".join(p for p in parts if p)[:60].strip("_-.") or "cell"
+
+
+def _finish_cells(spec: Spec, cells: list[Cell], *, check: bool) -> None:
+    """Each cell's full run configuration and (with ``check``) whether it can run and its cost; cells
+    that cannot run are refused together."""
+    for c in cells:
         cfg = cell_run_config(c, None)
         c.config = cfg.to_dict()
         c.config.pop("output", None)
@@ -205,9 +237,8 @@ def expand(spec: Spec, *, check: bool = True) -> Plan:
                 from medcolor.study.cost import estimate_run
 
                 c.estimate = estimate_run(cfg, spec.estimate)
-    if check and any(c.invalid for c in plan.cells):
-        raise _invalid_cells_error(spec, [c for c in plan.cells if c.invalid])
-    return plan
+    if check and any(c.invalid for c in cells):
+        raise _invalid_cells_error(spec, [c for c in cells if c.invalid])
 
 
 def _invalid_cells_error(spec: Spec, bad: list[Cell]) -> SpecError:
