@@ -259,24 +259,12 @@ def model_card(info: dict[str, Any], run_dir: Path | None, model_file: Path) -> 
     """The text of ``MODEL_CARD.md`` for an exported network (reads the run directory's files)."""
     import yaml
 
-    meta = info["model"]
-    arch = meta.get("architecture") or {}
-    labels = list(info["label_names"])
     cfg = {}
     if run_dir is not None and (run_dir / "config.yaml").is_file():
         cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
-    data_cfg = cfg.get("data") or {}
     data_info = (_read_json(run_dir / "data.json") if run_dir is not None else None) or {}
     summary = (_read_json(run_dir / "summary.json") if run_dir is not None else None) or {}
-    stages = summary.get("stages") or []
-    norm = info["normalization"]
-    size = info["size"]
-    weights = meta.get("backbone_weights")
-    weights_text = {
-        "imagenet": "ImageNet-pretrained weights of torchvision",
-        "none": "random initialisation (no pretrained weights)",
-        None: "unknown",
-    }.get(weights, f"the state-dict file `{weights}`")
+    labels = list(info["label_names"])
     lines = [
         f"# Model card: {summary.get('name') or (run_dir.name if run_dir else model_file.stem)}",
         "",
@@ -291,10 +279,39 @@ def model_card(info: dict[str, Any], run_dir: Path | None, model_file: Path) -> 
         "image processing is unknown and usually lower. Small test sets give wide confidence intervals.",
         "- The outputs are per-label probabilities of the labels below, not calibrated risks unless stated.",
         "",
+        *_architecture_lines(info, labels),
+        "",
+        *_origin_lines(info["model"], summary.get("stages") or []),
+        "",
+        *_data_lines(info["model"], cfg.get("data") or {}, data_info),
+        "",
+        "## Labels",
+        "",
+        *[f"{i}. {name}" for i, name in enumerate(labels)],
+        "",
+        "## Metrics",
+        "",
+        "AUC per label on each held-out set of the run (95 % bootstrap CI of the mean):",
+        "",
+        *_metrics_lines(run_metrics(run_dir), labels),
+        "",
+        "## Operating threshold",
+        "",
+        *_threshold_lines(run_dir),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _architecture_lines(info: dict[str, Any], labels: list[str]) -> list[str]:
+    meta, norm, size = info["model"], info["normalization"], info["size"]
+    arch = meta.get("architecture") or {}
+    kwargs = arch.get("colorizer_kwargs")
+    return [
         "## Architecture",
         "",
         f"`C(E(T(x)))`: T (colorization module) `{arch.get('colorizer', '?')}`"
-        f"{' ' + json.dumps(arch.get('colorizer_kwargs')) if arch.get('colorizer_kwargs') else ''}, "
+        f"{' ' + json.dumps(kwargs) if kwargs else ''}, "
         f"E (backbone) `{arch.get('backbone', meta.get('backbone', '?'))}`, C a linear head with "
         f"{arch.get('num_classes', len(labels))} outputs (dropout {arch.get('dropout', 0.0)}).",
         "",
@@ -307,7 +324,17 @@ def model_card(info: dict[str, Any], run_dir: Path | None, model_file: Path) -> 
             else "to apply yourself before the network (safetensors holds weights only)."
         ),
         f"- Output: {info['output']['meaning']}, `(batch, {len(labels)})`, in the order of the labels below.",
-        "",
+    ]
+
+
+def _origin_lines(meta: dict[str, Any], stages: list[Any]) -> list[str]:
+    weights = meta.get("backbone_weights")
+    weights_text = {
+        "imagenet": "ImageNet-pretrained weights of torchvision",
+        "none": "random initialisation (no pretrained weights)",
+        None: "unknown",
+    }.get(weights, f"the state-dict file `{weights}`")
+    lines = [
         "## Weights' origin",
         "",
         f"E started from {weights_text}. Strategy of the last stage: `{meta.get('strategy', '?')}`.",
@@ -319,8 +346,11 @@ def model_card(info: dict[str, Any], run_dir: Path | None, model_file: Path) -> 
                 f"{s.get('total_steps', '?')} iterations, best validation mean AUC {_f3(s.get('best_val_mean_auc'))} "
                 f"at step {s.get('best_step', '?')}"
             )
-    lines += [
-        "",
+    return lines
+
+
+def _data_lines(meta: dict[str, Any], data_cfg: dict[str, Any], data_info: dict[str, Any]) -> list[str]:
+    lines = [
         "## Training data and split",
         "",
         f"Dataset `{meta.get('dataset', data_cfg.get('dataset', '?'))}`"
@@ -339,24 +369,7 @@ def model_card(info: dict[str, Any], run_dir: Path | None, model_file: Path) -> 
             f"{data_cfg.get('split_seed', 0)}); training subset {data_cfg.get('subset') or 'all'}"
             f" (draw {data_cfg.get('subset_draw', 0)})."
         )
-    lines += [
-        "",
-        "## Labels",
-        "",
-        *[f"{i}. {name}" for i, name in enumerate(labels)],
-        "",
-        "## Metrics",
-        "",
-        "AUC per label on each held-out set of the run (95 % bootstrap CI of the mean):",
-        "",
-        *_metrics_lines(run_metrics(run_dir), labels),
-        "",
-        "## Operating threshold",
-        "",
-        *_threshold_lines(run_dir),
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 def write_model_card(path: Path, info: dict[str, Any], run_dir: Path | None, model_file: Path) -> Path:

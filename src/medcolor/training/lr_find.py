@@ -81,8 +81,6 @@ def _lr_finder_without_bar():
 def find_lr(plan: StagePlan, model: ColorTransferNet, bundle: DataBundle) -> float:
     """The suggested maximum learning rate of stage ``plan`` (stored, or found by the range test on
     ``model``, which is restored afterwards)."""
-    from lightning.pytorch.tuner import Tuner
-
     stage_dir = plan.directory
     stored = stage_dir / LR_FIND_FILE
     if stored.is_file():
@@ -91,35 +89,7 @@ def find_lr(plan: StagePlan, model: ColorTransferNet, bundle: DataBundle) -> flo
     if last.is_file():
         raise TrainingError(f"{last} exists but the stage's {LR_FIND_FILE} is missing; use --overwrite")
     lf = plan.lr_find
-    # the sweep sets the learning rates itself: the module's own max lr plays no part
-    module = RangeTestModule.from_plan(model, bundle.label_names, plan, lr=lf.min_lr)
-    data = TrainData(bundle, plan, iterations=lf.num_training, seed=derive_seed(plan.seed, 77))
-    tmp = stage_dir / "lr_find_tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    trainer = make_trainer(plan.runtime, max_epochs=1, default_root_dir=str(tmp))
-    seed_everything(derive_seed(plan.seed, 78))
-    bar = show_progress_bar(plan.runtime.trainer.progress)
-    if plan.runtime.trainer.progress and not bar:  # the module logs it: the LR finder replaces the callbacks
-        module.progress_log = ProgressLog("LR range test", lf.num_training)
-    quiet = contextlib.nullcontext() if bar else _lr_finder_without_bar()
-    try:
-        with quiet:
-            finder = Tuner(trainer).lr_find(
-                module,
-                datamodule=data,
-                min_lr=lf.min_lr,
-                max_lr=lf.max_lr,
-                num_training=lf.num_training,
-                update_attr=False,
-                early_stop_threshold=None,  # RangeTestModule stops on its own (unbiased) smoothed loss
-            )
-    except SystemExit as exc:
-        raise KeyboardInterrupt("LR search interrupted") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    raw = module.raw_losses
-    lrs = list(map(float, finder.results["lr"]))[: len(raw)] if finder is not None else []
-    raw = raw[: len(lrs)]
+    lrs, raw = _sweep(plan, model, bundle)
     losses = [float(v) for v in smooth_losses(raw)]  # Lightning's own smoothing is biased (smooth_losses)
     finite = [lo for lo in losses if math.isfinite(lo)]
     skip = {"skip_begin": min(10, len(lrs) // 5), "skip_end": 1}
@@ -153,6 +123,43 @@ def find_lr(plan: StagePlan, model: ColorTransferNet, bundle: DataBundle) -> flo
     plot_lr_find(lrs, losses, suggestion, stage_dir / "lr_find.png", title=title, rule=lf.rule)
     log.debug("[%s] LR range test: %d steps, %d finite losses", plan.name, len(lrs), len(finite))
     return float(suggestion)
+
+
+def _sweep(plan: StagePlan, model: ColorTransferNet, bundle: DataBundle) -> tuple[list[float], list[float]]:
+    """Lightning's LR range test over ``model`` (restored afterwards): the learning
+    rates tried and the raw (unsmoothed) loss at each, cut to the same length."""
+    from lightning.pytorch.tuner import Tuner
+
+    lf = plan.lr_find
+    # the sweep sets the learning rates itself: the module's own max lr plays no part
+    module = RangeTestModule.from_plan(model, bundle.label_names, plan, lr=lf.min_lr)
+    data = TrainData(bundle, plan, iterations=lf.num_training, seed=derive_seed(plan.seed, 77))
+    tmp = plan.directory / "lr_find_tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    trainer = make_trainer(plan.runtime, max_epochs=1, default_root_dir=str(tmp))
+    seed_everything(derive_seed(plan.seed, 78))
+    bar = show_progress_bar(plan.runtime.trainer.progress)
+    if plan.runtime.trainer.progress and not bar:  # the module logs it: the LR finder replaces the callbacks
+        module.progress_log = ProgressLog("LR range test", lf.num_training)
+    quiet = contextlib.nullcontext() if bar else _lr_finder_without_bar()
+    try:
+        with quiet:
+            finder = Tuner(trainer).lr_find(
+                module,
+                datamodule=data,
+                min_lr=lf.min_lr,
+                max_lr=lf.max_lr,
+                num_training=lf.num_training,
+                update_attr=False,
+                early_stop_threshold=None,  # RangeTestModule stops on its own (unbiased) smoothed loss
+            )
+    except SystemExit as exc:
+        raise KeyboardInterrupt("LR search interrupted") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    raw = module.raw_losses
+    lrs = list(map(float, finder.results["lr"]))[: len(raw)] if finder is not None else []
+    return lrs, raw[: len(lrs)]
 
 
 __all__ = ["LR_FIND_FILE", "LR_RULES", "RangeTestModule", "find_lr", "suggest_lr"]
