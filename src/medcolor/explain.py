@@ -223,36 +223,55 @@ def explain_files(
     learnable = bool(getattr(model.colorizer, "learnable", True))
     t_name = getattr(model.colorizer, "name", "T")
     e_title = f"T's colour image ({t_name}): E's input" if learnable else f"E's input (T: {t_name}, no colour)"
+    grays = (x[:, 0] * norm["std"] + norm["mean"]).clamp(0, 1).numpy()
+    rgbs = [to_display(e, display) for e in e_inputs]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    labels_of = [names[j] if j < len(names) else f"label{j}" for j in idx]
+    written, rows = _write_explanations(files, grays, rgbs, maps, probs[:, idx], labels_of, out, e_title)
+    for row in rows:
+        row["target_layer"] = f"backbone.{layer.name}"
+    table = out / "gradcam.csv"
+    with atomic_path(table) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False, columns=_TABLE_COLUMNS)
+    return [*written, table]
+
+
+_TABLE_COLUMNS = ["image", "label", "probability", "target_layer", "center_x", "center_y", "figure"]
+
+
+def _write_explanations(
+    files: Sequence[Path],
+    grays: np.ndarray,
+    rgbs: Sequence[np.ndarray],
+    maps: np.ndarray,
+    probs: np.ndarray,
+    labels: Sequence[str],
+    out: Path,
+    e_title: str,
+) -> tuple[list[Path], list[dict[str, Any]]]:
+    """One figure per image and label (gray input, Grad-CAM map, E's input) and a table row for each."""
     written: list[Path] = []
     rows = []
     for i, f in enumerate(files):
-        gray = (x[i, 0] * norm["std"] + norm["mean"]).clamp(0, 1).numpy()
-        rgb = to_display(e_inputs[i], display)
-        for k, j in enumerate(idx):
-            label = names[j] if j < len(names) else f"label{j}"
+        for k, label in enumerate(labels):
             target = out / f"{f.stem}_{_safe(label)}_gradcam.png"
             if target in written:  # two inputs with the same name (from different folders)
                 target = out / f"{f.stem}_{i}_{_safe(label)}_gradcam.png"
-            title = f"Grad-CAM {label} (p = {probs[i, j]:.3f})"
-            written.append(plot_explanation(gray, maps[i, k], rgb, target, title=title, e_title=e_title))
+            title = f"Grad-CAM {label} (p = {probs[i, k]:.3f})"
+            written.append(plot_explanation(grays[i], maps[i, k], rgbs[i], target, title=title, e_title=e_title))
             cy, cx = center_of_mass(maps[i, k])
             rows.append(
                 {
                     "image": str(f),
                     "label": label,
-                    "probability": float(probs[i, j]),
-                    "target_layer": f"backbone.{layer.name}",
+                    "probability": float(probs[i, k]),
                     "center_x": cx,
                     "center_y": cy,
                     "figure": target.name,
                 }
             )
-    table = out / "gradcam.csv"
-    with atomic_path(table) as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False)
-    return [*written, table]
+    return written, rows
 
 
 def center_of_mass(heat: np.ndarray) -> tuple[float | None, float | None]:
