@@ -37,44 +37,48 @@ def values_of(cells: StudyCells, f: str) -> list[str]:
 
 def parse_arm(spec: str | Mapping[str, Any], cells: StudyCells) -> dict[str, str]:
     """``"field=value"``, ``"f1=v1&f2=v2"``, a bare value or a mapping -> ``{grid field: normalized value}``."""
-    grid = cells.grid
-    if isinstance(spec, Mapping):
-        items = [(str(k), v) for k, v in spec.items()]
-    else:
-        text = str(spec).strip()
-        if not text:
-            raise ConfigError("an empty arm; write field=value (e.g. stages=color-module)")
-        items = []
-        for part in text.split("&"):
-            part = part.strip()
-            if "=" in part:
-                k, v = part.split("=", 1)
-                items.append((k.strip(), v.strip()))
-            else:
-                items.append((None, part))
     out: dict[str, str] = {}
-    for k, v in items:
-        if k is None:
-            value = normalize_query(v)
-            hits = [
-                f for f in grid if value in set(cells.fields[f]) or (f == TRANSFER_FIELD and v in cells.transfer_ids)
-            ]
-            if not hits:
-                listing = "; ".join(f"{f}: {', '.join(values_of(cells, f))}" for f in grid)
-                raise ArmNotFoundError(f"no grid field has the value {v!r}; the study has {listing}")
-            if len(hits) > 1:
-                raise ConfigError(
-                    f"{v!r} is a value of several grid fields ({', '.join(hits)}); write "
-                    + " or ".join(f"{f}={v}" for f in hits)
-                )
-            k = hits[0]
-        else:
-            k = resolve_field(k, grid)
+    for k, v in _arm_items(spec):
+        k = _field_of_value(v, cells) if k is None else resolve_field(k, cells.grid)
         if k in out:
             raise ConfigError(f"the arm {spec!r} names {k} twice")
         value = cells.transfer_ids.get(str(v).strip(), None) if k == TRANSFER_FIELD else None
         out[k] = value if value is not None else normalize_query(v)
     return out
+
+
+def _arm_items(spec: str | Mapping[str, Any]) -> list[tuple[str | None, Any]]:
+    """The (field or None for a bare value, value) pairs an arm is written with."""
+    if isinstance(spec, Mapping):
+        return [(str(k), v) for k, v in spec.items()]
+    text = str(spec).strip()
+    if not text:
+        raise ConfigError("an empty arm; write field=value (e.g. stages=color-module)")
+    items: list[tuple[str | None, Any]] = []
+    for part in text.split("&"):
+        part = part.strip()
+        if "=" in part:
+            k, v = part.split("=", 1)
+            items.append((k.strip(), v.strip()))
+        else:
+            items.append((None, part))
+    return items
+
+
+def _field_of_value(v: Any, cells: StudyCells) -> str:
+    """The one grid field that has the bare value ``v`` (refused when none or several have it)."""
+    grid = cells.grid
+    value = normalize_query(v)
+    hits = [f for f in grid if value in set(cells.fields[f]) or (f == TRANSFER_FIELD and v in cells.transfer_ids)]
+    if not hits:
+        listing = "; ".join(f"{f}: {', '.join(values_of(cells, f))}" for f in grid)
+        raise ArmNotFoundError(f"no grid field has the value {v!r}; the study has {listing}")
+    if len(hits) > 1:
+        raise ConfigError(
+            f"{v!r} is a value of several grid fields ({', '.join(hits)}); write "
+            + " or ".join(f"{f}={v}" for f in hits)
+        )
+    return hits[0]
 
 
 def describe_arm(sel: Mapping[str, str]) -> str:
