@@ -139,7 +139,8 @@ def _flags() -> list[Flag]:
         hints, docs = typing.get_type_hints(cls), field_docs(cls)
         for f in dataclasses.fields(cls):
             tp = hints[f.name]
-            if not (dataclasses.is_dataclass(tp) or typing.get_origin(tp) is list):
+            named_sections = typing.get_origin(tp) is dict and dataclasses.is_dataclass(typing.get_args(tp)[-1])
+            if not (dataclasses.is_dataclass(tp) or typing.get_origin(tp) is list or named_sections):
                 key = f"{section}.{f.name}" if section else f.name
                 key = "stages" if key == "stages.*.strategy" else key
                 out.append(_flag(key, f.name, tp, f.metadata, f.default, docs.get(f.name, "")))
