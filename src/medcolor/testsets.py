@@ -199,13 +199,16 @@ def evaluate_test_sets(
     bootstrap: int = 1000,
     seed: int = 0,
     progress: bool = False,
+    validation: str | os.PathLike | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate ``model`` on every prepared set (:func:`prepare_test_sets`); writes ``RUN/test_sets/<name>/`` and
     returns ``{name: metrics}`` (metrics as ``RUN/test/metrics.json`` + ``left_out``, ``labels_mapped``,
-    ``overlap``)."""
+    ``overlap``).  ``validation``: the predictions the thresholds are chosen on (default
+    ``RUN/val/predictions.csv``)."""
     from medcolor.evaluation.dataset import evaluate_run
 
     run = Path(run_dir)
+    val = Path(validation) if validation is not None else run / "val" / "predictions.csv"
     results: dict[str, dict[str, Any]] = {}
     for name, (ds, mapping, overlap) in prepared.items():
         out = run / TEST_SETS_DIR / name
@@ -230,7 +233,7 @@ def evaluate_test_sets(
         left_out |= {r: ONE_CLASS for r in labels if r in mapping and metrics["auc"].get(r) is None}
         metrics |= {"test_set": name, "labels_mapped": dict(mapping), "left_out": left_out, "overlap": overlap}
         write_json(out / "metrics.json", metrics)
-        _operating_points(run, out, name, seed=seed, n_resamples=bootstrap)
+        _operating_points(val, out, name, seed=seed, n_resamples=bootstrap)
         mean = metrics["mean_auc"]
         log.info(
             f"test set {name}: {metrics['n_samples']} images, mean AUC "
@@ -240,13 +243,12 @@ def evaluate_test_sets(
     return results
 
 
-def _operating_points(run: Path, out: Path, name: str, *, seed: int, n_resamples: int) -> Path | None:
-    """Thresholds of ``RUN/val/predictions.csv`` applied to the set: ``out/operating_points.json`` with its ROC and
-    reliability figures (none without validation predictions; a rule that cannot be met is recorded)."""
+def _operating_points(val: Path, out: Path, name: str, *, seed: int, n_resamples: int) -> Path | None:
+    """Thresholds of the validation predictions ``val`` applied to the set: ``out/operating_points.json`` with its
+    ROC and reliability figures (none without validation predictions; a rule that cannot be met is recorded)."""
     from medcolor.operating import operating_points, plot_reliability, plot_roc, read_predictions
     from medcolor.operating.thresholds import ThresholdRuleError
 
-    val = run / "val" / "predictions.csv"
     if not val.is_file():
         log.info(f"test set {name}: no operating points (no validation predictions in {val})")
         return None

@@ -215,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--bootstrap", type=int, default=1000)
     e.add_argument("--precision", default="32-true", help="32-true (default, as predict) | bf16-mixed | auto")
     e.add_argument("-o", "--output", help="directory for metrics.json and predictions.csv")
+    e.add_argument(
+        "--test-set",
+        action="append",
+        type=_kv,
+        metavar="NAME=FILE.yaml",
+        help="also evaluate on the external test set NAME described by FILE.yaml (one test_sets entry: dataset, "
+        "root, csv, options, split, labels, allow_overlap); repeatable; writes RUN/test_sets/NAME/",
+    )
 
     p = sub.add_parser("predict", help="probabilities for image files or folders (PNG/JPEG/DICOM) as CSV")
     p.add_argument("model", metavar="CHECKPOINT", help="a run directory, a model.safetensors or an exported .onnx")

@@ -428,6 +428,7 @@ __all__ = [
     "check_number",
     "check_precision",
     "check_run_config",
+    "check_test_set_names",
     "deep_merge",
     "diff_configs",
     "expand_stages",
