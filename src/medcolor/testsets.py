@@ -231,7 +231,7 @@ def evaluate_test_sets(
         )
         left_out = {r: NOT_IN_SET for r in labels if r not in mapping}
         left_out |= {r: ONE_CLASS for r in labels if r in mapping and metrics["auc"].get(r) is None}
-        for r in left_out:  # no interval for a label left out (never NaN in the JSON)
+        for r in [*left_out, *(["mean_auc"] if metrics["mean_auc"] is None else [])]:  # never NaN in the JSON
             if r in metrics.get("ci95", {}):
                 metrics["ci95"][r] = None
         metrics |= {"test_set": name, "labels_mapped": dict(mapping), "left_out": left_out, "overlap": overlap}
