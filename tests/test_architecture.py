@@ -51,6 +51,7 @@ LAYERS: tuple[tuple[str | tuple[str, ...], ...], ...] = (
     (("config", "validation"),),
     ("evaluation",),
     ("operating",),
+    ("testsets",),
     ("training",),
     ("inference",),
     ("export", "explain"),
@@ -249,7 +250,7 @@ def test_the_checker_catches_an_upward_import_and_a_cycle(tmp_path: Path) -> Non
     assert graph["medcolor.colorizers"] == {"medcolor.data.bundle"}
     bad = violations(graph)
     assert any(v.startswith("medcolor.data.bundle (layer 3, data) imports medcolor.config") for v in bad)
-    assert any(v.startswith("medcolor.training.pipeline (layer 9, training) imports medcolor.inference") for v in bad)
+    assert any(v.startswith("medcolor.training.pipeline (layer 10, training) imports medcolor.inference") for v in bad)
     assert "medcolor.colorizers imports medcolor.data.bundle: independent groups of layer 3" in bad
     assert cycles(graph) == [
         ["medcolor.config", "medcolor.validation"],

@@ -15,7 +15,7 @@ from medcolor.config import RunConfig
 #: flags of `medcolor train` that are not configuration keys
 TRAIN_ONLY = {"help", "config", "resume", "overwrite", "dry_run"}
 #: flags of `medcolor evaluate` that are not configuration keys
-EVALUATE_ONLY = {"help", "model", "config", "split", "bootstrap", "precision", "output"}
+EVALUATE_ONLY = {"help", "model", "config", "split", "bootstrap", "precision", "output", "test_set"}
 
 
 def _subparser(name: str) -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ stored in the model file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from medcolor.config import DataConfig
+from medcolor.config import DataConfig, TestSetConfig
 from medcolor.data.readers import IMAGE_EXTENSIONS
 from medcolor.data.transforms import EvalTransform
 from medcolor.display import ColorizedSamples, colorization_figure, colorize, side_by_side
@@ -46,10 +46,17 @@ def evaluate_model(
     precision: str = "32-true",
     bootstrap: int = 1000,
     progress: bool = True,
+    test_sets: Mapping[str, TestSetConfig | dict[str, Any] | str | os.PathLike] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """``medcolor evaluate``: a saved network on ``data`` (one official ``split`` of it; images loaded at
     ``size``, default the network's), or — without ``data`` — on the held-out split of the run it comes
-    from.  Writes to ``output`` (default ``RUN/evaluate-<split>``); returns the metrics and that folder."""
+    from.  Writes to ``output`` (default ``RUN/evaluate-<split>``); returns the metrics and that folder.
+
+    ``test_sets``: external sets by name (a :class:`~medcolor.config.TestSetConfig`, its dict, or a YAML file
+    holding one), evaluated besides, as after training (:mod:`medcolor.testsets`), into ``RUN/test_sets/<name>/``
+    (with ``output``: ``OUTPUT/test_sets/<name>/``); their metrics are returned under ``"test_sets"``.  They need
+    the run directory (its training/validation data is checked for overlap, its validation predictions give
+    the thresholds)."""
     from medcolor.io import load_model
 
     path = resolve_model_path(model_path)
@@ -57,6 +64,7 @@ def evaluate_model(
     check_finite_weights(model, path)
     labels, norm, model_size = model.usage(str(path))
     run_dir = path.parent
+    prepared = _prepare_sets(run_dir, test_sets, labels, model_size) if test_sets else None
     if data is not None:
         from medcolor.data.bundle import make_dataset
 
@@ -88,7 +96,53 @@ def evaluate_model(
         progress=progress,
         extra={"model": str(path)},
     )
+    if prepared:
+        from medcolor.testsets import evaluate_test_sets
+
+        metrics["test_sets"] = evaluate_test_sets(
+            model,
+            Path(output) if output else run_dir,
+            prepared,
+            size=model_size,
+            normalization=norm,
+            batch_size=data.batch_size,
+            num_workers=resolve_num_workers(data.num_workers, resolve_accelerator(device)),
+            device=device,
+            bootstrap=bootstrap,
+            progress=progress,
+            validation=run_dir / "val" / "predictions.csv",
+        )
     return metrics, out
+
+
+def _prepare_sets(
+    run_dir: Path,
+    test_sets: Mapping[str, TestSetConfig | dict[str, Any] | str | os.PathLike],
+    labels: list[str],
+    size: int,
+) -> Any:
+    """The named sets of ``medcolor evaluate --test-set``, read and checked against the run in ``run_dir``."""
+    from medcolor.config import RunConfig, check_dataset_options, check_test_set_names, read_yaml
+    from medcolor.data.bundle import build_data
+    from medcolor.testsets import prepare_test_sets
+
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(
+            f"{run_dir} is not a run directory: test sets need the run (its training data is checked for overlap)"
+        )
+    check_test_set_names(test_sets)
+    sets: dict[str, TestSetConfig] = {}
+    for name, ts in test_sets.items():
+        where = str(ts) if isinstance(ts, (str, os.PathLike)) else "test set"
+        d = read_yaml(ts) if isinstance(ts, (str, os.PathLike)) else ts
+        sets[name] = RunConfig.from_dict({"test_sets": {name: d}}, where=where).test_sets[name]
+        check_dataset_options(sets[name], f"test_sets.{name}")
+    cfg = RunConfig.from_yaml(run_dir / "config.yaml")
+    bundle = build_data(cfg.data, synthetic_dir=run_dir / "synthetic-data")
+    train = bundle.train_full if bundle.train_full is not None else bundle.train
+    return prepare_test_sets(
+        sets, labels, size, run_sets=[train, bundle.val], run_dataset=cfg.data.dataset, synthetic_dir=None
+    )
 
 
 def resolve_model_path(path: str | os.PathLike) -> Path:

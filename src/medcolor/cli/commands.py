@@ -99,11 +99,25 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         d = {"data": read_data_config(a.config).to_dict()} if a.config else {}
         data = RunConfig.from_dict(apply_flags(d, a, sections=("data",)), where=a.config).data
         check_dataset_options(data)
+    test_sets = {k: str(v) for k, v in a.test_set or []}
+    if len(test_sets) < len(a.test_set or []):
+        raise OptionError("--test-set", "names a test set twice; give each NAME once")
     metrics, out = evaluate_model(
-        a.model, data=data, split=a.split, size=a.size, output=a.output, precision=a.precision, bootstrap=a.bootstrap
+        a.model,
+        data=data,
+        split=a.split,
+        size=a.size,
+        output=a.output,
+        precision=a.precision,
+        bootstrap=a.bootstrap,
+        test_sets=test_sets or None,
     )
     _print_metrics(metrics)
     print(f"written: {out / 'metrics.json'}, {out / 'predictions.csv'}")
+    for name, m in (metrics.get("test_sets") or {}).items():
+        mean = "n/a" if m["mean_auc"] is None else f"{m['mean_auc']:.4f}"
+        left = f" (left out: {', '.join(f'{k}: {v}' for k, v in m['left_out'].items())})" if m["left_out"] else ""
+        print(f"test set {name}: mean AUC {mean} on {m['n_samples']} images{left}")
     return 0
 
 

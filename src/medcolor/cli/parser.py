@@ -139,7 +139,8 @@ def _flags() -> list[Flag]:
         hints, docs = typing.get_type_hints(cls), field_docs(cls)
         for f in dataclasses.fields(cls):
             tp = hints[f.name]
-            if not (dataclasses.is_dataclass(tp) or typing.get_origin(tp) is list):
+            named_sections = typing.get_origin(tp) is dict and dataclasses.is_dataclass(typing.get_args(tp)[-1])
+            if not (dataclasses.is_dataclass(tp) or typing.get_origin(tp) is list or named_sections):
                 key = f"{section}.{f.name}" if section else f.name
                 key = "stages" if key == "stages.*.strategy" else key
                 out.append(_flag(key, f.name, tp, f.metadata, f.default, docs.get(f.name, "")))
@@ -214,6 +215,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--bootstrap", type=int, default=1000)
     e.add_argument("--precision", default="32-true", help="32-true (default, as predict) | bf16-mixed | auto")
     e.add_argument("-o", "--output", help="directory for metrics.json and predictions.csv")
+    e.add_argument(
+        "--test-set",
+        action="append",
+        type=_kv,
+        metavar="NAME=FILE.yaml",
+        help="also evaluate on the external test set NAME described by FILE.yaml (one test_sets entry: dataset, "
+        "root, csv, options, split, labels, allow_overlap); repeatable; writes RUN/test_sets/NAME/",
+    )
 
     p = sub.add_parser("predict", help="probabilities for image files or folders (PNG/JPEG/DICOM) as CSV")
     p.add_argument("model", metavar="CHECKPOINT", help="a run directory, a model.safetensors or an exported .onnx")

@@ -32,6 +32,13 @@ combination).  :func:`apply_overrides` is the one way to change keys of a config
       - {strategy: all, lr: find, epochs: 2}
     trainer: {precision: auto, seed: 0}
     output: runs/kermany
+    test_sets:                        # external sets, evaluated after training (RUN/test_sets/<name>/)
+      nih:
+        dataset: chestxray14
+        root: ../shared/data/nih-chestxray14-1000/images
+        csv: ../shared/data/labels/nih/Data_Entry_2017_v2020.csv.gz
+        on_missing: present
+        labels: {PNEUMONIA: Pneumonia}  # the run's label -> the set's
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from typing import Any, ClassVar, Literal
 
 import yaml
 
+from medcolor.config.datasets import check_dataset_options
 from medcolor.config.overrides import (
     DEFAULT_STAGE,
     apply_overrides,
@@ -53,11 +61,16 @@ from medcolor.config.overrides import (
     expand_stages,
     set_dotted,
 )
+from medcolor.config.testsets import INTERNAL_TEST_SET, TEST_SET_NAME, TestSetConfig, check_test_set_names
 from medcolor.config.values import (
     _FALSE,
     _TRUE,
     AUTO,
     LR_FIND,
+    MAX_BATCH,
+    MAX_SIZE,
+    MAX_STEPS,
+    MAX_WORKERS,
     Auto,
     Count,
     Fraction,
@@ -75,8 +88,6 @@ from medcolor.yamlio import load_yaml, yaml_problem
 
 #: seeds are used by numpy, torch and Python's random: non-negative, 32 bits (numpy's legacy seeding)
 MAX_SEED = 2**32 - 1
-#: sanity bounds: values past them cannot work (memory, C integers) and would fail late, after training
-MAX_SIZE, MAX_BATCH, MAX_WORKERS, MAX_STEPS = 8192, 65536, 256, 10**9
 MAX_BOOTSTRAP = 100_000  # the resample indices are held at once: n_test x bootstrap integers
 LRRule = Literal["valley", "minimum", "steepest"]
 #: how the LR range test's curve gives the max lr (medcolor.training.lr_suggest implements each)
@@ -292,6 +303,12 @@ class RunConfig(Section):
     output: str = opt("runs/run", path=True)
     #: a free-text name for reports
     name: str | None = None
+    #: external test sets by name (YAML mapping name -> TestSetConfig): the best network is evaluated on each
+    #: after training (``RUN/test_sets/<name>/``; summary.json ``test_sets``)
+    test_sets: dict[str, TestSetConfig] = opt(dict)
+
+    def _check(self, key: str, where: str | None) -> None:
+        check_test_set_names(self.test_sets, where)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -330,33 +347,6 @@ def read_data_config(path: str | os.PathLike) -> DataConfig:
 
 
 # ------------------------------------------------------------------------------------------ names
-#: dataset constructor arguments that have their own option (never a ``data.options`` key)
-_OWN_OPTIONS = {"root": "data.root", "csv": "data.csv", "load_size": "data.size", "cache": "data.cache_dir"}
-_OWN_OPTIONS |= {"on_missing": "data.on_missing", "transform": "", "options": ""}
-
-
-def check_dataset_options(d: DataConfig) -> None:
-    """``data.options`` are keyword arguments the dataset class takes (unknown keys named with the valid ones)."""
-    from medcolor.data.datasets import DATASETS, dataset_options
-
-    try:
-        cls = DATASETS.get(d.dataset)
-    except UnknownNameError:
-        names = ", ".join(DATASETS.names())
-        raise OptionError("data.dataset", f"unknown dataset {d.dataset!r}; valid datasets: {names}") from None
-    valid = dataset_options(cls)
-    for k in d.options:
-        if not isinstance(k, str) or not k.strip():
-            raise OptionError("data.options", f"option names must be non-empty words, got {k!r}")
-        if k in _OWN_OPTIONS:
-            own = _OWN_OPTIONS[k]
-            raise OptionError("data.options", f"{k!r} is not a dataset option" + (f"; set {own}" if own else ""))
-        if k not in valid:
-            raise OptionError(
-                "data.options", f"dataset {d.dataset!r} has no option {k!r}; valid options: {', '.join(valid)}"
-            )
-
-
 def check_run_config(cfg: RunConfig) -> None:
     """Fail fast — before any data is read or any stage runs: every value again (fields may have been
     assigned since the config was built), then the names of registered things and their combination.
@@ -368,6 +358,8 @@ def check_run_config(cfg: RunConfig) -> None:
     if not cfg.stages:
         raise OptionError("stages", "the run has no stages; give at least one strategy (e.g. color-module,all)")
     check_dataset_options(cfg.data)
+    for name, ts in cfg.test_sets.items():
+        check_dataset_options(ts, f"test_sets.{name}")
     cfg.validate()
     if cfg.model.colorizer is not None:
         _named("model.colorizer", COLORIZERS.get, cfg.model.colorizer)
@@ -411,11 +403,13 @@ def _named(key: str, lookup: Any, name: str) -> Any:
 __all__ = [
     "AUTO",
     "DEFAULT_STAGE",
+    "INTERNAL_TEST_SET",
     "LR_FIND",
     "LR_RULES",
     "MAX_BOOTSTRAP",
     "MAX_SEED",
     "PRECISIONS",
+    "TEST_SET_NAME",
     "Auto",
     "Count",
     "DataConfig",
@@ -427,12 +421,14 @@ __all__ = [
     "Section",
     "StageConfig",
     "StageLength",
+    "TestSetConfig",
     "TrainerConfig",
     "apply_overrides",
     "check_dataset_options",
     "check_number",
     "check_precision",
     "check_run_config",
+    "check_test_set_names",
     "deep_merge",
     "diff_configs",
     "expand_stages",

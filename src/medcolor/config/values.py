@@ -27,6 +27,10 @@ _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
 # ------------------------------------------------------------------------------------------ typed values
+#: sanity bounds: values past them cannot work (memory, C integers) and would fail late, after training
+MAX_SIZE, MAX_BATCH, MAX_WORKERS, MAX_STEPS = 8192, 65536, 256, 10**9
+
+
 class LRFind(str):
     """``lr: find`` (any case): the LR range test sets the stage's maximum learning rate."""
 
@@ -254,6 +258,9 @@ def _coerce(tp: Any, value: Any, where: str | None, key: str, meta: Any = None) 
     if origin is dict:
         if not isinstance(value, dict):
             raise OptionError(key, f"expected a mapping, got {value!r}", where)
+        args = typing.get_args(tp)
+        if len(args) == 2 and dataclasses.is_dataclass(args[1]):  # named sections (test_sets: {nih: {...}})
+            return {str(k): _build(args[1], v, where, f"{key}.{k}") for k, v in value.items()}  # type: ignore[arg-type]
         return dict(value)
     if origin is Literal:
         choices = typing.get_args(tp)

@@ -295,6 +295,18 @@ def train(
         with atomic_path(out / SKIPPED_ROWS_FILE) as tmp:
             bundle.skipped.to_csv(tmp, index=False)
         log.info(f"{len(bundle.skipped):,} rows without an image were left out: listed in {out / SKIPPED_ROWS_FILE}")
+    prepared = None
+    if evaluate_test and cfg.test_sets:  # read, map and check every external set before training (fail fast)
+        from medcolor.testsets import prepare_test_sets
+
+        prepared = prepare_test_sets(
+            cfg.test_sets,
+            bundle.label_names,
+            bundle.size,
+            run_sets=[bundle.train_full if bundle.train_full is not None else bundle.train, bundle.val],
+            run_dataset=cfg.data.dataset,
+            synthetic_dir=out / "synthetic-data",
+        )
     model = build_model(cfg, bundle)
     results = [
         run_stage(i, stage, model, bundle, cfg, stage_dir(out, i, stage.strategy), callbacks=callbacks)
@@ -336,9 +348,27 @@ def train(
                 seed=cfg.trainer.seed,
                 n_resamples=cfg.trainer.bootstrap,
             )
+    test_sets = None
+    if prepared:  # after the operating points: they read RUN/val/predictions.csv
+        from medcolor.testsets import evaluate_test_sets
+
+        accelerator = resolve_runtime(cfg).accelerator
+        test_sets = evaluate_test_sets(
+            model,
+            out,
+            prepared,
+            size=bundle.size,
+            normalization=bundle.normalization,
+            batch_size=cfg.data.batch_size,
+            num_workers=resolve_num_workers(cfg.data.num_workers, accelerator),
+            device=accelerator,
+            bootstrap=cfg.trainer.bootstrap,
+            seed=cfg.trainer.seed,
+            progress=cfg.trainer.progress,
+        )
     if colorizer_path is not None:
         write_colorized_samples(out / SAMPLES_FILE, colorized_samples(model, bundle))
-    result = RunResult(out, results, test_metrics, model_path, colorizer_path, info)
+    result = RunResult(out, results, test_metrics, model_path, colorizer_path, info, test_sets)
     write_summary(out, result, name=cfg.name, parameters=model.parameter_summary())
     return result
 

@@ -77,6 +77,9 @@ RUN_LAYOUT: dict[str, Any] = {
         "test": _SPLIT,
         "val": _SPLIT,
         "evaluate-*": _SPLIT,  # medcolor evaluate RUN (its default output)
+        "test_sets": {  # medcolor.testsets: one folder per external test set
+            "dirs": {"*": {"files": (METRICS_FILE, PREDICTIONS_FILE, "operating_points.json", "*.png", _TMP)}}
+        },
         "synthetic-data": {  # the generated dataset of data.dataset: synthetic
             "files": ("labels.csv", "synthetic.json", _TMP),
             "dirs": {"images": {"files": ("*.png", _TMP)}},
@@ -125,6 +128,8 @@ class RunResult:
     model_path: Path
     colorizer_path: Path | None
     info: dict[str, Any] = field(default_factory=dict)
+    #: metrics of each external test set by name (``RUN/test_sets/<name>/metrics.json``), None without any
+    test_sets: dict[str, dict[str, Any]] | None = None
 
 
 def stage_dir(run_dir: Path, index: int, strategy: str) -> Path:
@@ -317,6 +322,7 @@ def write_summary(run_dir: Path, result: RunResult, *, name: str | None, paramet
         "data": result.info,
         "stages": [r.to_dict() for r in result.stages],
         "test": result.test,
+        "test_sets": result.test_sets or {},
         "model": str(result.model_path),
         "colorizer": str(result.colorizer_path) if result.colorizer_path else None,
         "parameters": parameters,
@@ -338,6 +344,7 @@ def read_run(run_dir: str | Path) -> RunResult:
         model_path=Path(s["model"]),
         colorizer_path=Path(s["colorizer"]) if s.get("colorizer") else None,
         info=s.get("data") or {},
+        test_sets=s.get("test_sets") or None,
     )
 
 
