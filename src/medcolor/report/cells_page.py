@@ -12,6 +12,7 @@ import pandas as pd
 
 from medcolor.report.names import field_title, row_order_key, slug, value_text
 from medcolor.report.rundirs import read_json, run_dir_of
+from medcolor.report.tables import for_test_set, test_sets
 from medcolor.study.stats import MEAN_LABEL, NONE, REPEAT_FIELDS, TRANSFER_FIELD, StudyCells, value_sort_key
 from medcolor.utils import atomic_path
 
@@ -56,22 +57,28 @@ def cell_details(
             "stages": [],
             "images": [],
             "missing": "",
+            "operating": [],
         }
-        rows = table[table["cell"].astype(str) == c].set_index("label")
-        for label in cells.labels:
-            if label not in rows.index:
-                continue
-            r = rows.loc[label]
-            d["labels"].append(
-                {
-                    "label": label,
-                    "val": fmt(r.get("val_auc")),
-                    "test": fmt(r.get("test_auc")),
-                    "ci": f"{fmt(r.get('test_ci_low'))}–{fmt(r.get('test_ci_high'))}"
-                    if pd.notna(r.get("test_ci_low"))
-                    else "",
-                }
-            )
+        mine = table[table["cell"].astype(str) == c]
+        sets = test_sets(mine)
+        for ts in sets:
+            rows = for_test_set(mine, ts).set_index("label")
+            for label in cells.labels:
+                if label not in rows.index:
+                    continue
+                r = rows.loc[label]
+                d["labels"].append(
+                    {
+                        "set": ts if len(sets) > 1 else "",
+                        "label": label,
+                        "val": auc100(r.get("val_auc")) if ts == sets[0] else "",
+                        "test": auc100(r.get("test_auc")),
+                        "ci": f"{auc100(r.get('test_ci_low'))}–{auc100(r.get('test_ci_high'))}"
+                        if pd.notna(r.get("test_ci_low"))
+                        else "",
+                    }
+                )
+        d["operating"] = operating_points(rd, sets) if rd is not None and rd.is_dir() else []
         if rd is None or not rd.is_dir():
             d["missing"] = f"run directory {meta.loc[c, 'run_dir']} is not here"
             details.append(d)
@@ -87,7 +94,7 @@ def cell_details(
                 {
                     "name": name,
                     "lr": f"{s['lr']:.3g}" if isinstance(s.get("lr"), (int, float)) else str(s.get("lr", "")),
-                    "best": fmt(s.get("best_val_mean_auc")),
+                    "best": auc100(s.get("best_val_mean_auc")),
                     "step": f"{s.get('best_step', '')} / {s.get('total_steps', '')}",
                     "time": f"{s.get('time_s', 0):.0f} s" if isinstance(s.get("time_s"), (int, float)) else "",
                     "params": f"{s['trainable_parameters']:,}"
@@ -128,6 +135,59 @@ def fmt(v: Any, digits: int = 4) -> str:
     return "" if math.isnan(f) else f"{f:.{digits}f}"
 
 
+def auc100(v: Any, decimals: int = 1) -> str:
+    """An AUC on the report's one scale: ×100 (``0.8123`` -> ``"81.2"``); "" for none."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return ""
+    return "" if math.isnan(f) else f"{100 * f:.{decimals}f}"
+
+
+#: the metrics of an operating point shown on the cells page, in this order (others are left out)
+OPERATING_KEYS = ("threshold", "sensitivity", "specificity", "ppv", "npv", "accuracy", "brier", "ece")
+
+
+def operating_points(rd: Path, sets: list[str]) -> list[dict[str, Any]]:
+    """The operating points a run wrote (``operating_points.json``, and ``test_sets/NAME/operating_points.json``
+    per external set), flattened to rows {set, label, rule, metric columns}: what exists, missing is fine."""
+    files = [("internal", rd / "operating_points.json")]
+    files += [(p.parent.name, p) for p in sorted((rd / "test_sets").glob("*/operating_points.json"))]
+    rows: list[dict[str, Any]] = []
+    for name, path in files:
+        data = read_json(path)
+        if not isinstance(data, dict):
+            continue
+        for label, rec in _operating_records(data):
+            row: dict[str, Any] = {"set": name, "label": label, "rule": str(rec.get("rule", ""))}
+            for k in OPERATING_KEYS:
+                v = rec.get(k)
+                if isinstance(v, dict):  # {"value", "ci_low", "ci_high"}
+                    v = v.get("value", v.get("estimate"))
+                row[k] = f"{v:.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+            if any(row[k] for k in OPERATING_KEYS):
+                rows.append(row)
+    return rows
+
+
+def _operating_records(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(label, metrics) pairs of an operating-points file: ``{"labels": {LABEL: {...}}}``, ``{LABEL: {...}}``
+    or a list of records with a ``label`` key under ``labels``/``points``."""
+    inner = data.get("labels", data.get("points", data))
+    if isinstance(inner, list):
+        return [(str(r.get("label", "")), r) for r in inner if isinstance(r, dict)]
+    if isinstance(inner, dict):
+        return [(str(k), v) for k, v in inner.items() if isinstance(v, dict)]
+    return []
+
+
+def cell_id_parts(c: str) -> list[str]:
+    """A cell id cut after its separators (``-``, ``_``, ``+``, ``.``) so that a page can wrap it there."""
+    import re
+
+    return [p for p in re.split(r"(?<=[-_+.])", c) if p]
+
+
 def cells_table(cells: StudyCells, meta: pd.DataFrame, details: list[dict[str, Any]]) -> dict[str, Any]:
     vary = [f for f in cells.grid if cells.fields[f].nunique() > 1] or cells.grid
     rows = []
@@ -137,10 +197,11 @@ def cells_table(cells: StudyCells, meta: pd.DataFrame, details: list[dict[str, A
         rows.append(
             {
                 "id": c,
+                "parts": cell_id_parts(c),
                 "anchor": d["anchor"],
                 "values": [value_text(f, cells.fields.loc[c, f]) for f in vary],
-                "mean": fmt(m, 3),
-                "ci": f"{fmt(meta.loc[c, 'test_ci_low'], 3)}, {fmt(meta.loc[c, 'test_ci_high'], 3)}"
+                "mean": auc100(m),
+                "ci": f"{auc100(meta.loc[c, 'test_ci_low'])}, {auc100(meta.loc[c, 'test_ci_high'])}"
                 if "test_ci_low" in meta.columns and pd.notna(meta.loc[c, "test_ci_low"])
                 else "",
                 "n_train": f"{int(meta.loc[c, 'n_train']):,}" if pd.notna(meta.loc[c].get("n_train")) else "",
@@ -151,4 +212,4 @@ def cells_table(cells: StudyCells, meta: pd.DataFrame, details: list[dict[str, A
     return {"columns": [field_title(f) for f in vary], "rows": rows}
 
 
-__all__ = ["cell_details", "cells_table", "sort_cells"]
+__all__ = ["auc100", "cell_details", "cell_id_parts", "cells_table", "operating_points", "sort_cells"]
