@@ -12,7 +12,7 @@ import pandas as pd
 
 from medcolor.report.names import field_title, row_order_key, slug, value_text
 from medcolor.report.rundirs import read_json, run_dir_of
-from medcolor.report.tables import for_test_set, test_sets
+from medcolor.report.tables import for_test_set, study_test_sets
 from medcolor.study.stats import MEAN_LABEL, NONE, REPEAT_FIELDS, TRANSFER_FIELD, StudyCells, value_sort_key
 from medcolor.utils import atomic_path
 
@@ -58,9 +58,10 @@ def cell_details(
             "images": [],
             "missing": "",
             "operating": [],
+            "operating_images": [],
         }
         mine = table[table["cell"].astype(str) == c]
-        sets = test_sets(mine)
+        sets = study_test_sets(mine)
         for ts in sets:
             rows = for_test_set(mine, ts).set_index("label")
             for label in cells.labels:
@@ -78,7 +79,7 @@ def cell_details(
                         else "",
                     }
                 )
-        d["operating"] = operating_points(rd, sets) if rd is not None and rd.is_dir() else []
+        d["operating"], d["operating_images"] = _operating(rd, out / "cells" / slug(c), out)
         if rd is None or not rd.is_dir():
             d["missing"] = f"run directory {meta.loc[c, 'run_dir']} is not here"
             details.append(d)
@@ -148,37 +149,47 @@ def auc100(v: Any, decimals: int = 1) -> str:
 OPERATING_KEYS = ("threshold", "sensitivity", "specificity", "ppv", "npv", "accuracy", "brier", "ece")
 
 
-def operating_points(rd: Path, sets: list[str]) -> list[dict[str, Any]]:
-    """The operating points a run wrote (``operating_points.json``, and ``test_sets/NAME/operating_points.json``
-    per external set), flattened to rows {set, label, rule, metric columns}: what exists, missing is fine."""
-    files = [("internal", rd / "operating_points.json")]
-    files += [(p.parent.name, p) for p in sorted((rd / "test_sets").glob("*/operating_points.json"))]
+def _operating(rd: Path | None, target: Path, out: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    return operating_points(rd, target, out) if rd is not None and rd.is_dir() else ([], [])
+
+
+def operating_points(rd: Path, target: Path, out: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The operating points a run wrote, per test set: ``RUN/operating_points.json`` (its sets; the run's own
+    test split ``test`` shown as "internal") and ``RUN/test_sets/NAME/operating_points.json`` per external set
+    (what exists; missing is fine).  Returns rows {set, label, rule, one formatted value per
+    :data:`OPERATING_KEYS`} and the ROC / reliability figures named in them, copied under ``target``."""
+    files = [rd / "operating_points.json", *sorted((rd / "test_sets").glob("*/operating_points.json"))]
     rows: list[dict[str, Any]] = []
-    for name, path in files:
+    images: list[dict[str, str]] = []
+    for path in files:
         data = read_json(path)
-        if not isinstance(data, dict):
+        external = path.parent.name if path.parent.parent.name == "test_sets" else ""
+        if isinstance(data, dict) and data.get("error"):  # training recorded why there are none
+            rows.append({"set": external or "internal", "note": f"no operating points: {data['error']}"})
+        if not isinstance(data, dict) or not isinstance(data.get("sets"), dict):
             continue
-        for label, rec in _operating_records(data):
-            row: dict[str, Any] = {"set": name, "label": label, "rule": str(rec.get("rule", ""))}
-            for k in OPERATING_KEYS:
-                v = rec.get(k)
-                if isinstance(v, dict):  # {"value", "ci_low", "ci_high"}
-                    v = v.get("value", v.get("estimate"))
-                row[k] = f"{v:.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-            if any(row[k] for k in OPERATING_KEYS):
+        for set_name, rec in data["sets"].items():
+            if not isinstance(rec, dict):
+                continue
+            name = external or ("internal" if set_name == "test" else str(set_name))
+            for label, m in (rec.get("labels") or {}).items():
+                if not isinstance(m, dict):
+                    continue
+                row: dict[str, Any] = {"set": name, "label": str(label), "rule": str(data.get("rule", "")), "note": ""}
+                for k in OPERATING_KEYS:
+                    v = m.get(k)
+                    v = v.get("value") if isinstance(v, dict) else v  # {"value", "ci_low", "ci_high"}
+                    row[k] = f"{v:.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
                 rows.append(row)
-    return rows
-
-
-def _operating_records(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """(label, metrics) pairs of an operating-points file: ``{"labels": {LABEL: {...}}}``, ``{LABEL: {...}}``
-    or a list of records with a ``label`` key under ``labels``/``points``."""
-    inner = data.get("labels", data.get("points", data))
-    if isinstance(inner, list):
-        return [(str(r.get("label", "")), r) for r in inner if isinstance(r, dict)]
-    if isinstance(inner, dict):
-        return [(str(k), v) for k, v in inner.items() if isinstance(v, dict)]
-    return []
+            for kind, fname in (rec.get("figures") or {}).items():
+                src = path.parent / str(fname)
+                if src.is_file():
+                    dest = target / f"{slug(name)}_{src.name}"
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(dest) as tmp:
+                        shutil.copyfile(src, tmp)
+                    images.append({"src": dest.relative_to(out).as_posix(), "alt": f"{kind} on {name}"})
+    return rows, images
 
 
 def cell_id_parts(c: str) -> list[str]:

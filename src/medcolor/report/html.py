@@ -25,7 +25,7 @@ from medcolor.report.cells_page import OPERATING_KEYS, cell_details, cells_table
 from medcolor.report.names import field_title, value_text
 from medcolor.report.rundirs import CONSTANT_FIELDS, add_constant_fields, run_dir_of
 from medcolor.report.sections import Section, fig4_colorized, fig5_labels, fig6_sizes, table_sections
-from medcolor.report.tables import TableOptions, for_test_set, split_cells, test_sets
+from medcolor.report.tables import TableOptions, for_test_set, split_cells, study_test_sets
 from medcolor.study.results import read_results
 from medcolor.study.stats import (
     BASELINES,
@@ -127,7 +127,7 @@ def build_report(
     if metric == "test_auc" and table["test_auc"].isna().all():
         metric, note = "val_auc", "the study has no test split: tables and figures use the validation AUC"
     full = add_constant_fields(table, study_dir)  # every test set: the tables, Fig. 6 and the cells page
-    table = for_test_set(full, test_sets(full)[0])  # the internal one: cells, comparisons, Figs. 4-5
+    table = for_test_set(full, study_test_sets(full)[0])  # the internal one: cells, comparisons, Figs. 4-5
     opt = TableOptions(metric=metric, test=test, alpha=alpha, n_boot=n_boot, seed=seed)
     cells = study_cells(table, metric)
     mean_rows = table[table["label"].astype(str) == MEAN_LABEL] if (table["label"] == MEAN_LABEL).any() else table
@@ -156,7 +156,7 @@ def build_report(
     details = cell_details(cells, meta, full, study_dir, out)
     env = _env()
     overview = _overview(table, cells, meta, metric, note)
-    overview["test_sets"] = test_sets(full)
+    overview["test_sets"] = study_test_sets(full)
     context = {
         "overview": overview,
         "sections": sections,

@@ -63,7 +63,7 @@ TEST_SET = "test_set"
 INTERNAL = "internal"
 
 
-def test_sets(table: pd.DataFrame) -> list[str]:
+def study_test_sets(table: pd.DataFrame) -> list[str]:
     """The test sets of a results table, the internal (a run's own held-out split) first, then the external
     ones by name; ``["internal"]`` for a table without a ``test_set`` column (schema version 1)."""
     if TEST_SET not in table.columns:
@@ -429,7 +429,7 @@ def per_test_set(fn: Any, table: pd.DataFrame, opt: TableOptions | None = None) 
     ``table`` (internal first), each external group with its drop against the internal set; ``fn``'s table
     as is when the study has one test set."""
     opt = opt or TableOptions()
-    sets = test_sets(table)
+    sets = study_test_sets(table)
     base = fn(for_test_set(table, sets[0]), opt)
     if base is None or len(sets) == 1:
         return base
@@ -453,7 +453,7 @@ def size_curves(table: pd.DataFrame, opt: TableOptions | None = None) -> tuple[p
     """Fig. 6 data per test set (:func:`size_curves_one`): with several test sets, each section is named
     after its set (``test set NAME · section``) and a ``test_set`` column says which, so the figure draws one
     row of panels per test set and section."""
-    sets = test_sets(table)
+    sets = study_test_sets(table)
     if len(sets) == 1:
         return size_curves_one(for_test_set(table, sets[0]), opt)
     curves, diffs = [], []
@@ -539,10 +539,10 @@ __all__ = [
     "size_curves",
     "split_cells",
     "strategy_name",
+    "study_test_sets",
     "table1",
     "table2",
     "table3",
-    "test_sets",
     "transfer_targets",
     "value_text",
 ]
