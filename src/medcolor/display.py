@@ -37,11 +37,13 @@ def pyplot() -> Any:
     return plt
 
 
-def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Write ``fig`` atomically (format from the suffix, default PNG) and close it."""
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120, also: Sequence[str] = ()) -> Path:
+    """Write ``fig`` atomically (format from the suffix, default PNG), also in the formats ``also`` (e.g.
+    ``("svg",)``, beside it with that suffix, for papers), and close it."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+    for target in (path, *(path.with_suffix("." + f) for f in also)):
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=target.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
     pyplot().close(fig)
     return path
 
@@ -95,24 +97,33 @@ def colorization_figure(
     colorized: dict[str, Sequence[np.ndarray]],
     path,
     titles: Sequence[str] | None = None,
+    *,
+    title: str = "",
+    also: Sequence[str] = (),
 ) -> Path:
-    """Fig. 4-like grid: first row the inputs, then one row per model/stage with its colorized images."""
+    """Fig. 4-like grid: first row the inputs, then one row per model/stage with its colorized images; the
+    row names are written horizontally left of the rows, readable at the page's size.  ``also``: more
+    formats written beside ``path`` (e.g. ``("svg",)``)."""
     rows = 1 + len(colorized)
     cols = len(grays)
-    fig, axes = pyplot().subplots(rows, cols, figsize=(1.9 * cols, 1.9 * rows + 0.3), squeeze=False)
+    fig, axes = pyplot().subplots(
+        rows, cols, figsize=(1.9 * cols + 1.6, 1.9 * rows + 0.4), squeeze=False, layout="constrained"
+    )
     for j, g in enumerate(grays):
         axes[0, j].imshow(g, cmap="gray", vmin=0, vmax=1)
         if titles:
-            axes[0, j].set_title(titles[j], fontsize=7)
+            axes[0, j].set_title(titles[j], fontsize=9)
     for i, (name, imgs) in enumerate(colorized.items(), start=1):
         for j, im in enumerate(imgs):
             axes[i, j].imshow(im)
-        axes[i, 0].set_ylabel(name, fontsize=8)
-    axes[0, 0].set_ylabel("input", fontsize=8)
+        axes[i, 0].set_ylabel(name, fontsize=10, rotation=0, ha="right", va="center", labelpad=6)
+    axes[0, 0].set_ylabel("input", fontsize=10, rotation=0, ha="right", va="center", labelpad=6)
     for a in axes.flat:
         a.set_xticks([])
         a.set_yticks([])
-    return save_figure(fig, path)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return save_figure(fig, path, also=also)
 
 
 @torch.no_grad()

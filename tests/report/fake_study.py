@@ -16,6 +16,17 @@ import pandas as pd
 from medcolor.config import RunConfig
 from medcolor.data.bundle import DataBundle, build_data
 from medcolor.data.summary import LABEL_COUNTS_FILE, write_label_counts
+from medcolor.study.results import SCHEMA_VERSION
+
+#: external test sets and the AUC each loses there (:func:`external_shift`)
+EXTERNAL = {"official-test": -0.06, "nih-pneumonia": -0.11}
+
+
+def external_shift(shift: float, stages: str) -> float:
+    """The AUC a cell loses on an external set: ``shift``, half as much again for the baselines (so that the
+    drop differs between arms)."""
+    return shift * (1.5 if stages in ("baseline", "baseline-all") else 1.0)
+
 
 LABELS = ("Opacity", "Fine texture", "Enlarged heart")
 STAGE_AUC = {"baseline": 0.70, "baseline-all": 0.84, "color-module": 0.78, "color-module,all": 0.85}
@@ -40,14 +51,16 @@ def cell_id(dataset: str, colorizer: str, stages: str, subset, seed: int) -> str
     return f"{dataset}-{colorizer}-{stages.replace(',', '+')}-{size}-s{seed}"
 
 
-FIXED = {"schema_version": 1, "study": "fake-study", "iterations": 8, "git_commit": "0123abc",
+FIXED = {"schema_version": SCHEMA_VERSION, "study": "fake-study", "iterations": 8, "git_commit": "0123abc",
          "medcolor_version": "0.1.0", "torch_version": "2.x"}  # fmt: skip
 
 
 def make_study(study_dir: Path, real_runs: dict[str, Path] | None, *, subsets=(30, 60, None), transfer: bool = True,
-               labels=LABELS, test_split: bool = True) -> Path:  # fmt: skip
+               labels=LABELS, test_split: bool = True, external: dict[str, float] | None = None) -> Path:  # fmt: skip
     """Write ``study_dir/results.parquet`` and the cells' run directories (none without ``real_runs``);
-    returns ``study_dir``."""
+    returns ``study_dir``.  With ``external`` (test set name -> AUC shift, e.g. :data:`EXTERNAL`) the table
+    has a ``test_set`` column (schema version 2): "internal" rows, and per external set the same rows with
+    the shift added to every test AUC (validation AUCs unchanged); without it no such column."""
     import yaml
 
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -81,11 +94,15 @@ def make_study(study_dir: Path, real_runs: dict[str, Path] | None, *, subsets=(3
             (study_dir / rd / "config.yaml").write_text(yaml.safe_dump(cfg))
             write_label_counts(study_dir / rd / LABEL_COUNTS_FILE, splits(cfg))
         mean = float(np.mean(list(values.values())))
-        for label, v in [*values.items(), ("mean", mean)]:
-            rows.append({**FIXED, "cell": cell, **grid, "label": label, "val_auc": v + 0.01,
-                         "test_auc": v if test_split else np.nan, "test_ci_low": v - 0.05 if test_split else np.nan,
-                         "test_ci_high": v + 0.05 if test_split else np.nan, "n_train": n_train,
-                         "wall_s": 12.5, "run_dir": rd.as_posix()})  # fmt: skip
+        for ts, shift in [("internal", 0.0), *(external or {}).items()]:
+            extra = {"test_set": ts} if external is not None else {}
+            for label, v in [*values.items(), ("mean", mean)]:
+                t = v + external_shift(shift, grid["stages"])
+                rows.append({**FIXED, "cell": cell, **extra, **grid, "label": label, "val_auc": v + 0.01,
+                             "test_auc": t if test_split else np.nan,
+                             "test_ci_low": t - 0.05 if test_split else np.nan,
+                             "test_ci_high": t + 0.05 if test_split else np.nan, "n_train": n_train,
+                             "wall_s": 12.5, "run_dir": rd.as_posix()})  # fmt: skip
 
     for subset in subsets:
         for colorizer, stages in ARMS:

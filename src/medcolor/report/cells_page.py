@@ -12,6 +12,7 @@ import pandas as pd
 
 from medcolor.report.names import field_title, row_order_key, slug, value_text
 from medcolor.report.rundirs import read_json, run_dir_of
+from medcolor.report.tables import for_test_set, study_test_sets
 from medcolor.study.stats import MEAN_LABEL, NONE, REPEAT_FIELDS, TRANSFER_FIELD, StudyCells, value_sort_key
 from medcolor.utils import atomic_path
 
@@ -56,22 +57,29 @@ def cell_details(
             "stages": [],
             "images": [],
             "missing": "",
+            "operating": [],
+            "operating_images": [],
         }
-        rows = table[table["cell"].astype(str) == c].set_index("label")
-        for label in cells.labels:
-            if label not in rows.index:
-                continue
-            r = rows.loc[label]
-            d["labels"].append(
-                {
-                    "label": label,
-                    "val": fmt(r.get("val_auc")),
-                    "test": fmt(r.get("test_auc")),
-                    "ci": f"{fmt(r.get('test_ci_low'))}–{fmt(r.get('test_ci_high'))}"
-                    if pd.notna(r.get("test_ci_low"))
-                    else "",
-                }
-            )
+        mine = table[table["cell"].astype(str) == c]
+        sets = study_test_sets(mine)
+        for ts in sets:
+            rows = for_test_set(mine, ts).set_index("label")
+            for label in cells.labels:
+                if label not in rows.index:
+                    continue
+                r = rows.loc[label]
+                d["labels"].append(
+                    {
+                        "set": ts if len(sets) > 1 else "",
+                        "label": label,
+                        "val": auc100(r.get("val_auc")) if ts == sets[0] else "",
+                        "test": auc100(r.get("test_auc")),
+                        "ci": f"{auc100(r.get('test_ci_low'))}–{auc100(r.get('test_ci_high'))}"
+                        if pd.notna(r.get("test_ci_low"))
+                        else "",
+                    }
+                )
+        d["operating"], d["operating_images"] = _operating(rd, out / "cells" / slug(c), out)
         if rd is None or not rd.is_dir():
             d["missing"] = f"run directory {meta.loc[c, 'run_dir']} is not here"
             details.append(d)
@@ -87,7 +95,7 @@ def cell_details(
                 {
                     "name": name,
                     "lr": f"{s['lr']:.3g}" if isinstance(s.get("lr"), (int, float)) else str(s.get("lr", "")),
-                    "best": fmt(s.get("best_val_mean_auc")),
+                    "best": auc100(s.get("best_val_mean_auc")),
                     "step": f"{s.get('best_step', '')} / {s.get('total_steps', '')}",
                     "time": f"{s.get('time_s', 0):.0f} s" if isinstance(s.get("time_s"), (int, float)) else "",
                     "params": f"{s['trainable_parameters']:,}"
@@ -128,6 +136,69 @@ def fmt(v: Any, digits: int = 4) -> str:
     return "" if math.isnan(f) else f"{f:.{digits}f}"
 
 
+def auc100(v: Any, decimals: int = 1) -> str:
+    """An AUC on the report's one scale: ×100 (``0.8123`` -> ``"81.2"``); "" for none."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return ""
+    return "" if math.isnan(f) else f"{100 * f:.{decimals}f}"
+
+
+#: the metrics of an operating point shown on the cells page, in this order (others are left out)
+OPERATING_KEYS = ("threshold", "sensitivity", "specificity", "ppv", "npv", "accuracy", "brier", "ece")
+
+
+def _operating(rd: Path | None, target: Path, out: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    return operating_points(rd, target, out) if rd is not None and rd.is_dir() else ([], [])
+
+
+def operating_points(rd: Path, target: Path, out: Path) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The operating points a run wrote, per test set: ``RUN/operating_points.json`` (its sets; the run's own
+    test split ``test`` shown as "internal") and ``RUN/test_sets/NAME/operating_points.json`` per external set
+    (what exists; missing is fine).  Returns rows {set, label, rule, one formatted value per
+    :data:`OPERATING_KEYS`} and the ROC / reliability figures named in them, copied under ``target``."""
+    files = [rd / "operating_points.json", *sorted((rd / "test_sets").glob("*/operating_points.json"))]
+    rows: list[dict[str, Any]] = []
+    images: list[dict[str, str]] = []
+    for path in files:
+        data = read_json(path)
+        external = path.parent.name if path.parent.parent.name == "test_sets" else ""
+        if isinstance(data, dict) and data.get("error"):  # training recorded why there are none
+            rows.append({"set": external or "internal", "note": f"no operating points: {data['error']}"})
+        if not isinstance(data, dict) or not isinstance(data.get("sets"), dict):
+            continue
+        for set_name, rec in data["sets"].items():
+            if not isinstance(rec, dict):
+                continue
+            name = external or ("internal" if set_name == "test" else str(set_name))
+            for label, m in (rec.get("labels") or {}).items():
+                if not isinstance(m, dict):
+                    continue
+                row: dict[str, Any] = {"set": name, "label": str(label), "rule": str(data.get("rule", "")), "note": ""}
+                for k in OPERATING_KEYS:
+                    v = m.get(k)
+                    v = v.get("value") if isinstance(v, dict) else v  # {"value", "ci_low", "ci_high"}
+                    row[k] = f"{v:.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+                rows.append(row)
+            for kind, fname in (rec.get("figures") or {}).items():
+                src = path.parent / str(fname)
+                if src.is_file():
+                    dest = target / f"{slug(name)}_{src.name}"
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(dest) as tmp:
+                        shutil.copyfile(src, tmp)
+                    images.append({"src": dest.relative_to(out).as_posix(), "alt": f"{kind} on {name}"})
+    return rows, images
+
+
+def cell_id_parts(c: str) -> list[str]:
+    """A cell id cut after its separators (``-``, ``_``, ``+``, ``.``) so that a page can wrap it there."""
+    import re
+
+    return [p for p in re.split(r"(?<=[-_+.])", c) if p]
+
+
 def cells_table(cells: StudyCells, meta: pd.DataFrame, details: list[dict[str, Any]]) -> dict[str, Any]:
     vary = [f for f in cells.grid if cells.fields[f].nunique() > 1] or cells.grid
     rows = []
@@ -137,10 +208,11 @@ def cells_table(cells: StudyCells, meta: pd.DataFrame, details: list[dict[str, A
         rows.append(
             {
                 "id": c,
+                "parts": cell_id_parts(c),
                 "anchor": d["anchor"],
                 "values": [value_text(f, cells.fields.loc[c, f]) for f in vary],
-                "mean": fmt(m, 3),
-                "ci": f"{fmt(meta.loc[c, 'test_ci_low'], 3)}, {fmt(meta.loc[c, 'test_ci_high'], 3)}"
+                "mean": auc100(m),
+                "ci": f"{auc100(meta.loc[c, 'test_ci_low'])}, {auc100(meta.loc[c, 'test_ci_high'])}"
                 if "test_ci_low" in meta.columns and pd.notna(meta.loc[c, "test_ci_low"])
                 else "",
                 "n_train": f"{int(meta.loc[c, 'n_train']):,}" if pd.notna(meta.loc[c].get("n_train")) else "",
@@ -151,4 +223,4 @@ def cells_table(cells: StudyCells, meta: pd.DataFrame, details: list[dict[str, A
     return {"columns": [field_title(f) for f in vary], "rows": rows}
 
 
-__all__ = ["cell_details", "cells_table", "sort_cells"]
+__all__ = ["auc100", "cell_details", "cell_id_parts", "cells_table", "operating_points", "sort_cells"]

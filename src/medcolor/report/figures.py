@@ -81,6 +81,7 @@ def plot_label_distribution(
     states: Sequence[str] = ("positive", "negative", "uncertain"),
     ncols: int = 3,
     dpi: int = 110,
+    also: Sequence[str] = (),
 ) -> Path:
     """Paper Fig. 5 for several training sets: one panel per set (the full training set, then each
     subset size), grouped bars of positive / negative / uncertain counts per label.
@@ -110,10 +111,12 @@ def plot_label_distribution(
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7)
-    return save_figure(fig, path, dpi=dpi)
+    return save_figure(fig, path, dpi=dpi, also=also)
 
 
-def plot_size_curves(curves: Any, diffs: Any | None, path, *, scale: float = 100.0, title: str = "") -> Path:
+def plot_size_curves(
+    curves: Any, diffs: Any | None, path, *, scale: float = 100.0, title: str = "", also: Sequence[str] = ()
+) -> Path:
     """Paper Fig. 6: (a) mean AUC ± std over repeats against the training-set size, one line per arm;
     (b) each arm's paired difference to the reference baseline with its bootstrap CI.
 
@@ -181,7 +184,7 @@ def plot_size_curves(curves: Any, diffs: Any | None, path, *, scale: float = 100
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, max(1, len(labels))), fontsize=8)
     if title:
         fig.suptitle(title)
-    return save_figure(fig, path)
+    return save_figure(fig, path, also=also)
 
 
 _STRATEGY_TITLES = {"baseline": "Baseline", "baseline-all": "Baseline All"}

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medcolor.report.cells_page import cell_details, cells_table, sort_cells
+from medcolor.report.cells_page import OPERATING_KEYS, cell_details, cells_table, sort_cells
 from medcolor.report.names import field_title, value_text
 from medcolor.report.rundirs import CONSTANT_FIELDS, add_constant_fields, run_dir_of
 from medcolor.report.sections import Section, fig4_colorized, fig5_labels, fig6_sizes, table_sections
-from medcolor.report.tables import TableOptions, split_cells
+from medcolor.report.tables import TableOptions, for_test_set, split_cells, study_test_sets
 from medcolor.study.results import read_results
 from medcolor.study.stats import (
     BASELINES,
@@ -126,7 +126,8 @@ def build_report(
     note = ""
     if metric == "test_auc" and table["test_auc"].isna().all():
         metric, note = "val_auc", "the study has no test split: tables and figures use the validation AUC"
-    table = add_constant_fields(table, study_dir)
+    full = add_constant_fields(table, study_dir)  # every test set: the tables, Fig. 6 and the cells page
+    table = for_test_set(full, study_test_sets(full)[0])  # the internal one: cells, comparisons, Figs. 4-5
     opt = TableOptions(metric=metric, test=test, alpha=alpha, n_boot=n_boot, seed=seed)
     cells = study_cells(table, metric)
     mean_rows = table[table["label"].astype(str) == MEAN_LABEL] if (table["label"] == MEAN_LABEL).any() else table
@@ -135,7 +136,7 @@ def build_report(
 
     log.info("report of %d cells: tables", len(cells.fields))
     t1_ids, t3_ids = split_cells(cells)
-    sections, tables = table_sections(table, opt, out, n_labels=len([x for x in cells.labels if x != MEAN_LABEL]))
+    sections, tables = table_sections(full, opt, out, n_labels=len([x for x in cells.labels if x != MEAN_LABEL]))
     if "stages" in cells.grid and cells.fields["stages"].isin(BASELINES).any():
         comp = report_comparisons(table, cells, (t1_ids, t3_ids), opt)
         with atomic_path(out / "comparisons.csv") as tmp:
@@ -144,7 +145,7 @@ def build_report(
     log.info("report: figures")
     sections.append(fig4_colorized(cells, meta, study_dir, out, n_images))
     sections.append(fig5_labels(cells, meta, study_dir, out))
-    fig6, curves, diffs = fig6_sizes(table, opt, out)
+    fig6, curves, diffs = fig6_sizes(full, opt, out)
     for name, df in (("fig6_curves.csv", curves), ("fig6_differences.csv", diffs)):
         if df is not None:
             with atomic_path(out / "figures" / name) as tmp:
@@ -152,9 +153,10 @@ def build_report(
     sections.append(fig6)
 
     log.info("report: cells")
-    details = cell_details(cells, meta, table, study_dir, out)
+    details = cell_details(cells, meta, full, study_dir, out)
     env = _env()
     overview = _overview(table, cells, meta, metric, note)
+    overview["test_sets"] = study_test_sets(full)
     context = {
         "overview": overview,
         "sections": sections,
@@ -165,7 +167,10 @@ def build_report(
     }
     index = out / "index.html"
     write_text_atomic(index, env.get_template("index.html.j2").render(**context))
-    write_text_atomic(out / "cells.html", env.get_template("cells.html.j2").render(overview=overview, cells=details))
+    write_text_atomic(
+        out / "cells.html",
+        env.get_template("cells.html.j2").render(overview=overview, cells=details, operating_keys=OPERATING_KEYS),
+    )
     log.debug("report written to %s", index)
     return index
 

@@ -24,6 +24,7 @@ _LATEX = {
     "→": r"$\rightarrow$",
     "·": r"$\cdot$",
     "–": "--",
+    "−": r"$-$",
     "—": "---",
     "<": r"$<$",
     ">": r"$>$",
@@ -54,6 +55,8 @@ class StudyTable:
     data: pd.DataFrame = field(default_factory=pd.DataFrame)
     #: number of leading text columns (left-aligned); the others are right-aligned numbers
     text_columns: int = 2
+    #: column groups over ``columns`` as (heading or "", number of columns), e.g. one per test set
+    groups: list[tuple[str, int]] = field(default_factory=list)
 
     def _short_title(self) -> str:
         """The title without its "Table I. " (LaTeX numbers its tables itself)."""
@@ -90,8 +93,16 @@ class StudyTable:
             "\\begin{tabular}{" + "".join(self._align()) + "}",
             "\\toprule",
             " & ".join(latex_escape(c) for c in self.columns) + " \\\\",
-            "\\midrule",
         ]
+        if self.groups:  # a row of group headings above the column titles, each underlined
+            heads, rules, col = [], [], 1
+            for g, k in self.groups:
+                heads.append(f"\\multicolumn{{{k}}}{{c}}{{{latex_escape(g)}}}")
+                if g:
+                    rules.append(f"\\cmidrule(lr){{{col}-{col + k - 1}}}")
+                col += k
+            out[-1:-1] = [" & ".join(heads) + " \\\\", " ".join(rules)]
+        out.append("\\midrule")
         for i, (heading, rows) in enumerate(self.sections):
             if heading:
                 if i:
@@ -108,7 +119,12 @@ class StudyTable:
     def to_html(self) -> str:
         e = _html.escape
         align = self._align()
-        out = [f'<table class="study" id="{e(self.key)}">', "<thead><tr>"]
+        out = [f'<table class="study" id="{e(self.key)}">', "<thead>"]
+        if self.groups:
+            out.append('<tr class="groups">')
+            out += [f'<th colspan="{n}" class="group">{e(g)}</th>' for g, n in self.groups]
+            out.append("</tr>")
+        out.append("<tr>")
         out += [f'<th class="{a}">{e(c)}</th>' for c, a in zip(self.columns, align, strict=True)]
         out.append("</tr></thead><tbody>")
         for heading, rows in self.sections:

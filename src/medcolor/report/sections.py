@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from medcolor.errors import DataError, MedcolorError
-from medcolor.report.names import row_order_key, slug, value_text
+from medcolor.report.names import row_order_key, section_text, slug, value_text
 from medcolor.report.render import StudyTable
 from medcolor.report.rundirs import run_dir_of
-from medcolor.report.tables import TableOptions, size_curves, table1, table2, table3
+from medcolor.report.tables import TableOptions, per_test_set, size_curves, table1, table2, table3
 from medcolor.study.stats import NONE, REPEAT_FIELDS, TRANSFER_FIELD, StudyCells, value_sort_key
 from medcolor.utils import write_text_atomic
 
@@ -56,7 +56,7 @@ def table_sections(
         ("table3", "Table III. Transfer across datasets", table3,
          "no cell transfers T or E from another cell of the study (no transfer grid field, or it is always empty)"),
     ):  # fmt: skip
-        t = fn(table, opt)
+        t = per_test_set(fn, table, opt)
         sec = Section(key, title, reason="" if t is not None else absent)
         if t is not None:
             sec.tables.append(t)
@@ -100,7 +100,9 @@ def fig4_colorized(
         for c in sorted(ids, key=lambda c: tuple(value_sort_key(F.loc[c, f]) for f in REPEAT_FIELDS if f in F.columns)):
             chosen.setdefault(tuple(F.loc[c, f] for f in cond), c)  # the first repeat of each condition
         arm = [f for f in ("model.colorizer", "stages") if f in cond]  # always named, then what else varies
-        vary = arm + [f for f in cond if f not in arm and len({k[cond.index(f)] for k in chosen}) > 1]
+        varying = [f for f in cond if f not in arm and len({k[cond.index(f)] for k in chosen}) > 1]
+        vary = arm + [f for f in varying if f == TRANSFER_FIELD]  # the row names
+        panel_fields = [f for f in varying if f != TRANSFER_FIELD]  # one panel per section of these
         order = sorted(
             chosen.items(),
             key=lambda kv: row_order_key(
@@ -108,35 +110,46 @@ def fig4_colorized(
                 F.loc[kv[1]].get(TRANSFER_FIELD, NONE),
             ),
         )  # fmt: skip
-        grays, names, rows, other = None, [], {}, []
-        for _, c in order[:max_rows]:
-            try:
-                samples = read_colorized_samples(run_dir_of(study_dir, meta.loc[c, "run_dir"]) / SAMPLES_FILE)
-            except MedcolorError as exc:
-                reasons.append(f"cell {c}: {exc}")
+        panels: dict[tuple[str, ...], list[str]] = {}
+        for k, c in order:
+            panels.setdefault(tuple(k[cond.index(f)] for f in panel_fields), []).append(c)
+        for pk in sorted(panels, key=lambda t: tuple(value_sort_key(v) for v in t)):
+            members = panels[pk]
+            heading = section_text(panel_fields, pk)
+            grays, names, rows, other = None, [], {}, []
+            for c in members[:max_rows]:
+                try:
+                    samples = read_colorized_samples(run_dir_of(study_dir, meta.loc[c, "run_dir"]) / SAMPLES_FILE)
+                except MedcolorError as exc:
+                    reasons.append(f"cell {c}: {exc}")
+                    continue
+                if grays is None:
+                    grays, names = samples.grays[:n_images], samples.names[:n_images]
+                elif samples.names[: len(names)] != names:
+                    other.append(c)  # another validation split: its images are not those of the first row
+                    continue
+                rows[" · ".join(value_text(f, F.loc[c, f]) for f in vary) or c] = list(samples.colors[: len(names)])
+            if other:
+                reasons.append(f"{', '.join(other)}: colorized other validation images than the first row's")
+            if grays is None or not rows:
                 continue
-            if grays is None:
-                grays, names = samples.grays[:n_images], samples.names[:n_images]
-            elif samples.names[: len(names)] != names:
-                other.append(c)  # another validation split: its images are not those of the first row
-                continue
-            rows[" · ".join(value_text(f, F.loc[c, f]) for f in vary) or c] = list(samples.colors[: len(names)])
-        if other:
-            reasons.append(f"{', '.join(other)}: colorized other validation images than the first row's")
-        if grays is None or not rows:
-            continue
-        path = out / "figures" / f"fig4_colorized{'_' + slug(ds) if ds else ''}.png"
-        titles = [n if len(n) <= 18 else n[:17] + "…" for n in names]
-        colorization_figure(list(grays), {textwrap.fill(k, 16): v for k, v in rows.items()}, path, titles)
-        rep = "; ".join(f"{f} {F.loc[order[0][1], f]}" for f in REPEAT_FIELDS if f in F.columns)
-        caption = (
-            f"{len(names)} images of the validation split{' of ' + ds if ds else ''} (top row) through "
-            f"the colorization module T of each condition ({'first repeat: ' + rep if rep else 'one cell each'}); "
-            "T's output shown through ImageNet's normalisation, i.e. the RGB picture the pretrained E receives."
-        )
-        if len(order) > max_rows:
-            caption += f" The first {max_rows} of {len(order)} conditions."
-        sec.images.append({"src": path.relative_to(out).as_posix(), "alt": f"Fig. 4 {ds}", "caption": caption})
+            stem = "_".join(slug(x) for x in (ds, *pk) if x)
+            path = out / "figures" / f"fig4_colorized{'_' + stem if stem else ''}.png"
+            titles = [n if len(n) <= 18 else n[:17] + "…" for n in names]
+            where = " · ".join(x for x in (ds, heading) if x)
+            colorization_figure(
+                list(grays), {textwrap.fill(k, 18): v for k, v in rows.items()}, path, titles, title=where,
+                also=("svg",),
+            )  # fmt: skip
+            rep = "; ".join(f"{f} {F.loc[members[0], f]}" for f in REPEAT_FIELDS if f in F.columns)
+            caption = (
+                f"{where + ': ' if where else ''}{len(names)} images of the validation split (top row) through "
+                f"the colorization module T of each condition ({'first repeat: ' + rep if rep else 'one cell each'}); "
+                "T's output shown through ImageNet's normalisation, i.e. the RGB picture the pretrained E receives."
+            )
+            if len(members) > max_rows:
+                caption += f" The first {max_rows} of {len(members)} conditions."
+            sec.images.append({**_srcs(path, out), "alt": f"Fig. 4 {where}", "caption": caption})
     if not sec.images:
         sec.reason = "; ".join(reasons)
     elif reasons:
@@ -185,10 +198,10 @@ def fig5_labels(cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Pat
             reasons.append(f"{ds or 'the study'}: cannot read the training labels: {exc}")
             continue
         path = out / "figures" / f"fig5_labels{'_' + slug(ds) if ds else ''}.png"
-        plot_label_distribution(panels, path)
+        plot_label_distribution(panels, path, also=("svg",))
         sec.images.append(
             {
-                "src": path.relative_to(out).as_posix(),
+                **_srcs(path, out),
                 "alt": f"Fig. 5 {ds}",
                 "caption": "Positive, negative and uncertain labels per observation in the training set "
                 f"{'of ' + ds + ' ' if ds else ''}and in each label-proportional subset (first draw).",
@@ -199,6 +212,12 @@ def fig5_labels(cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Pat
     elif reasons:
         sec.text = "Not shown: " + "; ".join(reasons)
     return sec
+
+
+def _srcs(png: Path, out: Path) -> dict[str, str]:
+    """The image's ``src`` (PNG) and, when written beside it, its ``svg`` for papers, relative to ``out``."""
+    svg = png.with_suffix(".svg")
+    return {"src": png.relative_to(out).as_posix(), "svg": svg.relative_to(out).as_posix() if svg.is_file() else ""}
 
 
 def _images(counts: pd.DataFrame) -> int:
@@ -221,19 +240,21 @@ def fig6_sizes(
         sec.reason = "the study has a single training-set size"
         return sec, None, None
     path = out / "figures" / "fig6_sizes.png"
-    plot_size_curves(curves, diffs, path, scale=opt.scale)
+    plot_size_curves(curves, diffs, path, scale=opt.scale, also=("svg",))
     which = "test" if opt.metric == "test_auc" else "validation"
     cap = (
         f"(a) mean {which} AUC ± std over repeats (seeds × subset draws) against the number of training images; "
         "one line per colorizer × strategy."
     )
+    if "test_set" in curves.columns:
+        cap += " One row of panels per test set (the internal held-out split first, then each external set)."
     if diffs is not None:
         ref = ", ".join(sorted(set(diffs["baseline"].dropna())))
         cap += (
             f" (b) paired difference of each arm to {ref} at each size (mean over matched repeats) with its "
             f"{opt.level:.0%} bootstrap CI."
         )
-    sec.images.append({"src": path.relative_to(out).as_posix(), "alt": "Fig. 6", "caption": cap})
+    sec.images.append({**_srcs(path, out), "alt": "Fig. 6", "caption": cap})
     return sec, curves, diffs
 
 

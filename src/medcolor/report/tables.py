@@ -29,6 +29,7 @@ import pandas as pd
 
 from medcolor.report.names import field_title, row_order_key, section_text, strategy_name, value_text
 from medcolor.report.render import StudyTable, latex_escape
+from medcolor.report.testsets import INTERNAL, TEST_SET, for_test_set, per_test_set, study_test_sets
 from medcolor.study.stats import (
     BASELINES,
     MEAN_LABEL,
@@ -347,7 +348,26 @@ def table2(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable |
 
 
 def size_curves(table: pd.DataFrame, opt: TableOptions | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Fig. 6 data: per section × arm × training-set size, mean AUC ± std over repeats and the mean
+    """Fig. 6 data per test set (:func:`size_curves_one`): with several test sets, each section is named
+    after its set (``test set NAME · section``) and a ``test_set`` column says which, so the figure draws one
+    row of panels per test set and section."""
+    sets = study_test_sets(table)
+    if len(sets) == 1:
+        return size_curves_one(for_test_set(table, sets[0]), opt)
+    curves, diffs = [], []
+    for s in sets:
+        c, d = size_curves_one(for_test_set(table, s), opt)
+        for df, out in ((c, curves), (d, diffs)):
+            if df is not None and not df.empty:
+                df = df.assign(test_set=s, section=[f"test set {s}" + (f" · {x}" if x else "") for x in df["section"]])
+                out.append(df)
+    if not curves:
+        return pd.DataFrame(), None
+    return pd.concat(curves, ignore_index=True), pd.concat(diffs, ignore_index=True) if diffs else None
+
+
+def size_curves_one(table: pd.DataFrame, opt: TableOptions | None = None) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Fig. 6 data of one test set: per section × arm × training-set size, mean AUC ± std over repeats and the mean
     ``n_train``; and each arm's paired difference to the fine-tuned baseline (Baseline All when run,
     else Baseline) per size, with its bootstrap CI.  Needs a ``data.subset`` grid field; sections run at a
     single size are left out when some section has several (they are in Table I)."""
@@ -403,18 +423,23 @@ def size_curves(table: pd.DataFrame, opt: TableOptions | None = None) -> tuple[p
 
 
 __all__ = [
+    "INTERNAL",
+    "TEST_SET",
     "StudyTable",
     "TableOptions",
     "field_title",
+    "for_test_set",
     "format_diff",
     "format_p",
     "format_pm",
     "latex_escape",
+    "per_test_set",
     "row_order_key",
     "section_text",
     "size_curves",
     "split_cells",
     "strategy_name",
+    "study_test_sets",
     "table1",
     "table2",
     "table3",
