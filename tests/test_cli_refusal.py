@@ -30,3 +30,17 @@ def test_different_stage_lists_are_shown_cut_short() -> None:
 
 def test_no_difference_no_lines() -> None:
     assert short_diffs(_config(), _config()) == []
+
+
+def test_run_result_repr_is_one_short_line(tmp_path) -> None:
+    from medcolor.training.rundir import RunResult, StageResult
+
+    stage = StageResult(0, "color-module", tmp_path, 0.01, 0.91234, {}, 10, 30, 10, 1.0, 100)
+    r = RunResult(
+        tmp_path,
+        [stage, StageResult(1, "all", tmp_path, 0.01, None, {}, None, 30, 10, 1.0, 100)],
+        {"mean_auc": 0.9051, "auc": {"A": 0.9}},
+        tmp_path / "model.safetensors",
+        None,
+    )
+    assert repr(r) == f"RunResult({str(tmp_path)!r}, stages color-module -> all, test mean AUC 0.905)"

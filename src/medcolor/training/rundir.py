@@ -126,6 +126,17 @@ class RunResult:
     colorizer_path: Path | None
     info: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        """One line: ``RunResult('runs/quick', stages color-module -> all, val mean AUC 0.912, test mean AUC
+        0.905)`` (the fields are all there: ``.stages``, ``.test``, ``.model_path``...)."""
+        parts = [repr(str(self.directory)), "stages " + " -> ".join(s.strategy for s in self.stages)]
+        best = self.stages[-1].best_val_mean_auc if self.stages else None
+        if best is not None:
+            parts.append(f"val mean AUC {best:.3f}")
+        if self.test and self.test.get("mean_auc") is not None:
+            parts.append(f"test mean AUC {self.test['mean_auc']:.3f}")
+        return f"RunResult({', '.join(parts)})"
+
 
 def stage_dir(run_dir: Path, index: int, strategy: str) -> Path:
     """``RUN/<index + 1>-<strategy>``, e.g. ``RUN/1-color-module``."""
