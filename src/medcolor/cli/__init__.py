@@ -13,10 +13,25 @@ from __future__ import annotations
 
 import sys
 
-from medcolor.cli.commands import COMMANDS
 from medcolor.cli.parser import CONFIG_FLAGS, apply_flags, build_parser, config_from_args, describe_keys
 from medcolor.errors import MedcolorError, OptionError
-from medcolor.utils import configure_logging, quiet_lightning
+
+# ``medcolor --help`` / ``COMMAND --help`` import neither torch nor Lightning (seconds): the commands and
+# :mod:`medcolor.utils` are imported once the arguments are parsed.
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """:func:`medcolor.utils.configure_logging` (imported on first use: it imports torch)."""
+    from medcolor.utils import configure_logging as configure
+
+    configure(verbose)
+
+
+def quiet_lightning() -> None:
+    """:func:`medcolor.utils.quiet_lightning` (imported on first use: it imports Lightning)."""
+    from medcolor.utils import quiet_lightning as quiet
+
+    quiet()
 
 
 def error_message(exc: BaseException) -> str:
@@ -38,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     if not a.command:
         ap.print_help()
         return 0
+    from medcolor.cli.commands import COMMANDS
+
     configure_logging(a.verbose)
     if not a.verbose:
         quiet_lightning()

@@ -15,7 +15,13 @@ def add_parser(sub: Any) -> None:
         "the graph (ONNX/TorchScript) or declared (safetensors), sigmoid probabilities out, any batch size.",
     )
     x.add_argument("run", metavar="RUN", help="a run directory or a model.safetensors")
-    x.add_argument("--format", dest="export_format", choices=["onnx", "torchscript", "safetensors"], default="onnx")
+    x.add_argument(
+        "--format",
+        dest="export_format",
+        choices=["onnx", "torchscript", "safetensors"],
+        default="onnx",
+        help="onnx (default; runs with onnxruntime, `medcolor predict` reads it), torchscript, or safetensors",
+    )
     x.add_argument("-o", "--output", required=True, help="output folder (model file, its .json and MODEL_CARD.md)")
     x.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
 

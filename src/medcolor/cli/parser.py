@@ -166,7 +166,9 @@ def _add_config_flags(p: argparse.ArgumentParser, only: tuple[str, ...] | None =
             groups[f.group] = p.add_argument_group(GROUP_TITLES[f.group])
         g = groups[f.group]
         if f.dest in ("epochs", "iterations"):  # a stage's length is one or the other
-            g = groups.setdefault("length", g.add_mutually_exclusive_group())
+            if "length" not in groups:  # (setdefault would make a second, empty group: argparse fails on it)
+                groups["length"] = g.add_mutually_exclusive_group()
+            g = groups["length"]
         g.add_argument(*f.options, dest=f.dest, **f.kwargs)
     return groups
 
@@ -212,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--config", help="YAML with a data: section (default: the run's own test split)")
     _add_config_flags(e, EVALUATE_DATA_FLAGS)
     e.add_argument("--split", help="official split of the dataset to evaluate (e.g. valid, test)")
-    e.add_argument("--bootstrap", type=int, default=1000)
+    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the 95%% CI (default 1000)")
     e.add_argument("--precision", default="32-true", help="32-true (default, as predict) | bf16-mixed | auto")
     e.add_argument("-o", "--output", help="directory for metrics.json and predictions.csv")
     e.add_argument(
@@ -226,9 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="probabilities for image files or folders (PNG/JPEG/DICOM) as CSV")
     p.add_argument("model", metavar="CHECKPOINT", help="a run directory, a model.safetensors or an exported .onnx")
-    p.add_argument("images", nargs="+", metavar="IMAGES")
+    p.add_argument("images", nargs="+", metavar="IMAGES", help="image files (PNG/JPEG/DICOM) or folders of them")
     p.add_argument("-o", "--output", help="CSV file (default: print to stdout)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     p.add_argument(
         "--precision",
         default="32-true",
@@ -239,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("colorize", help="the colour images T produces, beside the inputs (paper Fig. 4)")
     c.add_argument("source", metavar="CHECKPOINT_OR_T", help="a run directory, model or exported colorizer")
-    c.add_argument("images", nargs="+", metavar="IMAGES")
+    c.add_argument("images", nargs="+", metavar="IMAGES", help="image files (PNG/JPEG/DICOM) or folders of them")
     c.add_argument("-o", "--output", required=True, help="output folder")
     c.add_argument("--size", type=int, help="input size (default: the one T was trained at)")
     c.add_argument(
@@ -267,12 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stats", help="label counts per label (positive/negative/uncertain/blank), mean/std")
     s.add_argument("dataset_name", metavar="DATASET", help="chexpert | chestxray14 | mura | csv | folder")
-    s.add_argument("--root")
-    s.add_argument("--csv")
-    s.add_argument("--option", action="append", type=_kv, metavar="KEY=VALUE")
-    s.add_argument("--split")
+    s.add_argument("--root", help="the dataset's folder (as train's --root)")
+    s.add_argument("--csv", help="the label CSV of a csv dataset, or another CSV than the dataset's own")
+    s.add_argument(
+        "--option", action="append", type=_kv, metavar="KEY=VALUE", help="a dataset option (repeatable), as train's"
+    )
+    s.add_argument("--split", help="an official split of the dataset (e.g. train, valid); default: all of it")
     s.add_argument("--subset", type=float, help="also count a label-proportional subset of this size")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the --subset draw (default 0)")
     s.add_argument("--plot", help="write a bar plot like the paper's Fig. 5 to this PNG")
     s.add_argument("--mean-std", action="store_true", help="compute the pixel mean/std for normalisation")
     s.add_argument("--max-images", type=int, default=2000, help="images sampled for --mean-std")
@@ -284,18 +288,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     d = sub.add_parser("demo", help="the built-in demo: baseline vs color-module on synthetic X-rays")
-    d.add_argument("-o", "--output", default="demo-run")
+    d.add_argument("-o", "--output", default="demo-run", help="output folder of both runs (default demo-run)")
     d.add_argument("--data", help="a YAML file with a data: section to run the demo on real data")
     d.add_argument("--weights", help="ImageNet weights of E (default: searched, see docs)")
-    d.add_argument("--backbone", default="mobilenet_v2")
+    d.add_argument(
+        "--backbone", default="mobilenet_v2", help="E of both runs (default mobilenet_v2; see medcolor list)"
+    )
     d.add_argument("--colorizer", default="colorU", help="T of the color-module run (default colorU, the fastest)")
-    d.add_argument("--epochs", type=float, default=12)
+    d.add_argument("--epochs", type=float, default=12, help="epochs of each run (default 12)")
     d.add_argument(
         "--lr",
         default="0.02",
         help="one-cycle max lr of both runs, or 'find' (the LR range test; unreliable on the 360 synthetic images)",
     )
-    d.add_argument("--no-progress", dest="progress", action="store_false")
+    d.add_argument("--no-progress", dest="progress", action="store_false", help="no periodic progress lines")
 
     ls = sub.add_parser("list", help="colorizers and backbones (parameters, GFLOPs), strategies, datasets")
     ls.add_argument("--size", type=int, default=320, help="input size (px) at which GFLOPs are measured (default 320)")

@@ -22,10 +22,13 @@ EPILOG = """examples:
 """
 
 
+#: medcolor.study.resources.EXECUTORS, written out so that ``--help`` need not import the study package
+#: (which imports torch); tests/test_cli_help.py checks that the two agree
+EXECUTORS = ("local", "slurm", "submitit-local")
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``study`` and its subcommands to the ``medcolor`` parser."""
-    from medcolor.study.resources import EXECUTORS
-
     p = subparsers.add_parser(
         "study",
         help="grids of runs from one YAML spec (local or SLURM), results table, statistics, report",
@@ -34,7 +37,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
     r = sub.add_parser("run", help="run (or resume) every cell of a study spec that is not done")
-    r.add_argument("spec", metavar="SPEC.yaml")
+    r.add_argument(
+        "spec", metavar="SPEC.yaml", help="the study spec (grid of runs), e.g. configs/examples/study-kermany.yaml"
+    )
     r.add_argument("-o", "--output", metavar="DIR", help="the study directory (required unless --dry-run)")
     r.add_argument("--dry-run", action="store_true", help="show the cells, their dependencies and cost; run nothing")
     r.add_argument("--executor", choices=EXECUTORS, help="default: the spec's executor.name, else local")
@@ -43,11 +48,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="torch CPU threads per cell (default: cores / workers)")
     r.add_argument("--tflops", type=float, help="sustained TFLOP/s per GPU assumed by the cost estimate (20)")
     s = sub.add_parser("status", help="done / running / failed / pending / skipped per cell")
-    s.add_argument("dir", metavar="DIR")
+    s.add_argument("dir", metavar="DIR", help="the study directory (the -o of study run)")
     c = sub.add_parser("compare", help="paired comparison of two strategies over matched repeats")
-    c.add_argument("dir", metavar="DIR")
-    c.add_argument("a", metavar="A")
-    c.add_argument("b", metavar="B")
+    c.add_argument("dir", metavar="DIR", help="the study directory (the -o of study run)")
+    c.add_argument("a", metavar="A", help="the reference arm: a strategy (baseline) or FIELD=VALUE of the grid")
+    c.add_argument("b", metavar="B", help="the arm compared with A (difference = B - A), written like A")
     c.add_argument("--by", action="append", metavar="FIELD", help="compare within each value of FIELD (repeatable)")
     c.add_argument("--test", default="t", choices=["t", "wilcoxon"], help="paired t-test or Wilcoxon signed-rank")
     c.add_argument("--metric", default="test_auc", choices=["test_auc", "val_auc"], help="default: test_auc")
@@ -59,7 +64,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "test (Table I / II / III), else this comparison; comparison: the rows of this comparison",
     )
     rp = sub.add_parser("report", help="HTML + Markdown + LaTeX report of a study")
-    rp.add_argument("dir", metavar="DIR")
+    rp.add_argument("dir", metavar="DIR", help="the study directory (the -o of study run)")
     rp.add_argument("-o", "--output", required=True, metavar="REPORT", help="output folder")
     rp.add_argument("--metric", default="test_auc", choices=["test_auc", "val_auc"], help="default: test_auc")
     d = sub.add_parser(
@@ -69,7 +74,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "NAME.arm(selector), NAME.table('table1'); Benjamini-Hochberg over each family of comparisons. "
         "See medcolor.report.document.",
     )
-    d.add_argument("template", metavar="TEMPLATE")
+    d.add_argument(
+        "template", metavar="TEMPLATE", help="a Jinja2 Markdown template, e.g. docs/reproduction.md.j2 (ships)"
+    )
     d.add_argument("--study", action="append", metavar="NAME=DIR", required=True, help="a study (repeatable)")
     d.add_argument("-o", "--output", required=True, metavar="FILE", help="the document to write")
     d.add_argument("--metric", default="test_auc", choices=["test_auc", "val_auc"], help="default: test_auc")

@@ -131,6 +131,17 @@ class RunResult:
     #: metrics of each external test set by name (``RUN/test_sets/<name>/metrics.json``), None without any
     test_sets: dict[str, dict[str, Any]] | None = None
 
+    def __repr__(self) -> str:
+        """One line: ``RunResult('runs/quick', stages color-module -> all, val mean AUC 0.912, test mean AUC
+        0.905)`` (the fields are all there: ``.stages``, ``.test``, ``.model_path``...)."""
+        parts = [repr(str(self.directory)), "stages " + " -> ".join(s.strategy for s in self.stages)]
+        best = self.stages[-1].best_val_mean_auc if self.stages else None
+        if best is not None:
+            parts.append(f"val mean AUC {best:.3f}")
+        if self.test and self.test.get("mean_auc") is not None:
+            parts.append(f"test mean AUC {self.test['mean_auc']:.3f}")
+        return f"RunResult({', '.join(parts)})"
+
 
 def stage_dir(run_dir: Path, index: int, strategy: str) -> Path:
     """``RUN/<index + 1>-<strategy>``, e.g. ``RUN/1-color-module``."""
@@ -238,7 +249,7 @@ def prepare_run_dir(cfg: RunConfig, *, resume: bool = False, overwrite: bool = F
             old.output = cfg.output
             check_run_files(old)
             return out, old
-        diffs = diff_configs(old.to_dict(), cfg.to_dict())
+        diffs = short_diffs(old.to_dict(), cfg.to_dict())
         # settings that change nothing a run computes (cached images are bit-identical to decoded ones; the
         # augmentation is drawn per sample, whatever the number of workers)
         ignored = ("trainer.progress", "output", "data.cache_dir", "data.num_workers")
@@ -247,13 +258,41 @@ def prepare_run_dir(cfg: RunConfig, *, resume: bool = False, overwrite: bool = F
             log.info(f"{out} holds a run that stopped before its first stage: replacing it")
             remove_run(out, keep_others=True)  # nothing of it was trained; files it did not write stay
         elif diffs:
+            more = f" and {len(diffs) - 4} more" if len(diffs) > 4 else ""
             raise RunConflictError(
-                f"{out} holds another run (its config differs: {'; '.join(diffs[:6])}). "
-                "Use --resume to continue that run, --overwrite to replace it, or another --output.",
+                f"{out} holds another run (stored -> now: {'; '.join(diffs[:4])}{more}). "
+                f"Use --resume to continue it, --overwrite to replace it, or -o DIR for a new run.",
                 diffs=diffs,
             )
     mark_run_dir(out, cfg)
     return out, cfg
+
+
+def _shown(value: Any, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def short_diffs(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two config dicts, one short item per key: ``stages[0].lr: 0.02 -> 0.01`` (lists of
+    sections of the same length compared item by item; long values cut at 40 characters)."""
+    out = []
+    for line in diff_configs(old, new):
+        key = line.split(": ", 1)[0]
+        va, vb = _lookup(old, key), _lookup(new, key)
+        if isinstance(va, list) and isinstance(vb, list) and len(va) == len(vb):
+            pairs = [(i, a, b) for i, (a, b) in enumerate(zip(va, vb, strict=True)) if a != b]
+            if all(isinstance(a, dict) and isinstance(b, dict) for _, a, b in pairs):
+                out += [f"{key}[{i}].{d}" for i, a, b in pairs for d in short_diffs(a, b)]
+                continue
+        out.append(f"{key}: {_shown(va)} -> {_shown(vb)}")
+    return out
+
+
+def _lookup(d: dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
 
 
 def output_action(out: str | Path, *, overwrite: bool = False, resume: bool = False) -> str:
@@ -374,6 +413,7 @@ __all__ = [
     "removal_plan",
     "remove_run",
     "run_started",
+    "short_diffs",
     "stage_dir",
     "write_stage_result",
     "write_summary",

@@ -1,0 +1,59 @@
+"""The command line's help: every option of every command explains itself, and ``--help`` is quick (no torch)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from medcolor.cli import build_parser
+
+
+def _parsers(p: argparse.ArgumentParser, name: str = "medcolor") -> list[tuple[str, argparse.ArgumentParser]]:
+    out = [(name, p)]
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub_name, sub in action.choices.items():
+                out += _parsers(sub, f"{name} {sub_name}")
+    return out
+
+
+PARSERS = _parsers(build_parser())
+
+
+def test_every_command_is_listed() -> None:
+    names = {n for n, _ in PARSERS}
+    assert {"medcolor train", "medcolor predict", "medcolor stats", "medcolor study compare"} <= names
+    assert len(names) >= 17
+
+
+@pytest.mark.parametrize(("name", "parser"), PARSERS, ids=[n for n, _ in PARSERS])
+def test_every_option_and_argument_has_help(name: str, parser: argparse.ArgumentParser) -> None:
+    missing = [
+        "/".join(a.option_strings) or a.metavar or a.dest
+        for a in parser._actions
+        if not isinstance(a, argparse._SubParsersAction) and not (a.help or "").strip()
+    ]
+    assert not missing, f"{name}: no help text for {', '.join(missing)}"
+    parser.format_help()  # argparse can lay it out (an empty exclusive group made `train --help` fail)
+
+
+def test_help_does_not_import_torch_or_lightning() -> None:
+    code = (
+        "import sys\nfrom medcolor.cli import main\n"
+        "for argv in (['--help'], ['train', '--help'], ['study', 'run', '--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0, (argv, e.code)\n"
+        "print(sorted(m for m in ('torch', 'lightning', 'torchvision', 'pandas') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "usage: medcolor train" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_study_executor_choices_match_the_study_package() -> None:
+    from medcolor.cli.study import EXECUTORS as shown
+    from medcolor.study.resources import EXECUTORS
+
+    assert shown == EXECUTORS
