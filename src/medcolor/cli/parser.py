@@ -165,7 +165,9 @@ def _add_config_flags(p: argparse.ArgumentParser, only: tuple[str, ...] | None =
             groups[f.group] = p.add_argument_group(GROUP_TITLES[f.group])
         g = groups[f.group]
         if f.dest in ("epochs", "iterations"):  # a stage's length is one or the other
-            g = groups.setdefault("length", g.add_mutually_exclusive_group())
+            if "length" not in groups:  # one group for both (setdefault would add an empty second group)
+                groups["length"] = g.add_mutually_exclusive_group()
+            g = groups["length"]
         g.add_argument(*f.options, dest=f.dest, **f.kwargs)
     return groups
 
