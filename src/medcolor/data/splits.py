@@ -166,7 +166,10 @@ def label_subset(
         if n < 1:
             raise DataError(f"count={count} is an empty subset; {smallest}")
         if n > n_all:
-            raise ConfigError(f"count={count} exceeds the {n_all} samples")
+            raise ConfigError(
+                f"the training subset (--subset / data.subset) of {count} images exceeds the {n_all} "
+                f"training samples: give at most {n_all} or a fraction in (0, 1]"
+            )
     rng = np.random.default_rng(seed)
     if n == n_all:
         return np.arange(n_all)
