@@ -50,7 +50,7 @@ LAYERS: tuple[tuple[str | tuple[str, ...], ...], ...] = (
     ("io",),
     (("config", "validation"),),
     ("evaluation",),
-    ("operating",),
+    ("operating", "model_card"),
     ("testsets",),
     ("training",),
     ("inference",),

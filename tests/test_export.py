@@ -18,13 +18,13 @@ from medcolor.export import (
     INPUT_NAME,
     ExportedNet,
     export_model,
-    model_card,
     onnx_session,
     predict_onnx,
     read_onnx_metadata,
 )
 from medcolor.inference import ImageFiles, predict_files, predict_probs
 from medcolor.io import load_model
+from medcolor.model_card import model_card
 from medcolor.training import train
 
 pytestmark = pytest.mark.slow
