@@ -65,54 +65,49 @@ def evaluate_model(
     labels, norm, model_size = model.usage(str(path))
     run_dir = path.parent
     prepared = _prepare_sets(run_dir, test_sets, labels, model_size) if test_sets else None
+    dataset, name, data = _evaluation_data(path, data, split, size or model_size)
+    out = Path(output) if output else run_dir / f"evaluate-{name}"
+    common: dict[str, Any] = {  # the same for the held-out data and the external test sets
+        "size": model_size,
+        "normalization": norm,
+        "batch_size": data.batch_size,
+        "num_workers": resolve_num_workers(data.num_workers, resolve_accelerator(device)),
+        "device": device,
+        "bootstrap": bootstrap,
+        "progress": progress,
+    }
+    metrics = evaluate_run(
+        model, dataset, out, split=name, label_names=labels, precision=precision, extra={"model": str(path)}, **common
+    )
+    if prepared:
+        from medcolor.testsets import evaluate_test_sets
+
+        validation = run_dir / "val" / "predictions.csv"
+        metrics["test_sets"] = evaluate_test_sets(
+            model, Path(output) if output else run_dir, prepared, validation=validation, **common
+        )
+    return metrics, out
+
+
+def _evaluation_data(
+    path: Path, data: DataConfig | None, split: str | None, size: int
+) -> tuple[Dataset, str, DataConfig]:
+    """What ``medcolor evaluate`` evaluates the network at ``path`` on: the dataset, its name (the split, or
+    ``data``) and its data config — ``data`` (loaded at ``size``), else the held-out split of the network's run."""
+    run_dir = path.parent
     if data is not None:
         from medcolor.data.bundle import make_dataset
 
-        data.size = size or model_size
-        dataset, name = make_dataset(data, split), split or "data"
-    elif (run_dir / "config.yaml").is_file():
+        data.size = size
+        return make_dataset(data, split), split or "data", data
+    if (run_dir / "config.yaml").is_file():
         from medcolor.config import RunConfig
         from medcolor.data.bundle import build_data
 
         cfg = RunConfig.from_yaml(run_dir / "config.yaml")
         dataset, name = held_out_split(build_data(cfg.data, synthetic_dir=run_dir / "synthetic-data"))
-        data = cfg.data
-    else:
-        raise ConfigError(f"{path} is not inside a run directory: say which data to evaluate with --dataset/--root")
-    out = Path(output) if output else run_dir / f"evaluate-{name}"
-    metrics = evaluate_run(
-        model,
-        dataset,
-        out,
-        split=name,
-        size=model_size,
-        normalization=norm,
-        label_names=labels,
-        batch_size=data.batch_size,
-        num_workers=resolve_num_workers(data.num_workers, resolve_accelerator(device)),
-        device=device,
-        precision=precision,
-        bootstrap=bootstrap,
-        progress=progress,
-        extra={"model": str(path)},
-    )
-    if prepared:
-        from medcolor.testsets import evaluate_test_sets
-
-        metrics["test_sets"] = evaluate_test_sets(
-            model,
-            Path(output) if output else run_dir,
-            prepared,
-            size=model_size,
-            normalization=norm,
-            batch_size=data.batch_size,
-            num_workers=resolve_num_workers(data.num_workers, resolve_accelerator(device)),
-            device=device,
-            bootstrap=bootstrap,
-            progress=progress,
-            validation=run_dir / "val" / "predictions.csv",
-        )
-    return metrics, out
+        return dataset, name, cfg.data
+    raise ConfigError(f"{path} is not inside a run directory: say which data to evaluate with --dataset/--root")
 
 
 def _prepare_sets(

@@ -60,28 +60,36 @@ def as_gray_batch(images: Any, size: int) -> list[torch.Tensor]:
 
     from medcolor.data.readers import to_float
 
-    if isinstance(images, (torch.Tensor, np.ndarray)):
-        a = images
-        if a.ndim == 4:  # (B, 1, H, W)
-            if a.shape[1] != 1:
-                raise DataError(f"expected gray images (B, 1, H, W), got shape {tuple(a.shape)}")
-            items = [a[i, 0] for i in range(a.shape[0])]
-        elif a.ndim == 3 and not (isinstance(a, np.ndarray) and a.shape[-1] in (3, 4) and a.dtype == np.uint8):
-            items = [a[i] for i in range(a.shape[0])]  # (B, H, W)
-        else:
-            items = [a]
-    elif isinstance(images, Image.Image):
-        items = [images]
-    elif isinstance(images, (list, tuple)):
-        items = list(images)
-    else:
-        raise DataError(f"cannot predict on {type(images).__name__}: give arrays, PIL images or tensors")
     out = []
-    for item in items:
+    for item in _batch_items(images):
         if isinstance(item, np.ndarray) and item.ndim == 3 and item.shape[-1] in (3, 4):
             item = Image.fromarray(item).convert("L")  # an RGB photo: its luminance, as for a colour image file
         out.append(torch.from_numpy(to_float(_as_stored(item, size))))
     return out
+
+
+def _batch_items(images: Any) -> list[Any]:
+    """The single images of what :func:`as_gray_batch` takes: a batch array/tensor, a PIL image or a list."""
+    from PIL import Image
+
+    if isinstance(images, (torch.Tensor, np.ndarray)):
+        return _array_items(images)
+    if isinstance(images, Image.Image):
+        return [images]
+    if isinstance(images, (list, tuple)):
+        return list(images)
+    raise DataError(f"cannot predict on {type(images).__name__}: give arrays, PIL images or tensors")
+
+
+def _array_items(a: torch.Tensor | np.ndarray) -> list[Any]:
+    """``(B, 1, H, W)`` and ``(B, H, W)`` -> B images; anything else (one gray or RGB image) is one image."""
+    if a.ndim == 4:  # (B, 1, H, W)
+        if a.shape[1] != 1:
+            raise DataError(f"expected gray images (B, 1, H, W), got shape {tuple(a.shape)}")
+        return [a[i, 0] for i in range(a.shape[0])]
+    if a.ndim == 3 and not (isinstance(a, np.ndarray) and a.shape[-1] in (3, 4) and a.dtype == np.uint8):
+        return [a[i] for i in range(a.shape[0])]  # (B, H, W)
+    return [a]
 
 
 class ClassifierHead(nn.Module):

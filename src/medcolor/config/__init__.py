@@ -351,7 +351,6 @@ def check_run_config(cfg: RunConfig) -> None:
     """Fail fast — before any data is read or any stage runs: every value again (fields may have been
     assigned since the config was built), then the names of registered things and their combination.
     (The files a run reads and writes: :func:`medcolor.validation.check_run_files`.)"""
-    from medcolor.backbones import _unknown_backbone, data_config, is_backbone
     from medcolor.colorizers import COLORIZERS
     from medcolor.strategies import check_stage_sequence, default_colorizer, get_strategy
 
@@ -364,13 +363,7 @@ def check_run_config(cfg: RunConfig) -> None:
     if cfg.model.colorizer is not None:
         _named("model.colorizer", COLORIZERS.get, cfg.model.colorizer)
     if not cfg.model.init_from:
-        if not is_backbone(cfg.model.backbone):
-            raise OptionError("model.backbone", _unknown_backbone(cfg.model.backbone))
-        fixed = data_config(cfg.model.backbone)
-        if fixed["fixed_input_size"] and int(fixed["input_size"][-1]) != cfg.data.size:
-            raise OptionError(
-                "data.size", f"is {cfg.data.size}, but {cfg.model.backbone} takes only {fixed['input_size'][-1]} px"
-            )
+        _check_backbone(cfg)
     strategies = [_named(f"stages[{i}].strategy", get_strategy, s.strategy) for i, s in enumerate(cfg.stages)]
     colorizer = cfg.model.colorizer or default_colorizer(strategies[0])
     if cfg.model.colorizer_start == "gray" and not COLORIZERS.get(colorizer).learnable:
@@ -386,6 +379,19 @@ def check_run_config(cfg: RunConfig) -> None:
         raise
     except ConfigError as exc:
         raise OptionError("stages", str(exc)) from None
+
+
+def _check_backbone(cfg: RunConfig) -> None:
+    """``model.backbone`` is registered and takes inputs of ``data.size`` (some take one size only)."""
+    from medcolor.backbones import _unknown_backbone, data_config, is_backbone
+
+    if not is_backbone(cfg.model.backbone):
+        raise OptionError("model.backbone", _unknown_backbone(cfg.model.backbone))
+    fixed = data_config(cfg.model.backbone)
+    if fixed["fixed_input_size"] and int(fixed["input_size"][-1]) != cfg.data.size:
+        raise OptionError(
+            "data.size", f"is {cfg.data.size}, but {cfg.model.backbone} takes only {fixed['input_size'][-1]} px"
+        )
 
 
 def _named(key: str, lookup: Any, name: str) -> Any:

@@ -15,11 +15,13 @@ import dataclasses
 import functools
 import inspect
 import math
+import operator
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NoReturn
 
 from medcolor.errors import OptionError
 
@@ -124,6 +126,27 @@ def _is_number(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, (int, float)) and (isinstance(v, int) or math.isfinite(v))
 
 
+_LIMIT_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+def _limit_text(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
+
+
+def _number_within(value: Any, integer: bool, limits: tuple[tuple[str, float | None], ...]) -> bool:
+    """``value`` is a finite number (a whole one with ``integer``) that satisfies every limit given."""
+    if not _is_number(value):
+        return False
+    if integer and not (isinstance(value, int) or float(value).is_integer()):
+        return False
+    return all(_LIMIT_OPS[op](value, b) for op, b in limits if b is not None)
+
+
 def check_number(
     key: str | tuple[str, ...],
     value: Any,
@@ -142,18 +165,11 @@ def check_number(
     if value is None and optional:
         return
     limits = ((">=", at_least), (">", above), ("<", below), ("<=", at_most))
-    bounds = [f"{op} {int(b) if float(b).is_integer() else f'{b:g}'}" for op, b in limits if b is not None]
-    ok = _is_number(value) and (not integer or isinstance(value, int) or float(value).is_integer())
-    if ok:
-        ok = (
-            (at_least is None or value >= at_least)
-            and (above is None or value > above)
-            and (below is None or value < below)
-            and (at_most is None or value <= at_most)
-        )
-    if not ok:
-        what = ("an integer" if integer else "a number") + (" " + " and ".join(bounds) if bounds else "")
-        raise OptionError(key, f"must be {what}{' or none' if optional else ''}, got {value!r}{hint}", source)
+    if _number_within(value, integer, limits):
+        return
+    bounds = [f"{op} {_limit_text(b)}" for op, b in limits if b is not None]
+    what = ("an integer" if integer else "a number") + (" " + " and ".join(bounds) if bounds else "")
+    raise OptionError(key, f"must be {what}{' or none' if optional else ''}, got {value!r}{hint}", source)
 
 
 _NUMBER_CHECKS = ("at_least", "above", "below", "at_most", "hint")
@@ -247,45 +263,73 @@ def _build(cls: type, d: Any, where: str | None, key: str | None = None) -> Any:
 
 def _coerce(tp: Any, value: Any, where: str | None, key: str, meta: Any = None) -> Any:
     meta = meta or {}
-    origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where, key)  # type: ignore[arg-type]
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise OptionError(key, f"expected a list, got {value!r}", where)
-        return [_coerce(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise OptionError(key, f"expected a mapping, got {value!r}", where)
-        args = typing.get_args(tp)
-        if len(args) == 2 and dataclasses.is_dataclass(args[1]):  # named sections (test_sets: {nih: {...}})
-            return {str(k): _build(args[1], v, where, f"{key}.{k}") for k, v in value.items()}  # type: ignore[arg-type]
-        return dict(value)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if isinstance(value, str) and value.strip().lower() in choices:
-            return value.strip().lower()
-        noun = meta.get("noun")
-        msg = f"unknown {noun} {value!r}; valid: " if noun else "must be one of "
-        raise _Unconverted(key, msg + ", ".join(choices) + ("" if noun else f", got {value!r}"), where)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in {"none", "null"})):
-            return None
-        errors = []
-        for a in args:
-            if a is not type(None):
-                try:
-                    return _coerce(a, value, where, key, meta)
-                except _Unconverted as exc:
-                    errors.append(exc.problem)
-        if "expect" in meta:
-            raise OptionError(key, f"must be {meta['expect']}, got {value!r}", where)
-        if len(errors) > 1 and any(k in meta for k in _NUMBER_CHECKS):  # a number or a word: what it must be
-            check_number(key, value, **_bounds(meta), source=where)
-        raise OptionError(key, f"invalid value {value!r} ({'; '.join(errors)})", where)
+    by_origin = _BY_ORIGIN.get(typing.get_origin(tp))
+    if by_origin is not None:
+        return by_origin(tp, value, where, key, meta)
     return _finish(_scalar(tp, value, where, key), value, where, key, meta)
+
+
+def _coerce_list(tp: Any, value: Any, where: str | None, key: str, meta: Any) -> Any:
+    (item,) = typing.get_args(tp)
+    if not isinstance(value, list):
+        raise OptionError(key, f"expected a list, got {value!r}", where)
+    return [_coerce(item, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
+
+
+def _coerce_dict(tp: Any, value: Any, where: str | None, key: str, meta: Any) -> Any:
+    if not isinstance(value, dict):
+        raise OptionError(key, f"expected a mapping, got {value!r}", where)
+    args = typing.get_args(tp)
+    if len(args) == 2 and dataclasses.is_dataclass(args[1]):  # named sections (test_sets: {nih: {...}})
+        return {str(k): _build(args[1], v, where, f"{key}.{k}") for k, v in value.items()}  # type: ignore[arg-type]
+    return dict(value)
+
+
+def _coerce_literal(tp: Any, value: Any, where: str | None, key: str, meta: Any) -> Any:
+    choices = typing.get_args(tp)
+    if isinstance(value, str) and value.strip().lower() in choices:
+        return value.strip().lower()
+    noun = meta.get("noun")
+    msg = f"unknown {noun} {value!r}; valid: " if noun else "must be one of "
+    raise _Unconverted(key, msg + ", ".join(choices) + ("" if noun else f", got {value!r}"), where)
+
+
+def _is_none(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.lower() in {"none", "null"})
+
+
+def _coerce_union(tp: Any, value: Any, where: str | None, key: str, meta: Any) -> Any:
+    args = typing.get_args(tp)
+    if type(None) in args and _is_none(value):
+        return None
+    errors = []
+    for a in args:
+        if a is not type(None):
+            try:
+                return _coerce(a, value, where, key, meta)
+            except _Unconverted as exc:
+                errors.append(exc.problem)
+    _raise_union_error(value, where, key, meta, errors)
+
+
+def _raise_union_error(value: Any, where: str | None, key: str, meta: Any, errors: list[str]) -> NoReturn:
+    """No type of a union took ``value``: what it must be (``expect``, the bounds of a number) or why not."""
+    if "expect" in meta:
+        raise OptionError(key, f"must be {meta['expect']}, got {value!r}", where)
+    if len(errors) > 1 and any(k in meta for k in _NUMBER_CHECKS):  # a number or a word: what it must be
+        check_number(key, value, **_bounds(meta), source=where)
+    raise OptionError(key, f"invalid value {value!r} ({'; '.join(errors)})", where)
+
+
+_BY_ORIGIN: dict[Any, Callable[[Any, Any, str | None, str, Any], Any]] = {
+    list: _coerce_list,
+    dict: _coerce_dict,
+    Literal: _coerce_literal,
+    typing.Union: _coerce_union,
+    types.UnionType: _coerce_union,
+}
 
 
 class _Unconverted(OptionError):
@@ -310,36 +354,59 @@ def _bounds(meta: Any) -> dict[str, Any]:
 def _scalar(tp: Any, value: Any, where: str | None, key: str) -> Any:
     if hasattr(tp, "parse"):
         return tp.parse(value, key, where)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
-            return value.lower() in _TRUE
-        raise _Unconverted(key, f"expected true/false, got {value!r}", where)
-    if tp is int:
-        try:
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
-                return int(value)
-            f = float(value)
-            if not f.is_integer():
-                raise ValueError
-            return int(value) if isinstance(value, int) else int(f)
-        except (TypeError, ValueError, OverflowError):
-            raise _Unconverted(key, f"expected an integer, got {value!r}", where) from None
-    if tp is float:
-        if isinstance(value, bool):
-            raise _Unconverted(key, f"expected a number, got {value!r}", where)
-        try:
-            return float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise _Unconverted(key, f"expected a number, got {value!r}", where) from None
-    if tp is str:
-        if isinstance(value, (dict, list)):
-            raise _Unconverted(key, f"expected a string, got {value!r}", where)
-        return str(value)
-    return value
+    convert = next((f for t, f in _SCALARS if tp is t), None)
+    return value if convert is None else convert(value, key, where)
+
+
+def _to_bool(value: Any, key: str, where: str | None) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+        return value.lower() in _TRUE
+    raise _Unconverted(key, f"expected true/false, got {value!r}", where)
+
+
+def _int_value(value: Any) -> int:
+    """``value`` as a whole number; ``ValueError`` (or ``TypeError``/``OverflowError``) where it is none."""
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value)
+    f = float(value)
+    if not f.is_integer():
+        raise ValueError
+    return int(value) if isinstance(value, int) else int(f)
+
+
+def _to_int(value: Any, key: str, where: str | None) -> int:
+    try:
+        return _int_value(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _Unconverted(key, f"expected an integer, got {value!r}", where) from None
+
+
+def _to_float(value: Any, key: str, where: str | None) -> float:
+    if isinstance(value, bool):
+        raise _Unconverted(key, f"expected a number, got {value!r}", where)
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _Unconverted(key, f"expected a number, got {value!r}", where) from None
+
+
+def _to_str(value: Any, key: str, where: str | None) -> str:
+    if isinstance(value, (dict, list)):
+        raise _Unconverted(key, f"expected a string, got {value!r}", where)
+    return str(value)
+
+
+#: how a scalar field's value is converted, by its type (other types keep the value as it is)
+_SCALARS: tuple[tuple[type, Callable[[Any, str, str | None], Any]], ...] = (
+    (bool, _to_bool),
+    (int, _to_int),
+    (float, _to_float),
+    (str, _to_str),
+)
 
 
 def field_docs(cls: type) -> dict[str, str]:

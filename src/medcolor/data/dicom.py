@@ -107,23 +107,13 @@ def decode_dicom(data: bytes, name: str) -> tuple[np.ndarray, int]:
 
 def _decode(ds: Any, name: str) -> tuple[np.ndarray, int]:
     pixels = _pixel_array(ds, name)
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
-    stored_bits = int(getattr(ds, "BitsStored", 0) or getattr(ds, "BitsAllocated", 16) or 16)
-    if frames > 1:
-        raise ImageReadError(f"cannot read DICOM {name}: it has {frames} frames; only single images are supported")
-    if not 1 <= stored_bits <= 32:
-        raise ImageReadError(f"cannot read DICOM {name}: BitsStored {stored_bits} is not in 1..32")
+    stored_bits = _stored_bits(ds, name)
     if samples == 3:  # pydicom converts YBR to RGB
         return _colour_to_gray(pixels, stored_bits, name)
     if pixels.ndim != 2:
         raise ImageReadError(f"cannot read DICOM {name}: unexpected pixel array shape {pixels.shape}")
-    photometric = str(getattr(ds, "PhotometricInterpretation", None) or "MONOCHROME2").strip().upper()
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise ImageReadError(
-            f"cannot read DICOM {name}: PhotometricInterpretation {photometric!r} with one sample per pixel is "
-            "not supported (MONOCHROME1 or MONOCHROME2 expected); convert the file to a grayscale image"
-        )
+    photometric = _photometric(ds, name)
     if "ModalityLUTSequence" not in ds:
         _check_rescale(ds, name)
     try:
@@ -136,6 +126,28 @@ def _decode(ds: Any, name: str) -> tuple[np.ndarray, int]:
     if photometric == "MONOCHROME1":
         image = 1.0 - image
     return image.astype(np.float32), (8 if stored_bits <= 8 else 16)
+
+
+def _stored_bits(ds: Any, name: str) -> int:
+    """The bits per stored sample of a single-frame image (1..32), or an error."""
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    stored_bits = int(getattr(ds, "BitsStored", 0) or getattr(ds, "BitsAllocated", 16) or 16)
+    if frames > 1:
+        raise ImageReadError(f"cannot read DICOM {name}: it has {frames} frames; only single images are supported")
+    if not 1 <= stored_bits <= 32:
+        raise ImageReadError(f"cannot read DICOM {name}: BitsStored {stored_bits} is not in 1..32")
+    return stored_bits
+
+
+def _photometric(ds: Any, name: str) -> str:
+    """MONOCHROME1 or MONOCHROME2 (the default), or an error for other one-sample interpretations."""
+    photometric = str(getattr(ds, "PhotometricInterpretation", None) or "MONOCHROME2").strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise ImageReadError(
+            f"cannot read DICOM {name}: PhotometricInterpretation {photometric!r} with one sample per pixel is "
+            "not supported (MONOCHROME1 or MONOCHROME2 expected); convert the file to a grayscale image"
+        )
+    return photometric
 
 
 def _pixel_array(ds: Any, name: str) -> np.ndarray:

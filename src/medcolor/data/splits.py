@@ -148,42 +148,12 @@ def label_subset(
     """
     codes = label_states(raw_labels)
     n_all, n_lab = codes.shape
-    if n_all == 0:
-        raise DataError("label_subset needs at least one sample")
-    if (fraction is None) == (count is None):
-        raise ConfigError("label_subset needs exactly one of fraction= or count=")
-    smallest = f"the smallest valid fraction is {0.5 / n_all:.3g} (1 of {n_all} samples) or count=1"
-    if fraction is not None:
-        if not 0 < float(fraction) <= 1:
-            raise ConfigError(f"fraction must be in (0, 1], got {fraction!r}")
-        n = int(np.floor(float(fraction) * n_all + 0.5))
-        if n < 1:
-            raise DataError(f"fraction={fraction} of {n_all} samples is an empty subset; {smallest}")
-    else:
-        if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
-            raise ConfigError(f"count must be an int, got {count!r}")
-        n = int(count)
-        if n < 1:
-            raise DataError(f"count={count} is an empty subset; {smallest}")
-        if n > n_all:
-            raise ConfigError(
-                f"the training subset (--subset / data.subset) of {count} images exceeds the {n_all} "
-                f"training samples: give at most {n_all} or a fraction in (0, 1]"
-            )
+    n = _subset_size(n_all, fraction, count)
     rng = np.random.default_rng(seed)
     if n == n_all:
         return np.arange(n_all)
 
-    # joint pattern of all labels
-    if n_lab <= 31:
-        key = np.zeros(n_all, dtype=np.int64)
-        for j in range(n_lab):
-            key = key * 4 + codes[:, j]
-        patterns, inverse, sizes = np.unique(key, return_inverse=True, return_counts=True)
-        pat_codes = np.stack([(patterns // 4 ** (n_lab - 1 - j)) % 4 for j in range(n_lab)], axis=1)
-    else:
-        pat_codes, inverse, sizes = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
+    pat_codes, inverse, sizes = _label_patterns(codes)
     n_pat = len(sizes)
     onehot = np.zeros((n_pat, n_lab * 4), dtype=np.float64)  # pattern -> (label, state) indicator
     onehot[np.arange(n_pat)[:, None], np.arange(n_lab)[None, :] * 4 + pat_codes] = 1.0
@@ -197,8 +167,53 @@ def label_subset(
             f"label_subset: a label-state count is {worst:.2f} samples from its proportional target (more than 1)",
             stacklevel=2,
         )
+    return _draw_patterns(alloc, sizes, inverse, rng)
 
-    # draw within each pattern
+
+def _subset_size(n_all: int, fraction: float | None, count: int | None) -> int:
+    """The number of samples of :func:`label_subset`'s subset, from exactly one of ``fraction`` and ``count``."""
+    if n_all == 0:
+        raise DataError("label_subset needs at least one sample")
+    if (fraction is None) == (count is None):
+        raise ConfigError("label_subset needs exactly one of fraction= or count=")
+    smallest = f"the smallest valid fraction is {0.5 / n_all:.3g} (1 of {n_all} samples) or count=1"
+    if fraction is not None:
+        if not 0 < float(fraction) <= 1:
+            raise ConfigError(f"fraction must be in (0, 1], got {fraction!r}")
+        n = int(np.floor(float(fraction) * n_all + 0.5))
+        if n < 1:
+            raise DataError(f"fraction={fraction} of {n_all} samples is an empty subset; {smallest}")
+        return n
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
+        raise ConfigError(f"count must be an int, got {count!r}")
+    n = int(count)
+    if n < 1:
+        raise DataError(f"count={count} is an empty subset; {smallest}")
+    if n > n_all:
+        raise ConfigError(
+            f"the training subset (--subset / data.subset) of {count} images exceeds the {n_all} "
+            f"training samples: give at most {n_all} or a fraction in (0, 1]"
+        )
+    return n
+
+
+def _label_patterns(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct joint state patterns of all labels (one row of codes each), each sample's pattern and
+    the number of samples per pattern."""
+    n_all, n_lab = codes.shape
+    if n_lab <= 31:
+        key = np.zeros(n_all, dtype=np.int64)
+        for j in range(n_lab):
+            key = key * 4 + codes[:, j]
+        patterns, inverse, sizes = np.unique(key, return_inverse=True, return_counts=True)
+        pat_codes = np.stack([(patterns // 4 ** (n_lab - 1 - j)) % 4 for j in range(n_lab)], axis=1)
+    else:
+        pat_codes, inverse, sizes = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    return pat_codes, inverse.reshape(-1), sizes
+
+
+def _draw_patterns(alloc: np.ndarray, sizes: np.ndarray, inverse: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices: ``alloc[p]`` samples drawn at random from the samples of each pattern ``p``."""
     order = np.argsort(inverse, kind="stable")
     starts = np.concatenate([[0], np.cumsum(sizes)])
     chosen = []

@@ -113,24 +113,12 @@ def plot_label_counts(
     bad = [s for s in states if s not in COUNT_COLUMNS]
     if bad:
         raise ConfigError(f"unknown states {bad}; use some of {COUNT_COLUMNS}")
-    colors = {"positive": "#d62728", "negative": "#1f77b4", "uncertain": "#ff7f0e", "blank": "#7f7f7f"}
     n = len(panels)
     fig = Figure(figsize=(max(5.0, 1.2 * max(len(t) for t in panels.values()) + 1.5) * n, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, n, squeeze=False)[0]
-    width = 0.8 / len(states)
     for ax, (name, table) in zip(axes, panels.items(), strict=True):
-        missing = [s for s in states if s not in table.columns]
-        if missing:
-            raise DataError(f"count table {name!r} lacks the columns {missing}; make it with label_counts()")
-        x = np.arange(len(table))
-        for k, s in enumerate(states):
-            vals = table[s].to_numpy()
-            bars = ax.bar(x + (k - (len(states) - 1) / 2) * width, vals, width, label=s, color=colors[s])
-            ax.bar_label(bars, labels=[f"{int(v):,}" for v in vals], fontsize=6, rotation=90, padding=2)
-        ax.set_xticks(x, [str(i) for i in table.index], rotation=30, ha="right")
-        ax.set_ylabel("images")
-        ax.margins(y=0.18)
+        _plot_panel(ax, name, table, states)
         if name:
             ax.set_title(name if title is None or n == 1 else f"{name}")
         ax.legend(fontsize=8)
@@ -140,6 +128,25 @@ def plot_label_counts(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     return path
+
+
+_STATE_COLORS = {"positive": "#d62728", "negative": "#1f77b4", "uncertain": "#ff7f0e", "blank": "#7f7f7f"}
+
+
+def _plot_panel(ax: Any, name: Any, table: pd.DataFrame, states: Sequence[str]) -> None:
+    """One panel of :func:`plot_label_counts`: a group of bars (one per state) per observation."""
+    missing = [s for s in states if s not in table.columns]
+    if missing:
+        raise DataError(f"count table {name!r} lacks the columns {missing}; make it with label_counts()")
+    width = 0.8 / len(states)
+    x = np.arange(len(table))
+    for k, s in enumerate(states):
+        vals = table[s].to_numpy()
+        bars = ax.bar(x + (k - (len(states) - 1) / 2) * width, vals, width, label=s, color=_STATE_COLORS[s])
+        ax.bar_label(bars, labels=[f"{int(v):,}" for v in vals], fontsize=6, rotation=90, padding=2)
+    ax.set_xticks(x, [str(i) for i in table.index], rotation=30, ha="right")
+    ax.set_ylabel("images")
+    ax.margins(y=0.18)
 
 
 _CHECKED: Any = None  # the dataset a check_images worker process decodes from

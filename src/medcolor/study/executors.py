@@ -295,23 +295,39 @@ class SubmititExecutor:
         queued = self._queue(ids) or {}
         new = []
         for c in free:
-            d, rec = cell_dir(study_dir, c.id), records[c.id]
+            rec = records[c.id]
             q = queued.get(rec.job_id) if rec else None
-            if is_done(study_dir, c.id):
-                waiting.pop(c.id)
-                report(c, "done", "finished by another runner")
-            elif rec is not None and q is not None and q.active:
-                inflight[c.id] = _Tracked(c, rec)
-                report(
-                    c, "queued", f"its job {rec.job_id} ({q.describe()}), submitted by an earlier run: waiting for it"
-                )
-            elif (holder := CellLock.holder(d / LOCK_FILE)) is not None:
-                if c.id not in told:
-                    told.add(c.id)
-                    report(c, "running", f"elsewhere (pid {holder.get('pid')} on {holder.get('host')}): waiting for it")
-            else:
-                new.append(c)
+            if self._settled(study_dir, c, rec, q, waiting, inflight, told, report):
+                continue
+            new.append(c)
         return new
+
+    def _settled(
+        self,
+        study_dir: Path,
+        c: Cell,
+        rec: JobRecord | None,
+        q: JobState | None,
+        waiting: dict[str, Cell],
+        inflight: dict[str, _Tracked],
+        told: set[str],
+        report: Report,
+    ) -> bool:
+        """Whether cell ``c`` needs no job now: done meanwhile, its earlier job ``rec`` still queued (``q``;
+        adopted), or another process running it; False: submit it."""
+        if is_done(study_dir, c.id):
+            waiting.pop(c.id)
+            report(c, "done", "finished by another runner")
+        elif rec is not None and q is not None and q.active:
+            inflight[c.id] = _Tracked(c, rec)
+            report(c, "queued", f"its job {rec.job_id} ({q.describe()}), submitted by an earlier run: waiting for it")
+        elif (holder := CellLock.holder(cell_dir(study_dir, c.id) / LOCK_FILE)) is not None:
+            if c.id not in told:
+                told.add(c.id)
+                report(c, "running", f"elsewhere (pid {holder.get('pid')} on {holder.get('host')}): waiting for it")
+        else:
+            return False
+        return True
 
     def _finished(self, study_dir: Path, t: _Tracked, states: dict[str, JobState] | None) -> str | None:
         """The cell's status when its job is over (``done``, ``failed``, ``busy``...), else None."""
@@ -321,11 +337,9 @@ class SubmititExecutor:
             return None  # a local job: its process has not exited yet
         if result.exists():
             return self._result(d, t, result)
-        q: JobState | None = None
-        if self.cluster == "slurm":
-            q = None if states is None else states.get(t.record.job_id)
-            if states is None or (q is not None and q.active):
-                return None  # squeue did not answer, or the job is still queued/running
+        may_run, q = self._slurm_state(t, states)
+        if may_run:
+            return None  # squeue did not answer, or the job is still queued/running
         if CellLock.holder(d / LOCK_FILE) is not None:
             return None  # over for SLURM, but its process still holds the cell (it is being killed)
         now = time.monotonic()
@@ -336,6 +350,18 @@ class SubmititExecutor:
             return self._result(d, t, result)
         if is_done(study_dir, t.cell.id):
             return "done"
+        return self._failed(d, t, q)
+
+    def _slurm_state(self, t: _Tracked, states: dict[str, JobState] | None) -> tuple[bool, JobState | None]:
+        """The state of a SLURM job in the queue (None: gone, or not SLURM) and whether it may still run
+        (``states`` None: squeue did not answer)."""
+        if self.cluster != "slurm":
+            return False, None
+        q = None if states is None else states.get(t.record.job_id)
+        return states is None or (q is not None and q.active), q
+
+    def _failed(self, d: Path, t: _Tracked, q: JobState | None) -> str:
+        """A job that ended without a result: its failure recorded in the cell's directory ``d``."""
         state = end_state(t.record.job_id, q) if self.cluster == "slurm" else JobState(str(t.job.state))
         record_failure(
             d,

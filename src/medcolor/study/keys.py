@@ -37,28 +37,15 @@ def check_config_key(key: str) -> str | None:
     parts = key.split(".")
     if parts[0] == "transfer":
         return None if len(parts) == 1 else f"'transfer' has no sub-keys (got {key!r})"
-    if parts[0] == "stages":
-        cls: type = StageConfig
-        parts = parts[1:]
-        prefix = "stages."
-        if parts and parts[0] == "strategy":
-            return "set strategies with the 'stages' key, not 'stages.strategy'"
-    else:
-        cls = RunConfig
-        prefix = ""
-        if parts[0] in RUNNER_KEYS:
-            return f"{parts[0]!r} is set by the study runner (each cell is DIR/cells/<cell id>)"
+    root = _key_root(parts)
+    if isinstance(root, str):
+        return root
+    cls, parts, prefix = root
     for i, p in enumerate(parts):
         fields = fields_of(cls)
         name = p.replace("-", "_")
         if name not in fields:
-            valid = [f"{prefix}{'.'.join([*parts[:i], f])}" for f in fields if f not in RUNNER_KEYS]
-            extra = ["stages", "transfer"] if cls is RunConfig and not i else []
-            what = f"{prefix}{'.'.join(parts[:i])}" if i or prefix else "the run configuration"
-            return (
-                f"unknown key {key!r}: {what.rstrip('.')} has no option {p!r}."
-                f"{did_you_mean(prefix + '.'.join([*parts[:i], name]), valid + extra)}"
-            )
+            return _unknown_option(key, cls, fields, parts, i, prefix)
         tp = fields[name]
         if dataclasses.is_dataclass(tp):
             cls = tp
@@ -68,6 +55,31 @@ def check_config_key(key: str) -> str | None:
         if i != len(parts) - 1:
             return f"unknown key {key!r}: {'.'.join(parts[: i + 1])} is a value, not a section"
     return None
+
+
+def _key_root(parts: list[str]) -> tuple[type, list[str], str] | str:
+    """The config class a grid key starts in, the key's parts below it and their prefix; or why the key's
+    first part cannot be set."""
+    if parts[0] == "stages":
+        if len(parts) > 1 and parts[1] == "strategy":
+            return "set strategies with the 'stages' key, not 'stages.strategy'"
+        return StageConfig, parts[1:], "stages."
+    if parts[0] in RUNNER_KEYS:
+        return f"{parts[0]!r} is set by the study runner (each cell is DIR/cells/<cell id>)"
+    return RunConfig, parts, ""
+
+
+def _unknown_option(key: str, cls: type, fields: dict[str, Any], parts: list[str], i: int, prefix: str) -> str:
+    """Why ``key`` is unknown: its ``i``-th part is no option of ``cls`` (with a did-you-mean hint)."""
+    p = parts[i]
+    name = p.replace("-", "_")
+    valid = [f"{prefix}{'.'.join([*parts[:i], f])}" for f in fields if f not in RUNNER_KEYS]
+    extra = ["stages", "transfer"] if cls is RunConfig and not i else []
+    what = f"{prefix}{'.'.join(parts[:i])}" if i or prefix else "the run configuration"
+    return (
+        f"unknown key {key!r}: {what.rstrip('.')} has no option {p!r}."
+        f"{did_you_mean(prefix + '.'.join([*parts[:i], name]), valid + extra)}"
+    )
 
 
 # ----------------------------------------------------------------------------- stages

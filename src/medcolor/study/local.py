@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medcolor.study.cell import EXIT_CODES, run_cell
@@ -79,21 +80,8 @@ class LocalExecutor:
             raise StudyError("workers and devices must be >= 0, threads >= 1")
         self.devices = devices
         self.slots: list[list[str] | None]
-        if devices:
-            gpus = visible_gpus()
-            n = len(gpus) // devices
-            if n < 1:
-                raise StudyError(
-                    f"--devices {devices}: each cell needs {devices} GPU(s) but {len(gpus)} are visible "
-                    f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
-                )
-            self.workers = n if workers is None else min(workers, n)  # default: one worker per GPU slot
-            self.slots = [gpus[i * devices : (i + 1) * devices] for i in range(max(1, self.workers))]
-        else:
-            self.workers = 1 if workers is None else workers
-            self.slots = [None] * max(1, self.workers)
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.threads = threads or (None if devices else max(1, cpus // max(1, self.workers)))
+        self.workers, self.slots = _worker_slots(workers, devices)
+        self.threads = threads or (None if devices else max(1, _cpu_count() // max(1, self.workers)))
         self.poll_s, self.busy_wait_s = poll_s, busy_wait_s
         self.python = python or sys.executable
 
@@ -150,67 +138,108 @@ class LocalExecutor:
         study_dir = Path(study_dir).resolve()
         if self.workers == 0:
             return self._run_inline(study_dir, plan, todo, report)
-        pending = list(todo)
-        status: dict[str, str] = {}
-        running: dict[str, tuple[subprocess.Popen, list[str] | None, Cell]] = {}
-        free = list(self.slots)
-        not_before: dict[str, float] = {}
+        q = _Queue(pending=list(todo), free=list(self.slots))
         try:
-            while pending or running:
+            while q.pending or q.running:
                 now = time.monotonic()
-                for c in list(pending):
-                    if not free:
+                for c in list(q.pending):
+                    if not q.free:
                         break
-                    if any(status.get(dep) in ("failed", "skipped") for dep in c.depends_on):
-                        pending.remove(c)
-                        status[c.id] = "skipped"
-                        report(c, "skipped", detail(study_dir, c.id, "skipped", c))
-                        continue
-                    if any(not is_done(study_dir, dep) for dep in c.depends_on) or not_before.get(c.id, 0) > now:
-                        continue
-                    if is_done(study_dir, c.id):  # finished by another runner meanwhile
-                        pending.remove(c)
-                        status[c.id] = "done"
-                        report(c, "done", "finished by another runner")
-                        continue
-                    if CellLock.holder(cell_dir(study_dir, c.id) / LOCK_FILE) is not None:
-                        not_before[c.id] = now + self.busy_wait_s  # another runner has it: look again later
-                        continue
-                    slot = free.pop(0)
-                    running[c.id] = (self._start(study_dir, c, slot), slot, c)
-                    pending.remove(c)
-                for cid, (proc, slot, c) in list(running.items()):
-                    code = proc.poll()
-                    if code is None:
-                        continue
-                    del running[cid]
-                    free.append(slot)
-                    st = _STATUS.get(code)
-                    if st == "busy":
-                        pending.append(c)
-                        not_before[cid] = time.monotonic() + self.busy_wait_s
-                        continue
-                    if st is None or (st == "done" and not is_done(study_dir, cid)):
-                        d = cell_dir(study_dir, cid)
-                        why = f"signal {-code}" if code < 0 else f"exit code {code}"
-                        what = "died" if st is None else "ended without writing the cell's rows"
-                        record_failure(d, f"the worker process {what} ({why}); see {d / LOG_FILE}", tail(d / LOG_FILE))
-                        st = "failed"
-                    status[cid] = st
-                    report(c, st, detail(study_dir, cid, st, c))
+                    self._try_start(study_dir, c, q, now, report)
+                self._reap(study_dir, q, report)
                 time.sleep(self.poll_s)
         except BaseException:
-            for proc, _, _ in running.values():  # Ctrl-C reached them too; give them time to stop cleanly
-                with contextlib.suppress(OSError):
-                    proc.send_signal(signal.SIGINT)
-            deadline = time.monotonic() + 30
-            for proc, _, _ in running.values():
-                try:
-                    proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            _stop_workers(q.running)
             raise
-        return status
+        return q.status
+
+    def _try_start(self, study_dir: Path, c: Cell, q: _Queue, now: float, report: Report) -> None:
+        """Start cell ``c`` in a free slot when it can run now; skip it when a transfer source failed, leave it
+        pending while its sources are not done or another runner holds it."""
+        if any(q.status.get(dep) in ("failed", "skipped") for dep in c.depends_on):
+            q.pending.remove(c)
+            q.status[c.id] = "skipped"
+            report(c, "skipped", detail(study_dir, c.id, "skipped", c))
+            return
+        if any(not is_done(study_dir, dep) for dep in c.depends_on) or q.not_before.get(c.id, 0) > now:
+            return
+        if is_done(study_dir, c.id):  # finished by another runner meanwhile
+            q.pending.remove(c)
+            q.status[c.id] = "done"
+            report(c, "done", "finished by another runner")
+            return
+        if CellLock.holder(cell_dir(study_dir, c.id) / LOCK_FILE) is not None:
+            q.not_before[c.id] = now + self.busy_wait_s  # another runner has it: look again later
+            return
+        slot = q.free.pop(0)
+        q.running[c.id] = (self._start(study_dir, c, slot), slot, c)
+        q.pending.remove(c)
+
+    def _reap(self, study_dir: Path, q: _Queue, report: Report) -> None:
+        """The status of each worker process that has ended (a busy cell goes back to pending); frees its slot."""
+        for cid, (proc, slot, c) in list(q.running.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            del q.running[cid]
+            q.free.append(slot)
+            st = _STATUS.get(code)
+            if st == "busy":
+                q.pending.append(c)
+                q.not_before[cid] = time.monotonic() + self.busy_wait_s
+                continue
+            if st is None or (st == "done" and not is_done(study_dir, cid)):
+                d = cell_dir(study_dir, cid)
+                why = f"signal {-code}" if code < 0 else f"exit code {code}"
+                what = "died" if st is None else "ended without writing the cell's rows"
+                record_failure(d, f"the worker process {what} ({why}); see {d / LOG_FILE}", tail(d / LOG_FILE))
+                st = "failed"
+            q.status[cid] = st
+            report(c, st, detail(study_dir, cid, st, c))
+
+
+@dataclass
+class _Queue:
+    """The state of :meth:`LocalExecutor.run`: cells waiting, their worker processes (with their GPU slot),
+    the free slots, the cells' statuses and when a busy cell may be tried again."""
+
+    pending: list[Cell]
+    free: list[list[str] | None]
+    status: dict[str, str] = field(default_factory=dict)
+    running: dict[str, tuple[subprocess.Popen, list[str] | None, Cell]] = field(default_factory=dict)
+    not_before: dict[str, float] = field(default_factory=dict)
+
+
+def _stop_workers(running: dict[str, tuple[subprocess.Popen, list[str] | None, Cell]]) -> None:
+    for proc, _, _ in running.values():  # Ctrl-C reached them too; give them time to stop cleanly
+        with contextlib.suppress(OSError):
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 30
+    for proc, _, _ in running.values():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _worker_slots(workers: int | None, devices: int) -> tuple[int, list[list[str] | None]]:
+    """The number of worker processes and each one's GPUs (``devices`` per cell; None: no GPU)."""
+    if not devices:
+        n_workers = 1 if workers is None else workers
+        return n_workers, [None] * max(1, n_workers)
+    gpus = visible_gpus()
+    n = len(gpus) // devices
+    if n < 1:
+        raise StudyError(
+            f"--devices {devices}: each cell needs {devices} GPU(s) but {len(gpus)} are visible "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+        )
+    n_workers = n if workers is None else min(workers, n)  # default: one worker per GPU slot
+    return n_workers, [gpus[i * devices : (i + 1) * devices] for i in range(max(1, n_workers))]
 
 
 def detail(study_dir: Path, cell_id: str, status: str, cell: Cell | None = None) -> str:

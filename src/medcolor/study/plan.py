@@ -336,30 +336,34 @@ def _resolve_transfers(spec: Spec, entries: list[dict[str, Any]]) -> dict[int, i
     deps: dict[int, int] = {}
     top = [a.key for a in spec.grid if a.key != "transfer"]
     for i, e in enumerate(entries):
-        if not e["transfer"]:
-            continue
-        t = spec.transfers[e["transfer"]]
-        match = t.match if t.match is not None else [k for k in top if k not in t.select]
-        sel = dict(t.select)
-        for k in match:
-            sel.setdefault(k, [e["labels"].get(k)])
-        found = [j for j, o in enumerate(entries) if _matches(o["labels"], o["group"], sel)]
-        at = spec.at("transfer", t.name)
-        if not found:
-            wanted = ", ".join(f"{k}={'|'.join(str(x) for x in v)}" for k, v in sel.items())
-            raise SpecError(
-                f"{at}: transfer {t.name!r} (used by the cell {_describe(e)}) matches no cell of the study: "
-                f"none has {wanted}"
-            )
-        if len(found) > 1:
-            some = "; ".join(_describe(entries[j]) for j in found[:3])
-            raise SpecError(
-                f"{at}: transfer {t.name!r} (used by the cell {_describe(e)}) matches {len(found)} cells ({some}"
-                f"{'; ...' if len(found) > 3 else ''}): name more grid values under 'from:' or the keys to match "
-                "under 'match:'"
-            )
-        deps[i] = found[0]
+        if e["transfer"]:
+            deps[i] = _transfer_source(spec, entries, e, top)
     return deps
+
+
+def _transfer_source(spec: Spec, entries: list[dict[str, Any]], e: dict[str, Any], top: list[str]) -> int:
+    """The index of the one source cell of entry ``e``'s transfer; an error when none or several match."""
+    t = spec.transfers[e["transfer"]]
+    match = t.match if t.match is not None else [k for k in top if k not in t.select]
+    sel = dict(t.select)
+    for k in match:
+        sel.setdefault(k, [e["labels"].get(k)])
+    found = [j for j, o in enumerate(entries) if _matches(o["labels"], o["group"], sel)]
+    at = spec.at("transfer", t.name)
+    if not found:
+        wanted = ", ".join(f"{k}={'|'.join(str(x) for x in v)}" for k, v in sel.items())
+        raise SpecError(
+            f"{at}: transfer {t.name!r} (used by the cell {_describe(e)}) matches no cell of the study: "
+            f"none has {wanted}"
+        )
+    if len(found) > 1:
+        some = "; ".join(_describe(entries[j]) for j in found[:3])
+        raise SpecError(
+            f"{at}: transfer {t.name!r} (used by the cell {_describe(e)}) matches {len(found)} cells ({some}"
+            f"{'; ...' if len(found) > 3 else ''}): name more grid values under 'from:' or the keys to match "
+            "under 'match:'"
+        )
+    return found[0]
 
 
 def _topological(spec: Spec, entries: list[dict[str, Any]], deps: dict[int, int]) -> list[int]:

@@ -108,6 +108,14 @@ def parse_memory_gb(v: Any) -> float:
     return float(m.group(1)) * {"k": 1 / 1024**2, "m": 1 / 1024, "g": 1.0, "": 1.0, "t": 1024.0}[m.group(2)]
 
 
+#: what a valid value of a ``resources:`` key looks like (in the error for a bad one)
+_RESOURCE_HINTS = {
+    "time": "minutes or HH:MM:SS, e.g. 90, '4h', '12:00:00', '1-00:00:00'",
+    "memory": "e.g. 32G, 500M or a number of GB",
+    "setup": "a list of shell lines",
+}
+
+
 def parse_resources(spec: Spec, d: Any) -> Resources:
     if not isinstance(d, dict):
         raise SpecError(f"{spec.at('resources')}: resources: expected a mapping (partition:, gpus:, time:, memory:)")
@@ -120,30 +128,31 @@ def parse_resources(spec: Spec, d: Any) -> Resources:
                 f"Valid keys: {', '.join(RESOURCE_KEYS)}"
             )
         try:
-            if k in ("gpus", "nodes", "cpus"):
-                if not isinstance(v, int) or isinstance(v, bool) or v < (1 if k == "nodes" else 0):
-                    raise ValueError(v)
-                setattr(r, k, v)
-            elif k == "time":
-                r.time_min = parse_time_minutes(v)
-            elif k == "memory":
-                r.memory_gb = parse_memory_gb(v)
-            elif k == "setup":
-                if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                    raise ValueError(v)
-                r.setup = list(v)
-            else:
-                setattr(r, k, str(v))
+            _set_resource(r, k, v)
         except ValueError:
-            hint = {
-                "time": "minutes or HH:MM:SS, e.g. 90, '4h', '12:00:00', '1-00:00:00'",
-                "memory": "e.g. 32G, 500M or a number of GB",
-                "setup": "a list of shell lines",
-            }.get(k, "a whole number")
+            hint = _RESOURCE_HINTS.get(k, "a whole number")
             raise SpecError(f"{at}: resources.{k}: invalid value {v!r} ({hint})") from None
         if k == "time" and time_problem(r.time_min):
             raise SpecError(f"{at}: resources.time: {time_problem(r.time_min)}")
     return r
+
+
+def _set_resource(r: Resources, k: str, v: Any) -> None:
+    """``r.<k>`` from the value of ``resources.<k>``; ``ValueError`` where it is not a valid one."""
+    if k in ("gpus", "nodes", "cpus"):
+        if not isinstance(v, int) or isinstance(v, bool) or v < (1 if k == "nodes" else 0):
+            raise ValueError(v)
+        setattr(r, k, v)
+    elif k == "time":
+        r.time_min = parse_time_minutes(v)
+    elif k == "memory":
+        r.memory_gb = parse_memory_gb(v)
+    elif k == "setup":
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise ValueError(v)
+        r.setup = list(v)
+    else:
+        setattr(r, k, str(v))
 
 
 def parse_estimate(spec: Spec, d: Any) -> dict[str, Any]:

@@ -172,30 +172,41 @@ class ProgressLog(Callback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is not None:
-            v = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
-            if math.isfinite(v):
-                self._loss = v if self._loss is None else 0.9 * self._loss + 0.1 * v
+        self._add_loss(outputs)
         if isinstance(batch, dict) and hasattr(batch.get("image"), "shape"):
             self._images += int(batch["image"].shape[0]) * trainer.world_size
         step, now = trainer.global_step, self.clock()
         total = self.total if self.total is not None else int(getattr(pl_module, "total_steps", 0))
-        due = (self.every_steps and step - self._last_step >= self.every_steps) or now - self._last_t >= self.every_s
-        if not due or step >= total or not trainer.is_global_zero:
+        if not self._due(step, now) or step >= total or not trainer.is_global_zero:
             return
+        log.log(self.level, self._line(getattr(pl_module, "stage_name", None), step, total, now))
+        self._last_t, self._last_step = now, step
+
+    def _add_loss(self, outputs: Any) -> None:
+        """The batch's training loss into the smoothed loss (non-finite losses are left out)."""
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        v = float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+        if math.isfinite(v):
+            self._loss = v if self._loss is None else 0.9 * self._loss + 0.1 * v
+
+    def _due(self, step: int, now: float) -> bool:
+        """A line is due: ``every_steps`` steps or ``every_s`` seconds since the last one."""
+        return (
+            bool(self.every_steps and step - self._last_step >= self.every_steps) or now - self._last_t >= self.every_s
+        )
+
+    def _line(self, name: str | None, step: int, total: int, now: float) -> str:
         elapsed = max(now - self._start_t, 1e-9)
         done = step - self._start_step
         eta = (total - step) * elapsed / done if done else float("nan")
         loss_text = "-" if self._loss is None else f"{self._loss:.4f}"
-        name = getattr(pl_module, "stage_name", None)
         prefix = f"[{name}] {self.phase}" if name else self.phase
-        log.log(
-            self.level,
+        return (
             f"{prefix}: step {step}/{total} ({100 * step // max(total, 1)}%), loss {loss_text}, "
-            f"{self._images / elapsed:.1f} img/s, ETA {_duration(eta) if math.isfinite(eta) else '?'}",
+            f"{self._images / elapsed:.1f} img/s, ETA {_duration(eta) if math.isfinite(eta) else '?'}"
         )
-        self._last_t, self._last_step = now, step
 
 
 class StopAtStageEnd(Callback):

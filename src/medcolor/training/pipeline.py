@@ -178,17 +178,7 @@ def _fit_stage(
 ) -> StageResult:
     t0 = time.time()
     runtime = resolve_runtime(cfg)
-    # without a terminal there is no progress bar: a line per chunk stands in for it
-    lines = cfg.trainer.progress and not show_progress_bar(True, sys.stdout)
-    callbacks = StageCallbacks.create(directory, stage_seed(cfg.trainer.seed, index), progress_lines=lines)
-    trainer = make_trainer(
-        runtime,
-        max_epochs=1,
-        default_root_dir=str(directory),
-        callbacks=[*callbacks.all, *extra_callbacks],
-        logger=experiment_loggers(cfg.trainer.logger, directory, run_name=cfg.name),  # logs/csv/... always
-        log_every_n_steps=LOG_EVERY_N_STEPS,
-    )
+    trainer, callbacks = _stage_trainer(index, cfg, runtime, directory, extra_callbacks)
     plan = resolve_stage(
         index,
         stage,
@@ -200,18 +190,7 @@ def _fit_stage(
     )
     trainer.fit_loop.max_epochs = plan.schedule.chunks
     log.debug("stage plan: %s", plan)
-    # The stage starts from the previous stage's result alone: C's re-initialisation (and anything else
-    # random before training) draws from the stage's own seed, not from whatever RNG state the previous
-    # stage left in this process (which differs between a run that trained it and one that resumed it).
-    seed_everything(plan.seed)
-    model.apply_strategy(plan.strategy, plan.frozen_bn, plan.reset_head)
-    if runtime.channels_last:
-        model.to(memory_format=torch.channels_last)
-    if plan.needs_lr_find:
-        log.info(f"[{plan.name}] LR range test ({plan.lr_find.num_training} steps)...")
-        plan = plan.with_lr(find_lr(plan, model, bundle))
-        log.info(f"[{plan.name}] LR finder suggests max lr {plan.lr:.3g} (plot: {directory / 'lr_find.png'})")
-        seed_everything(plan.seed)
+    plan = _start_stage(plan, model, bundle, runtime, directory)
     module = ColorTransferModule.from_plan(model, bundle.label_names, plan)
     last = last_checkpoint(directory)
     resume_from = str(last) if last.is_file() else None
@@ -233,7 +212,49 @@ def _fit_stage(
     best_path = callbacks.checkpoint.best_model_path or str(last)
     module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
     model.to(memory_format=torch.contiguous_format)
+    return _stage_result(index, plan, directory, callbacks, trainable, t0)
+
+
+def _stage_trainer(
+    index: int, cfg: RunConfig, runtime: Any, directory: Path, extra_callbacks: Sequence[Callback]
+) -> tuple[Any, StageCallbacks]:
+    """The stage's Lightning Trainer and medcolor's callbacks (checkpoints, history, progress lines)."""
+    # without a terminal there is no progress bar: a line per chunk stands in for it
+    lines = cfg.trainer.progress and not show_progress_bar(True, sys.stdout)
+    callbacks = StageCallbacks.create(directory, stage_seed(cfg.trainer.seed, index), progress_lines=lines)
+    trainer = make_trainer(
+        runtime,
+        max_epochs=1,
+        default_root_dir=str(directory),
+        callbacks=[*callbacks.all, *extra_callbacks],
+        logger=experiment_loggers(cfg.trainer.logger, directory, run_name=cfg.name),  # logs/csv/... always
+        log_every_n_steps=LOG_EVERY_N_STEPS,
+    )
+    return trainer, callbacks
+
+
+def _start_stage(plan: Any, model: ColorTransferNet, bundle: DataBundle, runtime: Any, directory: Path) -> Any:
+    """The strategy applied to ``model`` and, with ``lr: find``, the plan with the LR finder's max lr."""
+    # The stage starts from the previous stage's result alone: C's re-initialisation (and anything else
+    # random before training) draws from the stage's own seed, not from whatever RNG state the previous
+    # stage left in this process (which differs between a run that trained it and one that resumed it).
+    seed_everything(plan.seed)
+    model.apply_strategy(plan.strategy, plan.frozen_bn, plan.reset_head)
+    if runtime.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if plan.needs_lr_find:
+        log.info(f"[{plan.name}] LR range test ({plan.lr_find.num_training} steps)...")
+        plan = plan.with_lr(find_lr(plan, model, bundle))
+        log.info(f"[{plan.name}] LR finder suggests max lr {plan.lr:.3g} (plot: {directory / 'lr_find.png'})")
+        seed_everything(plan.seed)
+    return plan
+
+
+def _stage_result(
+    index: int, plan: Any, directory: Path, callbacks: StageCallbacks, trainable: int, t0: float
+) -> StageResult:
     best = callbacks.history.best()
+    s = plan.schedule
     return StageResult(
         index=index,
         strategy=plan.name,
@@ -272,7 +293,6 @@ def train(
 
     ``callbacks``: extra Lightning callbacks added to every stage's Trainer after medcolor's own (e.g. a
     step timer or a profiler); they see the run as it is and must not change what it computes."""
-    from medcolor.evaluation.dataset import evaluate_run, held_out_split
     from medcolor.io import save_colorizer, save_model
 
     cfg = RunConfig.from_dict(cfg.to_dict())  # canonical values ("none" -> None...), as stored in config.yaml
@@ -282,6 +302,32 @@ def train(
     if resume:
         check_run_config(cfg)  # the stored configuration
     seed_everything(cfg.trainer.seed)
+    bundle = _run_data(cfg, out)
+    info = bundle.info
+    prepared = _prepare_test_sets(cfg, bundle, out) if evaluate_test and cfg.test_sets else None
+    model = build_model(cfg, bundle)
+    results = [
+        run_stage(i, stage, model, bundle, cfg, stage_dir(out, i, stage.strategy), callbacks=callbacks)
+        for i, stage in enumerate(cfg.stages)
+    ]
+    meta = model_metadata(cfg, bundle, cfg.stages[-1].strategy)
+    model_path = save_model(model, out / MODEL_FILE, **meta)
+    colorizer_path = (
+        save_colorizer(model.colorizer, out / COLORIZER_FILE, **meta) if model.colorizer.learnable else None
+    )
+    test_metrics = _evaluate_held_out(model, bundle, cfg, out) if evaluate_test else None
+    test_sets = None
+    if prepared:  # after the operating points: they read RUN/val/predictions.csv
+        test_sets = _evaluate_test_sets(model, prepared, bundle, cfg, out)
+    if colorizer_path is not None:
+        write_colorized_samples(out / SAMPLES_FILE, colorized_samples(model, bundle))
+    result = RunResult(out, results, test_metrics, model_path, colorizer_path, info, test_sets)
+    write_summary(out, result, name=cfg.name, parameters=model.parameter_summary())
+    return result
+
+
+def _run_data(cfg: RunConfig, out: Path) -> DataBundle:
+    """The run's data, checked, with ``data.json``, the label counts and the skipped rows written to ``out``."""
     bundle = build_data(cfg.data, synthetic_dir=out / "synthetic-data")
     check_normalization(bundle.mean, bundle.std, cfg.data.mean)
     info = bundle.info
@@ -295,82 +341,77 @@ def train(
         with atomic_path(out / SKIPPED_ROWS_FILE) as tmp:
             bundle.skipped.to_csv(tmp, index=False)
         log.info(f"{len(bundle.skipped):,} rows without an image were left out: listed in {out / SKIPPED_ROWS_FILE}")
-    prepared = None
-    if evaluate_test and cfg.test_sets:  # read, map and check every external set before training (fail fast)
-        from medcolor.testsets import prepare_test_sets
+    return bundle
 
-        prepared = prepare_test_sets(
-            cfg.test_sets,
-            bundle.label_names,
-            bundle.size,
-            run_sets=[bundle.train_full if bundle.train_full is not None else bundle.train, bundle.val],
-            run_dataset=cfg.data.dataset,
-            synthetic_dir=out / "synthetic-data",
-        )
-    model = build_model(cfg, bundle)
-    results = [
-        run_stage(i, stage, model, bundle, cfg, stage_dir(out, i, stage.strategy), callbacks=callbacks)
-        for i, stage in enumerate(cfg.stages)
-    ]
-    meta = model_metadata(cfg, bundle, cfg.stages[-1].strategy)
-    model_path = save_model(model, out / MODEL_FILE, **meta)
-    colorizer_path = (
-        save_colorizer(model.colorizer, out / COLORIZER_FILE, **meta) if model.colorizer.learnable else None
+
+def _prepare_test_sets(cfg: RunConfig, bundle: DataBundle, out: Path) -> Any:
+    """Every external test set read, mapped and checked before training (fail fast)."""
+    from medcolor.testsets import prepare_test_sets
+
+    return prepare_test_sets(
+        cfg.test_sets,
+        bundle.label_names,
+        bundle.size,
+        run_sets=[bundle.train_full if bundle.train_full is not None else bundle.train, bundle.val],
+        run_dataset=cfg.data.dataset,
+        synthetic_dir=out / "synthetic-data",
     )
-    test_metrics = None
-    if evaluate_test:
-        dataset, split = held_out_split(bundle)
-        accelerator = resolve_runtime(cfg).accelerator
-        test_metrics = evaluate_run(
-            model,
-            dataset,
-            out / split,
-            split=split,
-            size=bundle.size,
-            normalization=bundle.normalization,
-            batch_size=cfg.data.batch_size,
-            num_workers=resolve_num_workers(cfg.data.num_workers, accelerator),
-            device=accelerator,
-            precision="32-true",  # test metrics in full precision, whatever the training precision
-            bootstrap=cfg.trainer.bootstrap,
-            seed=cfg.trainer.seed,
-            progress=cfg.trainer.progress,
-        )
-        if split == "test":  # thresholds chosen on validation, applied to the test split (medcolor.operating)
-            from medcolor.operating import run_operating_points
 
-            run_operating_points(
-                model,
-                bundle,
-                out,
-                batch_size=cfg.data.batch_size,
-                device=accelerator,
-                seed=cfg.trainer.seed,
-                n_resamples=cfg.trainer.bootstrap,
-            )
-    test_sets = None
-    if prepared:  # after the operating points: they read RUN/val/predictions.csv
-        from medcolor.testsets import evaluate_test_sets
 
-        accelerator = resolve_runtime(cfg).accelerator
-        test_sets = evaluate_test_sets(
+def _evaluate_held_out(model: ColorTransferNet, bundle: DataBundle, cfg: RunConfig, out: Path) -> Any:
+    """The final network's metrics on the held-out split (test, else val), and the operating points."""
+    from medcolor.evaluation.dataset import evaluate_run, held_out_split
+
+    dataset, split = held_out_split(bundle)
+    accelerator = resolve_runtime(cfg).accelerator
+    test_metrics = evaluate_run(
+        model,
+        dataset,
+        out / split,
+        split=split,
+        size=bundle.size,
+        normalization=bundle.normalization,
+        batch_size=cfg.data.batch_size,
+        num_workers=resolve_num_workers(cfg.data.num_workers, accelerator),
+        device=accelerator,
+        precision="32-true",  # test metrics in full precision, whatever the training precision
+        bootstrap=cfg.trainer.bootstrap,
+        seed=cfg.trainer.seed,
+        progress=cfg.trainer.progress,
+    )
+    if split == "test":  # thresholds chosen on validation, applied to the test split (medcolor.operating)
+        from medcolor.operating import run_operating_points
+
+        run_operating_points(
             model,
+            bundle,
             out,
-            prepared,
-            size=bundle.size,
-            normalization=bundle.normalization,
             batch_size=cfg.data.batch_size,
-            num_workers=resolve_num_workers(cfg.data.num_workers, accelerator),
             device=accelerator,
-            bootstrap=cfg.trainer.bootstrap,
             seed=cfg.trainer.seed,
-            progress=cfg.trainer.progress,
+            n_resamples=cfg.trainer.bootstrap,
         )
-    if colorizer_path is not None:
-        write_colorized_samples(out / SAMPLES_FILE, colorized_samples(model, bundle))
-    result = RunResult(out, results, test_metrics, model_path, colorizer_path, info, test_sets)
-    write_summary(out, result, name=cfg.name, parameters=model.parameter_summary())
-    return result
+    return test_metrics
+
+
+def _evaluate_test_sets(model: ColorTransferNet, prepared: Any, bundle: DataBundle, cfg: RunConfig, out: Path) -> Any:
+    """The final network on each external test set."""
+    from medcolor.testsets import evaluate_test_sets
+
+    accelerator = resolve_runtime(cfg).accelerator
+    return evaluate_test_sets(
+        model,
+        out,
+        prepared,
+        size=bundle.size,
+        normalization=bundle.normalization,
+        batch_size=cfg.data.batch_size,
+        num_workers=resolve_num_workers(cfg.data.num_workers, accelerator),
+        device=accelerator,
+        bootstrap=cfg.trainer.bootstrap,
+        seed=cfg.trainer.seed,
+        progress=cfg.trainer.progress,
+    )
 
 
 def colorized_samples(model: ColorTransferNet, bundle: DataBundle, n: int = SAMPLE_IMAGES) -> ColorizedSamples:

@@ -118,28 +118,7 @@ def duplicate_rows(
     groups: dict[str, list[int]] = {}
     for k in np.flatnonzero(dup).tolist():
         groups.setdefault(keys[k], []).append(k)
-    conflicts: list[str] = []
-    conflict_rows: list[int] = []
-    repeats: list[tuple[int, int]] = []  # (index of the repeat, index of the first row)
-    for ks in groups.values():
-        first = ks[0]
-        if any(not _same(raw_labels[k], raw_labels[first]) for k in ks[1:]):
-            j = next(j for j in range(raw_labels.shape[1]) if len({str(raw_labels[k, j]) for k in ks}) > 1)
-            values = " vs ".join(f"{raw_labels[k, j]:g}" for k in ks)
-            conflicts.append(
-                f"rows {', '.join(str(rows[k]) for k in ks)}: {keys[first]!r}, {label_names[j]!r} = {values}"
-            )
-            conflict_rows += [int(rows[k]) for k in ks]
-        else:
-            repeats += [(k, first) for k in ks[1:]]
-    if conflicts:
-        raise _error(
-            f"{len(conflicts)} image(s) are listed in {src} more than once with different labels "
-            f"({_quote(conflicts, sorted(conflict_rows))}). An image has one set "
-            "of labels: fix or remove the conflicting rows.",
-            sorted(conflict_rows),
-        )
-    repeats.sort()
+    repeats = _repeats_or_conflicts(groups, keys, raw_labels, label_names, rows, src)
     rep_rows = [int(rows[k]) for k, _ in repeats]
     first = _quote([f"row {rows[k]} repeats row {rows[f]}: {keys[k]!r}" for k, f in repeats], rep_rows)
     if policy != "drop":
@@ -165,6 +144,40 @@ def duplicate_rows(
         stacklevel=5,
     )
     return keep, skipped
+
+
+def _repeats_or_conflicts(
+    groups: dict[str, list[int]],
+    keys: Sequence[str],
+    raw_labels: np.ndarray,
+    label_names: Sequence[str],
+    rows: np.ndarray,
+    src: str,
+) -> list[tuple[int, int]]:
+    """The repeats (index of the repeat, index of the first row) of ``groups`` of rows listing one image,
+    sorted; a DataError naming the rows and a label where the rows of an image have different labels."""
+    conflicts: list[str] = []
+    conflict_rows: list[int] = []
+    repeats: list[tuple[int, int]] = []
+    for ks in groups.values():
+        first = ks[0]
+        if any(not _same(raw_labels[k], raw_labels[first]) for k in ks[1:]):
+            j = next(j for j in range(raw_labels.shape[1]) if len({str(raw_labels[k, j]) for k in ks}) > 1)
+            values = " vs ".join(f"{raw_labels[k, j]:g}" for k in ks)
+            conflicts.append(
+                f"rows {', '.join(str(rows[k]) for k in ks)}: {keys[first]!r}, {label_names[j]!r} = {values}"
+            )
+            conflict_rows += [int(rows[k]) for k in ks]
+        else:
+            repeats += [(k, first) for k in ks[1:]]
+    if conflicts:
+        raise _error(
+            f"{len(conflicts)} image(s) are listed in {src} more than once with different labels "
+            f"({_quote(conflicts, sorted(conflict_rows))}). An image has one set "
+            "of labels: fix or remove the conflicting rows.",
+            sorted(conflict_rows),
+        )
+    return sorted(repeats)
 
 
 def existing(paths: Sequence[str]) -> np.ndarray:
