@@ -159,14 +159,18 @@ def run(
     from medcolor.cli.parser import build_parser, config_from_args
     from medcolor.training import train
 
-    args = [
-        "train",
+    weights = BACKBONES[backbone]
+    data = getattr(a, "data_args", None) or [
         "--dataset",
         "folder",
         "--root",
         str(a.root),
         "--option",
         "patient_regex=kermany",
+    ]
+    args = [
+        "train",
+        *data,
         "--val",
         "0.1",
         "--test",
@@ -174,7 +178,7 @@ def run(
         "--backbone",
         backbone,
         "--weights",
-        str(BACKBONES[backbone]),
+        str(weights) if weights.is_file() or not getattr(a, "random_weights_if_missing", False) else "none",
         "--stages",
         "baseline",
         "--frozen-bn",
@@ -374,17 +378,17 @@ def main() -> None:
     from medcolor.training import resolve_precision
 
     res["precision"] = resolve_precision(a.precision, "cpu") if a.precision == "auto" else a.precision
+    a.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         for backbone in a.backbones:
             res["rows"].append(bench_backbone(backbone, a, work / backbone.replace(":", "_")))
+            res["load_end"] = loadavg()
+            a.out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")  # after every backbone
+            a.out.with_suffix(".md").write_text(markdown(res))
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if tmp_cache:
             shutil.rmtree(a.cache_dir, ignore_errors=True)
-    res["load_end"] = loadavg()
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    a.out.with_suffix(".md").write_text(markdown(res))
     print(markdown(res))
     if not all(r["auc_agree"] for r in res["rows"]):
         raise SystemExit(f"cached and uncached test AUCs differ by more than {a.auc_tolerance}")
