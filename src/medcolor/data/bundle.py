@@ -14,9 +14,9 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
-from medcolor.data.transforms import AugmentConfig, EvalTransform, TrainTransform, compute_mean_std
+from medcolor.data.transforms import AugmentConfig, EvalTransform, TrainTransform, compute_mean_std, to_unit
 from medcolor.errors import ConfigError, DataError
 from medcolor.normalization import CHEXPERT_MEAN, CHEXPERT_STD
 from medcolor.utils import resolve_num_workers
@@ -53,23 +53,56 @@ class NetworkView(Dataset):
 
     Keys are indices (evaluation: deterministic resize + centre crop) or ``(index, seed)`` pairs from
     :class:`~medcolor.data.samplers.ChunkSampler` (training: the seed drives the augmentation).
+
+    ``uint8=True`` (the training loaders): an 8-bit image that needs no resize comes as its uint8 crop
+    ``(1, size, size)``, a quarter of the bytes through the DataLoader; batch it with :meth:`collate` and
+    normalise it on the model side with :func:`~medcolor.data.transforms.normalize_batch` (bit-identical to
+    the float path without augmentation; a worker-side rotation/zoom then runs on uint8: see
+    :mod:`medcolor.data.transforms`).
     """
 
-    def __init__(self, dataset: Any, transform: TrainTransform | EvalTransform) -> None:
-        self.dataset, self.transform = dataset, transform
+    def __init__(self, dataset: Any, transform: TrainTransform | EvalTransform, *, uint8: bool = False) -> None:
+        self.dataset, self.transform, self.uint8 = dataset, transform, uint8
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         idx, seed = key if isinstance(key, tuple) else (key, 0)
-        img = torch.from_numpy(np.ascontiguousarray(self.dataset.load_image(idx), dtype=np.float32))[None]
+        image = self._uint8_crop(idx, seed) if self.uint8 else None
+        if image is None:
+            img = torch.from_numpy(np.ascontiguousarray(self.dataset.load_image(idx), dtype=np.float32))[None]
+            image = self.transform(img, seed)
         return {
-            "image": self.transform(img, seed),
+            "image": image,
             "target": torch.from_numpy(np.asarray(self.dataset.labels[idx], dtype=np.float32)),
             "index": idx,
             "seed": seed,
         }
+
+    def _uint8_crop(self, idx: int, seed: int) -> torch.Tensor | None:
+        """The uint8 crop of an 8-bit image as stored (cache or decoder), or None: the float way."""
+        load_stored = getattr(self.dataset, "load_stored", None)
+        stored = load_stored(idx) if load_stored is not None else None
+        if stored is None or stored.dtype != np.uint8:
+            return None
+        return self.transform.crop_uint8(torch.from_numpy(stored)[None], seed)
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """``default_collate``; a batch of uint8 crops carries ``normalization`` ``(mean, std)`` for
+        :func:`~medcolor.data.transforms.normalize_batch` on the model side; a batch mixing uint8 crops with
+        float images (resized or 16-bit ones) is normalised here, in the worker, the per-sample way."""
+        images = [it["image"] for it in items]
+        if any(x.dtype == torch.uint8 for x in images) and not all(x.dtype == torch.uint8 for x in images):
+            m, s = self.transform.mean, self.transform.std
+            items = [
+                {**it, "image": (to_unit(it["image"]) - m) / s} if it["image"].dtype == torch.uint8 else it
+                for it in items
+            ]
+        batch = default_collate(items)
+        if batch["image"].dtype == torch.uint8:
+            batch["normalization"] = (self.transform.mean, self.transform.std)
+        return batch
 
 
 @dataclass
@@ -88,12 +121,14 @@ class DataBundle:
     #: the training split before the subset draw (None without ``subset``: then it is ``train``)
     train_full: Any | None = None
 
-    def train_view(self, rotate_zoom_here: bool = True, augment: bool = True) -> NetworkView:
+    def train_view(self, rotate_zoom_here: bool = True, augment: bool = True, *, uint8: bool = False) -> NetworkView:
+        """The training view; ``uint8``: hand uint8 crops to the model side where exact (:class:`NetworkView`)."""
         aug = AugmentConfig() if augment else None
-        return NetworkView(self.train, TrainTransform(self.size, self.mean, self.std, aug, rotate_zoom_here))
+        tf = TrainTransform(self.size, self.mean, self.std, aug, rotate_zoom_here)
+        return NetworkView(self.train, tf, uint8=uint8)
 
-    def eval_view(self, dataset: Any) -> NetworkView:
-        return NetworkView(dataset, EvalTransform(self.size, self.mean, self.std))
+    def eval_view(self, dataset: Any, *, uint8: bool = False) -> NetworkView:
+        return NetworkView(dataset, EvalTransform(self.size, self.mean, self.std), uint8=uint8)
 
     def splits(self) -> dict[str, Any]:
         """The datasets of the run by name: ``train``, ``val``, ``test`` and ``train_full`` (None where absent)."""

@@ -14,6 +14,14 @@ per sample in a worker or batched on the GPU.  The batched warp (:func:`rotate_z
 OpenCV's ``warpAffine`` with the same pixel mapping and the same reflection at the borders, 4-6x faster
 on a CPU core than ``grid_sample`` on one image.  They differ only by OpenCV's 1/32-pixel quantisation
 of source positions (mean absolute difference ~1e-4 of the [0, 1] range on natural images).
+
+uint8 batches: where the stored image is 8-bit and needs no resize, a training/validation view hands the
+DataLoader the uint8 crop (:meth:`TrainTransform.crop_uint8`: a quarter of the float32 bytes through the
+workers, the collate and the worker -> main process queue) and the model side converts and normalises the
+whole batch (:func:`normalize_batch`) with the same float32 arithmetic as the per-sample path, so the result is
+bit-identical.  A worker-side rotation/zoom of such an image runs on the uint8 pixels (OpenCV's fixed-point
+bilinear warp, rounded to whole gray levels): the warped values differ from the float warp by at most one gray
+level (1/255); see ``TrainTransform.uint8_augment``.
 """
 
 from __future__ import annotations
@@ -103,7 +111,8 @@ def pixel_affine(theta: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def rotate_zoom_one(image: torch.Tensor, angle: float, scale: float, dx: float = 0.0, dy: float = 0.0) -> torch.Tensor:
     """:func:`rotate_zoom` of one float32 ``(C, H, W)`` image on the CPU with OpenCV (bilinear; reflection
-    about the border as ``grid_sample``'s ``padding_mode="reflection"``); identity parameters return it."""
+    about the border as ``grid_sample``'s ``padding_mode="reflection"``); identity parameters return it.
+    A uint8 image is warped as uint8 (fixed-point weights, rounded to whole gray levels); anything else as float32."""
     if angle == 0 and scale == 1 and dx == 0 and dy == 0:
         return image
     if get_worker_info() is not None and cv2.getNumThreads() != 1:
@@ -111,7 +120,8 @@ def rotate_zoom_one(image: torch.Tensor, angle: float, scale: float, dx: float =
     h, w = image.shape[-2:]
     m = pixel_affine(_affine_theta(angle, scale, dx, dy), h, w)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    src = image.detach().to("cpu", torch.float32).numpy()  # a crop's row stride is fine for OpenCV
+    keep = torch.uint8 if image.dtype == torch.uint8 else torch.float32
+    src = image.detach().to("cpu", keep).numpy()  # a crop's row stride is fine for OpenCV
     out = [cv2.warpAffine(c, m, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT) for c in src]
     return torch.from_numpy(np.stack(out))
 
@@ -158,13 +168,35 @@ class TrainTransform:
         self.size, self.mean, self.std = size, float(mean), float(std)
         self.augment, self.rotate_zoom_here = augment, rotate_zoom_here
 
+    #: a worker-side rotation/zoom of a uint8 crop runs on uint8 (<= 1 gray level from the float warp);
+    #: False: such a sample goes the float way (normalised in the worker)
+    uint8_augment: bool = True
+
     def __call__(self, img: torch.Tensor, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(derive_seed(seed, 0))
         out = resize(random_square_crop(img, g), self.size)
         if self.augment is not None and self.rotate_zoom_here:
-            angle, scale, dx, dy = sample_rotate_zoom(torch.Generator().manual_seed(derive_seed(seed, 1)), self.augment)
-            out = rotate_zoom_one(out, angle, scale, dx, dy)
+            out = rotate_zoom_one(out, *self._rotate_zoom_params(seed))
         return (out - self.mean).div_(self.std)  # one new tensor (this runs per sample in the workers)
+
+    def _rotate_zoom_params(self, seed: int) -> tuple[float, float, float, float]:
+        assert self.augment is not None
+        return sample_rotate_zoom(torch.Generator().manual_seed(derive_seed(seed, 1)), self.augment)
+
+    def crop_uint8(self, img: torch.Tensor, seed: int) -> torch.Tensor | None:
+        """The uint8 ``(1, size, size)`` crop of a uint8 ``(1, H, W)`` image for :func:`normalize_batch`, the
+        same pixels :meth:`__call__` takes (and warps, on uint8, where it does); None where it resizes (or
+        would warp and :attr:`uint8_augment` is off): that image goes the float way."""
+        out = random_square_crop(img, torch.Generator().manual_seed(derive_seed(seed, 0)))
+        if tuple(out.shape[-2:]) != (self.size, self.size):
+            return None
+        if self.augment is not None and self.rotate_zoom_here:
+            params = self._rotate_zoom_params(seed)
+            if params != (0.0, 1.0, 0.0, 0.0):
+                if not self.uint8_augment:
+                    return None
+                out = rotate_zoom_one(out, *params)
+        return out
 
 
 class EvalTransform:
@@ -176,6 +208,24 @@ class EvalTransform:
 
     def __call__(self, img: torch.Tensor, seed: int | None = None) -> torch.Tensor:
         return (resize(center_square_crop(img), self.size) - self.mean) / self.std
+
+    def crop_uint8(self, img: torch.Tensor, seed: int | None = None) -> torch.Tensor | None:
+        """The uint8 centre crop for :func:`normalize_batch`, or None where :meth:`__call__` resizes."""
+        out = center_square_crop(img)
+        return out if tuple(out.shape[-2:]) == (self.size, self.size) else None
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 -> float32 in [0, 1] (/ 255), the arithmetic of :func:`medcolor.data.readers.to_float`."""
+    return images.to(torch.float32).div_(255)
+
+
+def normalize_batch(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """A batch of uint8 crops ``(B, 1, H, W)`` (any device) -> normalised float32, bit-identical to what
+    :class:`TrainTransform` / :class:`EvalTransform` give for the same pixels per sample: ``(x / 255 - mean) / std``."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"normalize_batch expects uint8 images, got {images.dtype}")
+    return to_unit(images).sub_(float(mean)).div_(float(std))
 
 
 class BatchRotateZoom(torch.nn.Module):
@@ -231,10 +281,12 @@ __all__ = [
     "TrainTransform",
     "center_square_crop",
     "compute_mean_std",
+    "normalize_batch",
     "pixel_affine",
     "random_square_crop",
     "resize",
     "rotate_zoom",
     "rotate_zoom_one",
     "sample_rotate_zoom",
+    "to_unit",
 ]

@@ -32,6 +32,9 @@ class TrainData(L.LightningDataModule):
         t = getattr(self, "trainer", None)
         return (t.global_rank, t.world_size) if t is not None else (0, 1)
 
+    #: hand uint8 crops to the model side, which normalises the batch (:class:`~medcolor.data.bundle.NetworkView`)
+    uint8 = True
+
     def _loader(self, dataset: Any, sampler: Any) -> DataLoader:
         return DataLoader(
             dataset,
@@ -40,11 +43,12 @@ class TrainData(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            collate_fn=getattr(dataset, "collate", None),
         )
 
     def train_dataloader(self) -> DataLoader:
         rank, world = self._rank()
-        view = self.bundle.train_view(self.rotate_zoom_in_worker, self.augment)
+        view = self.bundle.train_view(self.rotate_zoom_in_worker, self.augment, uint8=self.uint8)
         trainer = getattr(self, "trainer", None)
         steps = (lambda: trainer.global_step) if trainer is not None else None
         sampler = ChunkSampler(len(view), self.batch_size, self.iterations, self.seed, rank, world, steps)
@@ -59,7 +63,7 @@ class TrainValData(TrainData):
 
     def val_dataloader(self) -> DataLoader:
         rank, world = self._rank()
-        view = self.bundle.eval_view(self.bundle.val)
+        view = self.bundle.eval_view(self.bundle.val, uint8=self.uint8)
         return self._loader(view, ShardSampler(len(view), rank, world))
 
 

@@ -118,15 +118,26 @@ def _keys(dataset: Any) -> list[str]:
 
 @torch.no_grad()
 def compute_features(
-    model: ColorTransferNet, view: Dataset, *, batch_size: int, device: str, precision: str, channels_last: bool
+    model: ColorTransferNet,
+    view: Dataset,
+    *,
+    batch_size: int,
+    device: str,
+    precision: str,
+    channels_last: bool,
+    num_workers: int = 0,
 ) -> tuple[np.ndarray, str]:
     """``E(T(x))`` of every image of ``view`` with T and E in eval mode (no dropout, BN statistics fixed) under
-    the stage's autocast and memory format; float32 ``(N, F)`` and the dtype E returned them in."""
+    the stage's autocast and memory format; float32 ``(N, F)`` and the dtype E returned them in.
+
+    ``num_workers``: DataLoader workers that read and transform the images (one thread each), as the stage's
+    loaders do; with 0 the per-image arithmetic runs on the model's threads, which is many times slower on a
+    busy machine (a 2-thread op waits for both threads to be scheduled)."""
     was = model.training
     model.eval()
     out, dtype = [], "torch.float32"
     try:
-        for batch in DataLoader(view, batch_size=batch_size, shuffle=False):
+        for batch in DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers):
             x = batch["image"].to(device)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -223,6 +234,7 @@ def stage_features(
                     device=device,
                     precision=rt.precision,
                     channels_last=rt.channels_last,
+                    num_workers=plan.num_workers,
                 )
             finally:
                 model.cpu()

@@ -11,7 +11,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from medcolor.data.transforms import AugmentConfig, BatchRotateZoom
+from medcolor.data.transforms import AugmentConfig, BatchRotateZoom, normalize_batch
 from medcolor.errors import ConfigError, DataError, TrainingError
 from medcolor.evaluation import MaskedAUROC, masked_bce_with_logits, mean_auc
 from medcolor.model import ColorTransferNet
@@ -106,6 +106,8 @@ class ColorTransferModule(L.LightningModule):
 
     def _input(self, batch: dict[str, Any], train: bool) -> torch.Tensor:
         x = batch["image"]
+        if x.dtype == torch.uint8:  # uint8 crops from the workers: converted and normalised here, per batch
+            x = normalize_batch(x, *batch["normalization"])
         if train and self.device_augment is not None:
             x = self.device_augment(x, batch["seed"])
         if self.channels_last:

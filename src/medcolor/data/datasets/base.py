@@ -337,12 +337,24 @@ class XRayDataset(Dataset):
         try:
             if self.load_size is None:
                 return read_image(path)
+        except ImageReadError as e:
+            raise ImageReadError(f"{e} (sample {i}, {self._where(i)})") from None
+        return to_float(self.load_stored(i))
+
+    def load_stored(self, i: int) -> np.ndarray | None:
+        """Image ``i`` as stored after reduction (uint8 or uint16 (H, W), from the cache or decoded), what
+        :meth:`load_image` scales to [0, 1]; None without ``load_size`` (full-resolution float images)."""
+        i = self._check_index(i)
+        if self.load_size is None or self.root is None:
+            return None
+        path = self._path_strs[i]
+        try:
             stored = self.cache.get(path) if self.cache is not None else None
             if stored is None:
                 if self.cache is not None:
                     self.cache_misses += 1
                 stored = load_reduced(path, self.load_size)
-            return to_float(stored)
+            return stored
         except ImageReadError as e:
             raise ImageReadError(f"{e} (sample {i}, {self._where(i)})") from None
 
