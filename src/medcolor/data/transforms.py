@@ -20,8 +20,9 @@ DataLoader the uint8 crop (:meth:`TrainTransform.crop_uint8`: a quarter of the f
 workers, the collate and the worker -> main process queue) and the model side converts and normalises the
 whole batch (:func:`normalize_batch`) with the same float32 arithmetic as the per-sample path, so the result is
 bit-identical.  A worker-side rotation/zoom of such an image runs on the uint8 pixels (OpenCV's fixed-point
-bilinear warp, rounded to whole gray levels): the warped values differ from the float warp by at most one gray
-level (1/255); see ``TrainTransform.uint8_augment``.
+bilinear warp, rounded to whole gray levels) only where ``TrainTransform.uint8_augment`` is set: the warped
+values then differ from the float warp by at most one gray level (1/255); by default a warped sample takes the
+float path, so every run gives the same numbers as before.
 """
 
 from __future__ import annotations
@@ -168,9 +169,10 @@ class TrainTransform:
         self.size, self.mean, self.std = size, float(mean), float(std)
         self.augment, self.rotate_zoom_here = augment, rotate_zoom_here
 
-    #: a worker-side rotation/zoom of a uint8 crop runs on uint8 (<= 1 gray level from the float warp);
-    #: False: such a sample goes the float way (normalised in the worker)
-    uint8_augment: bool = True
+    #: True: a worker-side rotation/zoom of a uint8 crop runs on uint8 (<= 1 gray level from the float warp);
+    #: False (the default, so that a seed gives the same numbers as the float path): such a sample goes the
+    #: float way (normalised in the worker)
+    uint8_augment: bool = False
 
     def __call__(self, img: torch.Tensor, seed: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(derive_seed(seed, 0))
