@@ -347,6 +347,8 @@ def train(
                 device=accelerator,
                 seed=cfg.trainer.seed,
                 n_resamples=cfg.trainer.bootstrap,
+                rule=cfg.operating.threshold,
+                temperature_scaling=cfg.operating.temperature,
             )
     test_sets = None
     if prepared:  # after the operating points: they read RUN/val/predictions.csv
@@ -365,6 +367,7 @@ def train(
             bootstrap=cfg.trainer.bootstrap,
             seed=cfg.trainer.seed,
             progress=cfg.trainer.progress,
+            operating=cfg.operating,
         )
     if colorizer_path is not None:
         write_colorized_samples(out / SAMPLES_FILE, colorized_samples(model, bundle))

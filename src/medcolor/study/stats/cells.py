@@ -39,8 +39,7 @@ def grid_fields(table: pd.DataFrame) -> list[str]:
 
 def check_results(table: pd.DataFrame, metric: str = "test_auc") -> None:
     """Refuse a table that is not a results table of a version this medcolor reads (1: no ``test_set``
-    column, read as all internal; 2) or lacks ``metric``, or that mixes test sets (pick one first:
-    :func:`medcolor.study.results.for_test_set`)."""
+    column, read as all internal; 2) or lacks ``metric``."""
     if "schema_version" in table.columns and len(table):
         versions = sorted({int(v) for v in pd.unique(table["schema_version"].dropna())})
         if len(versions) > 1 or not set(versions) <= {1, SCHEMA_VERSION}:
@@ -56,12 +55,6 @@ def check_results(table: pd.DataFrame, metric: str = "test_auc") -> None:
         raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if table.empty:
         raise DataError("the results table is empty: no cell of the study has finished")
-    sets = table_test_sets(table)
-    if TEST_SET in table.columns and len(sets) > 1:
-        raise DataError(
-            f"the results table holds several test sets ({', '.join(sets)}); compare one at a time "
-            "(compare(..., test_set=NAME), or medcolor.study.results.for_test_set(table, NAME))"
-        )
 
 
 def normalize_value(v: Any) -> str:
@@ -116,8 +109,15 @@ class StudyCells:
 
 
 def study_cells(table: pd.DataFrame, metric: str = "test_auc") -> StudyCells:
-    """Reshape a results table to :class:`StudyCells` (validating it)."""
+    """Reshape a results table of one test set to :class:`StudyCells` (validating it; a table of several test
+    sets is refused: pick one first with :func:`medcolor.study.results.for_test_set`)."""
     check_results(table, metric)
+    sets = table_test_sets(table)
+    if TEST_SET in table.columns and len(sets) > 1:
+        raise DataError(
+            f"the results table holds several test sets ({', '.join(sets)}); compare one at a time "
+            "(compare(..., test_set=NAME), or medcolor.study.results.for_test_set(table, NAME))"
+        )
     grid = grid_fields(table)
     t = table.drop(columns=TEST_SET) if TEST_SET in table.columns else table.copy()
     t["cell"] = t["cell"].map(str)
