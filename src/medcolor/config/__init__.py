@@ -62,7 +62,13 @@ from medcolor.config.overrides import (
     expand_stages,
     set_dotted,
 )
-from medcolor.config.testsets import INTERNAL_TEST_SET, TEST_SET_NAME, TestSetConfig, check_test_set_names
+from medcolor.config.testsets import (
+    INTERNAL_TEST_SET,
+    TEST_SET_NAME,
+    OperatingConfig,
+    TestSetConfig,
+    check_test_set_names,
+)
 from medcolor.config.values import (
     _FALSE,
     _TRUE,
@@ -294,35 +300,6 @@ class TrainerConfig(Section):
             raise OptionError(f"{key}.devices", msg, where)
 
 
-#: ``operating.threshold``: youden, or sensitivity/specificity = a target in (0, 1] (medcolor.operating parses it)
-THRESHOLD_RULE = r"youden|(sensitivity|specificity)\s*[=:]\s*(\d*\.?\d+(e-?\d+)?)"
-
-
-@dataclass
-class OperatingConfig(Section):
-    """How the run's operating points are chosen on its validation data (``RUN/operating_points.json`` and each
-    external set's): the threshold rule of every label and optional temperature scaling."""
-
-    _key: ClassVar[str] = "operating"
-    #: the decision threshold of each label, chosen on validation data: youden (Youden's J), sensitivity=0.9 (the
-    #: highest specificity at that sensitivity) or specificity=0.95 (the highest sensitivity at that specificity)
-    threshold: str = "youden"
-    #: fit a temperature per label on the validation predictions before thresholds and calibration (recorded)
-    temperature: bool = False
-
-    def _check(self, key: str, where: str | None) -> None:
-        rule = str(self.threshold).strip().lower()
-        m = re.fullmatch(THRESHOLD_RULE, rule)
-        if m is None or (m.group(2) is not None and not 0 < float(m.group(2)) <= 1):
-            raise OptionError(
-                f"{key}.threshold",
-                f"must be youden, sensitivity=<target> or specificity=<target> with a target in (0, 1], e.g. "
-                f"sensitivity=0.9; got {self.threshold!r}",
-                where,
-            )
-        object.__setattr__(self, "threshold", re.sub(r"\s*[=:]\s*", "=", rule))
-
-
 @dataclass
 class RunConfig(Section):
     data: DataConfig = opt(DataConfig)
@@ -336,8 +313,7 @@ class RunConfig(Section):
     #: external test sets by name (YAML mapping name -> TestSetConfig): the best network is evaluated on each
     #: after training (``RUN/test_sets/<name>/``; summary.json ``test_sets``)
     test_sets: dict[str, TestSetConfig] = opt(dict)
-    #: operating points: the threshold rule and temperature scaling (``RUN/operating_points.json``)
-    operating: OperatingConfig = opt(OperatingConfig)
+    operating: OperatingConfig = opt(OperatingConfig)  # threshold rule, temperature scaling (operating_points.json)
 
     def _check(self, key: str, where: str | None) -> None:
         check_test_set_names(self.test_sets, where)

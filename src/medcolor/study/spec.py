@@ -19,12 +19,10 @@
     executor: {name: local, workers: 2}
     resources: {partition: gpu, gpus: 1, time: "12:00:00", memory: 32G, nodes: 1}
     estimate: {train_images: 4172, val_images: 522, test_images: 522, tflops: 20}
-    test_sets:                           # external test sets of every cell, as a run configuration's test_sets
-      official: {dataset: folder, root: ../shared/data/kermany-official-test}
+    test_sets: {official: {dataset: folder, root: ../shared/data/kermany-official-test}}  # every cell's
 
-Top-level ``test_sets`` are merged into ``base.test_sets`` (a name given in both is an error): they are part of
-each cell's configuration, hence of its id, so a spec that adds or changes them runs its cells again; a spec
-without them keeps its ids.
+Top-level ``test_sets`` join ``base.test_sets`` (a name in both is an error): part of each cell's configuration and
+id, so adding or changing them runs the cells again; a spec without them keeps its ids.
 
 Grid keys are dotted run-configuration keys (``model.colorizer``, ``data.subset``, ``data.subset_draw``,
 ``trainer.seed``...), a whole section (``data``), ``stages`` (strategy names, ``"a,b"`` shorthands or lists
@@ -75,20 +73,8 @@ from medcolor.study.resources import (
 )
 from medcolor.study.spec_yaml import SpecError, read_spec_yaml
 
-TOP_KEYS = (
-    "name",
-    "description",
-    "base",
-    "stage_defaults",
-    "grid",
-    "cells",
-    "exclude",
-    "transfer",
-    "executor",
-    "resources",
-    "estimate",
-    "test_sets",
-)
+TOP_KEYS = ("name", "description", "base", "stage_defaults", "grid", "cells", "exclude", "transfer", "executor")
+TOP_KEYS += ("resources", "estimate", "test_sets")
 TRANSFER_KEYS = ("from", "use", "stage", "match")
 TRANSFER_USES = ("colorizer", "model")
 
@@ -270,27 +256,21 @@ def _parse_base(spec: Spec, base: dict[str, Any]) -> dict[str, Any]:
 
 
 def _add_test_sets(spec: Spec, d: Any) -> None:
-    """Top-level ``test_sets:`` (as a run configuration's) apply to every cell: checked here (file, line and key
-    named), then merged into ``base.test_sets`` — so they are part of each cell's configuration and of its id
-    (a spec without them plans exactly as before)."""
+    """Top-level ``test_sets:`` (as a run configuration's), checked (file, line and key named), join
+    ``base.test_sets``: part of every cell's configuration, hence of its id."""
     if d is None:
         return
     if not isinstance(d, dict) or not d:
-        raise SpecError(
-            f"{spec.at('test_sets')}: test_sets: expected a mapping of test set name -> {{dataset:, root:, labels:...}}"
-            " (as a run configuration's test_sets)"
-        )
+        raise SpecError(f"{spec.at('test_sets')}: test_sets: expected a mapping of test set name -> {{dataset:, ...}}")
     for name, ts in d.items():
         _check_known_keys(spec, ts, TestSetConfig, ("test_sets", name), f"test_sets.{name}")
     try:
-        cfg = RunConfig.from_dict({"test_sets": copy.deepcopy(d)})
-        for name, ts in cfg.test_sets.items():
+        for name, ts in RunConfig.from_dict({"test_sets": copy.deepcopy(d)}).test_sets.items():
             check_dataset_options(ts, f"test_sets.{name}")
     except ConfigError as exc:
         raise _config_error_at(spec, (), exc) from None
     own = spec.base.get("test_sets") or {}
-    both = sorted(set(own) & set(d))
-    if both:
+    if both := sorted(set(own) & set(d)):
         raise SpecError(
             f"{spec.at('test_sets', both[0])}: test_sets: {', '.join(map(repr, both))} is also defined under "
             f"base.test_sets ({spec.at('base', 'test_sets')}); give each test set once"

@@ -38,6 +38,7 @@ from medcolor.data.bundle import DataBundle, build_data
 from medcolor.data.summary import LABEL_COUNTS_FILE, write_label_counts
 from medcolor.display import SAMPLES_FILE, ColorizedSamples, colorize, write_colorized_samples
 from medcolor.errors import DataError
+from medcolor.evaluation.gradcam import GRADCAM_FILE, GradCamSamples, gradcam_samples, write_gradcam_samples
 from medcolor.model import ColorTransferNet
 from medcolor.strategies import default_colorizer
 from medcolor.training.callbacks import StageCallbacks, format_auc, last_checkpoint
@@ -371,6 +372,7 @@ def train(
         )
     if colorizer_path is not None:
         write_colorized_samples(out / SAMPLES_FILE, colorized_samples(model, bundle))
+        write_gradcam_samples(out / GRADCAM_FILE, sample_gradcams(model, bundle))
     result = RunResult(out, results, test_metrics, model_path, colorizer_path, info, test_sets)
     write_summary(out, result, name=cfg.name, parameters=model.parameter_summary())
     return result
@@ -386,4 +388,14 @@ def colorized_samples(model: ColorTransferNet, bundle: DataBundle, n: int = SAMP
     return ColorizedSamples(np.stack(grays), np.stack(colors), names)
 
 
-__all__ = ["build_model", "check_normalization", "colorized_samples", "run_stage", "train"]
+def sample_gradcams(model: ColorTransferNet, bundle: DataBundle, n: int = SAMPLE_IMAGES) -> GradCamSamples:
+    """Grad-CAM maps of every label for the images of :func:`colorized_samples` (the report's Fig. 4 draws them
+    over the gray input)."""
+    view = bundle.eval_view(bundle.val)
+    idx = range(min(n, len(view)))
+    images = torch.stack([view[i]["image"] for i in idx])
+    names = [Path(str(bundle.val.paths[i])).name for i in idx]
+    return gradcam_samples(model, images, list(bundle.label_names), names)
+
+
+__all__ = ["build_model", "check_normalization", "colorized_samples", "run_stage", "sample_gradcams", "train"]
