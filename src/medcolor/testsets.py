@@ -211,7 +211,7 @@ def evaluate_test_sets(
 
     run = Path(run_dir)
     val = Path(validation) if validation is not None else run / "val" / "predictions.csv"
-    operating = operating if operating is not None else _run_operating(val.parent.parent)
+    operating = operating or _run_operating(val.parent.parent)
     results: dict[str, dict[str, Any]] = {}
     for name, (ds, mapping, overlap) in prepared.items():
         out = run / TEST_SETS_DIR / name
@@ -240,11 +240,9 @@ def evaluate_test_sets(
         metrics |= {"test_set": name, "labels_mapped": dict(mapping), "left_out": left_out, "overlap": overlap}
         write_json(out / "metrics.json", metrics)
         _operating_points(val, out, name, operating, seed=seed, n_resamples=bootstrap)
-        mean = metrics["mean_auc"]
-        log.info(
-            f"test set {name}: {metrics['n_samples']} images, mean AUC "
-            f"{'n/a' if mean is None else f'{mean:.4f}'}" + (f"; left out: {left_out}" if left_out else "")
-        )
+        mean = "n/a" if metrics["mean_auc"] is None else f"{metrics['mean_auc']:.4f}"
+        left = f"; left out: {left_out}" if left_out else ""
+        log.info(f"test set {name}: {metrics['n_samples']} images, mean AUC {mean}{left}")
         results[name] = metrics
     return results
 

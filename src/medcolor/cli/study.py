@@ -57,13 +57,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--by", action="append", metavar="FIELD", help="compare within each value of FIELD (repeatable)")
     c.add_argument("--test", default="t", choices=["t", "wilcoxon"], help="paired t-test or Wilcoxon signed-rank")
     c.add_argument("--metric", default="test_auc", choices=["test_auc", "val_auc"], help="default: test_auc")
-    c.add_argument(
-        "--test-set",
-        default="internal",
-        metavar="NAME",
-        help="the test set compared on: internal (default: each cell's own held-out split), an external set of "
-        "the study's test_sets, or all (one block per test set)",
-    )
+    ts_help = "test set: internal (default: each cell's own held-out split), an external set's name, or all"
+    c.add_argument("--test-set", default="internal", metavar="NAME", help=ts_help)
     c.add_argument(
         "--family",
         default="report",

@@ -273,7 +273,6 @@ def train(
 
     ``callbacks``: extra Lightning callbacks added to every stage's Trainer after medcolor's own (e.g. a
     step timer or a profiler); they see the run as it is and must not change what it computes."""
-    from medcolor.evaluation.dataset import evaluate_run, held_out_split
     from medcolor.io import save_colorizer, save_model
 
     cfg = RunConfig.from_dict(cfg.to_dict())  # canonical values ("none" -> None...), as stored in config.yaml
@@ -296,18 +295,8 @@ def train(
         with atomic_path(out / SKIPPED_ROWS_FILE) as tmp:
             bundle.skipped.to_csv(tmp, index=False)
         log.info(f"{len(bundle.skipped):,} rows without an image were left out: listed in {out / SKIPPED_ROWS_FILE}")
-    prepared = None
-    if evaluate_test and cfg.test_sets:  # read, map and check every external set before training (fail fast)
-        from medcolor.testsets import prepare_test_sets
-
-        prepared = prepare_test_sets(
-            cfg.test_sets,
-            bundle.label_names,
-            bundle.size,
-            run_sets=[bundle.train_full if bundle.train_full is not None else bundle.train, bundle.val],
-            run_dataset=cfg.data.dataset,
-            synthetic_dir=out / "synthetic-data",
-        )
+    # read, map and check every external set before training (fail fast)
+    prepared = _prepare_test_sets(cfg, bundle, out) if evaluate_test and cfg.test_sets else None
     model = build_model(cfg, bundle)
     results = [
         run_stage(i, stage, model, bundle, cfg, stage_dir(out, i, stage.strategy), callbacks=callbacks)
@@ -318,64 +307,92 @@ def train(
     colorizer_path = (
         save_colorizer(model.colorizer, out / COLORIZER_FILE, **meta) if model.colorizer.learnable else None
     )
-    test_metrics = None
-    if evaluate_test:
-        dataset, split = held_out_split(bundle)
-        accelerator = resolve_runtime(cfg).accelerator
-        test_metrics = evaluate_run(
-            model,
-            dataset,
-            out / split,
-            split=split,
-            size=bundle.size,
-            normalization=bundle.normalization,
-            batch_size=cfg.data.batch_size,
-            num_workers=resolve_num_workers(cfg.data.num_workers, accelerator),
-            device=accelerator,
-            precision="32-true",  # test metrics in full precision, whatever the training precision
-            bootstrap=cfg.trainer.bootstrap,
-            seed=cfg.trainer.seed,
-            progress=cfg.trainer.progress,
-        )
-        if split == "test":  # thresholds chosen on validation, applied to the test split (medcolor.operating)
-            from medcolor.operating import run_operating_points
-
-            run_operating_points(
-                model,
-                bundle,
-                out,
-                batch_size=cfg.data.batch_size,
-                device=accelerator,
-                seed=cfg.trainer.seed,
-                n_resamples=cfg.trainer.bootstrap,
-                rule=cfg.operating.threshold,
-                temperature_scaling=cfg.operating.temperature,
-            )
-    test_sets = None
-    if prepared:  # after the operating points: they read RUN/val/predictions.csv
-        from medcolor.testsets import evaluate_test_sets
-
-        accelerator = resolve_runtime(cfg).accelerator
-        test_sets = evaluate_test_sets(
-            model,
-            out,
-            prepared,
-            size=bundle.size,
-            normalization=bundle.normalization,
-            batch_size=cfg.data.batch_size,
-            num_workers=resolve_num_workers(cfg.data.num_workers, accelerator),
-            device=accelerator,
-            bootstrap=cfg.trainer.bootstrap,
-            seed=cfg.trainer.seed,
-            progress=cfg.trainer.progress,
-            operating=cfg.operating,
-        )
+    test_metrics = _evaluate_held_out(model, bundle, cfg, out) if evaluate_test else None
+    test_sets = _evaluate_test_sets(model, bundle, cfg, out, prepared) if prepared else None
     if colorizer_path is not None:
         write_colorized_samples(out / SAMPLES_FILE, colorized_samples(model, bundle))
         write_gradcam_samples(out / GRADCAM_FILE, sample_gradcams(model, bundle))
     result = RunResult(out, results, test_metrics, model_path, colorizer_path, info, test_sets)
     write_summary(out, result, name=cfg.name, parameters=model.parameter_summary())
     return result
+
+
+def _prepare_test_sets(cfg: RunConfig, bundle: DataBundle, out: Path) -> Any:
+    """The external sets of ``cfg`` read, mapped onto the run's labels and checked for overlap with its
+    training/validation data (:func:`medcolor.testsets.prepare_test_sets`)."""
+    from medcolor.testsets import prepare_test_sets
+
+    return prepare_test_sets(
+        cfg.test_sets,
+        bundle.label_names,
+        bundle.size,
+        run_sets=[bundle.train_full if bundle.train_full is not None else bundle.train, bundle.val],
+        run_dataset=cfg.data.dataset,
+        synthetic_dir=out / "synthetic-data",
+    )
+
+
+def _evaluate_held_out(model: ColorTransferNet, bundle: DataBundle, cfg: RunConfig, out: Path) -> dict[str, Any]:
+    """The final network on the run's held-out split (``RUN/test/``, or ``RUN/val/`` without a test split), then
+    the operating points of the test split by the run's ``operating:`` rule (thresholds chosen on validation)."""
+    from medcolor.evaluation.dataset import evaluate_run, held_out_split
+
+    dataset, split = held_out_split(bundle)
+    accelerator = resolve_runtime(cfg).accelerator
+    metrics = evaluate_run(
+        model,
+        dataset,
+        out / split,
+        split=split,
+        size=bundle.size,
+        normalization=bundle.normalization,
+        batch_size=cfg.data.batch_size,
+        num_workers=resolve_num_workers(cfg.data.num_workers, accelerator),
+        device=accelerator,
+        precision="32-true",  # test metrics in full precision, whatever the training precision
+        bootstrap=cfg.trainer.bootstrap,
+        seed=cfg.trainer.seed,
+        progress=cfg.trainer.progress,
+    )
+    if split == "test":  # thresholds chosen on validation, applied to the test split (medcolor.operating)
+        from medcolor.operating import run_operating_points
+
+        run_operating_points(
+            model,
+            bundle,
+            out,
+            batch_size=cfg.data.batch_size,
+            device=accelerator,
+            seed=cfg.trainer.seed,
+            n_resamples=cfg.trainer.bootstrap,
+            rule=cfg.operating.threshold,
+            temperature_scaling=cfg.operating.temperature,
+        )
+    return metrics
+
+
+def _evaluate_test_sets(
+    model: ColorTransferNet, bundle: DataBundle, cfg: RunConfig, out: Path, prepared: Any
+) -> dict[str, dict[str, Any]]:
+    """The final network on every prepared external set (``RUN/test_sets/<name>/``), after the operating points
+    of the held-out split: they read ``RUN/val/predictions.csv``."""
+    from medcolor.testsets import evaluate_test_sets
+
+    accelerator = resolve_runtime(cfg).accelerator
+    return evaluate_test_sets(
+        model,
+        out,
+        prepared,
+        size=bundle.size,
+        normalization=bundle.normalization,
+        batch_size=cfg.data.batch_size,
+        num_workers=resolve_num_workers(cfg.data.num_workers, accelerator),
+        device=accelerator,
+        bootstrap=cfg.trainer.bootstrap,
+        seed=cfg.trainer.seed,
+        progress=cfg.trainer.progress,
+        operating=cfg.operating,
+    )
 
 
 def colorized_samples(model: ColorTransferNet, bundle: DataBundle, n: int = SAMPLE_IMAGES) -> ColorizedSamples:
