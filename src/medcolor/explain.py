@@ -1,4 +1,6 @@
 """Grad-CAM heat maps of a network ``C(E(T(x)))``: where in the gray input E's features drive each label.
+(The computation — :func:`explain`, :func:`find_target_layer` — is :mod:`medcolor.evaluation.gradcam`, below
+training, which stores the maps of a few validation images for the report's Fig. 4; re-exported here.)
 
 :func:`explain` computes the maps with the ``grad-cam`` package (``pytorch_grad_cam.GradCAM``) at E's last
 convolutional block, found by :func:`find_target_layer`: the last module of E, in the order the forward pass
@@ -21,131 +23,16 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from medcolor.errors import ConfigError
+from medcolor.evaluation.gradcam import TargetLayer, explain, find_target_layer, resolve_labels
 from medcolor.utils import atomic_path
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TargetLayer:
-    """The module Grad-CAM hooks: its dotted name inside E, the module, and its output's shape for the input."""
-
-    name: str
-    module: nn.Module = field(repr=False)
-    shape: tuple[int, ...] = ()
-
-
-@torch.no_grad()
-def find_target_layer(backbone: nn.Module, example: torch.Tensor) -> TargetLayer:
-    """E's last convolutional block for ``example`` (E's input, ``(B, 3, H, W)``): the last module to finish in
-    the forward pass with a 4-D output of more than one spatial position (see the module docstring)."""
-    finished: list[tuple[str, nn.Module, tuple[int, ...]]] = []
-    handles = []
-
-    def hook(name: str):
-        def record(module: nn.Module, _inp: Any, out: Any) -> None:
-            if isinstance(out, torch.Tensor):
-                finished.append((name, module, tuple(out.shape)))
-
-        return record
-
-    for name, module in backbone.named_modules():
-        if name:  # not E itself: its output is the pooled feature vector
-            handles.append(module.register_forward_hook(hook(name)))
-    was_training = backbone.training
-    try:
-        backbone.eval()(example)
-    finally:
-        for h in handles:
-            h.remove()
-        backbone.train(was_training)
-    maps = [i for i, (_, _, s) in enumerate(finished) if len(s) == 4 and s[2] * s[3] > 1]
-    name_of = getattr(backbone, "name", type(backbone).__name__)
-    if maps and any(len(s) == 3 for _, _, s in finished[maps[-1] + 1 :]):
-        raise ConfigError(
-            f"backbone {name_of}: its last 4-D output ({finished[maps[-1]][0]}) is followed by token (B, N, C) "
-            "layers (a vision transformer): Grad-CAM needs a convolutional E"
-        )
-    if not maps:
-        raise ConfigError(
-            f"backbone {name_of} has no (B, C, H, W) feature map larger "
-            f"than 1 x 1 at input size {tuple(example.shape[-2:])}: Grad-CAM needs a convolutional E (and an input "
-            "large enough to keep a spatial map before pooling)"
-        )
-    name, module, shape = finished[maps[-1]]
-    return TargetLayer(name, module, shape)
-
-
-def resolve_labels(labels: Sequence[int | str] | None, label_names: Sequence[str], num_outputs: int) -> list[int]:
-    """Output indices of ``labels`` (indices or names of ``label_names``; ``None``: every output)."""
-    if labels is None:
-        return list(range(num_outputs))
-    names = list(label_names)
-    out = []
-    for lab in labels:
-        if isinstance(lab, (int, np.integer)) and not isinstance(lab, bool):
-            if not 0 <= int(lab) < num_outputs:
-                raise ConfigError(f"label index {lab} is out of range: the network has {num_outputs} outputs")
-            out.append(int(lab))
-        elif isinstance(lab, str) and lab in names:
-            out.append(names.index(lab))
-        elif isinstance(lab, str) and lab.isdigit():  # an output index given as text (the command line)
-            out.extend(resolve_labels([int(lab)], names, num_outputs))
-        else:
-            raise ConfigError(
-                f"unknown label {lab!r}: the network predicts {', '.join(names) or f'{num_outputs} unnamed outputs'} "
-                "(give names from this list, or output indices)"
-            )
-    return out
-
-
-def explain(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: Sequence[int | str] | None = None,
-    *,
-    label_names: Sequence[str] = (),
-    target_layer: nn.Module | None = None,
-) -> np.ndarray:
-    """Grad-CAM maps ``(B, len(labels), H, W)`` in [0, 1] of ``model`` (a ``ColorTransferNet``: ``colorizer``,
-    ``backbone``, ``head``) for network inputs ``images`` ``(B, 1, H, W)`` (normalised as the network expects).
-
-    ``labels``: output indices or names (``label_names`` maps names to outputs); ``None``: every output.
-    ``target_layer``: a module of E to hook instead of :func:`find_target_layer`'s choice.  The model is put in
-    eval mode for the computation and left in the mode it had."""
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    if images.ndim != 4:
-        raise ConfigError(f"explain: images must be a (B, C, H, W) tensor, got shape {tuple(images.shape)}")
-    device = next(model.parameters()).device
-    x = images.detach().float().to(device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            e_input = model.colorizer(x[:1])
-            num_outputs = int(model(x[:1]).shape[1])
-        layer = target_layer or find_target_layer(model.backbone, e_input).module
-        idx = resolve_labels(labels, label_names, num_outputs)
-        out = np.zeros((len(x), len(idx), *x.shape[-2:]), dtype=np.float32)
-        # the gradient must reach E's block even where T/E/C are frozen (requires_grad False): ask it of the input
-        x = x.clone().requires_grad_(True)
-        with GradCAM(model=model, target_layers=[layer]) as cam:
-            for k, j in enumerate(idx):
-                out[:, k] = cam(input_tensor=x, targets=[ClassifierOutputTarget(j)] * len(x))
-    finally:
-        model.train(was_training)
-    return np.clip(out, 0.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------------- files

@@ -60,7 +60,7 @@ def make_study(study_dir: Path, real_runs: dict[str, Path] | None, *, subsets=(3
     """Write ``study_dir/results.parquet`` and the cells' run directories (none without ``real_runs``);
     returns ``study_dir``.  With ``external`` (test set name -> AUC shift, e.g. :data:`EXTERNAL`) the table
     has a ``test_set`` column (schema version 2): "internal" rows, and per external set the same rows with
-    the shift added to every test AUC (validation AUCs unchanged); without it no such column."""
+    the shift added to every test AUC (validation AUCs unchanged); without it no such column (version 1)."""
     import yaml
 
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +95,8 @@ def make_study(study_dir: Path, real_runs: dict[str, Path] | None, *, subsets=(3
             write_label_counts(study_dir / rd / LABEL_COUNTS_FILE, splits(cfg))
         mean = float(np.mean(list(values.values())))
         for ts, shift in [("internal", 0.0), *(external or {}).items()]:
-            extra = {"test_set": ts} if external is not None else {}
+            # without external sets: a version-1 table (no test_set column; read_results migrates it)
+            extra = {"test_set": ts} if external is not None else {"schema_version": 1}
             for label, v in [*values.items(), ("mean", mean)]:
                 t = v + external_shift(shift, grid["stages"])
                 rows.append({**FIXED, "cell": cell, **extra, **grid, "label": label, "val_auc": v + 0.01,

@@ -36,6 +36,7 @@ SCHEMA = [
     "stages",
     "transfer",
     "transfer_name",
+    "test_set",
     "label",
     "val_auc",
     "test_auc",
@@ -64,7 +65,8 @@ def test_local_executor_runs_the_study_end_to_end(reference, tiny_spec, capsys):
     assert result.ok and result.count("done") == 7
     df = read_results(out)
     assert list(df.columns) == SCHEMA
-    assert len(df) == 7 * 4  # 3 labels + "mean" per cell
+    assert len(df) == 7 * 4  # 3 labels + "mean" per cell (its own test split only: "internal")
+    assert (df["test_set"] == "internal").all()
     assert (df["schema_version"] == SCHEMA_VERSION).all() and (df["study"] == "tiny").all()
     assert df.groupby("cell")["label"].apply(list).map(lambda x: x[-1] == "mean" and len(x) == 4).all()
     assert sorted(df.drop_duplicates("cell")["stages"]) == ["baseline"] * 3 + ["color-module"] * 3 + ["last-layer"]
@@ -232,7 +234,7 @@ def test_tables_of_other_schema_versions_are_refused_with_the_reason(reference, 
     df.assign(schema_version=SCHEMA_VERSION + 1).to_parquet(newer)
     df.assign(schema_version=0).to_parquet(older)
     df.drop(columns=["schema_version"]).to_parquet(foreign)
-    with pytest.raises(StudyError, match="newer than the version 1 this medcolor reads: upgrade medcolor"):
+    with pytest.raises(StudyError, match="newer than the version 2 this medcolor reads: upgrade medcolor"):
         read_results(newer)
     with pytest.raises(StudyError, match=r"has no migration from it.*re-run `medcolor study run"):
         read_results(older)
@@ -240,8 +242,8 @@ def test_tables_of_other_schema_versions_are_refused_with_the_reason(reference, 
         read_results(foreign)
     from medcolor.study import results
 
-    monkeypatch.setitem(results.MIGRATIONS, 0, lambda t: t.assign(schema_version=1))
-    assert read_results(older).equals(df)
+    monkeypatch.setitem(results.MIGRATIONS, 0, lambda t: t.drop(columns="test_set").assign(schema_version=1))
+    assert read_results(older).equals(df)  # 0 -> 1 -> 2 (test_set "internal")
     with pytest.raises(StudyError, match="no results table"):
         read_results(tmp_path)
 

@@ -16,6 +16,7 @@ EPILOG = """examples:
   medcolor study run configs/examples/study-kermany.yaml -o studies/kermany --workers 2
   medcolor study status studies/kermany
   medcolor study compare studies/kermany baseline color-module
+  medcolor study compare studies/kermany baseline color-module --test-set all
   medcolor study report studies/kermany -o studies/kermany/report
   medcolor study document docs/reproduction.md.j2 --study ablations=studies/ablations -o docs/reproduction.md
   medcolor study run configs/paper/table1-chexpert.yaml -o /scratch/table1 --executor slurm
@@ -56,6 +57,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     c.add_argument("--by", action="append", metavar="FIELD", help="compare within each value of FIELD (repeatable)")
     c.add_argument("--test", default="t", choices=["t", "wilcoxon"], help="paired t-test or Wilcoxon signed-rank")
     c.add_argument("--metric", default="test_auc", choices=["test_auc", "val_auc"], help="default: test_auc")
+    ts_help = "test set: internal (default: each cell's own held-out split), an external set's name, or all"
+    c.add_argument("--test-set", default="internal", metavar="NAME", help=ts_help)
     c.add_argument(
         "--family",
         default="report",
@@ -213,15 +216,21 @@ def cmd_status(a: argparse.Namespace) -> int:
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
-    from medcolor.study.results import read_results
+    from medcolor.study.results import INTERNAL, for_test_set, read_results, table_test_sets
     from medcolor.study.stats import compare, format_comparison
 
     table = read_results(a.dir)
     by = [f.strip() for spec in a.by or [] for f in spec.split(",") if f.strip()] or None
-    result = compare(table, a.a, a.b, by=by, test=a.test, metric=a.metric)
-    if a.family == "report":
-        result = _with_report_families(result, a.dir, table, a.metric, a.test)
-    print(format_comparison(result))
+    names = table_test_sets(table) if a.test_set == "all" else [a.test_set]
+    for_test_set(table, names[0])  # an unknown set: named with the sets the table has, before any work
+    blocks = []
+    for name in names:
+        result = compare(table, a.a, a.b, by=by, test=a.test, metric=a.metric, test_set=name)
+        if a.family == "report" and name == INTERNAL:  # the report's tables test the internal set only
+            result = _with_report_families(result, a.dir, for_test_set(table, INTERNAL), a.metric, a.test)
+        text = format_comparison(result)
+        blocks.append(f"test set: {name}\n{text}" if len(names) > 1 or name != INTERNAL else text)
+    print("\n\n".join(blocks))
     return 0
 
 

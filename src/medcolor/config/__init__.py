@@ -32,6 +32,7 @@ combination).  :func:`apply_overrides` is the one way to change keys of a config
       - {strategy: all, lr: find, epochs: 2}
     trainer: {precision: auto, seed: 0}
     output: runs/kermany
+    operating: {threshold: youden, temperature: false}   # or sensitivity=0.9 / specificity=0.95
     test_sets:                        # external sets, evaluated after training (RUN/test_sets/<name>/)
       nih:
         dataset: chestxray14
@@ -61,7 +62,13 @@ from medcolor.config.overrides import (
     expand_stages,
     set_dotted,
 )
-from medcolor.config.testsets import INTERNAL_TEST_SET, TEST_SET_NAME, TestSetConfig, check_test_set_names
+from medcolor.config.testsets import (
+    INTERNAL_TEST_SET,
+    TEST_SET_NAME,
+    OperatingConfig,
+    TestSetConfig,
+    check_test_set_names,
+)
 from medcolor.config.values import (
     _FALSE,
     _TRUE,
@@ -306,6 +313,7 @@ class RunConfig(Section):
     #: external test sets by name (YAML mapping name -> TestSetConfig): the best network is evaluated on each
     #: after training (``RUN/test_sets/<name>/``; summary.json ``test_sets``)
     test_sets: dict[str, TestSetConfig] = opt(dict)
+    operating: OperatingConfig = opt(OperatingConfig)  # threshold rule, temperature scaling (operating_points.json)
 
     def _check(self, key: str, where: str | None) -> None:
         check_test_set_names(self.test_sets, where)
@@ -423,6 +431,7 @@ __all__ = [
     "LRFind",
     "LRFindConfig",
     "ModelConfig",
+    "OperatingConfig",
     "RunConfig",
     "Section",
     "StageConfig",

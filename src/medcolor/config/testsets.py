@@ -1,5 +1,6 @@
 """``test_sets:`` of a run configuration: named external test sets (:class:`TestSetConfig`), evaluated by
-:mod:`medcolor.testsets` after training."""
+:mod:`medcolor.testsets` after training; ``operating:`` (:class:`OperatingConfig`): how the operating points of the
+internal and every external test set are chosen on validation data (:mod:`medcolor.operating`)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,32 @@ def check_test_set_names(names: Iterable[str], where: str | None = None) -> None
                 f"letter or digit, at most 60) and not {INTERNAL_TEST_SET!r} (the run's own test split)",
                 where,
             )
+
+
+#: ``operating.threshold``: youden, or sensitivity/specificity = a target in (0, 1] (medcolor.operating parses it)
+THRESHOLD_RULE = r"youden|(sensitivity|specificity)\s*[=:]\s*(\d*\.?\d+(e-?\d+)?)"
+
+
+@dataclass
+class OperatingConfig(Section):
+    """How the run's operating points are chosen on its validation data (``RUN/operating_points.json`` and each
+    external set's): the threshold rule of every label and optional temperature scaling."""
+
+    _key: ClassVar[str] = "operating"
+    #: the decision threshold of each label, chosen on validation data: youden (Youden's J), sensitivity=0.9 (the
+    #: highest specificity at that sensitivity) or specificity=0.95 (the highest sensitivity at that specificity)
+    threshold: str = "youden"
+    #: fit a temperature per label on the validation predictions before thresholds and calibration (recorded)
+    temperature: bool = False
+
+    def _check(self, key: str, where: str | None) -> None:
+        rule = str(self.threshold).strip().lower()
+        m = re.fullmatch(THRESHOLD_RULE, rule)
+        if m is None or (m.group(2) is not None and not 0 < float(m.group(2)) <= 1):
+            raise OptionError(
+                f"{key}.threshold",
+                f"must be youden, sensitivity=<target> or specificity=<target> with a target in (0, 1], e.g. "
+                f"sensitivity=0.9; got {self.threshold!r}",
+                where,
+            )
+        object.__setattr__(self, "threshold", re.sub(r"\s*[=:]\s*", "=", rule))

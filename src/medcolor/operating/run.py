@@ -92,11 +92,14 @@ def run_operating_points(
     device: str = "cpu",
     seed: int = 0,
     n_resamples: int = 1000,
+    rule: str | ThresholdRule | None = None,
+    temperature_scaling: bool = False,
 ) -> Path | None:
     """After a run's test evaluation: predict its validation split (``RUN/val/predictions.csv``, full precision,
-    the test's input path) and write the operating points of its test split.  A run without a test split (tested
-    on its validation split) or without a validation split gets none (logged).  A rule that cannot be met is
-    logged and recorded in ``operating_points.json`` instead of failing the finished run."""
+    the test's input path) and write the operating points of its test split (``rule``, ``temperature_scaling``:
+    the run's ``operating:`` section).  A run without a test split (tested on its validation split) or without a
+    validation split gets none (logged).  A rule that cannot be met is logged as a warning naming the label and
+    recorded in ``operating_points.json`` (``error``, ``rule``) instead of failing the finished run."""
     from medcolor.data.bundle import NetworkView
     from medcolor.data.transforms import EvalTransform
     from medcolor.evaluation.dataset import predict_probs, write_predictions
@@ -112,10 +115,12 @@ def run_operating_points(
     )
     write_predictions(run / "val" / "predictions.csv", bundle.val, probs, list(bundle.label_names))
     try:
-        path = write_run_operating_points(run, seed=seed, n_resamples=n_resamples)
+        path = write_run_operating_points(
+            run, seed=seed, n_resamples=n_resamples, rule=rule, temperature_scaling=temperature_scaling
+        )
     except ThresholdRuleError as exc:
         log.warning(f"no operating points: {exc}")
-        return write_json(run / OPERATING_POINTS_FILE, {"error": str(exc)})
+        return write_json(run / OPERATING_POINTS_FILE, unmet_rule(exc, rule, temperature_scaling))
     ops = json.loads(path.read_text())
     for name, e in (ops["sets"]["test"]["labels"] or {}).items():
         log.info(
@@ -123,6 +128,11 @@ def run_operating_points(
             f"{_pct(e['sensitivity'])}, specificity {_pct(e['specificity'])}, ECE {e['ece']:.3f}"
         )
     return path
+
+
+def unmet_rule(exc: ThresholdRuleError, rule: str | ThresholdRule | None, temperature_scaling: bool) -> dict[str, Any]:
+    """What ``operating_points.json`` records when the threshold rule cannot be met on validation data."""
+    return {"error": str(exc), "rule": str(ThresholdRule.parse(rule)), "temperature_scaling": temperature_scaling}
 
 
 def _pct(m: dict[str, Any]) -> str:

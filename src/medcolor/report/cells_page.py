@@ -41,91 +41,109 @@ def cell_details(
     cells: StudyCells, meta: pd.DataFrame, table: pd.DataFrame, study_dir: Path, out: Path
 ) -> list[dict[str, Any]]:
     """Per cell: grid values, AUCs, stages, and its training-curve / LR-range-test images under ``out/cells``."""
-    from medcolor.display import plot_lr_find
-    from medcolor.report.figures import plot_history
-
-    order = sort_cells(cells)
     details = []
-    for c in order:
+    for c in sort_cells(cells):
         rd = run_dir_of(study_dir, meta.loc[c, "run_dir"])
         d: dict[str, Any] = {
             "id": c,
             "anchor": "cell-" + slug(c),
             "fields": [(field_title(f) + f" ({f})", value_text(f, cells.fields.loc[c, f])) for f in cells.grid],
             "run_dir": str(meta.loc[c, "run_dir"]),
-            "labels": [],
+            "labels": _label_rows(cells, table[table["cell"].astype(str) == c]),
             "stages": [],
             "images": [],
             "missing": "",
-            "operating": [],
-            "operating_images": [],
         }
-        mine = table[table["cell"].astype(str) == c]
-        sets = study_test_sets(mine)
-        for ts in sets:
-            rows = for_test_set(mine, ts).set_index("label")
-            for label in cells.labels:
-                if label not in rows.index:
-                    continue
-                r = rows.loc[label]
-                d["labels"].append(
-                    {
-                        "set": ts if len(sets) > 1 else "",
-                        "label": label,
-                        "val": auc100(r.get("val_auc")) if ts == sets[0] else "",
-                        "test": auc100(r.get("test_auc")),
-                        "ci": f"{auc100(r.get('test_ci_low'))}–{auc100(r.get('test_ci_high'))}"
-                        if pd.notna(r.get("test_ci_low"))
-                        else "",
-                    }
-                )
         d["operating"], d["operating_images"] = _operating(rd, out / "cells" / slug(c), out)
         if rd is None or not rd.is_dir():
             d["missing"] = f"run directory {meta.loc[c, 'run_dir']} is not here"
-            details.append(d)
-            continue
-        summary = read_json(rd / "summary.json") or {}
-        if not summary:
-            d["missing"] = "no summary.json in the run directory: no training record to show"
-        target = out / "cells" / slug(c)
-        histories = {}
-        for s in summary.get("stages") or []:
-            name = f"{int(s.get('index', 0)) + 1}-{s.get('strategy')}"
-            d["stages"].append(
-                {
-                    "name": name,
-                    "lr": f"{s['lr']:.3g}" if isinstance(s.get("lr"), (int, float)) else str(s.get("lr", "")),
-                    "best": auc100(s.get("best_val_mean_auc")),
-                    "step": f"{s.get('best_step', '')} / {s.get('total_steps', '')}",
-                    "time": f"{s.get('time_s', 0):.0f} s" if isinstance(s.get("time_s"), (int, float)) else "",
-                    "params": f"{s['trainable_parameters']:,}"
-                    if isinstance(s.get("trainable_parameters"), int)
-                    else "",
-                }
-            )
-            h = read_json(rd / name / "history.json")
-            if h:
-                histories[name] = h
-            png, js = rd / name / "lr_find.png", rd / name / "lr_find.json"
-            dest = target / f"{name}_lr_find.png"
-            if png.is_file():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(dest) as tmp:
-                    shutil.copyfile(png, tmp)
-            elif js.is_file() and (lf := read_json(js)):
-                plot_lr_find(lf.get("lr", []), lf.get("loss", []), lf.get("suggestion"), dest, f"LR range test: {name}")
-            else:
-                continue
-            d["images"].append({"src": dest.relative_to(out).as_posix(), "alt": f"{c} {name} LR range test"})
-        if histories:
-            dest = target / "history.png"
-            try:
-                plot_history(histories, dest)
-                d["images"].insert(0, {"src": dest.relative_to(out).as_posix(), "alt": f"{c} training curves"})
-            except (KeyError, TypeError, ValueError) as exc:
-                d["missing"] = f"history.json unreadable: {exc}"
+        else:
+            _add_training_record(d, rd, out / "cells" / slug(c), out)
         details.append(d)
     return details
+
+
+def _label_rows(cells: StudyCells, mine: pd.DataFrame) -> list[dict[str, str]]:
+    """A cell's AUCs per test set (the first: its own held-out split, with the validation AUC) and label."""
+    sets = study_test_sets(mine)
+    out = []
+    for ts in sets:
+        rows = for_test_set(mine, ts).set_index("label")
+        for label in [x for x in cells.labels if x in rows.index]:
+            r = rows.loc[label]
+            ci = (
+                f"{auc100(r.get('test_ci_low'))}–{auc100(r.get('test_ci_high'))}"
+                if pd.notna(r.get("test_ci_low"))
+                else ""
+            )
+            out.append(
+                {
+                    "set": ts if len(sets) > 1 else "",
+                    "label": label,
+                    "val": auc100(r.get("val_auc")) if ts == sets[0] else "",
+                    "test": auc100(r.get("test_auc")),
+                    "ci": ci,
+                }
+            )
+    return out
+
+
+def _stage_row(s: dict[str, Any], name: str) -> dict[str, str]:
+    """One stage of ``summary.json`` as the page shows it."""
+    lr, t, n = s.get("lr"), s.get("time_s"), s.get("trainable_parameters")
+    return {
+        "name": name,
+        "lr": f"{lr:.3g}" if isinstance(lr, (int, float)) else str(lr or ""),
+        "best": auc100(s.get("best_val_mean_auc")),
+        "step": f"{s.get('best_step', '')} / {s.get('total_steps', '')}",
+        "time": f"{t:.0f} s" if isinstance(t, (int, float)) else "",
+        "params": f"{n:,}" if isinstance(n, int) else "",
+    }
+
+
+def _add_training_record(d: dict[str, Any], rd: Path, target: Path, out: Path) -> None:
+    """The stages of a run (``summary.json``), their LR range tests and the training curves, into ``d``."""
+    from medcolor.report.figures import plot_history
+
+    summary = read_json(rd / "summary.json") or {}
+    if not summary:
+        d["missing"] = "no summary.json in the run directory: no training record to show"
+    histories = {}
+    for s in summary.get("stages") or []:
+        name = f"{int(s.get('index', 0)) + 1}-{s.get('strategy')}"
+        d["stages"].append(_stage_row(s, name))
+        if h := read_json(rd / name / "history.json"):
+            histories[name] = h
+        dest = _lr_find_image(rd / name, target / f"{name}_lr_find.png", name)
+        if dest is not None:
+            d["images"].append({"src": dest.relative_to(out).as_posix(), "alt": f"{d['id']} {name} LR range test"})
+    if histories:
+        dest = target / "history.png"
+        try:
+            plot_history(histories, dest)
+            d["images"].insert(0, {"src": dest.relative_to(out).as_posix(), "alt": f"{d['id']} training curves"})
+        except (KeyError, TypeError, ValueError) as exc:
+            d["missing"] = f"history.json unreadable: {exc}"
+
+
+def _lr_find_image(stage_dir: Path, dest: Path, name: str) -> Path | None:
+    """The stage's LR range test figure at ``dest``: copied, or drawn from its ``lr_find.json``; None without one."""
+    from medcolor.display import plot_lr_find
+
+    png, js = stage_dir / "lr_find.png", stage_dir / "lr_find.json"
+    if png.is_file():
+        _copy(png, dest)
+    elif js.is_file() and (lf := read_json(js)):
+        plot_lr_find(lf.get("lr", []), lf.get("loss", []), lf.get("suggestion"), dest, f"LR range test: {name}")
+    else:
+        return None
+    return dest
+
+
+def _copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def fmt(v: Any, digits: int = 4) -> str:
@@ -169,27 +187,37 @@ def operating_points(rd: Path, target: Path, out: Path) -> tuple[list[dict[str, 
         if not isinstance(data, dict) or not isinstance(data.get("sets"), dict):
             continue
         for set_name, rec in data["sets"].items():
-            if not isinstance(rec, dict):
-                continue
-            name = external or ("internal" if set_name == "test" else str(set_name))
-            for label, m in (rec.get("labels") or {}).items():
-                if not isinstance(m, dict):
-                    continue
-                row: dict[str, Any] = {"set": name, "label": str(label), "rule": str(data.get("rule", "")), "note": ""}
-                for k in OPERATING_KEYS:
-                    v = m.get(k)
-                    v = v.get("value") if isinstance(v, dict) else v  # {"value", "ci_low", "ci_high"}
-                    row[k] = f"{v:.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-                rows.append(row)
-            for kind, fname in (rec.get("figures") or {}).items():
-                src = path.parent / str(fname)
-                if src.is_file():
-                    dest = target / f"{slug(name)}_{src.name}"
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with atomic_path(dest) as tmp:
-                        shutil.copyfile(src, tmp)
-                    images.append({"src": dest.relative_to(out).as_posix(), "alt": f"{kind} on {name}"})
+            if isinstance(rec, dict):
+                name = external or ("internal" if set_name == "test" else str(set_name))
+                rows += _operating_rows(rec, name, str(data.get("rule", "")))
+                images += _operating_figures(rec, name, path.parent, target, out)
     return rows, images
+
+
+def _operating_rows(rec: dict[str, Any], name: str, rule: str) -> list[dict[str, Any]]:
+    """The rows of one set's operating points: per label, each of :data:`OPERATING_KEYS` formatted."""
+    rows = []
+    for label, m in (rec.get("labels") or {}).items():
+        if isinstance(m, dict):
+            row: dict[str, Any] = {"set": name, "label": str(label), "rule": rule, "note": ""}
+            for k in OPERATING_KEYS:
+                v = m.get(k)
+                v = v.get("value") if isinstance(v, dict) else v  # {"value", "ci_low", "ci_high"}
+                row[k] = f"{v:.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+            rows.append(row)
+    return rows
+
+
+def _operating_figures(rec: dict[str, Any], name: str, folder: Path, target: Path, out: Path) -> list[dict[str, str]]:
+    """The ROC / reliability figures one set's record names (in ``folder``), copied under ``target``."""
+    images = []
+    for kind, fname in (rec.get("figures") or {}).items():
+        src = folder / str(fname)
+        if src.is_file():
+            dest = target / f"{slug(name)}_{src.name}"
+            _copy(src, dest)
+            images.append({"src": dest.relative_to(out).as_posix(), "alt": f"{kind} on {name}"})
+    return images
 
 
 def cell_id_parts(c: str) -> list[str]:

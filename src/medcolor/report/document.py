@@ -4,8 +4,9 @@ template, written by the researcher, whose numbers all come from the studies' re
 The template is Jinja2.  Each study given as ``NAME=DIR`` is a variable ``NAME`` (a :class:`StudyView`)
 with:
 
-* ``NAME.compare(a, b, label="mean", family="document", test="t")`` — a paired comparison of arm ``b``
-  against arm ``a`` (difference b − a, arms written as for ``medcolor study compare``), a
+* ``NAME.compare(a, b, label="mean", family="document", test="t", test_set="internal")`` — a paired
+  comparison of arm ``b`` against arm ``a`` (difference b − a, arms written as for ``medcolor study
+  compare``) on a test set (an external set: its own BH family, ``"<family> · <set>"``), a
   :class:`DocComparison`: ``{{ c }}`` renders ``-0.8 [-1.0, -0.7], p = 0.083, BH p = 0.332 (n = 2)``;
   ``c.a`` / ``c.b`` the arms' mean ± std, ``c.d`` the difference with its bootstrap CI, ``c.p``,
   ``c.p_bh``, ``c.n``, ``c.sig`` (BH p < 0.05) and the raw numbers (``c.diff``, ``c.p_value``...);
@@ -13,7 +14,8 @@ with:
   (:class:`DocArm`); the selector must pin every grid field that is not a repeat field.  What its run
   directories recorded: ``arm.stage("lr")`` (the max lr of each repeat's first stage),
   ``arm.val_at(20)`` (validation AUC at step 20), as :class:`Values` (``.fmt("{:.1e}")``, ``.range()``);
-* ``NAME.table("table1" | "table2" | "table3")`` — the report's Table I–III as Markdown;
+* ``NAME.table("table1" | "table2" | "table3")`` — the report's Table I–III as Markdown (a column group
+  per test set with each external set's drop against the internal one); ``NAME.test_sets`` the sets;
 * ``NAME.cells`` (number of finished cells), ``NAME.hours`` (their summed wall time), ``NAME.commits``
   (cells per medcolor commit), ``NAME.name``, ``NAME.dir``.
 
@@ -130,12 +132,14 @@ class StudyView:
         seed: int = 0,
         level: float = 0.95,
     ) -> None:
-        from medcolor.study.results import read_results
+        from medcolor.study.results import INTERNAL, for_test_set, read_results, table_test_sets
 
         self.name = name
         self.dir = str(study_dir)
         self._table = read_results(study_dir)
-        self._cells = study_cells(self._table, metric)
+        #: the study's test sets, "internal" (each cell's own held-out split) first
+        self.test_sets = table_test_sets(self._table)
+        self._cells = study_cells(for_test_set(self._table, INTERNAL), metric)
         self._registry = registry
         self._metric = metric
         self._n_boot, self._seed, self._level = n_boot, seed, level
@@ -145,15 +149,23 @@ class StudyView:
         return len(self._cells.fields)
 
     def compare(
-        self, a: str, b: str, label: str = MEAN_LABEL, family: str = DEFAULT_FAMILY, test: str = "t"
+        self,
+        a: str,
+        b: str,
+        label: str = MEAN_LABEL,
+        family: str = DEFAULT_FAMILY,
+        test: str = "t",
+        test_set: str = "internal",
     ) -> DocComparison:
-        key = (self.name, self._arm_key(a), self._arm_key(b), label, str(family), test)
+        """Arm ``b`` against arm ``a`` on ``test_set`` ("internal", or an external set of :attr:`test_sets`)."""
+        family_key = str(family) if test_set == "internal" else f"{family} · {test_set}"
+        key = (self.name, self._arm_key(a), self._arm_key(b), label, family_key, test)
         self._registry.used.add(key)
         if key in self._registry.items:
             return self._registry.items[key]
         rows = compare(
             self._table, a, b, labels=[label], test=test, metric=self._metric, n_boot=self._n_boot,
-            seed=self._seed, level=self._level, family=str(family), allow_one_pair=True,
+            seed=self._seed, level=self._level, family=family_key, allow_one_pair=True, test_set=test_set,
         )  # fmt: skip
         if len(rows) != 1:  # pragma: no cover - one group without ``by``, one label
             raise DataError(f"{self.name}: the comparison {a!r} vs {b!r} gave {len(rows)} rows")
@@ -163,7 +175,7 @@ class StudyView:
                 f"{self.name}: no pair of cells between {a!r} and {b!r} has a finite {self._metric} for {label}"
             )
         c = DocComparison(
-            study=self.name, arm_a=str(row["a"]), arm_b=str(row["b"]), label=label, family=family, n=int(row["n"]),
+            study=self.name, arm_a=str(row["a"]), arm_b=str(row["b"]), label=label, family=family_key, n=int(row["n"]),
             mean_a=_num(row["mean_a"]), std_a=_num(row["std_a"]), mean_b=_num(row["mean_b"]),
             std_b=_num(row["std_b"]), diff=_num(row["diff"]), ci_low=_num(row["ci_low"]),
             ci_high=_num(row["ci_high"]), ci_method=str(row["ci_method"]), p_value=_num(row["p"]), test=test,
@@ -216,9 +228,10 @@ class StudyView:
         return float(pd.to_numeric(first["wall_s"], errors="coerce").sum()) / 3600
 
     def table(self, key: str, title: bool = True, where: str | None = None) -> str:
-        """The report's Table I/II/III as Markdown; ``where`` (an arm selector, e.g. ``"data=none"``) keeps
-        only the cells it selects; ``title=False`` drops the ``### Table ...`` line."""
-        from medcolor.report.tables import TableOptions, table1, table2, table3
+        """The report's Table I/II/III as Markdown (with a column group per test set and the drop against the
+        internal one when the study has external sets); ``where`` (an arm selector, e.g. ``"data=none"``)
+        keeps only the cells it selects; ``title=False`` drops the ``### Table ...`` line."""
+        from medcolor.report.tables import TableOptions, per_test_set, table1, table2, table3
 
         fns = {"table1": table1, "table2": table2, "table3": table3}
         if key not in fns:
@@ -227,7 +240,7 @@ class StudyView:
         if where is not None:
             keep = set(select_cells(self._cells, parse_arm(where, self._cells), where, "where").index)
             table = table[table["cell"].astype(str).isin(keep)]
-        t = fns[key](table, TableOptions(metric=self._metric, n_boot=self._n_boot, seed=self._seed))
+        t = per_test_set(fns[key], table, TableOptions(metric=self._metric, n_boot=self._n_boot, seed=self._seed))
         if t is None:
             raise DataError(f"{self.name}: the study has no {key}{' where ' + where if where else ''} (see its report)")
         if where is not None:  # a label no kept cell has (another dataset's) is not a column

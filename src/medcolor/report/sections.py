@@ -5,10 +5,13 @@ training-set size)."""
 
 from __future__ import annotations
 
+import functools
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from medcolor.errors import DataError, MedcolorError
@@ -70,20 +73,38 @@ def table_sections(
     return sections, tables
 
 
+#: the colormap and opacity of Grad-CAM maps drawn over the gray input (as ``medcolor explain``)
+GRADCAM_CMAP, GRADCAM_ALPHA = "jet", 0.45
+
+
+@dataclass
+class Fig4Panel:
+    """One Fig. 4 image: the gray inputs (top row), their names, and a row per condition (T's colours) each followed
+    by its Grad-CAM row when the run stored the maps."""
+
+    grays: np.ndarray | None = None
+    names: list[str] = field(default_factory=list)
+    rows: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    gradcam_label: str = ""
+    other: list[str] = field(default_factory=list)
+
+
+def gradcam_overlay(gray: np.ndarray, heat: np.ndarray, alpha: float = GRADCAM_ALPHA) -> np.ndarray:
+    """A Grad-CAM map (H, W) in [0, 1] drawn over its gray input (H, W): an RGB picture (H, W, 3) in [0, 1]."""
+    from matplotlib import colormaps
+
+    colored = colormaps[GRADCAM_CMAP](np.clip(heat, 0, 1))[..., :3]
+    return np.clip((1 - alpha) * np.repeat(gray[..., None], 3, axis=2) + alpha * colored, 0, 1)
+
+
 def fig4_colorized(
     cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Path, n_images: int, max_rows: int = 24
 ) -> Section:
     """Fig. 4 from the colorized samples each run wrote (the same validation images through each condition's
-    T): read from the run directories, no network is loaded."""
-    from medcolor.display import SAMPLES_FILE, colorization_figure, read_colorized_samples
-
-    sec = Section("fig4", "Fig. 4. Colorized images: what E sees after each colorization module")
-    has_t = [
-        c
-        for c in cells.fields.index
-        if (rd := run_dir_of(study_dir, meta.loc[c, "run_dir"])) is not None
-        and ((rd / "colorizer.safetensors").is_file() or (rd / SAMPLES_FILE).is_file())
-    ]
+    T), each condition with a Grad-CAM row (its ``gradcam_samples.npz``: the maps over the gray input): read from
+    the run directories, no network is loaded."""
+    sec = Section("fig4", "Fig. 4. Colorized images: what E sees after each colorization module, and Grad-CAM")
+    has_t = _cells_with_t(cells, meta, study_dir)
     if not has_t:
         sec.reason = (
             "no cell has a learned colorization module to show (no colorizer.safetensors in the run directories: "
@@ -91,70 +112,160 @@ def fig4_colorized(
         )
         return sec
     F = cells.fields
-    datasets = sorted(set(F.loc[has_t, "data.dataset"])) if "data.dataset" in F.columns else [""]
-    cond = [f for f in cells.grid if f not in REPEAT_FIELDS and f != "data.dataset"]
-    reasons = []
-    for ds in datasets:
+    reasons: list[str] = []
+    for ds in sorted(set(F.loc[has_t, "data.dataset"])) if "data.dataset" in F.columns else [""]:
         ids = [c for c in has_t if not ds or F.loc[c, "data.dataset"] == ds]
-        chosen: dict[tuple[str, ...], str] = {}
-        for c in sorted(ids, key=lambda c: tuple(value_sort_key(F.loc[c, f]) for f in REPEAT_FIELDS if f in F.columns)):
-            chosen.setdefault(tuple(F.loc[c, f] for f in cond), c)  # the first repeat of each condition
-        arm = [f for f in ("model.colorizer", "stages") if f in cond]  # always named, then what else varies
-        varying = [f for f in cond if f not in arm and len({k[cond.index(f)] for k in chosen}) > 1]
-        vary = arm + [f for f in varying if f == TRANSFER_FIELD]  # the row names
-        panel_fields = [f for f in varying if f != TRANSFER_FIELD]  # one panel per section of these
-        order = sorted(
-            chosen.items(),
-            key=lambda kv: row_order_key(
-                F.loc[kv[1]].get("model.colorizer", NONE), F.loc[kv[1]].get("stages", NONE),
-                F.loc[kv[1]].get(TRANSFER_FIELD, NONE),
-            ),
-        )  # fmt: skip
-        panels: dict[tuple[str, ...], list[str]] = {}
-        for k, c in order:
-            panels.setdefault(tuple(k[cond.index(f)] for f in panel_fields), []).append(c)
-        for pk in sorted(panels, key=lambda t: tuple(value_sort_key(v) for v in t)):
-            members = panels[pk]
-            heading = section_text(panel_fields, pk)
-            grays, names, rows, other = None, [], {}, []
-            for c in members[:max_rows]:
-                try:
-                    samples = read_colorized_samples(run_dir_of(study_dir, meta.loc[c, "run_dir"]) / SAMPLES_FILE)
-                except MedcolorError as exc:
-                    reasons.append(f"cell {c}: {exc}")
-                    continue
-                if grays is None:
-                    grays, names = samples.grays[:n_images], samples.names[:n_images]
-                elif samples.names[: len(names)] != names:
-                    other.append(c)  # another validation split: its images are not those of the first row
-                    continue
-                rows[" · ".join(value_text(f, F.loc[c, f]) for f in vary) or c] = list(samples.colors[: len(names)])
-            if other:
-                reasons.append(f"{', '.join(other)}: colorized other validation images than the first row's")
-            if grays is None or not rows:
-                continue
-            stem = "_".join(slug(x) for x in (ds, *pk) if x)
-            path = out / "figures" / f"fig4_colorized{'_' + stem if stem else ''}.png"
-            titles = [n if len(n) <= 18 else n[:17] + "…" for n in names]
-            where = " · ".join(x for x in (ds, heading) if x)
-            colorization_figure(
-                list(grays), {textwrap.fill(k, 18): v for k, v in rows.items()}, path, titles, title=where,
-                also=("svg",),
-            )  # fmt: skip
-            rep = "; ".join(f"{f} {F.loc[members[0], f]}" for f in REPEAT_FIELDS if f in F.columns)
-            caption = (
-                f"{where + ': ' if where else ''}{len(names)} images of the validation split (top row) through "
-                f"the colorization module T of each condition ({'first repeat: ' + rep if rep else 'one cell each'}); "
-                "T's output shown through ImageNet's normalisation, i.e. the RGB picture the pretrained E receives."
-            )
-            if len(members) > max_rows:
-                caption += f" The first {max_rows} of {len(members)} conditions."
-            sec.images.append({**_srcs(path, out), "alt": f"Fig. 4 {where}", "caption": caption})
+        run_dir = functools.partial(_run_dir_of_cell, study_dir, meta)
+        sec.images += _fig4_dataset(cells, ids, ds, run_dir, out, n_images, max_rows, reasons)
     if not sec.images:
         sec.reason = "; ".join(reasons)
     elif reasons:
         sec.text = "Not shown: " + "; ".join(reasons)
     return sec
+
+
+def _run_dir_of_cell(study_dir: Path, meta: pd.DataFrame, cell: str) -> Path | None:
+    return run_dir_of(study_dir, meta.loc[cell, "run_dir"])
+
+
+def _fig4_dataset(
+    cells: StudyCells, ids: list[str], ds: str, run_dir: Any, out: Path, n_images: int, max_rows: int,
+    reasons: list[str],
+) -> list[dict[str, str]]:  # fmt: skip
+    """The Fig. 4 images of one dataset's cells ``ids``: one per panel (a value of the fields that vary besides
+    the arm)."""
+    F = cells.fields
+    vary, panel_fields, panels = _fig4_layout(cells, ids)
+    images = []
+    for pk in sorted(panels, key=lambda t: tuple(value_sort_key(v) for v in t)):
+        members = panels[pk]
+        panel = _read_panel(members[:max_rows], F, vary, run_dir, n_images, reasons)
+        if panel.grays is None or not panel.rows:
+            continue
+        where = " · ".join(x for x in (ds, section_text(panel_fields, pk)) if x)
+        stem = "_".join(slug(x) for x in (ds, *pk) if x)
+        image = _draw_panel(panel, out / "figures" / f"fig4_colorized{'_' + stem if stem else ''}.png", where)
+        image["caption"] = _fig4_caption(F, members, panel, where, max_rows)
+        images.append({**_srcs(Path(image.pop("path")), out), **image})
+    return images
+
+
+def _cells_with_t(cells: StudyCells, meta: pd.DataFrame, study_dir: Path) -> list[str]:
+    """The cells whose run directory holds a learned T (or its colorized samples)."""
+    from medcolor.display import SAMPLES_FILE
+
+    out = []
+    for c in cells.fields.index:
+        rd = run_dir_of(study_dir, meta.loc[c, "run_dir"])
+        if rd is not None and ((rd / "colorizer.safetensors").is_file() or (rd / SAMPLES_FILE).is_file()):
+            out.append(c)
+    return out
+
+
+def _first_repeats(F: pd.DataFrame, ids: list[str], cond: list[str]) -> dict[tuple[str, ...], str]:
+    """Condition (its values of ``cond``) -> its first repeat among ``ids``."""
+    chosen: dict[tuple[str, ...], str] = {}
+    repeats = [f for f in REPEAT_FIELDS if f in F.columns]
+    for c in sorted(ids, key=lambda c: tuple(value_sort_key(F.loc[c, f]) for f in repeats)):
+        chosen.setdefault(tuple(F.loc[c, f] for f in cond), c)
+    return chosen
+
+
+def _varying(cond: list[str], arm: list[str], conditions: list[tuple[str, ...]]) -> list[str]:
+    """The fields of ``cond`` besides ``arm`` that take several values among ``conditions``."""
+    return [f for f in cond if f not in arm and len({k[cond.index(f)] for k in conditions}) > 1]
+
+
+def _row_key(row: pd.Series) -> tuple:
+    return row_order_key(row.get("model.colorizer", NONE), row.get("stages", NONE), row.get(TRANSFER_FIELD, NONE))
+
+
+def _fig4_layout(cells: StudyCells, ids: list[str]) -> tuple[list[str], list[str], dict[tuple[str, ...], list[str]]]:
+    """The first repeat of each condition among ``ids``: the fields naming its row (``vary``), the fields that make
+    one panel per value (``panel_fields``) and the panels' cells in row order."""
+    F = cells.fields
+    cond = [f for f in cells.grid if f not in REPEAT_FIELDS and f != "data.dataset"]
+    chosen = _first_repeats(F, ids, cond)
+    arm = [f for f in ("model.colorizer", "stages") if f in cond]  # always named, then what else varies
+    varying = _varying(cond, arm, list(chosen))
+    panel_fields = [f for f in varying if f != TRANSFER_FIELD]
+    panels: dict[tuple[str, ...], list[str]] = {}
+    for k, c in sorted(chosen.items(), key=lambda kv: _row_key(F.loc[kv[1]])):
+        panels.setdefault(tuple(k[cond.index(f)] for f in panel_fields), []).append(c)
+    return arm + [f for f in varying if f == TRANSFER_FIELD], panel_fields, panels
+
+
+def _read_panel(
+    members: list[str], F: pd.DataFrame, vary: list[str], run_dir: Any, n_images: int, reasons: list[str]
+) -> Fig4Panel:
+    """The rows of one panel from the members' run directories (``run_dir(cell)``); what cannot be read is added
+    to ``reasons``."""
+    from medcolor.display import SAMPLES_FILE, read_colorized_samples
+
+    panel = Fig4Panel()
+    for c in members:
+        try:
+            samples = read_colorized_samples(run_dir(c) / SAMPLES_FILE)
+        except MedcolorError as exc:
+            reasons.append(f"cell {c}: {exc}")
+            continue
+        if panel.grays is None:
+            panel.grays, panel.names = samples.grays[:n_images], samples.names[:n_images]
+        elif samples.names[: len(panel.names)] != panel.names:
+            panel.other.append(c)  # another validation split: its images are not those of the first row
+            continue
+        name = " · ".join(value_text(f, F.loc[c, f]) for f in vary) or c
+        panel.rows[name] = list(samples.colors[: len(panel.names)])
+        _add_gradcam_row(panel, name, run_dir(c), c, reasons)
+    if panel.other:
+        reasons.append(f"{', '.join(panel.other)}: colorized other validation images than the first row's")
+    return panel
+
+
+def _add_gradcam_row(panel: Fig4Panel, name: str, run_dir: Path, cell: str, reasons: list[str]) -> None:
+    """The Grad-CAM row of a condition (its first label's maps over the gray inputs), when its run stored them."""
+    from medcolor.evaluation.gradcam import GRADCAM_FILE, read_gradcam_samples
+
+    if not (run_dir / GRADCAM_FILE).is_file():
+        return  # a run written before Grad-CAM samples existed: its colour row alone
+    try:
+        cams = read_gradcam_samples(run_dir / GRADCAM_FILE)
+    except MedcolorError as exc:
+        reasons.append(f"cell {cell}: {exc}")
+        return
+    if cams.names[: len(panel.names)] != panel.names or panel.grays is None:
+        reasons.append(f"cell {cell}: its Grad-CAM maps are of other images than its colorized samples")
+        return
+    panel.gradcam_label = panel.gradcam_label or cams.labels[0]
+    k = cams.labels.index(panel.gradcam_label) if panel.gradcam_label in cams.labels else 0
+    heats = cams.maps[: len(panel.names), k]
+    panel.rows[f"{name} · Grad-CAM"] = [gradcam_overlay(g, h) for g, h in zip(panel.grays, heats, strict=True)]
+
+
+def _draw_panel(panel: Fig4Panel, path: Path, where: str) -> dict[str, str]:
+    from medcolor.display import colorization_figure
+
+    titles = [n if len(n) <= 18 else n[:17] + "…" for n in panel.names]
+    rows = {textwrap.fill(k, 18): v for k, v in panel.rows.items()}
+    colorization_figure(list(panel.grays), rows, path, titles, title=where, also=("svg",))  # type: ignore[arg-type]
+    return {"path": str(path), "alt": f"Fig. 4 {where}"}
+
+
+def _fig4_caption(F: pd.DataFrame, members: list[str], panel: Fig4Panel, where: str, max_rows: int) -> str:
+    rep = "; ".join(f"{f} {F.loc[members[0], f]}" for f in REPEAT_FIELDS if f in F.columns)
+    caption = (
+        f"{where + ': ' if where else ''}{len(panel.names)} images of the validation split (top row) through "
+        f"the colorization module T of each condition ({'first repeat: ' + rep if rep else 'one cell each'}); "
+        "T's output shown through ImageNet's normalisation, i.e. the RGB picture the pretrained E receives."
+    )
+    if panel.gradcam_label:
+        caption += (
+            f" Grad-CAM rows: where E's last feature map drives the {panel.gradcam_label} logit (Grad-CAM at E's last "
+            "convolutional block, scaled to [0, 1] per image, drawn over the gray input; red: strong)."
+        )
+    if len(members) > max_rows:
+        caption += f" The first {max_rows} of {len(members)} conditions."
+    return caption
 
 
 def fig5_labels(cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Path) -> Section:

@@ -49,6 +49,40 @@ def _signed(x: float, scale: float, decimals: int) -> str:
     return "–" if not np.isfinite(x) else f"{x * scale:+.{decimals}f}".replace("-", "−")
 
 
+def _merged_columns(
+    base: StudyTable, others: Sequence[str], values: Sequence[tuple[str, str]], first: str, combined: bool
+) -> tuple[list[str], list[tuple[str, int]]]:
+    """The column titles and groups of the merged table: ``base``'s (value columns tagged with ``first``), then per
+    other set one column per value (``mean ± std (drop)``) when ``combined``, else its mean ± std and its drop."""
+    k0 = base.text_columns + 1  # the row fields and n
+    titles = {t for t, _ in values}
+    columns = [c + (f" · {first}" if j >= k0 and c in titles else "") for j, c in enumerate(base.columns)]
+    groups = [("", k0), (first, len(columns) - k0)]
+    for s in others:
+        columns += [f"{t} · {s} (Δ)" for t, _ in values] if combined else [f"{values[0][0]} · {s}", f"Δ {s} − {first}"]
+        groups.append((s, len(values) if combined else 2))
+    return columns, groups
+
+
+def _set_cells(
+    base: StudyTable, lookup: dict[tuple, pd.Series], key: Any, k: str, opt: TableOptions, combined: bool
+) -> tuple[list[list[str]], list[float], list[float]]:
+    """For value ``k`` of one other set (its rows by key in ``lookup``): per row of ``base`` the cell texts, the
+    set's mean and its drop against ``base``'s mean (NaN where the set has no such row)."""
+    std_key = k.replace(":mean", ":std") if k.endswith(":mean") else "std"
+    texts, means, drops = [], [], []
+    for _, r in base.data.iterrows():
+        o = lookup.get(key(r))
+        m = math.nan if o is None else float(o[k])
+        d = m - float(r[k])
+        pm = "–" if o is None else format_pm(m, float(o[std_key]), opt.scale, opt.decimals)
+        drop = _signed(d, opt.scale, opt.decimals)
+        texts.append([f"{pm} ({drop})"] if combined else [pm, drop])
+        means.append(m)
+        drops.append(d)
+    return texts, means, drops
+
+
 def _merge_test_sets(
     base: StudyTable, others: dict[str, StudyTable], values: Sequence[tuple[str, str]], cond: Sequence[str],
     first: str, opt: TableOptions, combined: bool,
@@ -61,34 +95,15 @@ def _merge_test_sets(
     def key(r: pd.Series) -> tuple:
         return tuple(r[f] for f in key_fields)
 
-    lookup = {s: {key(r): r for _, r in t.data.iterrows()} for s, t in others.items()}
-    k0 = base.text_columns + 1  # the row fields and n
-    titles = {t for t, _ in values}
-    columns = [c + (f" · {first}" if j >= k0 and c in titles else "") for j, c in enumerate(base.columns)]
-    groups = [("", k0), (first, len(columns) - k0)]
-    for s in others:  # one column per value (mean ± std and the drop) with several, two with one value
-        columns += (
-            [f"{title} · {s} (Δ)" for title, _ in values] if combined else [f"{values[0][0]} · {s}", f"Δ {s} − {first}"]
-        )
-        groups.append((s, len(values) if combined else 2))
+    columns, groups = _merged_columns(base, list(others), values, first, combined)
     data = base.data.copy()
-    flat = [r for _, rows in base.sections for r in rows]
-    extra: list[list[str]] = [[] for _ in flat]
-    for s in others:
+    extra: list[list[str]] = [[] for _ in range(len(base.data))]
+    for s, t in others.items():
+        lookup = {key(r): r for _, r in t.data.iterrows()}
         for _, k in values:
-            std_key = k.replace(":mean", ":std") if k.endswith(":mean") else "std"
-            means, drops = [], []
-            for i, (_, r) in enumerate(base.data.iterrows()):
-                o = lookup[s].get(key(r))
-                m = math.nan if o is None else float(o[k])
-                d = m - float(r[k])
-                pm = "–" if o is None else format_pm(m, float(o[std_key]), opt.scale, opt.decimals)
-                drop = _signed(d, opt.scale, opt.decimals)
-                extra[i] += [f"{pm} ({drop})"] if combined else [pm, drop]
-                means.append(m)
-                drops.append(d)
-            data[f"{s}:{k}"] = means
-            data[f"{s}:{k}:drop"] = drops
+            texts, data[f"{s}:{k}"], data[f"{s}:{k}:drop"] = _set_cells(base, lookup, key, k, opt, combined)
+            for row, x in zip(extra, texts, strict=True):
+                row += x
     it = iter(extra)
     sections = [(h, [r + next(it) for r in rows]) for h, rows in base.sections]
     note = (

@@ -1,14 +1,14 @@
-"""The tidy results table of a study: one row per cell x label, plus a ``"mean"`` row per cell.
+"""The tidy results table of a study: one row per cell x test set x label, plus a ``"mean"`` row per cell and set.
 
 Every finished cell writes its rows once, atomically, to ``DIR/cells/<cell id>/row.json``; the table
 ``DIR/results.parquet`` is *derived* from those files (rebuilt, never appended to) and replaced in one
 rename.  A runner killed at any moment therefore leaves either the old table or the new one, and a re-run
 rebuilds it from exactly the cells that finished: no duplicate or partial rows.
 
-Columns (schema version 1; columns may be added in later versions, never renamed):
+Columns (schema version 2; columns may be added in later versions, never renamed):
 
 =================== ======= ==================================================================
-schema_version      int     1
+schema_version      int     2
 study               str     the spec's ``name``
 cell                str     the cell id (``<readable slug>_<8-hex hash of its configuration>``)
 <grid key>          any     one column per grid key, named by its dotted key (``model.colorizer``,
@@ -16,9 +16,15 @@ cell                str     the cell id (``<readable slug>_<8-hex hash of its co
 stages              str     the cell's strategies, comma-joined: ``"color-module,all"``
 transfer            str     the id of the cell T/E were transferred from, or ``""``
 transfer_name       str     the name of that transfer in the spec (``transfer:``), or ``""``
-label               str     a label name, or ``"mean"`` (the mean AUC over labels)
-val_auc             float   best validation AUC of the last stage (the checkpoint kept)
-test_auc            float   test AUC of the final network; NaN when the run has no test split
+test_set            str     ``"internal"`` (the run's own held-out test split) or the name of an
+                            external set of the run's ``test_sets:`` (``RUN/test_sets/<name>/``);
+                            version 2 (a version-1 table reads as all ``"internal"``)
+label               str     a label name, or ``"mean"`` (the mean AUC over labels; of an external
+                            set: over the labels it has, see its ``metrics.json`` ``left_out``)
+val_auc             float   best validation AUC of the last stage (the checkpoint kept; the same
+                            for every test set of the cell)
+test_auc            float   test AUC of the final network on the row's test set; NaN when the run has
+                            no test split, or the external set lacks the label or has one class of it
 test_ci_low/high    float   its bootstrap 95 % confidence interval (NaN without a test split)
 n_train             int     training images (after the subset)
 iterations          int     optimisation steps, summed over stages (LR range tests not counted)
@@ -48,12 +54,16 @@ from medcolor.errors import MedcolorError
 from medcolor.study.plan import Cell, Plan
 from medcolor.utils import atomic_path, write_json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ROW_FILE = "row.json"
 TABLE_FILE = "results.parquet"
 LEADING = ["schema_version", "study", "cell"]
 CELL_COLUMNS = ["stages", "transfer", "transfer_name"]
+#: the column naming a row's test set (schema version 2) and its value for the run's own held-out split
+TEST_SET = "test_set"
+INTERNAL = "internal"
 METRICS = [
+    TEST_SET,
     "label",
     "val_auc",
     "test_auc",
@@ -78,6 +88,7 @@ STR_COLUMNS = (
     "stages",
     "transfer",
     "transfer_name",
+    TEST_SET,
     "label",
     "run_dir",
     "git_commit",
@@ -86,6 +97,20 @@ STR_COLUMNS = (
 )
 #: migrations of older tables/rows: {version: function(rows DataFrame) -> DataFrame of version + 1}
 MIGRATIONS: dict[int, Any] = {}
+
+
+def _v1_to_v2(df: pd.DataFrame) -> pd.DataFrame:
+    """Version 1 had no external test sets: every row is the run's own test split (``test_set`` "internal",
+    inserted before ``label``)."""
+    df = df.copy()
+    if TEST_SET not in df.columns:
+        df.insert(list(df.columns).index("label") if "label" in df.columns else len(df.columns), TEST_SET, INTERNAL)
+    df[TEST_SET] = df[TEST_SET].fillna(INTERNAL)
+    df["schema_version"] = 2
+    return df
+
+
+MIGRATIONS[1] = _v1_to_v2
 
 
 class StudyError(MedcolorError):
@@ -134,17 +159,61 @@ def _num(x: Any) -> float:
     return v
 
 
+def _interval(x: Any) -> tuple[Any, Any]:
+    return tuple(x) if isinstance(x, list | tuple) and len(x) == 2 else (None, None)  # type: ignore[return-value]
+
+
+def _set_rows(
+    test: dict[str, Any], labels: Sequence[str], last: dict[str, Any], *, valid: bool
+) -> list[tuple[str, dict[str, float]]]:
+    """(label, metrics) of one test set's ``metrics.json`` (``valid`` false: no test split, test columns NaN);
+    a label without an AUC (not in the set, one class only) gets NaN, never a made-up number."""
+    ci = test.get("ci95") or {}
+    aucs = test.get("auc") or {}
+    vals = last.get("best_val_auc") or {}
+    out = []
+    for lab, val, auc, interval in [
+        *((lab, vals.get(lab), aucs.get(lab), ci.get(lab)) for lab in labels),
+        ("mean", last.get("best_val_mean_auc"), test.get("mean_auc"), ci.get("mean_auc")),
+    ]:
+        lo, hi = _interval(interval)
+        out.append(
+            (
+                lab,
+                {
+                    "val_auc": _num(val),
+                    "test_auc": _num(auc) if valid else math.nan,
+                    "test_ci_low": _num(lo) if valid else math.nan,
+                    "test_ci_high": _num(hi) if valid else math.nan,
+                },
+            )
+        )
+    return out
+
+
+def external_metrics(run_dir: str | os.PathLike, summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The metrics of each external test set of a run, by name: ``summary.json`` ``test_sets``, else (older
+    summaries, or a set evaluated later with ``medcolor evaluate --test-set``) ``RUN/test_sets/*/metrics.json``."""
+    found = dict(summary.get("test_sets") or {})
+    for f in sorted(Path(run_dir).glob("test_sets/*/metrics.json")):
+        if f.parent.name not in found:
+            try:
+                found[f.parent.name] = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                raise StudyError(f"{f}: the test set's metrics are damaged ({type(exc).__name__}: {exc})") from None
+    return {k: found[k] for k in sorted(found)}
+
+
 def cell_rows(
     cell: Cell, run_dir: str | os.PathLike, *, study: str, columns: list[str], wall_s: float
 ) -> list[dict[str, Any]]:
-    """The rows of a finished cell, read from its run directory (``summary.json``)."""
+    """The rows of a finished cell, read from its run directory: ``summary.json`` (its own test split, test set
+    ``"internal"``) and each external set's metrics (:func:`external_metrics`), one row per set x label."""
     run_dir = Path(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     labels = list(summary["data"]["label_names"])
     last = summary["stages"][-1]
     test = summary.get("test") or {}
-    on_test = test.get("split") == "test"
-    ci = test.get("ci95") or {}
     common: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "study": study, "cell": cell.id}
     common.update(_cell_fields(cell, columns))
     tail = {
@@ -154,23 +223,13 @@ def cell_rows(
         "run_dir": f"cells/{cell.id}",
         **provenance(),
     }
-
-    def metrics(val: Any, auc: Any, interval: Any) -> dict[str, float]:
-        lo, hi = interval if isinstance(interval, list | tuple) and len(interval) == 2 else (None, None)
-        return {
-            "val_auc": _num(val),
-            "test_auc": _num(auc) if on_test else math.nan,
-            "test_ci_low": _num(lo) if on_test else math.nan,
-            "test_ci_high": _num(hi) if on_test else math.nan,
-        }
-
-    rows = []
-    for lab in labels:
-        m = metrics((last.get("best_val_auc") or {}).get(lab), (test.get("auc") or {}).get(lab), ci.get(lab))
-        rows.append({**common, "label": lab, **m, **tail})
-    m = metrics(last.get("best_val_mean_auc"), test.get("mean_auc"), ci.get("mean_auc"))
-    rows.append({**common, "label": "mean", **m, **tail})
-    return rows
+    sets = {INTERNAL: (test, test.get("split") == "test")}
+    sets |= {name: (m, True) for name, m in external_metrics(run_dir, summary).items()}
+    return [
+        {**common, TEST_SET: name, "label": lab, **m, **tail}
+        for name, (metrics, valid) in sets.items()
+        for lab, m in _set_rows(metrics, labels, last, valid=valid)
+    ]
 
 
 def _cell_fields(cell: Cell, columns: Sequence[str]) -> dict[str, Any]:
@@ -296,27 +355,56 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     versions = sorted(set(int(v) for v in df["schema_version"].unique()))
     if len(versions) > 1:
         raise StudyError(f"{p} mixes results schema versions {versions}; rebuild it with `medcolor study run`")
-    if versions and versions[0] != SCHEMA_VERSION:
-        df = _migrate(df, versions[0], str(p))
+    # an empty table has no version to read: its columns tell (no test_set column: version 1)
+    version = versions[0] if versions else (SCHEMA_VERSION if TEST_SET in df.columns else 1)
+    if version != SCHEMA_VERSION:
+        df = _migrate(df, version, str(p))
     missing = [c for c in LEADING + CELL_COLUMNS + METRICS if c not in df.columns]
     if missing:
         raise StudyError(f"{p} is not a medcolor study results table (missing columns: {', '.join(missing)})")
     return df
 
 
+def table_test_sets(table: pd.DataFrame) -> list[str]:
+    """The test sets of a results table: ``"internal"`` first (when present), then the external ones by name;
+    ``["internal"]`` for a table without a ``test_set`` column."""
+    if TEST_SET not in table.columns:
+        return [INTERNAL]
+    names = {str(x) for x in table[TEST_SET].fillna(INTERNAL)}
+    return [INTERNAL] * (INTERNAL in names) + sorted(names - {INTERNAL})
+
+
+def for_test_set(table: pd.DataFrame, name: str = INTERNAL) -> pd.DataFrame:
+    """The rows of test set ``name`` without the ``test_set`` column (what the statistics read: one row per
+    cell x label).  A set the table does not have is a :class:`StudyError` listing those it has."""
+    if TEST_SET not in table.columns:
+        if name != INTERNAL:
+            raise StudyError(f"the results table has no test set {name!r}: it has only {INTERNAL!r}")
+        return table
+    names = table_test_sets(table)
+    if name not in names:
+        raise StudyError(f"the results table has no test set {name!r}; its test sets: {', '.join(names)}")
+    return table[table[TEST_SET].fillna(INTERNAL).astype(str) == name].drop(columns=TEST_SET)
+
+
 __all__ = [
+    "INTERNAL",
     "MIGRATIONS",
     "RESULT_COLUMNS",
     "ROW_FILE",
     "SCHEMA_VERSION",
     "TABLE_FILE",
+    "TEST_SET",
     "StudyError",
     "build_table",
     "cell_rows",
     "columns",
+    "external_metrics",
+    "for_test_set",
     "provenance",
     "read_results",
     "read_rows",
+    "table_test_sets",
     "write_rows",
     "write_table",
 ]

@@ -19,6 +19,10 @@
     executor: {name: local, workers: 2}
     resources: {partition: gpu, gpus: 1, time: "12:00:00", memory: 32G, nodes: 1}
     estimate: {train_images: 4172, val_images: 522, test_images: 522, tflops: 20}
+    test_sets: {official: {dataset: folder, root: ../shared/data/kermany-official-test}}  # every cell's
+
+Top-level ``test_sets`` join ``base.test_sets`` (a name in both is an error): part of each cell's configuration and
+id, so adding or changing them runs the cells again; a spec without them keeps its ids.
 
 Grid keys are dotted run-configuration keys (``model.colorizer``, ``data.subset``, ``data.subset_draw``,
 ``trainer.seed``...), a whole section (``data``), ``stages`` (strategy names, ``"a,b"`` shorthands or lists
@@ -45,7 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medcolor.config import RunConfig, StageConfig, expand_stages
+from medcolor.config import RunConfig, StageConfig, TestSetConfig, expand_stages
+from medcolor.config.datasets import check_dataset_options
 from medcolor.errors import ConfigError
 from medcolor.study.keys import (
     NO_TRANSFER,
@@ -68,19 +73,8 @@ from medcolor.study.resources import (
 )
 from medcolor.study.spec_yaml import SpecError, read_spec_yaml
 
-TOP_KEYS = (
-    "name",
-    "description",
-    "base",
-    "stage_defaults",
-    "grid",
-    "cells",
-    "exclude",
-    "transfer",
-    "executor",
-    "resources",
-    "estimate",
-)
+TOP_KEYS = ("name", "description", "base", "stage_defaults", "grid", "cells", "exclude", "transfer", "executor")
+TOP_KEYS += ("resources", "estimate", "test_sets")
 TRANSFER_KEYS = ("from", "use", "stage", "match")
 TRANSFER_USES = ("colorizer", "model")
 
@@ -174,6 +168,7 @@ def parse_spec(text: str, where: str = "<spec>") -> Spec:
         raise SpecError(f"{spec.at('base')}: base: expected a run configuration mapping (data:, model:, stages:...)")
     spec.stage_defaults = _parse_stage_defaults(spec, data.get("stage_defaults") or {})
     spec.base = _parse_base(spec, base)
+    _add_test_sets(spec, data.get("test_sets"))
     spec.transfers = _parse_transfers(spec, data.get("transfer") or {})
     spec.grid = _parse_axes(spec, data.get("grid") or {}, ("grid",))
     groups = data.get("cells") or {}
@@ -258,6 +253,29 @@ def _parse_base(spec: Spec, base: dict[str, Any]) -> dict[str, Any]:
         raise _config_error_at(spec, ("base",), exc, "base.") from None
     _check_names(spec, cfg, ("base",), "base")
     return base
+
+
+def _add_test_sets(spec: Spec, d: Any) -> None:
+    """Top-level ``test_sets:`` (as a run configuration's), checked (file, line and key named), join
+    ``base.test_sets``: part of every cell's configuration, hence of its id."""
+    if d is None:
+        return
+    if not isinstance(d, dict) or not d:
+        raise SpecError(f"{spec.at('test_sets')}: test_sets: expected a mapping of test set name -> {{dataset:, ...}}")
+    for name, ts in d.items():
+        _check_known_keys(spec, ts, TestSetConfig, ("test_sets", name), f"test_sets.{name}")
+    try:
+        for name, ts in RunConfig.from_dict({"test_sets": copy.deepcopy(d)}).test_sets.items():
+            check_dataset_options(ts, f"test_sets.{name}")
+    except ConfigError as exc:
+        raise _config_error_at(spec, (), exc) from None
+    own = spec.base.get("test_sets") or {}
+    if both := sorted(set(own) & set(d)):
+        raise SpecError(
+            f"{spec.at('test_sets', both[0])}: test_sets: {', '.join(map(repr, both))} is also defined under "
+            f"base.test_sets ({spec.at('base', 'test_sets')}); give each test set once"
+        )
+    spec.base["test_sets"] = {**own, **copy.deepcopy(d)}
 
 
 def _check_names(spec: Spec, cfg: RunConfig, path: tuple, label: str) -> None:

@@ -38,6 +38,7 @@ from medcolor.data.bundle import DataBundle, build_data
 from medcolor.data.summary import LABEL_COUNTS_FILE, write_label_counts
 from medcolor.display import SAMPLES_FILE, ColorizedSamples, colorize, write_colorized_samples
 from medcolor.errors import DataError
+from medcolor.evaluation.gradcam import GRADCAM_FILE, GradCamSamples, gradcam_samples, write_gradcam_samples
 from medcolor.model import ColorTransferNet
 from medcolor.strategies import default_colorizer
 from medcolor.training.callbacks import StageCallbacks, format_auc, last_checkpoint
@@ -304,6 +305,7 @@ def train(
     seed_everything(cfg.trainer.seed)
     bundle = _run_data(cfg, out)
     info = bundle.info
+    # read, map and check every external set before training (fail fast)
     prepared = _prepare_test_sets(cfg, bundle, out) if evaluate_test and cfg.test_sets else None
     model = build_model(cfg, bundle)
     results = [
@@ -316,11 +318,10 @@ def train(
         save_colorizer(model.colorizer, out / COLORIZER_FILE, **meta) if model.colorizer.learnable else None
     )
     test_metrics = _evaluate_held_out(model, bundle, cfg, out) if evaluate_test else None
-    test_sets = None
-    if prepared:  # after the operating points: they read RUN/val/predictions.csv
-        test_sets = _evaluate_test_sets(model, prepared, bundle, cfg, out)
+    test_sets = _evaluate_test_sets(model, bundle, cfg, out, prepared) if prepared else None
     if colorizer_path is not None:
         write_colorized_samples(out / SAMPLES_FILE, colorized_samples(model, bundle))
+        write_gradcam_samples(out / GRADCAM_FILE, sample_gradcams(model, bundle))
     result = RunResult(out, results, test_metrics, model_path, colorizer_path, info, test_sets)
     write_summary(out, result, name=cfg.name, parameters=model.parameter_summary())
     return result
@@ -345,7 +346,8 @@ def _run_data(cfg: RunConfig, out: Path) -> DataBundle:
 
 
 def _prepare_test_sets(cfg: RunConfig, bundle: DataBundle, out: Path) -> Any:
-    """Every external test set read, mapped and checked before training (fail fast)."""
+    """The external sets of ``cfg`` read, mapped onto the run's labels and checked for overlap with its
+    training/validation data (:func:`medcolor.testsets.prepare_test_sets`)."""
     from medcolor.testsets import prepare_test_sets
 
     return prepare_test_sets(
@@ -358,13 +360,14 @@ def _prepare_test_sets(cfg: RunConfig, bundle: DataBundle, out: Path) -> Any:
     )
 
 
-def _evaluate_held_out(model: ColorTransferNet, bundle: DataBundle, cfg: RunConfig, out: Path) -> Any:
-    """The final network's metrics on the held-out split (test, else val), and the operating points."""
+def _evaluate_held_out(model: ColorTransferNet, bundle: DataBundle, cfg: RunConfig, out: Path) -> dict[str, Any]:
+    """The final network on the run's held-out split (``RUN/test/``, or ``RUN/val/`` without a test split), then
+    the operating points of the test split by the run's ``operating:`` rule (thresholds chosen on validation)."""
     from medcolor.evaluation.dataset import evaluate_run, held_out_split
 
     dataset, split = held_out_split(bundle)
     accelerator = resolve_runtime(cfg).accelerator
-    test_metrics = evaluate_run(
+    metrics = evaluate_run(
         model,
         dataset,
         out / split,
@@ -390,12 +393,17 @@ def _evaluate_held_out(model: ColorTransferNet, bundle: DataBundle, cfg: RunConf
             device=accelerator,
             seed=cfg.trainer.seed,
             n_resamples=cfg.trainer.bootstrap,
+            rule=cfg.operating.threshold,
+            temperature_scaling=cfg.operating.temperature,
         )
-    return test_metrics
+    return metrics
 
 
-def _evaluate_test_sets(model: ColorTransferNet, prepared: Any, bundle: DataBundle, cfg: RunConfig, out: Path) -> Any:
-    """The final network on each external test set."""
+def _evaluate_test_sets(
+    model: ColorTransferNet, bundle: DataBundle, cfg: RunConfig, out: Path, prepared: Any
+) -> dict[str, dict[str, Any]]:
+    """The final network on every prepared external set (``RUN/test_sets/<name>/``), after the operating points
+    of the held-out split: they read ``RUN/val/predictions.csv``."""
     from medcolor.testsets import evaluate_test_sets
 
     accelerator = resolve_runtime(cfg).accelerator
@@ -411,6 +419,7 @@ def _evaluate_test_sets(model: ColorTransferNet, prepared: Any, bundle: DataBund
         bootstrap=cfg.trainer.bootstrap,
         seed=cfg.trainer.seed,
         progress=cfg.trainer.progress,
+        operating=cfg.operating,
     )
 
 
@@ -424,4 +433,14 @@ def colorized_samples(model: ColorTransferNet, bundle: DataBundle, n: int = SAMP
     return ColorizedSamples(np.stack(grays), np.stack(colors), names)
 
 
-__all__ = ["build_model", "check_normalization", "colorized_samples", "run_stage", "train"]
+def sample_gradcams(model: ColorTransferNet, bundle: DataBundle, n: int = SAMPLE_IMAGES) -> GradCamSamples:
+    """Grad-CAM maps of every label for the images of :func:`colorized_samples` (the report's Fig. 4 draws them
+    over the gray input)."""
+    view = bundle.eval_view(bundle.val)
+    idx = range(min(n, len(view)))
+    images = torch.stack([view[i]["image"] for i in idx])
+    names = [Path(str(bundle.val.paths[i])).name for i in idx]
+    return gradcam_samples(model, images, list(bundle.label_names), names)
+
+
+__all__ = ["build_model", "check_normalization", "colorized_samples", "run_stage", "sample_gradcams", "train"]

@@ -67,6 +67,7 @@ RUN_LAYOUT: dict[str, Any] = {
         *(CONFIG_FILE, RUN_MARKER, DATA_FILE, SKIPPED_ROWS_FILE, SUMMARY_FILE),
         *(MODEL_FILE, "model.json", COLORIZER_FILE, "colorizer.json", LABEL_COUNTS_FILE, SAMPLES_FILE, _TMP),
         *("operating_points.json", "roc-*.png", "reliability-*.png"),  # medcolor.operating
+        "gradcam_samples.npz",  # medcolor.evaluation.gradcam: Grad-CAM maps of the colorized samples (Fig. 4)
     ),
     "dirs": {
         "[0-9]*-*": {  # the stages: 1-color-module, 2-all

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from medcolor.errors import ConfigError, DataError
-from medcolor.study.results import RESULT_COLUMNS, SCHEMA_VERSION
+from medcolor.study.results import RESULT_COLUMNS, SCHEMA_VERSION, TEST_SET, table_test_sets
 
 #: the label of the row holding the mean AUC over labels
 MEAN_LABEL = "mean"
@@ -38,12 +38,14 @@ def grid_fields(table: pd.DataFrame) -> list[str]:
 
 
 def check_results(table: pd.DataFrame, metric: str = "test_auc") -> None:
-    """Refuse a table that is not a version-1 results table or lacks ``metric``."""
+    """Refuse a table that is not a results table of a version this medcolor reads (1: no ``test_set``
+    column, read as all internal; 2) or lacks ``metric``."""
     if "schema_version" in table.columns and len(table):
         versions = sorted({int(v) for v in pd.unique(table["schema_version"].dropna())})
-        if versions and versions != [SCHEMA_VERSION]:
+        if len(versions) > 1 or not set(versions) <= {1, SCHEMA_VERSION}:
             raise DataError(
-                f"the results table has schema_version {versions}; this medcolor reads version {SCHEMA_VERSION}. "
+                f"the results table has schema_version {versions}; this medcolor reads version {SCHEMA_VERSION} "
+                "(and 1, read as the internal test set only), one version per table. "
                 f"Re-run `medcolor study run` with this version to rewrite it"
             )
     missing = [c for c in ("cell", "label", metric) if c not in table.columns]
@@ -107,10 +109,17 @@ class StudyCells:
 
 
 def study_cells(table: pd.DataFrame, metric: str = "test_auc") -> StudyCells:
-    """Reshape a results table to :class:`StudyCells` (validating it)."""
+    """Reshape a results table of one test set to :class:`StudyCells` (validating it; a table of several test
+    sets is refused: pick one first with :func:`medcolor.study.results.for_test_set`)."""
     check_results(table, metric)
+    sets = table_test_sets(table)
+    if TEST_SET in table.columns and len(sets) > 1:
+        raise DataError(
+            f"the results table holds several test sets ({', '.join(sets)}); compare one at a time "
+            "(compare(..., test_set=NAME), or medcolor.study.results.for_test_set(table, NAME))"
+        )
     grid = grid_fields(table)
-    t = table.copy()
+    t = table.drop(columns=TEST_SET) if TEST_SET in table.columns else table.copy()
     t["cell"] = t["cell"].map(str)
     t["label"] = t["label"].map(str)
     dup = t.duplicated(["cell", "label"], keep=False)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from medcolor.errors import ConfigError, DataError
+from medcolor.study.results import INTERNAL, for_test_set
 from medcolor.study.stats.arms import kv_text, resolve_field
 from medcolor.study.stats.cells import MEAN_LABEL, TESTS, PairingError, StudyCells, study_cells
 from medcolor.study.stats.pairing import ArmPlan, plan_pairs
@@ -174,6 +175,7 @@ def compare(
     level: float = 0.95,
     family: str = COMPARISON_FAMILY,
     allow_one_pair: bool = False,
+    test_set: str = INTERNAL,
 ) -> pd.DataFrame:
     """Paired comparison of arm ``b`` against arm ``a`` (difference = b − a) over matched repeats: the
     one public comparison, used by ``study compare``, the report's tables (through
@@ -187,9 +189,11 @@ def compare(
     :class:`PairingError` when cells lack a partner (naming them) or no group has 2 pairs (unless
     ``allow_one_pair``: then a single pair gives its difference, no test, and a note); a ``by`` group
     with a single pair (when others have more) gets its difference, no test, and a note.
+    ``test_set``: the rows of that test set of the table (``"internal"``: each run's own held-out split;
+    else an external set's name); a set the table lacks is a :class:`~medcolor.study.results.StudyError`.
     """
     check_args(test, n_boot, level)
-    cells = study_cells(table, metric)
+    cells = study_cells(for_test_set(table, test_set), metric)
     by = [resolve_field(f, cells.grid) for f in (by or [])]
     labels = check_labels(cells, labels)
     if cells.values[labels].isna().all().all():

@@ -1,0 +1,75 @@
+"""Fig. 4's Grad-CAM rows: training stores the Grad-CAM maps of its colorized samples (``gradcam_samples.npz``), the
+report draws them over the gray input (files only), and a run without the file keeps its colour row alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_study import make_study
+from PIL import Image
+
+from medcolor.display import SAMPLES_FILE, read_colorized_samples
+from medcolor.errors import DataError
+from medcolor.evaluation.gradcam import (
+    GRADCAM_FILE,
+    GradCamSamples,
+    read_gradcam_samples,
+    write_gradcam_samples,
+)
+from medcolor.report import build_report
+from medcolor.report.sections import GRADCAM_ALPHA, gradcam_overlay
+
+
+def test_training_writes_grad_cam_maps_of_its_colorized_samples(real_runs) -> None:
+    for name in ("colorU-cm-all", "pixelshuffle-cm"):
+        run = real_runs[name]
+        cams = read_gradcam_samples(run / GRADCAM_FILE)
+        samples = read_colorized_samples(run / SAMPLES_FILE)
+        labels = json.loads((run / "summary.json").read_text())["data"]["label_names"]
+        assert cams.names == samples.names and cams.labels == labels
+        assert cams.maps.shape == (len(samples.names), len(cams.labels), *samples.grays.shape[1:])
+        assert cams.maps.min() >= 0 and cams.maps.max() <= 1 and cams.maps.max() > 0
+        assert cams.layer.startswith("backbone.")
+
+
+def test_gradcam_file_round_trip_and_damage(tmp_path: Path) -> None:
+    maps = np.linspace(0, 1, 2 * 1 * 4 * 4).reshape(2, 1, 4, 4)
+    write_gradcam_samples(tmp_path / GRADCAM_FILE, GradCamSamples(maps, ["A"], ["a.png", "b.png"], "backbone.x"))
+    back = read_gradcam_samples(tmp_path / GRADCAM_FILE)
+    assert np.abs(back.maps - maps).max() <= 0.5 / 255 + 1e-12 and back.names == ["a.png", "b.png"]
+    assert back.labels == ["A"] and back.layer == "backbone.x"
+    (tmp_path / GRADCAM_FILE).write_bytes(b"broken")
+    with pytest.raises(DataError, match=f"{GRADCAM_FILE} is not a readable Grad-CAM samples file"):
+        read_gradcam_samples(tmp_path / GRADCAM_FILE)
+    with pytest.raises(DataError, match="without Grad-CAM samples"):
+        read_gradcam_samples(tmp_path / "none.npz")
+
+
+def test_overlay_is_the_colormap_blended_over_the_gray() -> None:
+    from matplotlib import colormaps
+
+    gray = np.full((2, 2), 0.5)
+    heat = np.array([[0.0, 1.0], [0.25, 0.5]])
+    out = gradcam_overlay(gray, heat)
+    want = (1 - GRADCAM_ALPHA) * 0.5 + GRADCAM_ALPHA * np.asarray(colormaps["jet"](1.0)[:3])
+    assert out.shape == (2, 2, 3) and np.allclose(out[0, 1], want)
+
+
+def test_fig4_draws_a_grad_cam_row_per_condition_from_the_files(tmp_path: Path, real_runs) -> None:
+    study = make_study(tmp_path / "study", real_runs, subsets=(None,), transfer=False)
+    build_report(study, tmp_path / "with", n_boot=20)
+    html = (tmp_path / "with" / "index.html").read_text()
+    assert "feature map drives the Opacity logit" in html
+    for f in study.rglob(GRADCAM_FILE):  # runs of a medcolor before Grad-CAM samples: colour rows only
+        f.unlink()
+    build_report(study, tmp_path / "without", n_boot=20)
+    assert "Grad-CAM rows" not in (tmp_path / "without" / "index.html").read_text()
+    sizes = {}
+    for k in ("with", "without"):
+        with Image.open(tmp_path / k / "figures" / "fig4_colorized_synthetic.png") as im:
+            sizes[k] = im.size
+    assert abs(sizes["with"][0] - sizes["without"][0]) <= 4  # the same columns (images)
+    assert sizes["with"][1] > 1.5 * sizes["without"][1]  # input + 2 x (colour, Grad-CAM) rows against input + 2
