@@ -89,6 +89,7 @@ from medcolor.config.values import (
     check_number,
     field_docs,
     opt,
+    parse_channels_last,
 )
 from medcolor.errors import ConfigError, OptionError, UnknownNameError, UnknownOptionValueError
 from medcolor.yamlio import load_yaml, yaml_problem
@@ -110,18 +111,6 @@ def check_precision(precision: str) -> str:
     if str(precision).lower() not in PRECISIONS:
         raise OptionError("trainer.precision", f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     return str(precision).lower()
-
-
-def parse_channels_last(value: str | bool) -> bool:
-    """``trainer.channels_last``: true/false (or yes/no, 1/0); ``auto`` means true (faster on CPU and GPU)."""
-    if isinstance(value, bool):
-        return value
-    v = str(value).lower()
-    if v == "auto" or v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise OptionError("trainer.channels_last", f"must be auto, true or false, got {value!r}")
 
 
 _SPLIT_HINT = " (a fraction of the patients, or a split name)"

@@ -422,3 +422,15 @@ def field_docs(cls: type) -> dict[str, str]:
         else:
             pending = []
     return docs
+
+
+def parse_channels_last(value: str | bool) -> bool:
+    """``trainer.channels_last``: true/false (or yes/no, 1/0); ``auto`` means true (faster on CPU and GPU)."""
+    if isinstance(value, bool):
+        return value
+    v = str(value).lower()
+    if v == "auto" or v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise OptionError("trainer.channels_last", f"must be auto, true or false, got {value!r}")
