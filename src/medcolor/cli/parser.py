@@ -348,11 +348,19 @@ def describe_keys(keys: tuple[str, ...], source: str | None = None) -> str:
             names.append(k)
         elif general in flags or k in flags:
             names.append(flags.get(general) or flags[k])
+        elif (parent := _flagged_parent(general, flags)) is not None:  # data.options.n -> --option
+            names.append(flags[parent])
     config = [k for k in shown if not k.startswith("-")]
     where = ", ".join(config) + (f" in {source}" if source and config else "")
     if names and where:
         return f"{', '.join(names)} ({where})"
     return ", ".join(names) or where or (source or "")
+
+
+def _flagged_parent(key: str, flags: dict[str, str]) -> str | None:
+    """The nearest enclosing key of ``key`` that has a flag (``data.options`` of ``data.options.n``)."""
+    parts = key.split(".")
+    return next((p for i in range(len(parts) - 1, 0, -1) if (p := ".".join(parts[:i])) in flags), None)
 
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:

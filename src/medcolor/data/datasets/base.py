@@ -165,6 +165,12 @@ class XRayDataset(Dataset):
     GENERATES_FILES: ClassVar[bool] = False
 
     @classmethod
+    def check_options(cls, options: dict[str, Any], key: str = "data.options") -> None:
+        """The values of this dataset's own options, checked before any file is read or written
+        (:func:`medcolor.config.check_dataset_options` calls it); raises :class:`OptionError` naming
+        ``key.<option>``.  Nothing to check by default."""
+
+    @classmethod
     def _check_split(cls, split: str | None) -> None:
         if cls.SPLITS and split not in cls.SPLITS:
             raise ConfigError(f"{cls.__name__} split must be one of {cls.SPLITS}, not {split!r}")
