@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from medcolor.data.bundle import DataBundle
 from medcolor.data.samplers import ChunkSampler, ShardSampler
 from medcolor.training.plan import StagePlan
+from medcolor.utils import DieWithParent
 
 
 class TrainData(L.LightningDataModule):
@@ -32,6 +33,12 @@ class TrainData(L.LightningDataModule):
         t = getattr(self, "trainer", None)
         return (t.global_rank, t.world_size) if t is not None else (0, 1)
 
+    @property
+    def worker_init_fn(self) -> DieWithParent | None:
+        """Workers that die with this process: a SIGKILLed run leaves none behind (PyTorch's own check of the
+        parent takes seconds, and none while a worker is busy)."""
+        return DieWithParent() if self.num_workers > 0 else None
+
     def _loader(self, dataset: Any, sampler: Any) -> DataLoader:
         return DataLoader(
             dataset,
@@ -40,6 +47,7 @@ class TrainData(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
+            worker_init_fn=self.worker_init_fn,
         )
 
     def train_dataloader(self) -> DataLoader:
