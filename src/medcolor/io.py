@@ -63,14 +63,8 @@ def _check_usage(path: Path, meta: dict[str, Any]) -> None:
     """What using the network takes from the metadata, checked whenever a file's header is read (by any
     command): the input size within :data:`~medcolor.normalization.MAX_IMAGE_SIZE` (``size: 100000`` would
     allocate 40 GB per batch), one label name per output of C, the normalisation a pair of numbers."""
-    size, labels, norm = meta.get("size"), meta.get("label_names"), meta.get("normalization")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise WeightsError(f"{path}: its metadata's size is not a positive number of pixels ({size!r})")
-    if size is not None and size > MAX_IMAGE_SIZE:
-        raise WeightsError(
-            f"{path}: its metadata's size {size} px is over medcolor's cap of {MAX_IMAGE_SIZE} px (the file is "
-            "damaged or was not written by medcolor); give --size to use the network at another size"
-        )
+    _check_size(path, meta.get("size"))
+    labels, norm = meta.get("label_names"), meta.get("normalization")
     if labels is not None and not (isinstance(labels, list) and all(isinstance(v, str) for v in labels)):
         raise WeightsError(f"{path}: its metadata's label_names is not a list of names")
     if norm is not None and not (
@@ -84,6 +78,18 @@ def _check_usage(path: Path, meta: dict[str, Any]) -> None:
             f"{path}: its metadata names {len(labels)} label(s) ({', '.join(labels[:5])}"
             f"{', ...' if len(labels) > 5 else ''}) but the network has {outputs} outputs; the file is damaged "
             "(re-export it from its run directory)"
+        )
+
+
+def _check_size(path: Path, size: Any) -> None:
+    if size is None:
+        return
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise WeightsError(f"{path}: its metadata's size is not a positive number of pixels ({size!r})")
+    if size > MAX_IMAGE_SIZE:
+        raise WeightsError(
+            f"{path}: its metadata's size {size} px is over medcolor's cap of {MAX_IMAGE_SIZE} px; the file is "
+            "damaged or was not written by medcolor"
         )
 
 

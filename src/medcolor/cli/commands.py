@@ -80,10 +80,7 @@ def _ci(c: list[float] | None) -> str:
     return f"(95% CI {c[0]:.3f}-{c[1]:.3f})" if c and None not in c else ""
 
 
-def cmd_evaluate(a: argparse.Namespace) -> int:
-    from medcolor.config import read_data_config
-    from medcolor.inference import evaluate_model
-
+def _check_evaluate_flags(a: argparse.Namespace) -> None:
     check_number("--bootstrap", a.bootstrap, integer=True, at_least=0, at_most=MAX_BOOTSTRAP)
     check_precision(a.precision)
     for flag, value, least in (
@@ -94,6 +91,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         check_number(flag, value, integer=True, at_least=least, optional=True)
     if a.output:
         check_output(a.output, "folder")
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from medcolor.config import read_data_config
+    from medcolor.inference import evaluate_model
+
+    _check_evaluate_flags(a)
     data = None  # None: the run's own held-out split
     if any(getattr(a, k) is not None for k in ("dataset", "root", "csv", "config", "option", "split")):
         d = {"data": read_data_config(a.config).to_dict()} if a.config else {}

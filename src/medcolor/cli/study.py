@@ -151,6 +151,17 @@ def plan_lines(plan: Any, states: dict[str, str] | None = None) -> list[str]:
     return lines
 
 
+def _check_run_flags(a: argparse.Namespace) -> None:
+    from medcolor.errors import ConfigError
+
+    for name in ("workers", "devices", "threads"):
+        v = getattr(a, name)
+        if v is not None and (v < 0 or (name == "threads" and v < 1)):
+            raise ConfigError(f"--{name} must be {'>= 1' if name == 'threads' else '>= 0'}, got {v}")
+    if a.tflops is not None and a.tflops <= 0:
+        raise ConfigError(f"--tflops must be > 0, got {a.tflops}")
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     from medcolor.cli.outputs import check_output
     from medcolor.errors import ConfigError
@@ -162,13 +173,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.output and not a.dry_run:
         check_output(a.output, "folder")
     spec = load_spec(a.spec)
-    for name in ("workers", "devices", "threads"):
-        v = getattr(a, name)
-        if v is not None and (v < 0 or (name == "threads" and v < 1)):
-            raise ConfigError(f"--{name} must be {'>= 1' if name == 'threads' else '>= 0'}, got {v}")
+    _check_run_flags(a)
     if a.tflops is not None:
-        if a.tflops <= 0:
-            raise ConfigError(f"--tflops must be > 0, got {a.tflops}")
         spec.estimate["tflops"] = a.tflops
     if a.dry_run:
         plan = expand(spec)
