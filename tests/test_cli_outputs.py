@@ -45,3 +45,63 @@ def test_an_output_that_would_replace_an_input_or_a_runs_file_is_refused(files, 
     err = capsys.readouterr().err
     assert rc == 2 and "--output" in err and message in err and "Traceback" not in err
     assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------ unwritable outputs, every command with -o
+#: every command with -o: (argv before -o, what -o must be: a file or a folder)
+OUTPUT_COMMANDS = {
+    "predict": (["predict", "{model}", "{img}"], "file"),
+    "evaluate": (["evaluate", "{model}"], "folder"),
+    "colorize": (["colorize", "{model}", "{img}"], "folder"),
+    "explain": (["explain", "{model}", "{img}"], "folder"),
+    "export": (["export", "{model}"], "folder"),
+    "export-colorizer": (["export-colorizer", "{model}"], "file"),
+    "demo": (["demo"], "folder"),
+    "study run": (["study", "run", "{spec}"], "folder"),
+    "study report": (["study", "report", "{tmp}"], "folder"),
+    "study document": (["study", "document", "{spec}", "--study", "a={tmp}"], "file"),
+}
+
+
+def _unwritable(kind: str, tmp_path: Path, img: Path) -> dict[str, str]:
+    """Outputs no command can write: under a file, a folder where a file is wanted (or the reverse), and a
+    place where no file can be created although the permission bits allow it (/proc, as root too)."""
+    cases = {"under a file": f"{img}/out" + (".safetensors" if kind == "file" else "")}
+    cases["wrong kind"] = str(tmp_path) if kind == "file" else str(img)
+    if Path("/proc/version").is_file():
+        cases["/proc file"] = "/proc/version"
+        cases["/proc new"] = "/proc/medcolor-out.safetensors"
+    return cases
+
+
+@pytest.mark.parametrize("command", sorted(OUTPUT_COMMANDS))
+def test_an_unwritable_output_is_named_with_its_option_before_any_work(files, tmp_path, capsys, command):
+    img, _ = files
+    argv, kind = OUTPUT_COMMANDS[command]
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("study: s\n")
+    fill = {"model": tmp_path / "missing-model.safetensors", "img": img, "spec": spec, "tmp": tmp_path}
+    for case, out in _unwritable(kind, tmp_path, img).items():
+        before = snapshot(tmp_path)
+        rc = main([a.format(**fill) for a in argv] + ["-o", out])
+        err = capsys.readouterr().err
+        line = err.strip().splitlines()[-1] if err.strip() else ""
+        # the option and the user's path, never a temporary file; refused before the (missing) model is read
+        assert rc == 2, (case, err)
+        assert "-o/--output" in line and out in line, (case, line)
+        assert ".tmp" not in line and "missing-model" not in line, (case, line)
+        assert snapshot(tmp_path) == before, case
+
+
+def test_a_write_that_fails_names_the_file_asked_for_not_its_temporary_file(tmp_path):
+    from medcolor.utils import atomic_path
+
+    target = tmp_path / "out.csv"
+    target.mkdir()  # os.replace onto a folder fails after the temporary file was written
+    with pytest.raises(OSError) as exc, atomic_path(target) as tmp:
+        tmp.write_text("a")
+    assert exc.value.filename == str(target) and not list(tmp_path.glob(".out.csv.*"))
+    if Path("/proc/version").is_file():
+        with pytest.raises(OSError) as exc, atomic_path("/proc/version"):
+            pass
+        assert exc.value.filename == "/proc/version"

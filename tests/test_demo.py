@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from medcolor import demo
+from medcolor.cli import main
 from medcolor.errors import WeightsError
 
 
@@ -156,3 +157,32 @@ def test_colorize_counts_the_images_and_the_grid_apart(colorized_xrays, tmp_path
     model, files, _, _ = colorized_xrays
     assert main(["colorize", str(model), *map(str, files), "-o", str(tmp_path / "out")]) == 0
     assert f"3 images written to {tmp_path / 'out'} (+ grid)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["--colorizer", "bogus"], "--colorizer (model.colorizer): unknown colorizer 'bogus'"),
+        (["--backbone", "bogus"], "--backbone (model.backbone): unknown backbone 'bogus'"),
+        (["--weights", "{tmp}/absent.pth"], "--weights (model.weights): "),
+        (["--data", "{tmp}/absent.yaml"], "absent.yaml does not exist"),
+        (["--lr", "-1"], "--lr"),
+        (["--epochs", "0"], "--epochs"),
+    ],
+)
+def test_every_demo_option_is_checked_before_weights_are_sought_or_anything_trains(
+    tmp_path, monkeypatch, capsys, argv, named
+):
+    """`demo --colorizer bogus` trained the whole baseline first (minutes) and then failed."""
+    import medcolor.training
+
+    def must_not_run(*a, **k):
+        raise AssertionError("reached before the options were checked")
+
+    monkeypatch.setattr(medcolor.training, "train", must_not_run)
+    monkeypatch.setattr(demo, "find_weights", must_not_run)
+    t0 = time.perf_counter()
+    rc = main(["demo", "-o", str(tmp_path / "out"), *(a.format(tmp=tmp_path) for a in argv)])
+    err = capsys.readouterr().err
+    assert rc == 2 and named in err and "Traceback" not in err, err
+    assert time.perf_counter() - t0 < 10 and not (tmp_path / "out").exists()

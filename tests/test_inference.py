@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,63 @@ def test_notebook_five_lines(tmp_path, shared_path, mobilenet_weights):
     assert metrics["mean_auc"] == pytest.approx(result.test["mean_auc"], abs=1e-6)
     assert list(probs.columns) == ["PNEUMONIA"] and probs.shape == (3, 1) and probs.to_numpy().max() <= 1
     assert model.labels == ["PNEUMONIA"] and model.input_size == 32
+
+
+# ------------------------------------------------------------- crafted metadata: every command that loads a network
+def _craft(src: Path, dst: Path, **over) -> Path:
+    """``src`` with its medcolor metadata changed by ``over`` (the tensors as they are)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(src), framework="pt") as f:
+        meta, tensors = json.loads(f.metadata()["medcolor"]), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    save_file(tensors, str(dst), metadata={"medcolor": json.dumps({**meta, **over})})
+    return dst
+
+
+#: metadata no network can be used with, and what the message says (MAX_IMAGE_SIZE + 1: were the cap gone, a
+#: test image would cost 0.3 GB, not the 40 GB of the `size: 100000` that was reported)
+CRAFTED = {
+    "size over the cap": ({"size": 8193}, r"metadata's size 8193 px is over medcolor's cap of 8192 px"),
+    "fewer label names": ({"label_names": []}, r"metadata names 0 label\(s\) \(\) but the network has 1 outputs"),
+    "more label names": ({"label_names": ["a", "b"]}, r"metadata names 2 label\(s\) \(a, b\) but the network has 1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_crafted_usage_metadata_is_a_weights_error_naming_the_file_in_every_command(
+    model_file, small_folder, tmp_path, capsys, case
+):
+    from medcolor.cli import main
+    from medcolor.io import read_metadata
+
+    over, message = CRAFTED[case]
+    bad = _craft(model_file, tmp_path / "crafted.safetensors", **over)
+    with pytest.raises(WeightsError, match=message):
+        read_metadata(bad)  # the header alone: before any tensor or image is read
+    img = next(small_folder.rglob("*.png"))
+    commands = {
+        "predict": ["predict", bad, img],
+        "evaluate": ["evaluate", bad, "--dataset", "folder", "--root", small_folder, "--bootstrap", "0"],
+        "export": ["export", bad, "-o", tmp_path / "exported"],
+        "explain": ["explain", bad, img, "-o", tmp_path / "explained"],
+        "colorize": ["colorize", bad, img, "-o", tmp_path / "colorized"],
+    }
+    for name, argv in commands.items():
+        rc = main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert rc == 2 and str(bad) in err and "Traceback" not in err, (name, err)
+        assert re.search(message, err), (name, err)
+
+
+def test_a_size_in_metadata_far_over_the_cap_is_refused_from_the_header(model_file, tmp_path):
+    from medcolor.io import read_metadata
+    from medcolor.normalization import MAX_IMAGE_SIZE
+
+    bad = _craft(model_file, tmp_path / "huge.safetensors", size=100_000)
+    with pytest.raises(WeightsError, match=rf"huge.safetensors: .*size 100000 px is over .*cap of {MAX_IMAGE_SIZE} px"):
+        load_model(bad)
+    with pytest.raises(WeightsError, match=r"huge\.safetensors"):
+        read_metadata(bad)

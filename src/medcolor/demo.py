@@ -114,6 +114,52 @@ class DemoResult:
     weights: str | None
 
 
+def demo_configs(
+    output: str | os.PathLike,
+    *,
+    data: str | os.PathLike | None = None,
+    weights: str | None = None,
+    backbone: str = "mobilenet_v2",
+    colorizer: str = "colorU",
+    epochs: float = 12,
+    lr: float | str = 0.02,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, RunConfig]:
+    """The demo's two runs, ``baseline`` and ``color-module``, as configurations (not yet checked)."""
+    out = Path(output)
+    if data is not None:
+        data_cfg = read_data_config(data)
+    else:
+        data_cfg = DataConfig(dataset="synthetic", size=64, batch_size=32, num_workers=0, val=0.15, test=0.25)
+        data_cfg.root = str(out / "synthetic-data")
+    trainer = TrainerConfig(seed=seed, progress=progress, bootstrap=1000)
+    lrf = LRFindConfig(min_lr=1e-4, max_lr=3.0, num_training=40)
+    runs = {"baseline": ("replicate", "baseline"), "color-module": (colorizer, "color-module")}
+    return {
+        name: RunConfig(
+            data=data_cfg,
+            model=ModelConfig(colorizer=t_name, backbone=backbone, weights=weights or "none"),
+            stages=[StageConfig(strategy, lr=lr, epochs=epochs, lr_find=lrf)],
+            trainer=trainer,
+            output=str(out / name),
+            name=f"demo {name}",
+        )
+        for name, (t_name, strategy) in runs.items()
+    }
+
+
+def check_demo(configs: dict[str, RunConfig]) -> None:
+    """Every option of both runs (names, values, files, the output folders) checked as ``train`` checks
+    them, before any weights are looked for or any run trains: a bad ``--colorizer`` fails in a second."""
+    from medcolor.config import check_run_config
+    from medcolor.validation import check_run_files
+
+    for cfg in configs.values():
+        check_run_config(cfg)
+        check_run_files(cfg)
+
+
 def run_demo(
     output: str | os.PathLike = "demo-run",
     *,
@@ -126,79 +172,79 @@ def run_demo(
     seed: int = 0,
     progress: bool = True,
 ) -> DemoResult:
-    from medcolor.inference import colorize_files
-    from medcolor.report import markdown_table, plot_history
     from medcolor.training import train
 
     out = Path(output)
+    options = {"backbone": backbone, "colorizer": colorizer, "epochs": epochs, "lr": lr, "seed": seed}
+    configs = demo_configs(out, data=data, weights=weights, progress=progress, **options)
+    check_demo(configs)
     if weights is None:
         weights = find_weights(backbone, progress=progress)
     if weights is None:
         _warn_random(backbone)
     else:
         log.info(f"E = {backbone} with ImageNet weights from {weights}")
-    if data is not None:
-        data_cfg = read_data_config(data)
-    else:
-        data_cfg = DataConfig(dataset="synthetic", size=64, batch_size=32, num_workers=0, val=0.15, test=0.25)
-        data_cfg.root = str(out / "synthetic-data")
-    trainer = TrainerConfig(seed=seed, progress=progress, bootstrap=1000)
-    lrf = LRFindConfig(min_lr=1e-4, max_lr=3.0, num_training=40)
-    runs = {
-        "baseline": ("replicate", "baseline"),
-        "color-module": (colorizer, "color-module"),
-    }
     results = {}
-    for name, (t_name, strategy) in runs.items():
-        cfg = RunConfig(
-            data=data_cfg,
-            model=ModelConfig(colorizer=t_name, backbone=backbone, weights=weights or "none"),
-            stages=[StageConfig(strategy, lr=lr, epochs=epochs, lr_find=lrf)],
-            trainer=trainer,
-            output=str(out / name),
-            name=f"demo {name}",
-        )
-        log.info(f"--- {name}: T={t_name}, E={backbone} frozen, C trained ---")
+    for name, cfg in configs.items():
+        cfg.model.weights = weights or "none"
+        log.info(f"--- {name}: T={cfg.model.colorizer}, E={backbone} frozen, C trained ---")
         results[name] = train(cfg, resume=False)
-    table = []
-    for name, r in results.items():
-        t = r.test or {}
-        row = {
-            "run": name,
-            "trainable parameters": r.stages[-1].trainable_parameters,
-            "val mean AUC": r.stages[-1].best_val_mean_auc,
-            "test mean AUC": t.get("mean_auc"),
-        }
-        ci = (t.get("ci95") or {}).get("mean_auc")
-        row["test 95% CI"] = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "n/a"
-        for label, auc in (t.get("auc") or {}).items():
-            row[label] = auc
-        table.append(row)
+    table = [_table_row(name, r) for name, r in results.items()]
+    report = _write_report(out, results, table, data=data, weights=weights, **options)
+    return DemoResult(out, table, report, weights)
+
+
+def _table_row(name: str, r: Any) -> dict[str, Any]:
+    t = r.test or {}
+    row = {
+        "run": name,
+        "trainable parameters": r.stages[-1].trainable_parameters,
+        "val mean AUC": r.stages[-1].best_val_mean_auc,
+        "test mean AUC": t.get("mean_auc"),
+    }
+    ci = (t.get("ci95") or {}).get("mean_auc")
+    row["test 95% CI"] = f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else "n/a"
+    for label, auc in (t.get("auc") or {}).items():
+        row[label] = auc
+    return row
+
+
+def _colorized_examples(out: Path, cm: Any, colorizer: str) -> tuple[list[Path], Path | None]:
+    """Six colorized test images of the color-module run and their labelled grid."""
+    from medcolor.inference import colorize_files
+
+    test_pred = cm.directory / "test" / "predictions.csv"
+    if not test_pred.is_file():
+        return [], None
+    import pandas as pd
+
+    rows = pd.read_csv(test_pred).head(6)
+    examples = colorize_files(cm.model_path, rows["path"].tolist(), out / "colorized", grid=False)
+    grid = labelled_grid(examples, rows, out / "colorized_grid.png", title=f"T = {colorizer} (color-module run)")
+    return examples, grid
+
+
+def _write_report(
+    out: Path, results: dict[str, Any], table: list[dict[str, Any]], *, data: Any, weights: str | None, **o: Any
+) -> Path:
+    from medcolor.report import markdown_table, plot_history
+
     histories = {}
     for name, r in results.items():
         h = r.stages[-1].directory / "history.json"
         if h.is_file():
             histories[name] = json.loads(h.read_text())
     curves = plot_history(histories, out / "training_curves.png")
-    cm = results["color-module"]
-    test_pred = cm.directory / "test" / "predictions.csv"
-    examples: list[Path] = []
-    grid: Path | None = None
-    if test_pred.is_file():
-        import pandas as pd
-
-        rows = pd.read_csv(test_pred).head(6)
-        examples = colorize_files(cm.model_path, rows["path"].tolist(), out / "colorized", grid=False)
-        grid = labelled_grid(examples, rows, out / "colorized_grid.png", title=f"T = {colorizer} (color-module run)")
-    report = out / "REPORT.md"
+    cm, colorizer = results["color-module"], o["colorizer"]
+    examples, grid = _colorized_examples(out, cm, colorizer)
     lines = [
         "# medcolor demo",
         "",
         f"Data: {'built-in synthetic X-ray-like set' if data is None else data} "
         f"({cm.info.get('train')} train / {cm.info.get('val')} val / {cm.info.get('test')} test images, "
         f"labels {', '.join(cm.info.get('label_names', []))}).",
-        f"E: {backbone}, weights: {weights or 'random initialisation (no ImageNet weights found)'}; "
-        f"T for color-module: {colorizer}. Each run: one-cycle SGD, max lr {lr}, {epochs:g} epochs.",
+        f"E: {o['backbone']}, weights: {weights or 'random initialisation (no ImageNet weights found)'}; "
+        f"T for color-module: {colorizer}. Each run: one-cycle SGD, max lr {o['lr']}, {o['epochs']:g} epochs.",
         "",
         markdown_table(table),
         "",
@@ -208,21 +254,19 @@ def run_demo(
         "color-module network's predicted probability per label):",
         "",
         *([f"![colorized test images with ground truth and predictions]({grid.name})", ""] if grid else []),
-        *(
-            [
-                f"Why {colorizer} may show a checkerboard: it upsamples with transposed convolutions (stride 2), whose "
-                "overlapping kernels leave a checkerboard pattern until T has trained (Odena et al., 2016); "
-                "`--colorizer-start gray` starts T as the gray copy and keeps the anatomy from the first step.",
-                "",
-            ]
-            if colorizer == "colorU"
-            else []
-        ),
+        *([CHECKERBOARD_NOTE.format(colorizer=colorizer), ""] if colorizer == "colorU" else []),
         "Single images: " + ", ".join(f"[{p.stem}]({p.relative_to(out)})" for p in examples),
         "",
     ]
-    write_text_atomic(report, "\n".join(lines))
-    return DemoResult(out, table, report, weights)
+    return write_text_atomic(out / "REPORT.md", "\n".join(lines))
+
+
+#: the report's line under a colorU grid
+CHECKERBOARD_NOTE = (
+    "Why {colorizer} may show a checkerboard: it upsamples with transposed convolutions (stride 2), whose "
+    "overlapping kernels leave a checkerboard pattern until T has trained (Odena et al., 2016); "
+    "`--colorizer-start gray` starts T as the gray copy and keeps the anatomy from the first step."
+)
 
 
 def labelled_grid(tiles: list[Path], rows: Any, path: Path, *, title: str = "", columns: int = 3) -> Path:
@@ -276,6 +320,8 @@ def labelled_grid_figure(tiles: list[Path], rows: Any, *, title: str = "", colum
 
 __all__ = [
     "DemoResult",
+    "check_demo",
+    "demo_configs",
     "download_imagenet_weights",
     "find_weights",
     "labelled_grid",

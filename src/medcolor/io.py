@@ -19,6 +19,7 @@ from torch import nn
 
 from medcolor.colorizers import Colorizer, create_colorizer
 from medcolor.errors import ConfigError, WeightsError
+from medcolor.normalization import MAX_IMAGE_SIZE
 from medcolor.utils import atomic_path, to_jsonable, write_json
 
 FORMAT_VERSION = 1
@@ -54,7 +55,42 @@ def _header(path: Path, f: Any) -> dict[str, Any]:
         raise WeightsError(f"{path}: its medcolor metadata is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise WeightsError(f"{path}: its medcolor metadata must be a JSON object, not {type(meta).__name__}")
+    _check_usage(path, meta)
     return meta
+
+
+def _check_usage(path: Path, meta: dict[str, Any]) -> None:
+    """What using the network takes from the metadata, checked whenever a file's header is read (by any
+    command): the input size within :data:`~medcolor.normalization.MAX_IMAGE_SIZE` (``size: 100000`` would
+    allocate 40 GB per batch), one label name per output of C, the normalisation a pair of numbers."""
+    _check_size(path, meta.get("size"))
+    labels, norm = meta.get("label_names"), meta.get("normalization")
+    if labels is not None and not (isinstance(labels, list) and all(isinstance(v, str) for v in labels)):
+        raise WeightsError(f"{path}: its metadata's label_names is not a list of names")
+    if norm is not None and not (
+        isinstance(norm, dict) and all(isinstance(norm.get(k), int | float) for k in ("mean", "std"))
+    ):
+        raise WeightsError(f"{path}: its metadata's normalization is not {{'mean': number, 'std': number}}")
+    arch = meta.get("architecture")
+    outputs = arch.get("num_classes") if isinstance(arch, dict) else None
+    if labels is not None and isinstance(outputs, int) and len(labels) != outputs:
+        raise WeightsError(
+            f"{path}: its metadata names {len(labels)} label(s) ({', '.join(labels[:5])}"
+            f"{', ...' if len(labels) > 5 else ''}) but the network has {outputs} outputs; the file is damaged "
+            "(re-export it from its run directory)"
+        )
+
+
+def _check_size(path: Path, size: Any) -> None:
+    if size is None:
+        return
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise WeightsError(f"{path}: its metadata's size is not a positive number of pixels ({size!r})")
+    if size > MAX_IMAGE_SIZE:
+        raise WeightsError(
+            f"{path}: its metadata's size {size} px is over medcolor's cap of {MAX_IMAGE_SIZE} px; the file is "
+            "damaged or was not written by medcolor"
+        )
 
 
 def _open(path: str | os.PathLike) -> Any:
@@ -219,13 +255,12 @@ def load_network(path: str | os.PathLike):
 
 
 def _set_usage(model: Any, meta: dict[str, Any], path: str | os.PathLike) -> None:
+    """The usage metadata (checked by :func:`_check_usage` when the header was read) onto the network."""
     labels, norm, size = meta.get("label_names"), meta.get("normalization"), meta.get("size")
-    if labels is not None and not (isinstance(labels, list) and all(isinstance(v, str) for v in labels)):
-        raise WeightsError(f"{path}: its metadata's label_names is not a list of names")
-    if norm is not None and not (isinstance(norm, dict) and {"mean", "std"} <= set(norm)):
-        raise WeightsError(f"{path}: its metadata's normalization is not {{'mean': ..., 'std': ...}}")
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-        raise WeightsError(f"{path}: its metadata's size is not a positive number of pixels")
+    if labels is not None and len(labels) != model.head.num_classes:  # the architecture said otherwise
+        raise WeightsError(
+            f"{path}: its metadata names {len(labels)} labels but C has {model.head.num_classes} outputs"
+        )
     model.set_usage(labels, norm, size)
     if isinstance(meta.get("backbone_data_config"), dict):  # E's data config as it was saved
         model.backbone.pretrained_cfg = dict(meta["backbone_data_config"])

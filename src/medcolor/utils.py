@@ -11,7 +11,7 @@ import random
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path`` in one rename, so a
     killed process never leaves a half-written file behind."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the file the caller asked for, never the temporary one
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     os.close(fd)
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -89,6 +95,40 @@ def nonfinite_tensors(module: torch.nn.Module) -> list[str]:
         return []
     bad = torch.stack([~torch.isfinite(t.detach()).all() for _, t in named]).cpu().tolist()
     return [n for (n, _), b in zip(named, bad, strict=True) if b]
+
+
+class DieWithParent:
+    """A DataLoader ``worker_init_fn`` that makes the worker die with the process that started it: on Linux
+    ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, so a SIGKILLed ``train`` leaves no worker behind (they used to run on
+    for a while, holding memory and GPU handles); then ``fn(worker_id)``, the loader's own init function, if
+    any.  A no-op elsewhere.  Picklable (spawned workers get it too)."""
+
+    def __init__(self, fn: Callable[[int], Any] | None = None) -> None:
+        self.fn = fn
+        self.parent = os.getpid()  # the process that creates the loader (and so its workers)
+
+    def __call__(self, worker_id: int) -> None:
+        if sys.platform.startswith("linux"):
+            _set_parent_death_signal()
+            if os.getppid() != self.parent:  # the parent died before prctl: the signal will never come
+                os._exit(1)
+        if self.fn is not None:
+            self.fn(worker_id)
+
+
+#: prctl(2) option: the signal this process gets when its parent dies
+PR_SET_PDEATHSIG = 1
+
+
+def _set_parent_death_signal() -> None:
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no libc prctl (musl without it, sandbox): workers live as before
+        pass
 
 
 def resolve_num_workers(value: int | str, accelerator: str, devices: int = 1) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,13 @@ def _check_writable_folder(key: str, folder: Path, target: Path) -> None:
         pass
     if not os.access(folder, os.W_OK | os.X_OK):
         raise OptionError(key, f"cannot write {target}: {folder} is not writable")
+    try:  # what the permission bits do not say (root, /proc, a read-only mount): create and remove a file
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OptionError(
+            key, f"cannot write {target}: no file can be created in {folder} ({exc.strerror or exc}); give another path"
+        ) from None
 
 
 @_path_errors

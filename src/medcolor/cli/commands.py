@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from medcolor.cli.export import run as run_export_command
+from medcolor.cli.outputs import check_output
 from medcolor.cli.parser import apply_flags, config_from_args
 from medcolor.cli.study import run as run_study_command
 from medcolor.config import (
@@ -22,7 +23,6 @@ from medcolor.config import (
     check_run_config,
 )
 from medcolor.errors import ConfigError, MedcolorError, OptionError
-from medcolor.validation import check_output_file, check_output_folder
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -80,10 +80,7 @@ def _ci(c: list[float] | None) -> str:
     return f"(95% CI {c[0]:.3f}-{c[1]:.3f})" if c and None not in c else ""
 
 
-def cmd_evaluate(a: argparse.Namespace) -> int:
-    from medcolor.config import read_data_config
-    from medcolor.inference import evaluate_model
-
+def _check_evaluate_flags(a: argparse.Namespace) -> None:
     check_number("--bootstrap", a.bootstrap, integer=True, at_least=0, at_most=MAX_BOOTSTRAP)
     check_precision(a.precision)
     for flag, value, least in (
@@ -93,7 +90,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     ):
         check_number(flag, value, integer=True, at_least=least, optional=True)
     if a.output:
-        check_output_folder("--output", a.output)
+        check_output(a.output, "folder")
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from medcolor.config import read_data_config
+    from medcolor.inference import evaluate_model
+
+    _check_evaluate_flags(a)
     data = None  # None: the run's own held-out split
     if any(getattr(a, k) is not None for k in ("dataset", "root", "csv", "config", "option", "split")):
         d = {"data": read_data_config(a.config).to_dict()} if a.config else {}
@@ -121,30 +125,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
-def _check_output_apart(flag: str, out: str, inputs: list[str]) -> Path:
-    """An output that is no input of the command and lies in no medcolor run directory (writing there
-    would replace an input image or the run's own network); an empty path is refused, not the cwd."""
-    from medcolor.training.rundir import is_run_dir
-
-    if not str(out).strip():
-        raise OptionError(flag, "is empty; give a path (use . for the current folder)")
-    p = Path(out).expanduser().resolve()
-    for i in inputs:
-        if Path(i).expanduser().resolve() == p:
-            raise OptionError(flag, f"{out} is also an input of this command; writing it would replace it")
-    run = next((d for d in (p, *p.parents) if d.is_dir() and is_run_dir(d)), None)
-    if run is not None:
-        raise OptionError(flag, f"{out} is inside the medcolor run {run}; writing there would change the run")
-    return Path(out).expanduser()
-
-
 def cmd_predict(a: argparse.Namespace) -> int:
     from medcolor.inference import predict_files
 
     check_number("--batch-size", a.batch_size, integer=True, at_least=1)
     check_precision(a.precision)
     if a.output is not None:
-        check_output_file("--output", _check_output_apart("--output", a.output, [*a.images, a.model]))
+        check_output(a.output, "file", inputs=[*a.images, a.model], apart=True)
     if str(a.model).lower().endswith(".onnx"):  # an exported network: onnxruntime on the CPU
         from medcolor.export import predict_onnx
 
@@ -166,7 +153,7 @@ def cmd_colorize(a: argparse.Namespace) -> int:
     from medcolor.inference import colorize_files
 
     check_number("--size", a.size, integer=True, at_least=8, at_most=MAX_SIZE, optional=True)
-    check_output_folder("--output", _check_output_apart("--output", a.output, [*a.images, a.source]))
+    check_output(a.output, "folder", inputs=[*a.images, a.source], apart=True)
     files = colorize_files(a.source, a.images, a.output, size=a.size, display=a.display)
     images = [f for f in files if f.name != "colorized_grid.png"]
     print(f"{len(images)} images written to {a.output}" + (" (+ grid)" if len(images) < len(files) else ""))
@@ -176,8 +163,8 @@ def cmd_colorize(a: argparse.Namespace) -> int:
 def cmd_explain(a: argparse.Namespace) -> int:
     from medcolor.explain import explain_files
 
-    check_number("--size", a.size, integer=True, at_least=8, optional=True)
-    check_output_folder("--output", a.output)
+    check_number("--size", a.size, integer=True, at_least=8, at_most=MAX_SIZE, optional=True)
+    check_output(a.output, "folder", inputs=[*a.images, a.model], apart=True)
     labels = [s.strip() for s in a.labels.split(",") if s.strip()] if a.labels else None
     files = explain_files(a.model, a.images, a.output, labels=labels, size=a.size, display=a.display)
     print(f"{len(files) - 1} Grad-CAM figures and gradcam.csv written to {a.output}")
@@ -188,7 +175,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     from medcolor.inference import load_colorizer_any
     from medcolor.io import save_colorizer
 
-    check_output_file("--output", _check_output_apart("--output", a.output, [a.run]), suffix=".safetensors")
+    check_output(a.output, "file", inputs=[a.run], apart=True, suffix=".safetensors")
     t, meta = load_colorizer_any(a.run)
     if not t.learnable:
         raise ConfigError(f"{a.run} has no learned colorization module (its T is {t.name!r})")
@@ -211,7 +198,7 @@ def cmd_stats(a: argparse.Namespace) -> int:
     check_number("--max-images", a.max_images, integer=True, at_least=1)
     check_number("--seed", a.seed, integer=True, at_least=0, at_most=MAX_SEED)
     if a.plot:
-        check_output_file("--plot", a.plot, suffix=".png")
+        check_output(a.plot, "file", suffix=".png", flag="--plot")
     d = {"dataset": a.dataset_name, "root": a.root, "csv": a.csv, "options": dict(a.option or []), "size": a.size}
     try:
         data = RunConfig.from_dict({"data": {**d, "subset": a.subset}}, where=None).data
@@ -269,7 +256,7 @@ def cmd_demo(a: argparse.Namespace) -> int:
         lr = StageConfig(lr=a.lr).lr
     except OptionError as exc:
         raise OptionError("--lr", exc.problem) from None
-    check_output_folder("--output", a.output)
+    check_output(a.output, "folder")
     t0 = time.time()
     r = run_demo(
         a.output,

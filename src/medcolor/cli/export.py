@@ -27,11 +27,11 @@ def add_parser(sub: Any) -> None:
 
 
 def run(a: argparse.Namespace) -> int:
+    from medcolor.cli.outputs import check_output
     from medcolor.config import check_number
     from medcolor.export import export_model
-    from medcolor.validation import check_output_folder
 
-    check_output_folder("--output", a.output)
+    check_output(a.output, "folder", inputs=[a.run], apart=True)
     check_number("--opset", a.opset, integer=True, at_least=7, optional=True)
     r = export_model(a.run, a.export_format, a.output, opset=a.opset)
     print(f"{r.format}: {r.model_path}  (+ {r.metadata_path.name}, {r.card_path.name})")

@@ -343,16 +343,32 @@ def describe_keys(keys: tuple[str, ...], source: str | None = None) -> str:
     shown = [k for k in keys if k]
     names = []
     for k in shown:
-        general = re.sub(r"\[\d+\]", ".*", k)
-        if k.startswith("-"):
-            names.append(k)
-        elif general in flags or k in flags:
-            names.append(flags.get(general) or flags[k])
+        flag = _flag_of(k, flags)
+        if flag is not None:
+            names.append(flag)
     config = [k for k in shown if not k.startswith("-")]
     where = ", ".join(config) + (f" in {source}" if source and config else "")
     if names and where:
         return f"{', '.join(names)} ({where})"
     return ", ".join(names) or where or (source or "")
+
+
+def _flag_of(key: str, flags: dict[str, str]) -> str | None:
+    """The flag of a configuration key (``stages[1].lr`` -> ``--lr``; ``data.options.n`` -> ``--option``), or
+    the key itself when it is a flag; None when it has none."""
+    if key.startswith("-"):
+        return key
+    general = re.sub(r"\[\d+\]", ".*", key)
+    if general in flags or key in flags:
+        return flags.get(general) or flags[key]
+    parent = _flagged_parent(general, flags)
+    return flags[parent] if parent is not None else None
+
+
+def _flagged_parent(key: str, flags: dict[str, str]) -> str | None:
+    """The nearest enclosing key of ``key`` that has a flag (``data.options`` of ``data.options.n``)."""
+    parts = key.split(".")
+    return next((p for i in range(len(parts) - 1, 0, -1) if (p := ".".join(parts[:i])) in flags), None)
 
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:

@@ -154,21 +154,30 @@ def plan_lines(plan: Any, states: dict[str, str] | None = None) -> list[str]:
     return lines
 
 
+def _check_run_flags(a: argparse.Namespace) -> None:
+    from medcolor.errors import ConfigError
+
+    for name in ("workers", "devices", "threads"):
+        v = getattr(a, name)
+        if v is not None and (v < 0 or (name == "threads" and v < 1)):
+            raise ConfigError(f"--{name} must be {'>= 1' if name == 'threads' else '>= 0'}, got {v}")
+    if a.tflops is not None and a.tflops <= 0:
+        raise ConfigError(f"--tflops must be > 0, got {a.tflops}")
+
+
 def cmd_run(a: argparse.Namespace) -> int:
+    from medcolor.cli.outputs import check_output
     from medcolor.errors import ConfigError
     from medcolor.study.executors import make_executor
     from medcolor.study.plan import expand
     from medcolor.study.runner import run_study, study_status, summary_lines
     from medcolor.study.spec import load_spec
 
+    if a.output and not a.dry_run:
+        check_output(a.output, "folder")
     spec = load_spec(a.spec)
-    for name in ("workers", "devices", "threads"):
-        v = getattr(a, name)
-        if v is not None and (v < 0 or (name == "threads" and v < 1)):
-            raise ConfigError(f"--{name} must be {'>= 1' if name == 'threads' else '>= 0'}, got {v}")
+    _check_run_flags(a)
     if a.tflops is not None:
-        if a.tflops <= 0:
-            raise ConfigError(f"--tflops must be > 0, got {a.tflops}")
         spec.estimate["tflops"] = a.tflops
     if a.dry_run:
         plan = expand(spec)
@@ -250,18 +259,20 @@ def _with_report_families(result: Any, study_dir: str, table: Any, metric: str, 
 
 
 def cmd_report(a: argparse.Namespace) -> int:
+    from medcolor.cli.outputs import check_output
     from medcolor.report import build_report
 
+    check_output(a.output, "folder")
     path = build_report(a.dir, a.output, metric=a.metric)
     print(f"report: {path}")
     return 0
 
 
 def cmd_document(a: argparse.Namespace) -> int:
+    from medcolor.cli.outputs import check_output
     from medcolor.report.document import parse_study_args, write_document
-    from medcolor.validation import check_output_file
 
-    out = check_output_file("--output", Path(a.output).expanduser())  # a folder or unwritable: named, up front
+    out = check_output(a.output, "file", inputs=[a.template], apart=True)  # a folder or unwritable: named, up front
     path = write_document(a.template, parse_study_args(a.study), out, metric=a.metric)
     print(f"document: {path}")
     return 0

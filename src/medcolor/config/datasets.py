@@ -35,3 +35,4 @@ def check_dataset_options(d: Any, key: str = "data") -> None:
             raise OptionError(
                 f"{key}.options", f"dataset {d.dataset!r} has no option {k!r}; valid options: {', '.join(valid)}"
             )
+    cls.check_options(dict(d.options), f"{key}.options")

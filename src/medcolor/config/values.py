@@ -24,13 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NoReturn
 
 from medcolor.errors import OptionError
+from medcolor.normalization import MAX_IMAGE_SIZE
 
 _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
 # ------------------------------------------------------------------------------------------ typed values
 #: sanity bounds: values past them cannot work (memory, C integers) and would fail late, after training
-MAX_SIZE, MAX_BATCH, MAX_WORKERS, MAX_STEPS = 8192, 65536, 256, 10**9
+MAX_SIZE, MAX_BATCH, MAX_WORKERS, MAX_STEPS = MAX_IMAGE_SIZE, 65536, 256, 10**9
 
 
 class LRFind(str):

@@ -25,7 +25,7 @@ from medcolor.data.bundle import NetworkView
 from medcolor.data.transforms import EvalTransform
 from medcolor.errors import ConfigError, DataError, WeightsError
 from medcolor.evaluation.metrics import EvaluationResult, summarize
-from medcolor.utils import atomic_path, autocast, nonfinite_tensors, show_progress_bar, write_json
+from medcolor.utils import DieWithParent, atomic_path, autocast, nonfinite_tensors, show_progress_bar, write_json
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,13 @@ def predict_probs(
     channels_last = precision.startswith(("bf16", "16"))
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    loader = DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(
+        view,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        worker_init_fn=DieWithParent() if num_workers else None,
+    )
     bar = show_progress_bar(progress)  # a bar on a terminal; else a plain line per tenth of the images
     every = math.ceil(len(loader) / 10) if progress and not bar and len(loader) else 0
     out = []

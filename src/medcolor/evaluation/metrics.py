@@ -8,6 +8,7 @@ left out of the mean, with the count of labels used reported next to it.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,10 +131,11 @@ def bootstrap_ci(
                     rows = rows[keep[rows]]
                     per_label[start + b, j] = _rank_auc(targets[rows, j], probs[rows, j])
     alpha = (1 - level) / 2
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():  # a label with one class in the set: NaN, no warning
+        warnings.simplefilter("ignore", RuntimeWarning)
         means = np.nanmean(per_label, axis=1)
-    lo = np.nanquantile(per_label, alpha, axis=0)
-    hi = np.nanquantile(per_label, 1 - alpha, axis=0)
+        lo = np.nanquantile(per_label, alpha, axis=0)
+        hi = np.nanquantile(per_label, 1 - alpha, axis=0)
     return {
         "level": level,
         "n_resamples": n_resamples,

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from medcolor.data.bundle import DataBundle
 from medcolor.data.samplers import ChunkSampler, ShardSampler
 from medcolor.training.plan import StagePlan
+from medcolor.utils import DieWithParent
 
 
 class TrainData(L.LightningDataModule):
@@ -35,6 +36,12 @@ class TrainData(L.LightningDataModule):
     #: hand uint8 crops to the model side, which normalises the batch (:class:`~medcolor.data.bundle.NetworkView`)
     uint8 = True
 
+    @property
+    def worker_init_fn(self) -> DieWithParent | None:
+        """Workers that die with this process: a SIGKILLed run leaves none behind (PyTorch's own check of the
+        parent takes seconds, and none while a worker is busy)."""
+        return DieWithParent() if self.num_workers > 0 else None
+
     def _loader(self, dataset: Any, sampler: Any) -> DataLoader:
         return DataLoader(
             dataset,
@@ -44,6 +51,7 @@ class TrainData(L.LightningDataModule):
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
             collate_fn=getattr(dataset, "collate", None),
+            worker_init_fn=self.worker_init_fn,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from medcolor.config import DataConfig
 from medcolor.data import CsvDataset, SyntheticXrays, create_dataset, list_datasets
 from medcolor.data.bundle import build_data, make_dataset
 from medcolor.data.datasets import synthetic as synthetic_module
-from medcolor.errors import ConfigError, DataError
+from medcolor.errors import ConfigError, DataError, OptionError
 
 SMALL = {"n": 16, "image_size": 32, "seed": 5}
 
@@ -69,3 +70,42 @@ def test_build_data_gives_a_generated_dataset_its_scratch_folder(tmp_path: Path)
     # a dataset that reads files is never pointed at the scratch folder
     with pytest.raises(DataError, match="FolderDataset needs root"):
         make_dataset(DataConfig(dataset="folder"), synthetic_dir=tmp_path / "scratch")
+
+
+#: every generator option out of its bounds (the command line's `--option image_size=0` was a PIL traceback)
+BAD_OPTIONS = [
+    ("image_size=0", "data.options.image_size): must be between 16 and 8,192, got 0"),
+    ("image_size=100000", "data.options.image_size): must be between 16 and 8,192"),
+    ("image_size=2.5", "data.options.image_size): must be an integer"),
+    ("n=0", "data.options.n): must be between 10 and"),
+    ("n=abc", "data.options.n): must be an integer, got 'abc'"),
+    ("seed=-1", "data.options.seed): must be between 0 and"),
+    ("prevalence=0", "data.options.prevalence): must be between 0 and 1 (both excluded)"),
+    ("prevalence=nan", "data.options.prevalence): must be a number"),
+    ("knobs=3", "data.options.knobs): must be a mapping"),
+    ("knobs={noise: -1}", "data.options.knobs.noise): must be between 0 and 1"),
+    ("knobs={band: [0.6, 0.5]}", "data.options.knobs.band): must be [low, high] with low <= high"),
+    ("knobs={texture_periods: [1, 4]}", "data.options.knobs.texture_periods): must be between 2 and 64"),
+    ("knobs={bogus: 1}", "data.options.knobs.bogus): is no knob; valid knobs: texture_amp"),
+]
+
+
+@pytest.mark.parametrize("option, message", BAD_OPTIONS)
+def test_every_synthetic_option_out_of_bounds_is_an_option_error_before_any_file(tmp_path, capsys, option, message):
+    from medcolor.cli import main
+
+    root = tmp_path / "s"
+    for argv in (["train", "--dry-run", "-o", str(tmp_path / "run")], ["stats", "synthetic"]):
+        dataset = ["--dataset", "synthetic"] if argv[0] == "train" else []
+        rc = main([*argv, *dataset, "--root", str(root), "--option", option])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"--option ({message}" in err and "Traceback" not in err, err
+    assert not root.exists()
+    key, value = option.split("=", 1)
+    with pytest.raises(OptionError, match=r"data\.options\." + key):  # the Python API: the same check
+        SyntheticXrays.check_options(yaml.safe_load(f"{key}: {value}"))
+
+
+def test_the_smallest_synthetic_set_in_bounds_is_made(tmp_path):
+    ds = create_dataset("synthetic", tmp_path / "s", n=10, image_size=16, prevalence=0.5)
+    assert len(ds) == 10 and ds.load_image(0).shape[-2:] == (16, 16)

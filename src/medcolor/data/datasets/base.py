@@ -163,6 +163,15 @@ class XRayDataset(Dataset):
     #: True for a dataset that writes its own files under ``root`` (``synthetic``): given a scratch folder as
     #: root when none is configured (:func:`medcolor.data.bundle.make_dataset`)
     GENERATES_FILES: ClassVar[bool] = False
+    #: True where the user picks the label columns (``csv``): a column blank in every row is refused. The
+    #: presets (CheXpert, NIH, MURA) read blank as "not mentioned", a negative, so their columns may be blank.
+    CHECK_BLANK_LABELS: ClassVar[bool] = False
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], key: str = "data.options") -> None:
+        """The values of this dataset's own options, checked before any file is read or written
+        (:func:`medcolor.config.check_dataset_options` calls it); raises :class:`OptionError` naming
+        ``key.<option>``.  Nothing to check by default."""
 
     @classmethod
     def _check_split(cls, split: str | None) -> None:
@@ -213,6 +222,7 @@ class XRayDataset(Dataset):
         self._paths: list[Path] | None = None
         self.meta: pd.DataFrame = meta.iloc[idx].reset_index(drop=True)
         self.skipped: pd.DataFrame = skipped
+        self._check_label_values()
         self.cache: ImageCache | None = None
         self._set_cache(o.cache)
 
@@ -270,6 +280,22 @@ class XRayDataset(Dataset):
         if not len(skipped):
             skipped = empty_skipped()
         return keep, paths, skipped
+
+    def _check_label_values(self) -> None:
+        """A label that no row gives a value (a blank column, or one that the uncertainty policy left blank
+        everywhere) cannot be learned or evaluated: a :class:`DataError` naming it and the file, instead of a
+        run that trains on nothing for it and fills the logs with numpy's "All-NaN slice" warnings."""
+        if not self.CHECK_BLANK_LABELS or not len(self.labels):
+            return
+        known = ~(np.isnan(self.raw_labels).all(axis=0) | np.isnan(self.labels).all(axis=0))
+        blank = [n for n, k in zip(self.label_names, known, strict=True) if not k]
+        if blank:
+            raise DataError(
+                f"{self.name}: the label column(s) {', '.join(repr(n) for n in blank)} of {self._source_name()} "
+                f"have no value in any of its {len(self.labels)} rows"
+                + (f" (split {self.split!r})" if self.split else "")
+                + "; fill them, or leave them out of the labels (label_columns / labels=[...])"
+            )
 
     def _set_cache(self, cache: ImageCache | str | os.PathLike | None) -> None:
         if cache is None:

@@ -48,6 +48,7 @@ class CsvDataset(XRayDataset):
     """
 
     name = "csv"
+    CHECK_BLANK_LABELS = True
 
     def __init__(
         self,

@@ -100,76 +100,13 @@ class FolderDataset(XRayDataset):
         self._folder = folder
         if not folder.is_dir():
             raise DataError(f"FolderDataset: {folder} is not a folder (split={self.split!r})")
-        subdirs = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        classes = self.classes if self.classes is not None else subdirs
-        unknown = [c for c in classes if c not in subdirs]
-        if unknown:
-            raise ConfigError(f"classes {unknown} are not sub-folders of {folder} (found: {subdirs})")
-        if len(classes) < 2:
-            raise DataError(f"{folder} needs at least two class sub-folders, found {subdirs}")
-        if len(classes) == 2:
-            if self.positive_class is not None:
-                if self.positive_class not in classes:
-                    raise ConfigError(f"positive_class {self.positive_class!r} is not one of the classes {classes}")
-                pos = self.positive_class
-            else:
-                non_neg = [c for c in classes if not _is_negative_class(c)]
-                pos = non_neg[0] if len(non_neg) == 1 else sorted(classes)[1]
-            names = [pos]
-        else:
-            if self.positive_class is not None:
-                raise ConfigError(f"positive_class needs exactly two classes; {folder} gives {classes}")
-            names = list(classes)
-
-        rel: list[str] = []
-        cls: list[str] = []
-        other: list[str] = []
-        for c in classes:
-            for p in list_files(folder / c):
-                if not has_image_extension(p, self.extensions):
-                    other.append(p.relative_to(folder).as_posix())
-                    continue
-                rel.append(p.relative_to(self.root).as_posix())
-                cls.append(c)
-        if other:
-            warnings.warn(
-                f"{folder}: ignored {len(other)} file(s) whose extension is not an image extension "
-                f"({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}; image extensions: "
-                f"{sorted(self.extensions)})",
-                stacklevel=3,
-            )
-        if not rel:
-            raise DataError(f"no image files under the class folders of {folder}")
+        classes, names = self._classes(folder)
+        rel, cls = self._files(folder, classes)
         cls_arr = np.asarray(cls)
         if len(classes) == 2:
             raw = (cls_arr == names[0]).astype(np.float32)[:, None]
         else:
             raw = (cls_arr[:, None] == np.asarray(names)[None, :]).astype(np.float32)
-        file_names = [Path(r).name for r in rel]
-        if self.patient_regex is not None:
-            patients = []
-            bad = []
-            for r, fname in zip(rel, file_names, strict=True):
-                m = self.patient_regex.search(fname)
-                if m is None:
-                    bad.append(r)
-                    continue
-                groups = [g for g in m.groups() if g]
-                patients.append(groups[0] if groups else m.group(0))
-            if bad:
-                raise DataError(
-                    f"{len(bad)} file name(s) under {folder} do not match patient_regex "
-                    f"{self.patient_regex.pattern!r}: {', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}; "
-                    "fix the regex or move the files"
-                )
-            patient_arr = np.asarray(patients, dtype=str)
-        else:
-            patient_arr = np.asarray(rel, dtype=str)
-            warnings.warn(
-                f"{folder}: no patient_regex given, so each file counts as its own patient; patient "
-                "splits may leak (pass patient_regex=... or a preset such as 'kermany')",
-                stacklevel=3,
-            )
         meta = pd.DataFrame({"path": rel, "class": cls, "source_row": np.arange(1, len(rel) + 1)})
         return Table(
             meta=meta,
@@ -177,7 +114,95 @@ class FolderDataset(XRayDataset):
             raw_labels=raw,
             labels=raw.copy(),
             label_names=names,
-            patient_ids=patient_arr,
+            patient_ids=self._patients(folder, rel),
             study_ids=np.asarray(rel, dtype=str),
             check_files=False,
         )
+
+    def _classes(self, folder: Path) -> tuple[list[str], list[str]]:
+        """The class folders used, and the label names they give (one binary label for two classes)."""
+        subdirs = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        classes = self.classes if self.classes is not None else subdirs
+        unknown = [c for c in classes if c not in subdirs]
+        if unknown:
+            raise ConfigError(f"classes {unknown} are not sub-folders of {folder} (found: {subdirs})")
+        if len(classes) < 2:
+            raise DataError(f"{folder} needs at least two class sub-folders, found {subdirs}")
+        if len(classes) > 2:
+            if self.positive_class is not None:
+                raise ConfigError(f"positive_class needs exactly two classes; {folder} gives {classes}")
+            return list(classes), list(classes)
+        return list(classes), [self._positive(classes)]
+
+    def _positive(self, classes: Sequence[str]) -> str:
+        """The positive class of two: ``positive_class``, else the only one not named like a negative class,
+        else the second alphabetically."""
+        if self.positive_class is not None:
+            if self.positive_class not in classes:
+                raise ConfigError(f"positive_class {self.positive_class!r} is not one of the classes {classes}")
+            return self.positive_class
+        non_neg = [c for c in classes if not _is_negative_class(c)]
+        return non_neg[0] if len(non_neg) == 1 else sorted(classes)[1]
+
+    def _files(self, folder: Path, classes: list[str]) -> tuple[list[str], list[str]]:
+        """The image files of each class folder (paths relative to root) and their classes; a class folder
+        without images is a DataError naming it (it would be a label with no positives: raw numpy warnings,
+        AUC n/a)."""
+        assert self.root is not None
+        rel: list[str] = []
+        cls: list[str] = []
+        other: list[str] = []
+        empty: list[str] = []
+        for c in classes:
+            n = len(rel)
+            for p in list_files(folder / c):
+                if not has_image_extension(p, self.extensions):
+                    other.append(p.relative_to(folder).as_posix())
+                    continue
+                rel.append(p.relative_to(self.root).as_posix())
+                cls.append(c)
+            if len(rel) == n:
+                empty.append(c)
+        if other:
+            warnings.warn(
+                f"{folder}: ignored {len(other)} file(s) whose extension is not an image extension "
+                f"({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}; image extensions: "
+                f"{sorted(self.extensions)})",
+                stacklevel=4,
+            )
+        if not rel:
+            raise DataError(f"no image files under the class folders of {folder}")
+        if empty:
+            kept = [c for c in classes if c not in empty]
+            raise DataError(
+                f"the class folder(s) {', '.join(str(folder / c) for c in empty)} hold no image files: a class "
+                "without images cannot be learned or evaluated; add its images, remove the folder, or pick the "
+                f"classes with the option classes=[{', '.join(kept)}]"
+            )
+        return rel, cls
+
+    def _patients(self, folder: Path, rel: list[str]) -> np.ndarray:
+        """The patient id of each file from ``patient_regex``; without it each file is its own patient."""
+        if self.patient_regex is None:
+            warnings.warn(
+                f"{folder}: no patient_regex given, so each file counts as its own patient; patient "
+                "splits may leak (pass patient_regex=... or a preset such as 'kermany')",
+                stacklevel=4,
+            )
+            return np.asarray(rel, dtype=str)
+        patients = []
+        bad = []
+        for r in rel:
+            m = self.patient_regex.search(Path(r).name)
+            if m is None:
+                bad.append(r)
+                continue
+            groups = [g for g in m.groups() if g]
+            patients.append(groups[0] if groups else m.group(0))
+        if bad:
+            raise DataError(
+                f"{len(bad)} file name(s) under {folder} do not match patient_regex "
+                f"{self.patient_regex.pattern!r}: {', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}; "
+                "fix the regex or move the files"
+            )
+        return np.asarray(patients, dtype=str)

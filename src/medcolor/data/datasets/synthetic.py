@@ -29,10 +29,11 @@ from PIL import Image
 
 from medcolor.data.datasets.base import DATASETS
 from medcolor.data.datasets.csv import CsvDataset
-from medcolor.errors import ConfigError
+from medcolor.errors import ConfigError, OptionError
+from medcolor.normalization import MAX_IMAGE_SIZE
 from medcolor.utils import atomic_path, write_json
 
-__all__ = ["CSV_OPTIONS", "LABELS", "SyntheticXrays", "make_synthetic_xrays"]
+__all__ = ["BOUNDS", "CSV_OPTIONS", "LABELS", "SyntheticXrays", "check_options", "make_synthetic_xrays"]
 
 LABELS = ("Opacity", "Fine texture", "Enlarged heart")
 #: how CsvDataset reads the generated labels.csv
@@ -132,6 +133,64 @@ def make_synthetic_xrays(
     return csv
 
 
+#: the bounds of each generator option: (integer?, lowest, highest, open interval?)
+BOUNDS: dict[str, tuple[bool, float, float, bool]] = {
+    "n": (True, 10, 10**6, False),
+    "image_size": (True, 16, MAX_IMAGE_SIZE, False),
+    "seed": (True, 0, 2**32 - 1, False),
+    "prevalence": (False, 0, 1, True),
+}
+#: the bounds of each knob: scalars (lowest, highest) and pairs (each value in the bounds, first <= second)
+KNOB_BOUNDS: dict[str, tuple[float, float]] = {
+    "texture_amp": (0, 1),
+    "texture_periods": (2, 64),
+    "blob_sigma": (0.01, 2),
+    "band": (0, 1),
+    "below": (0, 1),
+    "above": (0, 1),
+    "noise": (0, 1),
+}
+
+
+def _number(key: str, value: Any, integer: bool, lo: float, hi: float, open_: bool = False) -> None:
+    ok_type = isinstance(value, int) if integer else isinstance(value, int | float)
+    if not ok_type or isinstance(value, bool) or not np.isfinite(value):
+        raise OptionError(key, f"must be {'an integer' if integer else 'a number'}, got {value!r}")
+    inside = lo < value < hi if open_ else lo <= value <= hi
+    if not inside:
+        bounds = f"between {lo:,} and {hi:,}" if integer else f"between {lo:g} and {hi:g}"
+        bounds += " (both excluded)" if open_ else ""
+        raise OptionError(key, f"must be {bounds}, got {value!r}")
+
+
+def check_options(options: dict[str, Any], key: str = "data.options") -> None:
+    """Every generator option of :func:`make_synthetic_xrays` within bounds in which it makes images (the
+    command line's ``--option image_size=0`` used to end in a PIL traceback); ``knobs`` a mapping of the
+    knobs of :data:`DEFAULT_KNOBS`."""
+    for name, (integer, lo, hi, open_) in BOUNDS.items():
+        if name in options:
+            _number(f"{key}.{name}", options[name], integer, lo, hi, open_)
+    knobs = options.get("knobs")
+    if knobs is None:
+        return
+    if not isinstance(knobs, dict):
+        raise OptionError(f"{key}.knobs", f"must be a mapping of knob: value, got {knobs!r}")
+    for name, value in knobs.items():
+        k = f"{key}.knobs.{name}"
+        if name not in KNOB_BOUNDS:
+            raise OptionError(k, f"is no knob; valid knobs: {', '.join(KNOB_BOUNDS)}")
+        lo, hi = KNOB_BOUNDS[name]
+        if isinstance(DEFAULT_KNOBS[name], tuple):
+            if not isinstance(value, list | tuple) or len(value) != 2:
+                raise OptionError(k, f"must be a pair [low, high], got {value!r}")
+            for v in value:
+                _number(k, v, name == "texture_periods", lo, hi)
+            if value[0] > value[1]:
+                raise OptionError(k, f"must be [low, high] with low <= high, got {list(value)}")
+        else:
+            _number(k, value, False, lo, hi)
+
+
 @DATASETS.register("synthetic")
 class SyntheticXrays(CsvDataset):
     """The synthetic X-ray-like set, generated under ``root`` by :func:`make_synthetic_xrays` (``n``,
@@ -143,6 +202,10 @@ class SyntheticXrays(CsvDataset):
 
     name = "synthetic"
     GENERATES_FILES = True
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any], key: str = "data.options") -> None:
+        check_options(options, key)
 
     def __init__(
         self,
@@ -162,6 +225,7 @@ class SyntheticXrays(CsvDataset):
             )
         if csv is not None:
             raise ConfigError("the synthetic dataset writes its own labels.csv under root; csv is not used")
+        check_options({"n": n, "image_size": image_size, "seed": seed, "prevalence": prevalence, "knobs": knobs})
         directory = Path(root)
         labels_csv = make_synthetic_xrays(
             directory, n=n, image_size=image_size, seed=seed, prevalence=prevalence, knobs=knobs
