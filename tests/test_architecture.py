@@ -43,7 +43,7 @@ MAX_LINES = 450
 #:   nothing inside the package imports them.
 LAYERS: tuple[tuple[str | tuple[str, ...], ...], ...] = (
     ("errors",),
-    ("utils", "normalization", "_version", "quiet", "yamlio"),
+    ("utils", "normalization", "_version", "quiet", "yamlio", "paths"),
     ("registry",),
     ("data", "colorizers", "backbones", "strategies", "display"),
     ("model", "backbone_table"),

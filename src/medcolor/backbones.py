@@ -41,6 +41,7 @@ import torchvision
 from torch import nn
 
 from medcolor.errors import ConfigError, UnknownNameError, WeightsError
+from medcolor.paths import user_path
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +343,7 @@ def _timm_imagenet(arch: str, progress: bool) -> nn.Module:
     try:
         return timm.create_model(arch, pretrained=True)
     except Exception as exc:
-        hub = os.environ.get("HF_HOME", str(Path("~/.cache/huggingface").expanduser()))
+        hub = os.environ.get("HF_HOME", str(user_path("~/.cache/huggingface")))
         raise WeightsError(
             f"cannot get the ImageNet weights of timm:{arch} ({where}): {type(exc).__name__}: {exc}. "
             f"Without internet, download them on another machine and either copy timm's Hugging Face cache to "
@@ -361,7 +362,7 @@ def _build_timm(arch: str, weights: str | os.PathLike | None, progress: bool) ->
     else:
         net = timm.create_model(arch, pretrained=False)
         if not _no_weights(weights):
-            path = Path(weights).expanduser()  # type: ignore[arg-type]
+            path = user_path(weights)  # type: ignore[arg-type]
             report = load_state_dict_checked(net, _read_state_dict(path), _timm_head(net), str(path), arch, TIMM)
     return net, report
 
@@ -399,7 +400,7 @@ def create_backbone(name: str, weights: str | os.PathLike | None = None, *, prog
         report = load_state_dict_checked(net, sd, head_name, source, arch)
         source = IMAGENET
     else:
-        path = Path(weights).expanduser()  # type: ignore[arg-type]
+        path = user_path(weights)  # type: ignore[arg-type]
         sd = _read_state_dict(path)
         report = load_state_dict_checked(net, sd, head_name, str(path), arch)
         source = str(path)

@@ -31,6 +31,7 @@ from medcolor.config import (
     read_data_config,
 )
 from medcolor.errors import WeightsError
+from medcolor.paths import user_path
 from medcolor.utils import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,7 @@ def local_weight_files(backbone: str) -> list[Path]:
     if backbone != "mobilenet_v2":
         return []
     repo = Path(__file__).resolve().parents[2]  # src/medcolor/demo.py -> the repository
-    folders = (
-        [Path(os.environ["MEDCOLOR_SHARED"]).expanduser() / "weights"] if os.environ.get("MEDCOLOR_SHARED") else []
-    )
+    folders = [user_path(os.environ["MEDCOLOR_SHARED"]) / "weights"] if os.environ.get("MEDCOLOR_SHARED") else []
     folders += [repo / "weights", repo.parent / "shared" / "weights"]
     return [f / WEIGHTS_FILE for f in folders]
 
@@ -84,7 +83,7 @@ def find_weights(backbone: str, *, download: bool = True, progress: bool = True)
     its normal download), then the local files of :func:`local_weight_files`; None when there are none."""
     env = os.environ.get("MEDCOLOR_WEIGHTS")
     if env:
-        path = Path(env).expanduser()
+        path = user_path(env)
         if not path.is_file():
             raise WeightsError(f"MEDCOLOR_WEIGHTS={env} is not a file; point it at a state-dict file or unset it")
         return str(path)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from medcolor.errors import OptionError
+from medcolor.paths import user_path
 
 #: how the option appears in every message
 OUTPUT_FLAG = "-o/--output"
@@ -30,7 +31,7 @@ def check_output(
 
     if not str(path).strip():
         raise OptionError(flag, "is empty; give a path (use . for the current folder)")
-    p = Path(path).expanduser()
+    p = user_path(path)
     if apart:
         _check_apart(flag, p, inputs)
     if kind == "file":
@@ -47,7 +48,7 @@ def _check_apart(flag: str, p: Path, inputs: Iterable[str | Path]) -> None:
     except (OSError, RuntimeError) as exc:
         raise OptionError(flag, f"cannot use the path {str(p)[:80]!r}: {exc}") from None
     for i in inputs:
-        if Path(i).expanduser().resolve() == resolved:
+        if user_path(i).resolve() == resolved:
             raise OptionError(flag, f"{p} is also an input of this command; writing it would replace it")
     run = next((d for d in (resolved, *resolved.parents) if d.is_dir() and is_run_dir(d)), None)
     if run is not None:

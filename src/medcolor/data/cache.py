@@ -34,13 +34,13 @@ import time
 import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medcolor.data.readers import reduce_bytes
 from medcolor.errors import ConfigError, DataError, ImageReadError
+from medcolor.paths import user_path
 from medcolor.utils import atomic_path
 
 try:  # POSIX only; without it concurrent builds are not detected
@@ -94,7 +94,7 @@ class ImageCache:
     def __init__(self, directory: str | os.PathLike, size: int, *, name: str = "") -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigError(f"ImageCache size must be a positive int (the short side in pixels), not {size!r}")
-        self.directory = Path(directory).expanduser().absolute()
+        self.directory = user_path(directory).absolute()
         if self.directory.exists() and not self.directory.is_dir():
             raise ConfigError(f"cache directory {self.directory} exists and is not a folder")
         self.size = size

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from medcolor.errors import DataError
+from medcolor.paths import user_path
 from medcolor.utils import atomic_path
 
 try:  # POSIX only; without it concurrent builds are not detected
@@ -39,7 +40,7 @@ class FeatureCache:
     """
 
     def __init__(self, directory: str | os.PathLike, key: str, num_features: int, size: int, *, name: str = "") -> None:
-        self.directory = Path(directory).expanduser().absolute()
+        self.directory = user_path(directory).absolute()
         self.key, self.num_features, self.size = str(key), int(num_features), int(size)
         stem = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', name) or 'images'}-{size}px-features-{self.key}"
         self.data_path = self.directory / f"{stem}.f32"

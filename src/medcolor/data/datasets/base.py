@@ -87,6 +87,7 @@ from medcolor.data.datasets.checks import (
 from medcolor.data.datasets.labels import as_str_array
 from medcolor.data.readers import load_reduced, read_image, to_float
 from medcolor.errors import ConfigError, DataError, ImageReadError
+from medcolor.paths import user_path
 from medcolor.registry import Registry
 
 __all__ = [
@@ -196,11 +197,11 @@ class XRayDataset(Dataset):
             raise ConfigError(f"load_size must be a positive int or None, not {load_size!r}")
         self.root: Path | None = None
         if root is not None:
-            self.root = Path(root).expanduser().resolve()
+            self.root = user_path(root).resolve()
             if not self.root.is_dir():
                 what = "does not exist" if not self.root.exists() else "is not a folder"
                 raise DataError(f"{self.name} root {self.root} {what}; pass the image folder as root")
-        self.csv: Path | None = Path(csv).expanduser() if csv is not None else None
+        self.csv: Path | None = user_path(csv) if csv is not None else None
         self.split = split
         self.on_missing = on_missing
         self.on_duplicate = on_duplicate

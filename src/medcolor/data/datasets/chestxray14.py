@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from medcolor.data.datasets.base import DATASETS, Table, XRayDataset
 from medcolor.data.datasets.labels import as_str_array, read_label_csv, require_columns, resolve_labels
 from medcolor.errors import ConfigError, DataError
+from medcolor.paths import user_path
 
 __all__ = ["NIH_LABELS", "NIH_PAPER_LABELS", "ChestXray14"]
 
@@ -75,11 +75,11 @@ class ChestXray14(XRayDataset):
                 f"ChestXray14 split={o.split!r} needs split_lists=<folder with train_val_list.txt "
                 "and test_list.txt>; or use split='all' and medcolor.data.patient_split"
             )
-        self.split_lists = Path(split_lists).expanduser() if split_lists is not None else None
+        self.split_lists = user_path(split_lists) if split_lists is not None else None
         if csv is None:
             if root is None:
                 raise DataError("ChestXray14 needs root=<image folder> or csv=<Data_Entry_2017*.csv>")
-            r = Path(root).expanduser()
+            r = user_path(root)
             candidates = [d / (n + gz) for d in (r, r.parent) for n in _NIH_CSV_NAMES for gz in ("", ".gz")]
             found = [c for c in candidates if c.is_file()]
             if not found:

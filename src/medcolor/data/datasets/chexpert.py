@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from medcolor.data.datasets.labels import (
     resolve_labels,
 )
 from medcolor.errors import ConfigError, DataError
+from medcolor.paths import user_path
 
 __all__ = ["CHEXPERT_LABELS", "CheXpert"]
 
@@ -94,7 +94,7 @@ class CheXpert(XRayDataset):
         if csv is None:
             if root is None:
                 raise DataError("CheXpert needs root=<dataset folder> or csv=<train.csv / valid.csv>")
-            csv = Path(root).expanduser() / f"{o.split}.csv"
+            csv = user_path(root) / f"{o.split}.csv"
         super().__init__(root, csv, options=o)
 
     def _load(self, labels: str | Sequence[str] | None) -> Table:

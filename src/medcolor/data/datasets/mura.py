@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ import pandas as pd
 from medcolor.data.datasets.base import DATASETS, Table, XRayDataset
 from medcolor.data.datasets.labels import read_label_csv, resolve_labels
 from medcolor.errors import ConfigError, DataError
+from medcolor.paths import user_path
 
 __all__ = ["MURA", "MURA_BODY_PARTS"]
 
@@ -78,13 +78,13 @@ class MURA(XRayDataset):
         if csv is None:
             if root is None:
                 raise DataError("MURA needs root=<folder containing MURA-v1.1/> or csv=<{split}_image_paths.csv>")
-            csv = Path(root).expanduser() / "MURA-v1.1" / f"{o.split}_image_paths.csv"
-        csv = Path(csv).expanduser()
+            csv = user_path(root) / "MURA-v1.1" / f"{o.split}_image_paths.csv"
+        csv = user_path(csv)
         if studies_csv is None:
             if "image_paths" not in csv.name:
                 raise ConfigError(f"cannot derive the study-label file from {csv.name}; pass studies_csv=")
             studies_csv = csv.with_name(csv.name.replace("image_paths", "labeled_studies"))
-        self.studies_csv = Path(studies_csv).expanduser()
+        self.studies_csv = user_path(studies_csv)
         super().__init__(root, csv, options=o)
 
     def _load(self, labels: str | Sequence[str] | None) -> Table:
