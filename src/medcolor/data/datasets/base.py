@@ -78,6 +78,7 @@ from medcolor.data.datasets.checks import (
     ON_MISSING,
     DuplicateRowsWarning,
     MissingImagesWarning,
+    blank_labels,
     duplicate_rows,
     empty_skipped,
     existing,
@@ -223,7 +224,8 @@ class XRayDataset(Dataset):
         self._paths: list[Path] | None = None
         self.meta: pd.DataFrame = meta.iloc[idx].reset_index(drop=True)
         self.skipped: pd.DataFrame = skipped
-        self._check_label_values()
+        if self.CHECK_BLANK_LABELS:
+            blank_labels(self.name, self._source_name(), self.split, self.label_names, self.raw_labels, self.labels)
         self.cache: ImageCache | None = None
         self._set_cache(o.cache)
 
@@ -281,22 +283,6 @@ class XRayDataset(Dataset):
         if not len(skipped):
             skipped = empty_skipped()
         return keep, paths, skipped
-
-    def _check_label_values(self) -> None:
-        """A label that no row gives a value (a blank column, or one that the uncertainty policy left blank
-        everywhere) cannot be learned or evaluated: a :class:`DataError` naming it and the file, instead of a
-        run that trains on nothing for it and fills the logs with numpy's "All-NaN slice" warnings."""
-        if not self.CHECK_BLANK_LABELS or not len(self.labels):
-            return
-        known = ~(np.isnan(self.raw_labels).all(axis=0) | np.isnan(self.labels).all(axis=0))
-        blank = [n for n, k in zip(self.label_names, known, strict=True) if not k]
-        if blank:
-            raise DataError(
-                f"{self.name}: the label column(s) {', '.join(repr(n) for n in blank)} of {self._source_name()} "
-                f"have no value in any of its {len(self.labels)} rows"
-                + (f" (split {self.split!r})" if self.split else "")
-                + "; fill them, or leave them out of the labels (label_columns / labels=[...])"
-            )
 
     def _set_cache(self, cache: ImageCache | str | os.PathLike | None) -> None:
         if cache is None:

@@ -30,6 +30,7 @@ __all__ = [
     "ON_MISSING",
     "DuplicateRowsWarning",
     "MissingImagesWarning",
+    "blank_labels",
     "duplicate_rows",
     "empty_skipped",
     "existing",
@@ -245,3 +246,22 @@ def missing_rows(
         )
     warnings.warn(msg, MissingImagesWarning, stacklevel=5)
     return skipped
+
+
+def blank_labels(
+    name: str, source: str, split: str | None, label_names: Sequence[str], raw: np.ndarray, labels: np.ndarray
+) -> None:
+    """A label that no row gives a value (a blank column, or one that the uncertainty policy left blank
+    everywhere) cannot be learned or evaluated: a :class:`DataError` naming it and the file, instead of a
+    run that trains on nothing for it and fills the logs with numpy's "All-NaN slice" warnings."""
+    if not len(labels):
+        return
+    known = ~(np.isnan(raw).all(axis=0) | np.isnan(labels).all(axis=0))
+    blank = [n for n, k in zip(label_names, known, strict=True) if not k]
+    if blank:
+        raise DataError(
+            f"{name}: the label column(s) {', '.join(repr(n) for n in blank)} of {source} "
+            f"have no value in any of its {len(labels)} rows"
+            + (f" (split {split!r})" if split else "")
+            + "; fill them, or leave them out of the labels (label_columns / labels=[...])"
+        )
