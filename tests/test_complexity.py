@@ -1,5 +1,6 @@
-"""Function size and cyclomatic complexity of the modules the complexity pass split (no function over 60 lines or
-a complexity over 15): an ``ast`` count with radon's rules, so that a function grown past either fails here."""
+"""Function size and cyclomatic complexity of every module of ``src/medcolor`` (no function over 60 lines or a
+complexity over 15, except the named :data:`EXCEPTIONS`): an ``ast`` count with radon's rules, so that a function
+grown past either fails here."""
 
 from __future__ import annotations
 
@@ -10,24 +11,28 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "medcolor"
 
-#: modules whose long or branchy functions were split into named helpers
-MODULES = (
-    "config/values.py",
-    "config/__init__.py",
-    "training/callbacks.py",
-    "training/pipeline.py",
-    "inference.py",
-    "data/dicom.py",
-    "data/splits.py",
-    "data/summary.py",
-    "data/datasets/checks.py",
-    "study/resources.py",
-    "study/executors.py",
-    "study/local.py",
-    "study/plan.py",
-    "study/keys.py",
-    "model.py",
-)
+#: the functions still over a limit, each named with why it is left (issue 17 allows exceptions named in the
+#: closing note): the test fails when one of them is split (take it off the list) and when any other grows
+EXCEPTIONS = {
+    "cli/parser.py:_flag": "one branch per config field type of the generated flags",
+    "cli/parser.py:build_parser": "the argparse declarations of every subcommand, one statement each (complexity 1)",
+    "cli/study.py:plan_lines": "the dry-run table of a study plan",
+    "data/bundle.py:build_data": "the split / subset / cache steps of a run's data",
+    "data/cache.py:ImageCache.build": "the cache build loop with its progress and atomic writes (complexity 9)",
+    "data/datasets/csv.py:CsvDataset._load": "the generic CSV reader's column options",
+    "data/datasets/csv.py:CsvDataset._categorical": "the category-column options of the generic CSV reader",
+    "data/datasets/mura.py:MURA._load": "the MURA path and study-label join (complexity 11)",
+    "report/document.py:render_document": "the sandboxed template's globals, one per name (complexity 15)",
+    "report/figures.py:plot_size_curves": "the Fig. 6 panels",
+    "report/html.py:build_report": "the report page's sections in order (complexity 11)",
+    "report/sections.py:fig5_labels": "the Fig. 5 label-count panels",
+    "report/tables.py:_arm_table": "Tables I/III's rows",
+    "report/tables.py:table2": "Table II's rows",
+    "report/tables.py:size_curves_one": "one Fig. 6 curve set",
+    "study/results.py:_grid_column": "the grid column's value per key type",
+    "study/spec.py:parse_spec": "the spec's top-level keys",
+    "study/spec.py:_parse_transfers": "the transfer block's keys",
+}
 MAX_LINES, MAX_COMPLEXITY = 60, 15
 
 _FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -71,15 +76,28 @@ def functions(source: str) -> list[tuple[str, int, int, int]]:
     return out
 
 
-@pytest.mark.parametrize("module", MODULES)
-def test_no_long_or_branchy_function(module: str) -> None:
+MODULES = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py"))
+
+
+def _over(module: str) -> dict[str, str]:
     path = SRC / module
-    over = [
-        f"{path.name}:{line} {name}: {n} lines, complexity {cc}"
+    return {
+        f"{module}:{name}": f"{path.name}:{line} {name}: {n} lines, complexity {cc}"
         for name, line, n, cc in functions(path.read_text(encoding="utf-8"))
         if n > MAX_LINES or cc > MAX_COMPLEXITY
-    ]
+    }
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_no_long_or_branchy_function(module: str) -> None:
+    over = [v for k, v in _over(module).items() if k not in EXCEPTIONS]
     assert not over, f"split these into named helpers (at most {MAX_LINES} lines, complexity {MAX_COMPLEXITY}): {over}"
+
+
+def test_every_named_exception_is_still_over_a_limit() -> None:
+    over = {k for m in MODULES for k in _over(m)}
+    fixed = sorted(set(EXCEPTIONS) - over)
+    assert not fixed, f"within the limits now: take them off EXCEPTIONS: {fixed}"
 
 
 def test_the_count_is_radons() -> None:
