@@ -33,8 +33,10 @@ class TrainData(L.LightningDataModule):
         t = getattr(self, "trainer", None)
         return (t.global_rank, t.world_size) if t is not None else (0, 1)
 
-    #: hand uint8 crops to the model side, which normalises the batch (:class:`~medcolor.data.bundle.NetworkView`)
-    uint8 = True
+    #: True: hand uint8 crops to the model side, which normalises the batch (:class:`~medcolor.data.bundle.NetworkView`;
+    #: the same numbers).  Off by default: on a quiet AMD EPYC (2 cores) the loader gave 0.63x (decoded) and 0.91x
+    #: (cached) the images/s of float32 batches (benchmarks/results/amd-epyc-2c-pipeline-quiet/)
+    uint8 = False
 
     @property
     def worker_init_fn(self) -> DieWithParent | None:
