@@ -33,6 +33,5 @@ def run(a: argparse.Namespace) -> int:
 
     check_output(a.output, "folder", inputs=[a.run], apart=True)
     check_number("--opset", a.opset, integer=True, at_least=7, optional=True)
-    r = export_model(a.run, a.export_format, a.output, opset=a.opset)
-    print(f"{r.format}: {r.model_path}  (+ {r.metadata_path.name}, {r.card_path.name})")
+    export_model(a.run, a.export_format, a.output, opset=a.opset)  # logs "exported FORMAT: FILE (+ ...)" once
     return 0
