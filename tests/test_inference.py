@@ -198,3 +198,14 @@ def test_a_size_in_metadata_far_over_the_cap_is_refused_from_the_header(model_fi
         load_model(bad)
     with pytest.raises(WeightsError, match=r"huge\.safetensors"):
         read_metadata(bad)
+
+
+def test_predict_files_on_an_onnx_file_says_which_function_reads_it(tmp_path: Path) -> None:
+    """An exported .onnx given to the PyTorch path: a ConfigError naming predict_onnx (not a header error)."""
+    from medcolor.errors import ConfigError
+    from medcolor.inference import predict_files
+
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"\x08\x07" + b"\x00" * 64)
+    with pytest.raises(ConfigError, match=r"model\.onnx is an ONNX file.*predict_onnx"):
+        predict_files(onnx, [tmp_path])
