@@ -209,3 +209,30 @@ def test_predict_files_on_an_onnx_file_says_which_function_reads_it(tmp_path: Pa
     onnx.write_bytes(b"\x08\x07" + b"\x00" * 64)
     with pytest.raises(ConfigError, match=r"model\.onnx is an ONNX file.*predict_onnx"):
         predict_files(onnx, [tmp_path])
+
+
+@pytest.mark.parametrize(
+    ("meta", "problem"),
+    [
+        ({"size": 100000, "label_names": ["a"], "normalization": {"mean": 0.5, "std": 0.3}}, "8192"),
+        ({"size": 64, "label_names": ["a"], "architecture": {"num_classes": 3}}, "1 label"),
+        ([1, 2], "not a mapping"),
+    ],
+    ids=["size", "labels", "shape"],
+)
+def test_onnx_metadata_is_checked_like_a_safetensors_header(tmp_path: Path, meta: object, problem: str) -> None:
+    """A crafted .onnx (size 100000 would allocate 40 GB per batch): refused naming the file, before any image."""
+    import json
+
+    import onnx  # the dev extras hold the export extra
+
+    from medcolor.errors import WeightsError
+    from medcolor.export import METADATA_KEY, read_onnx_metadata
+
+    proto = onnx.ModelProto()
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    path = tmp_path / "crafted.onnx"
+    onnx.save(proto, str(path))
+    with pytest.raises(WeightsError, match=rf"crafted\.onnx.*{problem}"):
+        read_onnx_metadata(path)

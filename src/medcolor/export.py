@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from medcolor.errors import ConfigError, WeightsError
+from medcolor.io import check_usage
 from medcolor.model_card import INPUT_NAME, MODEL_CARD_FILE, OUTPUT_NAME, write_model_card
 from medcolor.utils import atomic_path, to_jsonable, write_json
 
@@ -214,9 +215,13 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
     if METADATA_KEY not in props:
         raise WeightsError(f"{path} is an ONNX model without medcolor metadata; it was not written by medcolor export")
     try:
-        return json.loads(props[METADATA_KEY])
+        meta = json.loads(props[METADATA_KEY])
     except ValueError as exc:
         raise WeightsError(f"{path}: its medcolor metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise WeightsError(f"{path}: its medcolor metadata is not a mapping; it was not written by medcolor export")
+    check_usage(Path(path), meta)  # the size cap and one label per output, as for a .safetensors header
+    return meta
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None) -> Any:

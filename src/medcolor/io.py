@@ -55,11 +55,11 @@ def _header(path: Path, f: Any) -> dict[str, Any]:
         raise WeightsError(f"{path}: its medcolor metadata is not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise WeightsError(f"{path}: its medcolor metadata must be a JSON object, not {type(meta).__name__}")
-    _check_usage(path, meta)
+    check_usage(path, meta)
     return meta
 
 
-def _check_usage(path: Path, meta: dict[str, Any]) -> None:
+def check_usage(path: Path, meta: dict[str, Any]) -> None:
     """What using the network takes from the metadata, checked whenever a file's header is read (by any
     command): the input size within :data:`~medcolor.normalization.MAX_IMAGE_SIZE` (``size: 100000`` would
     allocate 40 GB per batch), one label name per output of C, the normalisation a pair of numbers."""
@@ -255,7 +255,7 @@ def load_network(path: str | os.PathLike):
 
 
 def _set_usage(model: Any, meta: dict[str, Any], path: str | os.PathLike) -> None:
-    """The usage metadata (checked by :func:`_check_usage` when the header was read) onto the network."""
+    """The usage metadata (checked by :func:`check_usage` when the header was read) onto the network."""
     labels, norm, size = meta.get("label_names"), meta.get("normalization"), meta.get("size")
     if labels is not None and len(labels) != model.head.num_classes:  # the architecture said otherwise
         raise WeightsError(
@@ -267,6 +267,7 @@ def _set_usage(model: Any, meta: dict[str, Any], path: str | os.PathLike) -> Non
 
 
 __all__ = [
+    "check_usage",
     "colorizer_name",
     "load_colorizer",
     "load_model",
