@@ -9,7 +9,7 @@ import io
 import math
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from medcolor.cli import main
@@ -108,6 +108,8 @@ def test_numeric_options(output, flag, value):
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flag=st.sampled_from(NAMES), value=texts)
+@example(flag="--output", value="~nobody-here/x")  # found by hypothesis: '~user' of no user on this machine
+@example(flag="--root", value="~nobody-here/x")
 def test_name_and_path_options(output, flag, value):
     check(flag, value, output)
 

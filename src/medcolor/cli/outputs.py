@@ -31,7 +31,7 @@ def check_output(
 
     if not str(path).strip():
         raise OptionError(flag, "is empty; give a path (use . for the current folder)")
-    p = user_path(path)
+    p = user_path(path, flag)
     if apart:
         _check_apart(flag, p, inputs)
     if kind == "file":

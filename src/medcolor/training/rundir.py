@@ -238,7 +238,7 @@ def prepare_run_dir(cfg: RunConfig, *, resume: bool = False, overwrite: bool = F
     (:func:`remove_run`).  A run that stopped before its first stage is replaced without ``overwrite``."""
     from medcolor.validation import check_run_files
 
-    cfg.output = str(user_path(cfg.output))  # `-o ~/x`: one folder for medcolor and Lightning
+    cfg.output = str(user_path(cfg.output, "--output"))  # `-o ~/x`: one folder for medcolor and Lightning
     check_run_files(cfg)
     out = Path(cfg.output)
     stored = out / CONFIG_FILE
@@ -302,7 +302,7 @@ def output_action(out: str | Path, *, overwrite: bool = False, resume: bool = Fa
     empty), ``"use"`` (a medcolor run: resumed, or compared with this run's config) or ``"overwrite: N files"``
     (with ``overwrite``).  A folder that is not a medcolor run, or one holding files a run does not write, is
     refused with a :class:`ConfigError` (``--dry-run`` says so too), and so is ``resume`` without a run."""
-    out = user_path(out)
+    out = user_path(out, "--output")
     if resume and not (out / CONFIG_FILE).is_file():
         raise ConfigError(f"--resume: {out} holds no run to resume (no {CONFIG_FILE}); drop --resume to start one")
     if out.exists() and not out.is_dir():
