@@ -157,10 +157,9 @@ def fmt(v: Any, digits: int = 4) -> str:
 def auc100(v: Any, decimals: int = 1) -> str:
     """An AUC on the report's one scale: ×100 (``0.8123`` -> ``"81.2"``); "" for none."""
     try:
-        f = float(v)
+        return fmt(100 * float(v), decimals)
     except (TypeError, ValueError):
         return ""
-    return "" if math.isnan(f) else f"{100 * f:.{decimals}f}"
 
 
 #: the metrics of an operating point shown on the cells page, in this order (others are left out)
