@@ -76,7 +76,7 @@ def _check_writable_folder(key: str, folder: Path, target: Path) -> None:
 def check_output_folder(key: str, path: str | os.PathLike, *, expand: bool = False) -> Path:
     """``path`` is a folder that exists and is writable, or one that can be created (``expand``: ``~`` is
     the home folder, as for the inputs; outputs are written where they are named)."""
-    p = user_path(path) if expand else Path(path)
+    p = user_path(path, key) if expand else Path(path)
     if p.exists() and not p.is_dir():
         raise OptionError(key, f"{p} is a file; give a folder")
     _check_writable_folder(key, _nearest_existing(p), p)
@@ -100,7 +100,7 @@ def check_output_file(key: str, path: str | os.PathLike, *, suffix: str | None =
 @_path_errors
 def check_input(key: str, path: str | os.PathLike, *, folder: bool | None = False) -> Path:
     """``path`` exists, can be read, and is a folder (``folder=True``), a file (``False``) or either (``None``)."""
-    p = user_path(path)
+    p = user_path(path, key)
     if not p.exists():
         raise OptionError(key, f"{p} does not exist")
     if folder is not None and folder != p.is_dir():
