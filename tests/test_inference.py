@@ -209,6 +209,11 @@ def test_predict_files_on_an_onnx_file_says_which_function_reads_it(tmp_path: Pa
     onnx.write_bytes(b"\x08\x07" + b"\x00" * 64)
     with pytest.raises(ConfigError, match=r"model\.onnx is an ONNX file.*predict_onnx"):
         predict_files(onnx, [tmp_path])
+    from medcolor.io import load_model, read_metadata
+
+    for reader in (load_model, read_metadata):  # evaluate, colorize, explain, export read through these
+        with pytest.raises(ConfigError, match=r"model\.onnx is an ONNX file.*predict_onnx"):
+            reader(onnx)
 
 
 @pytest.mark.parametrize(

@@ -224,11 +224,6 @@ def predict_files(
         num_workers = resolve_num_workers("auto", device) if device == "cuda" else 0
 
     path = resolve_model_path(model_path)
-    if Path(path).suffix.lower() == ".onnx":
-        raise ConfigError(
-            f"{path} is an ONNX file: from Python predict it with medcolor.export.predict_onnx(path, images), "
-            "or run `medcolor predict FILE.onnx IMAGES`; predict_files reads medcolor .safetensors networks"
-        )
     model, _ = load_model(path)
     check_finite_weights(model, path)
     labels, norm, model_size = model.usage(str(path))

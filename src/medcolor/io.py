@@ -97,6 +97,11 @@ def _open(path: str | os.PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"file {path} {'is not a file' if path.exists() else 'does not exist'}")
+    if path.suffix.lower() == ".onnx":  # an exported network: only the ONNX predict path reads it
+        raise ConfigError(
+            f"{path} is an ONNX file: predict with it by `medcolor predict FILE.onnx IMAGES` or, from Python, "
+            "medcolor.export.predict_onnx(path, images); the other commands read medcolor .safetensors networks"
+        )
     try:
         return safe_open(str(path), framework="pt", device="cpu")
     except Exception as exc:
