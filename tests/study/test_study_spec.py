@@ -259,3 +259,27 @@ def test_shipped_study_specs_expand_and_every_cell_can_run(path):
     if "configs/paper" in str(path):  # the cost quoted in the comment is the one --dry-run computes
         hours = sum(c.estimate["gpu_hours"] for c in plan.cells)
         assert f"{len(plan.cells)} cells" in text and (f"{hours:.1f} GPU-hours" in text or f"{hours:.1f}\n" in text)
+
+
+def test_cells_run_grid_major_seed_0_of_every_arm_first_and_sources_before_their_targets():
+    """The external-validity study: seed 0 of every arm (frozen, then its fine-tuned cell, which takes T and E
+    from it) runs before any seed 1 cell; within one seed the plan's order, sources before targets."""
+    from medcolor.study.plan import expand
+    from medcolor.study.runner import grid_major
+
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = load_spec(root / "configs/examples/study-kermany-external.yaml")
+    plan = expand(spec)
+    order = grid_major(spec, plan.cells)
+    seeds = [c.values["trainer.seed"] for c in order]
+    assert seeds == sorted(seeds) and len(order) == len(plan.cells) == 48
+    first = [c.group for c in order[:8]]
+    assert first == ["gray", "gray-ft", "colorU", "colorU-ft", "lut", "lut-ft", "graystart", "graystart-ft"]
+    position = {c.id: i for i, c in enumerate(order)}
+    for c in order:
+        assert all(position[d] < position[c.id] for d in c.depends_on), c.id
+        if c.depends_on:  # the fine-tuned cell takes T and E from its frozen cell of the same seed
+            (src,) = c.depends_on
+            assert src.split("_")[1] == c.id.split("_")[1] and c.transfer["use"] == "model"

@@ -56,6 +56,20 @@ class StudyResult:
         return all(s.state == "done" for s in self.states)
 
 
+def grid_major(spec: Spec, cells: list[Cell]) -> list[Cell]:
+    """``cells`` in the order they run: the first value of every top-level ``grid`` key for every arm, then the
+    next (e.g. seed 0 of every arm before any seed 1), the plan's order within; a cell's transfer source still
+    runs before it (the executor starts a cell only when its sources are done)."""
+
+    def rank(cell: Cell) -> tuple[int, ...]:
+        return tuple(
+            next((i for i, v in enumerate(axis.values) if v.label == cell.values.get(axis.key)), len(axis.values))
+            for axis in spec.grid
+        )
+
+    return sorted(cells, key=rank)
+
+
 def run_study(
     spec: Spec | str | os.PathLike,
     out: str | os.PathLike,
@@ -70,7 +84,7 @@ def run_study(
     study_dir = prepare_study_dir(spec, plan, out).resolve()
     executor = executor or LocalExecutor(workers=1)
     states = {s.cell.id: s for s in study_status(study_dir, plan)}
-    todo = [c for c in plan.cells if states[c.id].state != "done"]
+    todo = grid_major(spec, [c for c in plan.cells if states[c.id].state != "done"])
     done = len(plan.cells) - len(todo)
     log.info(
         "study %s: %d cells (%d done, %d to run) in %s with %s",
