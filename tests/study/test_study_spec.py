@@ -264,10 +264,10 @@ def test_shipped_study_specs_expand_and_every_cell_can_run(path):
 def test_cells_run_grid_major_seed_0_of_every_arm_first_and_sources_before_their_targets():
     """The external-validity study: seed 0 of every arm (frozen, then its fine-tuned cell, which takes T and E
     from it) runs before any seed 1 cell; within one seed the plan's order, sources before targets."""
+    from pathlib import Path
+
     from medcolor.study.plan import expand
     from medcolor.study.runner import grid_major
-
-    from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
     spec = load_spec(root / "configs/examples/study-kermany-external.yaml")
