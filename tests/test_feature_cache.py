@@ -86,3 +86,26 @@ def test_trailing_dropout_and_stochastic_layers():
     assert trailing_dropout(ColorTransferNet.create("replicate", "timm:tf_efficientnet_lite0", 1)) == ([], None)
     _, reason = trailing_dropout(ColorTransferNet.create("replicate", "efficientnet_b0", 1))
     assert reason is not None and "draw random numbers in training" in reason
+
+
+def test_computing_features_logs_a_line_every_30_seconds_with_images_rate_and_eta(caplog):
+    """A sign of life while the frozen-E features are computed (minutes on a CPU): no line before 30 s nor after
+    the last image; each line has the images done of the total, img/s and the ETA from them."""
+    import logging
+
+    from medcolor.training.features import _FeatureProgress
+
+    t = [0.0]
+    progress = _FeatureProgress("[baseline] frozen-E features", 4172, clock=lambda: t[0])
+    with caplog.at_level(logging.INFO, logger="medcolor.training.features"):
+        t[0] = 10.0
+        progress.add(320)  # 10 s: not yet
+        t[0] = 40.0
+        progress.add(960)  # 1,280 images in 40 s: 32 img/s, 2,892 left: 90 s
+        t[0] = 50.0
+        progress.add(320)  # 10 s after the last line: not yet
+        t[0] = 200.0
+        progress.add(2892)  # the last image: the stage's own line follows
+    assert [r.getMessage() for r in caplog.records] == [
+        "[baseline] frozen-E features: 1,280/4,172 images (30%), 32.0 img/s, ETA 1:30"
+    ]

@@ -131,7 +131,7 @@ class LatestCheckpoint(Checkpoint):
 PROGRESS_EVERY_S = 30.0
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     s = max(0, round(seconds))
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
@@ -205,7 +205,7 @@ class ProgressLog(Callback):
         prefix = f"[{name}] {self.phase}" if name else self.phase
         return (
             f"{prefix}: step {step}/{total} ({100 * step // max(total, 1)}%), loss {loss_text}, "
-            f"{self._images / elapsed:.1f} img/s, ETA {_duration(eta) if math.isfinite(eta) else '?'}"
+            f"{self._images / elapsed:.1f} img/s, ETA {duration(eta) if math.isfinite(eta) else '?'}"
         )
 
 
@@ -287,6 +287,7 @@ __all__ = [
     "ReseedEachStep",
     "StageCallbacks",
     "StopAtStageEnd",
+    "duration",
     "format_auc",
     "last_checkpoint",
 ]

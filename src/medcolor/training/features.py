@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from medcolor.data.feature_cache import FeatureCache
 from medcolor.data.samplers import ShardSampler
 from medcolor.errors import DataError
 from medcolor.model import ColorTransferNet
+from medcolor.training.callbacks import PROGRESS_EVERY_S, duration
 from medcolor.training.data import TrainValData
 from medcolor.training.plan import StagePlan
 from medcolor.utils import autocast
@@ -126,16 +128,19 @@ def compute_features(
     precision: str,
     channels_last: bool,
     num_workers: int = 0,
+    label: str = "frozen-E features",
 ) -> tuple[np.ndarray, str]:
     """``E(T(x))`` of every image of ``view`` with T and E in eval mode (no dropout, BN statistics fixed) under
     the stage's autocast and memory format; float32 ``(N, F)`` and the dtype E returned them in.
 
     ``num_workers``: DataLoader workers that read and transform the images (one thread each), as the stage's
     loaders do; with 0 the per-image arithmetic runs on the model's threads, which is many times slower on a
-    busy machine (a 2-thread op waits for both threads to be scheduled)."""
+    busy machine (a 2-thread op waits for both threads to be scheduled).  Logs ``label``'s progress every
+    :data:`~medcolor.training.callbacks.PROGRESS_EVERY_S` seconds (images done, img/s, ETA)."""
     was = model.training
     model.eval()
     out, dtype = [], "torch.float32"
+    progress = _FeatureProgress(label, len(view))  # type: ignore[arg-type]
     try:
         for batch in DataLoader(view, batch_size=batch_size, shuffle=False, num_workers=num_workers):
             x = batch["image"].to(device)
@@ -145,9 +150,30 @@ def compute_features(
                 f = model.backbone(model.colorizer(x))
             dtype = str(f.dtype)
             out.append(f.float().cpu())
+            progress.add(len(f))
     finally:
         model.train(was)
     return torch.cat(out).numpy(), dtype
+
+
+class _FeatureProgress:
+    """One log line every ``PROGRESS_EVERY_S`` seconds while features are computed: a sign of life in logs."""
+
+    def __init__(self, label: str, total: int, clock: Any = time.monotonic) -> None:
+        self.label, self.total, self.clock, self.done = label, total, clock, 0
+        self.start = self.last = clock()
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self.last < PROGRESS_EVERY_S or self.done >= self.total:
+            return
+        rate = self.done / max(now - self.start, 1e-9)
+        log.info(
+            f"{self.label}: {self.done:,}/{self.total:,} images ({100 * self.done // max(self.total, 1)}%), "
+            f"{rate:.1f} img/s, ETA {duration((self.total - self.done) / rate)}"
+        )
+        self.last = now
 
 
 class FeatureView(Dataset):
@@ -235,6 +261,7 @@ def stage_features(
                     precision=rt.precision,
                     channels_last=rt.channels_last,
                     num_workers=plan.num_workers,
+                    label=f"[{plan.name}] frozen-E features",
                 )
             finally:
                 model.cpu()
