@@ -156,7 +156,47 @@ def test_colorize_counts_the_images_and_the_grid_apart(colorized_xrays, tmp_path
 
     model, files, _, _ = colorized_xrays
     assert main(["colorize", str(model), *map(str, files), "-o", str(tmp_path / "out")]) == 0
-    assert f"3 images written to {tmp_path / 'out'} (+ grid)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"3 colorized images and a grid written to {tmp_path / 'out'}" in out, out
+    assert (
+        len(list((tmp_path / "out").glob("*_colorized.png"))) == 3
+        and (tmp_path / "out" / "colorized_grid.png").is_file()
+    )
+    assert main(["colorize", str(model), str(files[0]), "-o", str(tmp_path / "one")]) == 0
+    assert f"1 colorized image and a grid written to {tmp_path / 'one'}" in capsys.readouterr().out
+
+
+def test_the_colorize_grid_titles_do_not_overlap(colorized_xrays, shared_path, tmp_path, monkeypatch):
+    """Six real Kermany images with long names (NORMAL2-IM-0383-0001.jpeg, person1000_bacteria_2931.jpeg):
+    their titles in colorized_grid.png were one line each, touching their neighbours; each is now wrapped to
+    its tile, and no title overlaps another title or another image."""
+    import medcolor.display
+    from medcolor.inference import colorize_files
+
+    model = colorized_xrays[0]
+    root = shared_path("data", "kermany-pneumonia-224", "train")
+    files = sorted((root / "NORMAL").glob("NORMAL2-*.jpeg"))[:3] + sorted((root / "PNEUMONIA").glob("*.jpeg"))[:3]
+    drawn = {}
+    save = medcolor.display.save_figure
+
+    def check_then_save(fig, path, **kw):
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        shown = [ax for ax in fig.axes if ax.images]
+        titles = [ax.title for ax in shown if ax.title.get_text()]
+        drawn["titles"] = [t.get_text() for t in titles]
+        boxes = [t.get_window_extent(r) for t in titles] + [ax.get_window_extent(r) for ax in shown]
+        drawn["overlaps"] = [
+            (i, j) for i in range(len(titles)) for j in range(len(boxes)) if i != j and boxes[i].overlaps(boxes[j])
+        ]  # title i over title or image j
+        return save(fig, path, **kw)
+
+    monkeypatch.setattr(medcolor.display, "save_figure", check_then_save)
+    written = colorize_files(model, files, tmp_path / "grid")
+    assert written[-1].name == "colorized_grid.png" and written[-1].is_file()
+    assert [t.replace("\n", "") for t in drawn["titles"]] == [f.name for f in files]  # every name, whole
+    assert all(max(len(x) for x in t.splitlines()) <= 20 for t in drawn["titles"]), drawn["titles"]
+    assert drawn["overlaps"] == []
 
 
 @pytest.mark.parametrize(

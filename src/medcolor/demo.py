@@ -240,7 +240,8 @@ def _write_report(
         "# medcolor demo",
         "",
         f"Data: {'built-in synthetic X-ray-like set' if data is None else data} "
-        f"({cm.info.get('train')} train / {cm.info.get('val')} val / {cm.info.get('test')} test images, "
+        f"({_count(cm.info.get('train'))} train / {_count(cm.info.get('val'))} val / "
+        f"{_count(cm.info.get('test'))} test images, "
         f"labels {', '.join(cm.info.get('label_names', []))}).",
         f"E: {o['backbone']}, weights: {weights or 'random initialisation (no ImageNet weights found)'}; "
         f"T for color-module: {colorizer}. Each run: one-cycle SGD, max lr {o['lr']}, {o['epochs']:g} epochs.",
@@ -249,6 +250,7 @@ def _write_report(
         "",
         f"![training curves]({curves.name})",
         "",
+        *_log_lines(out, results),
         "Colorized test images (each tile: the gray input | what E sees; above it the ground truth and the "
         "color-module network's predicted probability per label):",
         "",
@@ -258,6 +260,26 @@ def _write_report(
         "",
     ]
     return write_text_atomic(out / "REPORT.md", "\n".join(lines))
+
+
+def _log_lines(out: Path, results: dict[str, Any]) -> list[str]:
+    """The report's links to each run's experiment logs (relative to ``out``), and a blank line; none without logs."""
+    from medcolor.report.rundirs import experiment_logs
+
+    links = []
+    for name, r in results.items():
+        for log in experiment_logs(Path(r.directory)):
+            what = " ".join(x for x in (name, log["stage"], log["kind"], log["version"]) if x)
+            links.append(f"[{what}]({Path(os.path.relpath(log['path'], out)).as_posix()})")
+    if not links:
+        return []
+    return ["Experiment logs (Lightning's CSV log of each stage: training loss and validation AUCs per logged "
+            "step; TensorBoard or MLflow with `trainer.logger`): " + ", ".join(links) + ".", ""]  # fmt: skip
+
+
+def _count(n: Any) -> str:
+    """A count as the report prints it: with thousands separators (2,226,434); "?" when unknown."""
+    return f"{n:,}" if isinstance(n, int) and not isinstance(n, bool) else "?" if n is None else str(n)
 
 
 #: the report's line under a colorU grid

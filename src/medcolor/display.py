@@ -92,6 +92,66 @@ def side_by_side(gray: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     return np.round(np.concatenate([g, gap, rgb], axis=1) * 255).astype(np.uint8)
 
 
+def wrap_name(name: str, width: int = 20) -> str:
+    """A file name as a title of at most ``width`` characters a line: broken after its separators (``-``, ``_``,
+    ``.``, space) where possible, else inside a long part."""
+    import re
+
+    lines: list[str] = []
+    line = ""
+    for part in [p for p in re.split(r"(?<=[-_. ])", name) if p]:
+        while len(part) > width:  # a part longer than a line: cut it
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(part[:width])
+            part = part[width:]
+        if len(line) + len(part) > width and line:
+            lines.append(line)
+            line = ""
+        line += part
+    if line:
+        lines.append(line)
+    return "\n".join(x.rstrip() for x in lines)
+
+
+#: the width of a tile of :func:`colorization_figure` (inches) and the characters a title line may hold there
+TILE_IN, TITLE_CHARS = 1.9, 20
+
+
+def colorization_grid_figure(
+    grays: Sequence[np.ndarray],
+    colorized: dict[str, Sequence[np.ndarray]],
+    titles: Sequence[str] | None = None,
+    *,
+    title: str = "",
+) -> Any:
+    """The matplotlib figure of :func:`colorization_figure` (not saved): long image names are wrapped
+    (:func:`wrap_name`) so that neighbouring titles never overlap."""
+    rows = 1 + len(colorized)
+    cols = len(grays)
+    lines = max((wrap_name(t, TITLE_CHARS).count("\n") + 1 for t in titles or []), default=0)
+    fig, axes = pyplot().subplots(
+        rows, cols, figsize=(TILE_IN * cols + 1.6, TILE_IN * rows + 0.4 + 0.15 * lines), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    for j, g in enumerate(grays):
+        axes[0, j].imshow(g, cmap="gray", vmin=0, vmax=1)
+        if titles:
+            axes[0, j].set_title(wrap_name(titles[j], TITLE_CHARS), fontsize=9)
+    for i, (name, imgs) in enumerate(colorized.items(), start=1):
+        for j, im in enumerate(imgs):
+            axes[i, j].imshow(im)
+        axes[i, 0].set_ylabel(name, fontsize=10, rotation=0, ha="right", va="center", labelpad=6)
+    axes[0, 0].set_ylabel("input", fontsize=10, rotation=0, ha="right", va="center", labelpad=6)
+    for a in axes.flat:
+        a.set_xticks([])
+        a.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
 def colorization_figure(
     grays: Sequence[np.ndarray],
     colorized: dict[str, Sequence[np.ndarray]],
@@ -104,26 +164,7 @@ def colorization_figure(
     """Fig. 4-like grid: first row the inputs, then one row per model/stage with its colorized images; the
     row names are written horizontally left of the rows, readable at the page's size.  ``also``: more
     formats written beside ``path`` (e.g. ``("svg",)``)."""
-    rows = 1 + len(colorized)
-    cols = len(grays)
-    fig, axes = pyplot().subplots(
-        rows, cols, figsize=(1.9 * cols + 1.6, 1.9 * rows + 0.4), squeeze=False, layout="constrained"
-    )
-    for j, g in enumerate(grays):
-        axes[0, j].imshow(g, cmap="gray", vmin=0, vmax=1)
-        if titles:
-            axes[0, j].set_title(titles[j], fontsize=9)
-    for i, (name, imgs) in enumerate(colorized.items(), start=1):
-        for j, im in enumerate(imgs):
-            axes[i, j].imshow(im)
-        axes[i, 0].set_ylabel(name, fontsize=10, rotation=0, ha="right", va="center", labelpad=6)
-    axes[0, 0].set_ylabel("input", fontsize=10, rotation=0, ha="right", va="center", labelpad=6)
-    for a in axes.flat:
-        a.set_xticks([])
-        a.set_yticks([])
-    if title:
-        fig.suptitle(title, fontsize=11)
-    return save_figure(fig, path, also=also)
+    return save_figure(colorization_grid_figure(grays, colorized, titles, title=title), path, also=also)
 
 
 @torch.no_grad()
@@ -187,6 +228,7 @@ __all__ = [
     "SAMPLES_FILE",
     "ColorizedSamples",
     "colorization_figure",
+    "colorization_grid_figure",
     "colorize",
     "plot_lr_find",
     "pyplot",
@@ -194,5 +236,6 @@ __all__ = [
     "save_figure",
     "side_by_side",
     "to_display",
+    "wrap_name",
     "write_colorized_samples",
 ]

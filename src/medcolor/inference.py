@@ -268,6 +268,18 @@ def colorize_images(
     return ColorizedSamples(np.stack(grays), np.stack(colors), [str(f) for f in files]), t, meta
 
 
+#: the grid :func:`colorize_files` writes beside the single images
+GRID_FILE = "colorized_grid.png"
+
+
+def colorize_message(files: Sequence[Path], out_dir: str | os.PathLike) -> str:
+    """What ``medcolor colorize`` says about the files :func:`colorize_files` wrote: the colorized images and
+    the grid counted apart ("6 colorized images and a grid written to DIR")."""
+    n = sum(1 for f in files if Path(f).name != GRID_FILE)
+    grid = " and a grid" if len(files) > n else ""
+    return f"{n} colorized image{'' if n == 1 else 's'}{grid} written to {out_dir}"
+
+
 def colorize_files(
     source: str | os.PathLike,
     inputs: Iterable[str | os.PathLike],
@@ -295,18 +307,20 @@ def colorize_files(
         written.append(target)
     if grid:
         label = f"{t.name} ({meta.get('strategy', '?')}, {meta.get('backbone', '?')})"
-        grid_path = out / "colorized_grid.png"
+        grid_path = out / GRID_FILE
         rows = {label: list(samples.colors[:8])}
         written.append(colorization_figure(list(samples.grays[:8]), rows, grid_path, [f.name for f in files[:8]]))
     return written
 
 
 __all__ = [
+    "GRID_FILE",
     "INFERENCE_PRECISION",
     "ImageFiles",
     "collect_images",
     "colorize_files",
     "colorize_images",
+    "colorize_message",
     "evaluate_model",
     "load_colorizer_any",
     "predict_files",

@@ -137,6 +137,7 @@ def test_sections_absent_with_reasons(tmp_path: Path) -> None:
         "only baselines, or the run directories are not here).",
         "the study does not vary the training-set size (no data.subset grid field).",
         "the study does not vary the training-set size (no data.subset grid field).",
+        "no cell&#39;s run directory holds a history.json (the run directories are not here).",
     ]
     assert not (tmp_path / "out" / "figures").exists() or not list((tmp_path / "out" / "figures").glob("*.png"))
 

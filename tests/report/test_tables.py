@@ -169,6 +169,32 @@ def test_size_curves_for_fig6(results: pd.DataFrame) -> None:
     assert size_curves(no_sizes.drop(columns=["data.subset"]), OPT)[0].empty
 
 
+def test_fig6_legend_entries_have_no_dash_placeholder(results: pd.DataFrame, tmp_path: Path, monkeypatch) -> None:
+    """The legend of Fig. 6 (a)/(b) named the ImageNet-statistics baseline "– (ImageNet mean/std) Baseline": the
+    tables' "no T" placeholder; the figure names each arm in words."""
+    from medcolor.report.figures import plot_size_curves
+
+    t = results.copy()
+    gray = (t["model.colorizer"] == "replicate") & (t["stages"] == "baseline")
+    t.loc[gray & (t["trainer.seed"] == 0), "model.colorizer"] = "replicate-imagenet"  # a second gray input arm
+    curves, diffs = size_curves(t, OPT)
+    assert "Baseline (ImageNet mean/std)" in set(curves["arm"]) and "Baseline All" in set(curves["arm"])
+    assert not any("–" in a for a in curves["arm"]), sorted(set(curves["arm"]))
+    import matplotlib.figure
+
+    captured: dict[str, list[str]] = {}
+    real_legend = matplotlib.figure.Figure.legend
+
+    def legend(fig, handles, labels, **kw):  # the one legend of (a) and (b)
+        captured["labels"] = list(labels)
+        return real_legend(fig, handles, labels, **kw)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "legend", legend)
+    plot_size_curves(curves, diffs, tmp_path / "fig6.png")
+    assert "Baseline (ImageNet mean/std)" in captured["labels"] and "Baseline" in captured["labels"]
+    assert not any("–" in x for x in captured["labels"]), captured["labels"]
+
+
 def test_formatting() -> None:
     assert strategy_name("color-module,all") == "Color Module → All" and strategy_name("baseline-all") == "Baseline All"
     assert value_text("data.subset", "0.001") == "0.1 %" and value_text("data.subset", "1000") == "1,000 images"

@@ -150,13 +150,12 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_colorize(a: argparse.Namespace) -> int:
-    from medcolor.inference import colorize_files
+    from medcolor.inference import colorize_files, colorize_message
 
     check_number("--size", a.size, integer=True, at_least=8, at_most=MAX_SIZE, optional=True)
     check_output(a.output, "folder", inputs=[*a.images, a.source], apart=True)
     files = colorize_files(a.source, a.images, a.output, size=a.size, display=a.display)
-    images = [f for f in files if f.name != "colorized_grid.png"]
-    print(f"{len(images)} images written to {a.output}" + (" (+ grid)" if len(images) < len(files) else ""))
+    print(colorize_message(files, a.output))
     return 0
 
 

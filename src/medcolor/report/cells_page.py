@@ -4,6 +4,7 @@ stages, training curves and LR range tests; and the list of cells on the main pa
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from medcolor.report.names import field_title, row_order_key, slug, value_text
-from medcolor.report.rundirs import read_json, run_dir_of
+from medcolor.report.rundirs import experiment_logs, read_json, run_dir_of
 from medcolor.report.tables import for_test_set, study_test_sets
 from medcolor.study.stats import MEAN_LABEL, NONE, REPEAT_FIELDS, TRANSFER_FIELD, StudyCells, value_sort_key
 from medcolor.utils import atomic_path
@@ -53,6 +54,7 @@ def cell_details(
             "stages": [],
             "images": [],
             "missing": "",
+            "logs": [],
         }
         d["operating"], d["operating_images"] = _operating(rd, out / "cells" / slug(c), out)
         if rd is None or not rd.is_dir():
@@ -117,6 +119,7 @@ def _add_training_record(d: dict[str, Any], rd: Path, target: Path, out: Path) -
         dest = _lr_find_image(rd / name, target / f"{name}_lr_find.png", name)
         if dest is not None:
             d["images"].append({"src": dest.relative_to(out).as_posix(), "alt": f"{d['id']} {name} LR range test"})
+    d["logs"] = log_links(rd, target, out)
     if histories:
         dest = target / "history.png"
         try:
@@ -124,6 +127,25 @@ def _add_training_record(d: dict[str, Any], rd: Path, target: Path, out: Path) -
             d["images"].insert(0, {"src": dest.relative_to(out).as_posix(), "alt": f"{d['id']} training curves"})
         except (KeyError, TypeError, ValueError) as exc:
             d["missing"] = f"history.json unreadable: {exc}"
+
+
+def log_links(rd: Path, target: Path, out: Path) -> list[dict[str, str]]:
+    """Links from the page in ``out`` to the run's experiment logs (:func:`~medcolor.report.rundirs.experiment_logs`):
+    each CSV log copied under ``target`` (the report keeps it when moved), the TensorBoard and MLflow folders
+    linked where they are, relative to ``out``.  Each: {"text", "href", "title"}."""
+    links = []
+    for log in experiment_logs(rd):
+        name = " ".join(x for x in (log["stage"], log["version"]) if x)
+        if log["kind"] == "CSV":
+            dest = target / f"{log['stage']}_{log['version']}_metrics.csv"
+            _copy(log["path"], dest)
+            href, title = dest.relative_to(out).as_posix(), "Lightning's CSV log: loss and AUCs per logged step"
+        else:
+            href = Path(os.path.relpath(log["path"], out)).as_posix()
+            tool = "tensorboard --logdir" if log["kind"] == "TensorBoard" else "mlflow ui --backend-store-uri"
+            title = f"{tool} {log['path']}"
+        links.append({"text": f"{log['kind']} {name}".strip(), "href": href, "title": title})
+    return links
 
 
 def _lr_find_image(stage_dir: Path, dest: Path, name: str) -> Path | None:
@@ -250,4 +272,4 @@ def cells_table(cells: StudyCells, meta: pd.DataFrame, details: list[dict[str, A
     return {"columns": [field_title(f) for f in vary], "rows": rows}
 
 
-__all__ = ["auc100", "cell_details", "cell_id_parts", "cells_table", "operating_points", "sort_cells"]
+__all__ = ["auc100", "cell_details", "cell_id_parts", "cells_table", "log_links", "operating_points", "sort_cells"]

@@ -195,9 +195,13 @@ def _arm_rank(arm: str) -> tuple[int, str]:
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: Sequence[str] | None = None, floatfmt: str = ".3f") -> str:
+    """A Markdown table of ``rows``: floats as ``floatfmt``, integers with thousands separators (2,226,434),
+    None and NaN as "n/a"."""
     columns = list(columns or (rows[0].keys() if rows else []))
 
     def fmt(v: Any) -> str:
+        if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+            return f"{v:,}"
         if isinstance(v, float):
             return "n/a" if np.isnan(v) else format(v, floatfmt)
         return "n/a" if v is None else str(v)

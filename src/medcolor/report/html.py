@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from medcolor.report.cells_page import OPERATING_KEYS, cell_details, cells_table, sort_cells
+from medcolor.report.curves import val_curves_section
 from medcolor.report.names import field_title, value_text
 from medcolor.report.rundirs import CONSTANT_FIELDS, add_constant_fields, run_dir_of
 from medcolor.report.sections import Section, fig4_colorized, fig5_labels, fig6_sizes, table_sections
@@ -151,6 +152,7 @@ def build_report(
             with atomic_path(out / "figures" / name) as tmp:
                 df.to_csv(tmp, index=False)
     sections.append(fig6)
+    sections.append(val_curves_section(cells, meta, study_dir, out, scale=opt.scale))
 
     log.info("report: cells")
     details = cell_details(cells, meta, full, study_dir, out)

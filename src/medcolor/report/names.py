@@ -80,6 +80,17 @@ def value_text(f: str, v: str) -> str:
     return v
 
 
+def arm_text(colorizer: str, stages: str) -> str:
+    """A colorizer × strategy as a figure's legend entry, without the tables' "–" placeholder: ``"ColorU Color
+    Module → All"``, ``"Baseline"`` (replicate), ``"Baseline (ImageNet mean/std)"`` (replicate-imagenet)."""
+    col, strategy = value_text("model.colorizer", colorizer), value_text("stages", stages)
+    note = ""
+    if col.startswith("–"):  # no learned T: the placeholder goes, what it says about the input stays
+        col, note = "", col.lstrip("– ").strip()
+    text = " ".join(x for x in (col, "" if strategy == "–" else strategy, note) if x)
+    return text or "–"
+
+
 def section_text(fields: Sequence[str], values: Sequence[str]) -> str:
     return " · ".join(f"{field_title(f)}: {value_text(f, v)}" for f, v in zip(fields, values, strict=True))
 
@@ -106,6 +117,7 @@ __all__ = [
     "COLORIZER_ORDER",
     "FIELD_TITLES",
     "STRATEGY_NAMES",
+    "arm_text",
     "field_title",
     "row_order_key",
     "section_text",

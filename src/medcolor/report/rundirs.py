@@ -70,6 +70,41 @@ def add_constant_fields(table: pd.DataFrame, study_dir: Path) -> pd.DataFrame:
     return out
 
 
+#: where a stage's experiment logs are (:mod:`medcolor.training.loggers`, read here without importing it)
+LOG_DIR = "logs"
+
+
+def _version(p: Path) -> tuple[int, str]:
+    """``version_10`` after ``version_9``."""
+    tail = p.name.rsplit("_", 1)[-1]
+    return (int(tail) if tail.isdigit() else -1, p.name)
+
+
+def _stage_order(p: Path) -> tuple[int, str]:
+    """``10-all`` after ``2-all``."""
+    head = p.name.split("-", 1)[0]
+    return (int(head) if head.isdigit() else -1, p.name)
+
+
+def experiment_logs(run_dir: Path) -> list[dict[str, Any]]:
+    """The experiment logs a run wrote, in stage order: per stage its CSV logs (``logs/csv/version_N/metrics.csv``,
+    always written; a resumed stage has several versions) and TensorBoard folders (``logs/tensorboard/version_N``,
+    ``trainer.logger: tensorboard``), then the run's MLflow file store (``mlruns``, ``trainer.logger: mlflow``).
+    Each: {"stage", "kind" ("CSV", "TensorBoard", "MLflow"), "version", "path"}; only what exists."""
+    stages = sorted((p for p in run_dir.glob("[0-9]*-*") if p.is_dir()), key=_stage_order)
+    out: list[dict[str, Any]] = []
+    for stage in stages:
+        for v in sorted((stage / LOG_DIR / "csv").glob("version_*"), key=_version):
+            if (v / "metrics.csv").is_file():
+                out.append({"stage": stage.name, "kind": "CSV", "version": v.name, "path": v / "metrics.csv"})
+        for v in sorted((stage / LOG_DIR / "tensorboard").glob("version_*"), key=_version):
+            if v.is_dir():
+                out.append({"stage": stage.name, "kind": "TensorBoard", "version": v.name, "path": v})
+    if (run_dir / "mlruns").is_dir():
+        out.append({"stage": "", "kind": "MLflow", "version": "", "path": run_dir / "mlruns"})
+    return out
+
+
 def read_json(p: Path) -> Any:
     try:
         return json.loads(p.read_text())
@@ -81,6 +116,7 @@ __all__ = [
     "CONSTANT_FIELDS",
     "add_constant_fields",
     "config_value",
+    "experiment_logs",
     "read_json",
     "run_config",
     "run_dir_of",

@@ -33,6 +33,7 @@ class Section:
     tables: list[StudyTable] = field(default_factory=list)
     images: list[dict[str, str]] = field(default_factory=list)  # {"src", "alt", "caption"}
     text: str = ""
+    nav: str = ""  # the name in the navigation bar when not "Table I", "Fig. 4"... from the title
 
     @property
     def present(self) -> bool:
@@ -41,6 +42,8 @@ class Section:
     @property
     def short(self) -> str:
         """ "Table I", "Fig. 4"... for the navigation bar."""
+        if self.nav:
+            return self.nav
         return self.title.split(". ")[0] if self.title.startswith("Table") else ". ".join(self.title.split(". ")[:2])
 
 

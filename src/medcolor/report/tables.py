@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medcolor.report.names import field_title, row_order_key, section_text, strategy_name, value_text
+from medcolor.report.names import arm_text, field_title, row_order_key, section_text, strategy_name, value_text
 from medcolor.report.render import StudyTable, latex_escape
 from medcolor.report.testsets import INTERNAL, TEST_SET, for_test_set, per_test_set, study_test_sets
 from medcolor.study.stats import (
@@ -386,17 +386,7 @@ def size_curves_one(table: pd.DataFrame, opt: TableOptions | None = None) -> tup
     agg["section"] = [
         section_text(layout.section_fields, [r[f] for f in layout.section_fields]) for _, r in agg.iterrows()
     ]
-    agg["arm"] = [
-        " ".join(
-            x
-            for x in (
-                value_text("model.colorizer", r.get("model.colorizer", NONE)),
-                value_text("stages", r.get("stages", NONE)),
-            )
-            if x != "–"
-        )
-        for _, r in agg.iterrows()
-    ]
+    agg["arm"] = [arm_text(r.get("model.colorizer", NONE), r.get("stages", NONE)) for _, r in agg.iterrows()]
     agg["mean"] = agg[f"{MEAN_LABEL}:mean"]
     agg["std"] = agg[f"{MEAN_LABEL}:std"]
     agg["n"] = agg[f"{MEAN_LABEL}:n"]
