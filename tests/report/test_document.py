@@ -181,6 +181,25 @@ def test_the_reproduction_template_parses_and_names_its_studies() -> None:
     assert isinstance(env.get_template(path.name), jinja2.Template)
 
 
+def test_the_external_template_parses_and_names_its_study() -> None:
+    """docs/external.md.j2 (issue 18, item 4; rendered on a real tiny study in
+    tests/study/test_external_document.py) loads and uses the one study its header command passes."""
+    import jinja2
+    from jinja2 import meta
+
+    from medcolor.report.document import _environment
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "external.md.j2"
+    env = _environment(path.parent)
+    text = path.read_text()
+    used = meta.find_undeclared_variables(env.parse(text))
+    # names set inside loops count as undeclared for jinja2.meta: each of those is set by the template itself
+    assert {"external", "families"} <= used
+    assert all(f"set {name} " in text or f"set {name}." in text for name in used - {"external", "families"})
+    assert "--study external=studies/external -o docs/external.md" in text
+    assert isinstance(env.get_template(path.name), jinja2.Template)
+
+
 def test_a_filtered_table_drops_the_labels_of_the_cells_left_out() -> None:
     from medcolor.report.document import _drop_empty_label_columns
     from medcolor.report.render import StudyTable

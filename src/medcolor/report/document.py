@@ -14,6 +14,19 @@ with:
   (:class:`DocArm`); the selector must pin every grid field that is not a repeat field.  What its run
   directories recorded: ``arm.stage("lr")`` (the max lr of each repeat's first stage),
   ``arm.val_at(20)`` (validation AUC at step 20), as :class:`Values` (``.fmt("{:.1e}")``, ``.range()``);
+* ``NAME.arm(selector, label="mean", test_set="internal")`` also on an external set; per arm: ``arm.val``
+  (validation AUC of each repeat, what choices are made on), ``arm.auc`` (an :class:`Estimate`: the test
+  AUC with each run's bootstrap CI, ``91.8 [89.0, 94.1]`` for one repeat), ``arm.on("nih")`` (the same
+  cells on another set), ``arm.drop("nih")`` (external − internal of the same runs, a :class:`Difference`),
+  ``arm.operating("nih")`` (:class:`Operating`: sensitivity, specificity, PPV, NPV, accuracy with CIs,
+  Brier, ECE, threshold and the set's positives / negatives, at the threshold chosen on validation),
+  ``arm.plateau()`` (:class:`Plateau`: best vs last validation step), ``arm.n_train``;
+* ``NAME.group("gray-ft")`` — the finished cells of a ``cells:`` group of the spec (every repeat), with
+  ``.planned`` and ``.missing`` (its cells not finished: ``n == 0`` while none is); ``NAME.groups``,
+  ``NAME.planned``, ``NAME.missing`` (the plan's cells without results); ``NAME.best([groups])`` — the
+  group with the highest mean validation AUC (``None`` while none has finished);
+  ``NAME.compare_groups(a, b, test_set=..., min_pairs=3)`` — :meth:`StudyView.compare` of two groups over
+  the repeats both have finished (``None`` without a pair; below ``min_pairs`` pairs: no test);
 * ``NAME.table("table1" | "table2" | "table3")`` — the report's Table I–III as Markdown (a column group
   per test set with each external set's drop against the internal one); ``NAME.test_sets`` the sets;
 * ``NAME.cells`` (number of finished cells), ``NAME.hours`` (their summed wall time), ``NAME.commits``
@@ -42,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from medcolor.errors import ConfigError, DataError, MedcolorError
-from medcolor.report.docvalues import DocArm, DocComparison, Values
+from medcolor.report.docvalues import Difference, DocArm, DocComparison, Estimate, Operating, Plateau, Values
 from medcolor.study.stats import (
     MEAN_LABEL,
     REPEAT_FIELDS,
@@ -56,6 +69,7 @@ from medcolor.study.stats import (
 from medcolor.utils import write_text_atomic
 
 DEFAULT_FAMILY = "document"
+INTERNAL_SET = "internal"
 #: names a template already has: a study cannot take them
 RESERVED_NAMES = frozenset({"studies", "families", "range", "dict", "lipsum", "cycler", "joiner", "namespace"})
 
@@ -140,9 +154,44 @@ class StudyView:
         #: the study's test sets, "internal" (each cell's own held-out split) first
         self.test_sets = table_test_sets(self._table)
         self._cells = study_cells(for_test_set(self._table, INTERNAL), metric)
+        self._by_set: dict[tuple[str, str], Any] = {(INTERNAL, metric): self._cells}
         self._registry = registry
         self._metric = metric
         self._n_boot, self._seed, self._level = n_boot, seed, level
+        self._plan: Any = None
+
+    def _set_cells(self, test_set: str, metric: str | None = None) -> Any:
+        """:class:`StudyCells` of ``test_set`` for ``metric`` (the document's by default), cached."""
+        from medcolor.study.results import for_test_set
+
+        key = (test_set, metric or self._metric)
+        if key not in self._by_set:
+            self._by_set[key] = study_cells(for_test_set(self._table, test_set), key[1])
+        return self._by_set[key]
+
+    def _plan_cells(self) -> list[Any]:
+        """The cells of the study's plan (``plan.json``): finished or not."""
+        from medcolor.study.layout import read_plan
+
+        if self._plan is None:
+            self._plan = read_plan(self.dir)
+        return list(self._plan.cells)
+
+    @property
+    def groups(self) -> list[str]:
+        """The named cell groups of the plan (the spec's ``cells:`` entries), in plan order."""
+        return list(dict.fromkeys(str(c.group) for c in self._plan_cells() if c.group is not None))
+
+    @property
+    def planned(self) -> int:
+        """The number of cells in the plan."""
+        return len(self._plan_cells())
+
+    @property
+    def missing(self) -> list[str]:
+        """The plan's cells that have no results yet (not finished, failed or not started), in plan order."""
+        done = set(self._table["cell"].astype(str))
+        return [c.id for c in self._plan_cells() if c.id not in done]
 
     @property
     def cells(self) -> int:
@@ -158,13 +207,37 @@ class StudyView:
         test_set: str = "internal",
     ) -> DocComparison:
         """Arm ``b`` against arm ``a`` on ``test_set`` ("internal", or an external set of :attr:`test_sets`)."""
+        return self._compare(a, b, label, family, test, test_set)
+
+    def _compare(
+        self,
+        a: str | Mapping[str, str],
+        b: str | Mapping[str, str],
+        label: str,
+        family: str,
+        test: str,
+        test_set: str,
+        keep: list[str] | None = None,
+        names: tuple[str, str] | None = None,
+        min_pairs: int = 2,
+    ) -> DocComparison:
         family_key = str(family) if test_set == "internal" else f"{family} · {test_set}"
-        key = (self.name, self._arm_key(a), self._arm_key(b), label, family_key, test)
+        key = (
+            self.name,
+            self._arm_key(a),
+            self._arm_key(b),
+            label,
+            family_key,
+            test,
+            tuple(sorted(keep or ())),
+            min_pairs,
+        )
         self._registry.used.add(key)
         if key in self._registry.items:
             return self._registry.items[key]
+        table = self._table if keep is None else self._table[self._table["cell"].astype(str).isin(set(keep))]
         rows = compare(
-            self._table, a, b, labels=[label], test=test, metric=self._metric, n_boot=self._n_boot,
+            table, a, b, labels=[label], test=test, metric=self._metric, n_boot=self._n_boot,
             seed=self._seed, level=self._level, family=family_key, allow_one_pair=True, test_set=test_set,
         )  # fmt: skip
         if len(rows) != 1:  # pragma: no cover - one group without ``by``, one label
@@ -174,39 +247,131 @@ class StudyView:
             raise DataError(
                 f"{self.name}: no pair of cells between {a!r} and {b!r} has a finite {self._metric} for {label}"
             )
+        arm_a, arm_b = names if names is not None else (str(row["a"]), str(row["b"]))
         c = DocComparison(
-            study=self.name, arm_a=str(row["a"]), arm_b=str(row["b"]), label=label, family=family_key, n=int(row["n"]),
+            study=self.name, arm_a=arm_a, arm_b=arm_b, label=label, family=family_key, n=int(row["n"]),
             mean_a=_num(row["mean_a"]), std_a=_num(row["std_a"]), mean_b=_num(row["mean_b"]),
             std_b=_num(row["std_b"]), diff=_num(row["diff"]), ci_low=_num(row["ci_low"]),
             ci_high=_num(row["ci_high"]), ci_method=str(row["ci_method"]), p_value=_num(row["p"]), test=test,
             note=str(row["note"]),
         )  # fmt: skip
+        if c.n < min_pairs and np.isfinite(c.p_value):  # too few pairs for the test the document asks for
+            c.p_value, c.note = math.nan, f"{c.n} pairs, fewer than {min_pairs}: no test"
         own = [x for x in self._cells.labels if x != MEAN_LABEL]
         same = own[0] if label == MEAN_LABEL and len(own) == 1 else label  # a single-label study's mean
         self._registry.tests[key] = (*key[:3], same, *key[4:])
         self._registry.items[key] = c
         return c
 
-    def _arm_key(self, spec: str) -> tuple:
+    def _arm_key(self, spec: str | Mapping[str, str]) -> tuple:
         """An arm as what it selects (spelling and order of its parts do not matter)."""
         return tuple(sorted(parse_arm(spec, self._cells).items()))
 
-    def arm(self, selector: str, label: str = MEAN_LABEL) -> DocArm:
+    def arm(self, selector: str, label: str = MEAN_LABEL, test_set: str = INTERNAL_SET) -> DocArm:
+        """One condition over its repeats on ``test_set`` (see the module docstring)."""
         labels = check_labels(self._cells, [label])
         sel = parse_arm(selector, self._cells)
         rows = select_cells(self._cells, sel, selector, "")
+        self._check_one_condition(rows, sel, f"the arm {selector!r}")
+        return self._doc_arm(selector, labels[0], [str(c) for c in rows.index], test_set)
+
+    def _check_one_condition(self, rows: pd.DataFrame, sel: Mapping[str, str], what: str) -> None:
         F = rows.drop(columns=[f for f in (*REPEAT_FIELDS, *sel) if f in rows.columns])
         varying = [f for f in F.columns if F[f].nunique() > 1]
         if varying:
             listing = "; ".join(f"{f}: {', '.join(sorted(set(F[f])))}" for f in varying)
             raise ConfigError(
-                f"{self.name}: the arm {selector!r} selects cells of several conditions ({listing}); "
+                f"{self.name}: {what} selects cells of several conditions ({listing}); "
                 f"add {' and '.join(f'{f}=...' for f in varying)} to it"
             )
-        x = self._cells.values.loc[rows.index, labels[0]].to_numpy(float)
-        ok = np.isfinite(x)
-        cells = [str(c) for c in rows.index[ok]]
-        return DocArm(selector, label, [float(v) for v in x[ok]], cells, [self._run_dir(c) for c in cells])
+
+    def _doc_arm(
+        self,
+        selector: str,
+        label: str,
+        cells: list[str],
+        test_set: str,
+        planned: int | None = None,
+        missing: list[str] | None = None,
+    ) -> DocArm:
+        """The :class:`DocArm` of ``cells`` (those with a finite value on ``test_set``)."""
+        sc = self._set_cells(test_set)
+        have = [c for c in cells if c in sc.values.index]
+        x = sc.values.loc[have, label].to_numpy(float) if have else np.array([])
+        kept = [c for c, v in zip(have, x, strict=True) if np.isfinite(v)]
+        vals = [float(v) for v in x if np.isfinite(v)]
+        val = self._set_cells(INTERNAL_SET, "val_auc").values
+        rows = self._set_rows(test_set, label).reindex(kept)
+        return DocArm(
+            selector, label, vals, kept, [self._run_dir(c) for c in kept], test_set=test_set,
+            val_values=[float(val.loc[c, label]) if c in val.index else math.nan for c in kept],
+            ci_low=[_num(v) for v in rows["test_ci_low"]], ci_high=[_num(v) for v in rows["test_ci_high"]],
+            train_images=[_num(v) for v in rows["n_train"]],
+            planned=planned, missing=list(missing or []),
+            _on=lambda ts: self._doc_arm(selector, label, cells, ts, planned, missing),
+        )  # fmt: skip
+
+    def _set_rows(self, test_set: str, label: str) -> pd.DataFrame:
+        """The table's rows of ``test_set`` and ``label``, one per cell (index: cell)."""
+        from medcolor.study.results import for_test_set
+
+        t = for_test_set(self._table, test_set)
+        t = t[t["label"].astype(str) == label]
+        return t.assign(cell=t["cell"].astype(str)).drop_duplicates("cell").set_index("cell")
+
+    def group(self, name: str, label: str = MEAN_LABEL, test_set: str = INTERNAL_SET) -> DocArm:
+        """The finished cells of the plan's group ``name`` (a ``cells:`` entry of the spec: every repeat of it)
+        on ``test_set``; ``.planned`` / ``.missing`` say how many cells it has and which have not finished.
+        A group with no finished cell has ``n == 0`` (its numbers read ``n/a``)."""
+        plan = [c for c in self._plan_cells() if c.group == name]
+        if not plan:
+            raise ConfigError(f"{self.name}: the plan has no group {name!r}; its groups: {', '.join(self.groups)}")
+        labels = check_labels(self._cells, [label])
+        done = set(self._cells.fields.index)
+        cells = [c.id for c in plan if c.id in done]
+        if cells:
+            rows = self._cells.fields.loc[cells]
+            self._check_one_condition(rows, {}, f"the group {name!r}")
+        missing = [c.id for c in plan if c.id not in done]
+        return self._doc_arm(name, labels[0], cells, test_set, planned=len(plan), missing=missing)
+
+    def best(self, names: list[str], label: str = MEAN_LABEL, test_set: str = INTERNAL_SET) -> DocArm | None:
+        """Of the groups ``names``, the one with the highest mean validation AUC (the only number a choice
+        is made on; the first of equal ones), on ``test_set``; ``None`` while none has a finished cell."""
+        arms = [self.group(n, label, test_set) for n in names]
+        scored = [a for a in arms if a.n and np.isfinite(a.val.mean)]
+        return max(scored, key=lambda a: a.val.mean) if scored else None
+
+    def compare_groups(
+        self,
+        a: str,
+        b: str,
+        label: str = MEAN_LABEL,
+        family: str = DEFAULT_FAMILY,
+        test: str = "t",
+        test_set: str = INTERNAL_SET,
+        min_pairs: int = 2,
+    ) -> DocComparison | None:
+        """:meth:`compare` of the plan's groups ``a`` and ``b`` on the repeats both have finished (cells of one
+        group without a finished partner are left out until it finishes); ``None`` while no pair exists.  With
+        fewer than ``min_pairs`` pairs the difference is shown without a test (``n = 2: no test``), and the
+        comparison is no member of its BH family."""
+        ga, gb = self.group(a, label), self.group(b, label)
+        key = lambda c: tuple(self._cells.fields.loc[c, f] for f in REPEAT_FIELDS if f in self._cells.grid)  # noqa: E731
+        common = {key(c) for c in ga.cells} & {key(c) for c in gb.cells}
+        if not common:
+            return None
+        lonely = {c for c in (*ga.cells, *gb.cells) if key(c) not in common}
+        keep = [str(c) for c in self._cells.fields.index if c not in lonely]
+        # the grid values the group's cells share (the transfer source as its description: the same for every
+        # repeat of a group)
+        sel_a, sel_b = ({f: self._cells.fields.loc[g.cells[0], f] for f in self._cells.grid if f not in REPEAT_FIELDS}
+                        for g in (ga, gb))  # fmt: skip
+        if sel_a == sel_b:
+            raise ConfigError(f"{self.name}: the groups {a!r} and {b!r} are the same condition: nothing to compare")
+        return self._compare(
+            dict(sel_a), dict(sel_b), label, family, test, test_set, keep=keep, names=(a, b), min_pairs=min_pairs
+        )
 
     def _run_dir(self, cell: str) -> Path | None:
         from medcolor.report.rundirs import run_dir_of
@@ -383,8 +548,12 @@ def parse_study_args(items: list[str] | None) -> dict[str, str]:
 
 
 __all__ = [
+    "Difference",
     "DocArm",
     "DocComparison",
+    "Estimate",
+    "Operating",
+    "Plateau",
     "StudyView",
     "Values",
     "parse_study_args",
