@@ -148,7 +148,7 @@ def _check_auc_table(page: str, study_dir: Path) -> None:
         cs = cells[g]
         assert row[2] == f"{len(cs)}/{planned}"
         val = df[(df["test_set"] == "internal") & (df["label"] == "mean")].set_index("cell").loc[cs, "val_auc"]
-        assert row[3] == f"{val.mean() * 100:.1f}"
+        assert row[3] == _pm(val.to_numpy(float))
         internal = _auc(df, cs, "internal")
         assert row[4].startswith(_pm(internal) + " [")
         for ts in SETS[1:]:
