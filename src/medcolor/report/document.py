@@ -257,6 +257,8 @@ class StudyView:
         )  # fmt: skip
         if c.n < min_pairs and np.isfinite(c.p_value):  # too few pairs for the test the document asks for
             c.p_value, c.note = math.nan, f"{c.n} pairs, fewer than {min_pairs}: no test"
+            c.ci_low = c.ci_high = math.nan
+            c.ci_method = ""
         own = [x for x in self._cells.labels if x != MEAN_LABEL]
         same = own[0] if label == MEAN_LABEL and len(own) == 1 else label  # a single-label study's mean
         self._registry.tests[key] = (*key[:3], same, *key[4:])
@@ -354,8 +356,8 @@ class StudyView:
     ) -> DocComparison | None:
         """:meth:`compare` of the plan's groups ``a`` and ``b`` on the repeats both have finished (cells of one
         group without a finished partner are left out until it finishes); ``None`` while no pair exists.  With
-        fewer than ``min_pairs`` pairs the difference is shown without a test (``n = 2: no test``), and the
-        comparison is no member of its BH family."""
+        fewer than ``min_pairs`` pairs the mean difference is shown without an interval or a test (``n = 2: no
+        test``), and the comparison is no member of its BH family."""
         ga, gb = self.group(a, label), self.group(b, label)
         key = lambda c: tuple(self._cells.fields.loc[c, f] for f in REPEAT_FIELDS if f in self._cells.grid)  # noqa: E731
         common = {key(c) for c in ga.cells} & {key(c) for c in gb.cells}
