@@ -181,6 +181,25 @@ def test_the_reproduction_template_parses_and_names_its_studies() -> None:
     assert isinstance(env.get_template(path.name), jinja2.Template)
 
 
+def test_the_external_template_parses_and_names_its_study() -> None:
+    """docs/external.md.j2 (issue 18, item 4; rendered on a real tiny study in
+    tests/study/test_external_document.py) loads and uses the one study its header command passes."""
+    import jinja2
+    from jinja2 import meta
+
+    from medcolor.report.document import _environment
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "external.md.j2"
+    env = _environment(path.parent)
+    text = path.read_text()
+    used = meta.find_undeclared_variables(env.parse(text))
+    # names set inside loops count as undeclared for jinja2.meta: each of those is set by the template itself
+    assert {"external", "families"} <= used
+    assert all(f"set {name} " in text or f"set {name}." in text for name in used - {"external", "families"})
+    assert "--study external=studies/external -o docs/external.md" in text
+    assert isinstance(env.get_template(path.name), jinja2.Template)
+
+
 def test_a_filtered_table_drops_the_labels_of_the_cells_left_out() -> None:
     from medcolor.report.document import _drop_empty_label_columns
     from medcolor.report.render import StudyTable
@@ -304,3 +323,72 @@ def test_study_compare_defaults_to_the_reports_family(study: Path, capsys) -> No
     assert main(["study", "compare", str(study), BASE, CM, "--family", "comparison"]) == 0
     text = capsys.readouterr().out
     assert "family: this comparison (" in text and "Table I" not in text
+
+
+@pytest.fixture(scope="module")
+def planned_study(tmp_path_factory) -> Path:
+    """The fake study (size 30, one external set "ext") with a plan: one group per arm, a fourth repeat of
+    colorU color-module not finished, and a group "lut" of which no cell has finished."""
+    from fake_study import ARMS
+
+    d = make_study(tmp_path_factory.mktemp("planned") / "fake", None, subsets=(30,), transfer=False,
+                   external={"ext": -0.06})  # fmt: skip
+    cells = []
+    for colorizer, stages in [*ARMS, ("lut", "color-module")]:
+        for seed in range(4 if (colorizer, stages) == ("colorU", "color-module") else 3):
+            group = f"{colorizer}-{stages}"
+            cells.append({"id": cell_id("synthetic", colorizer, stages, 30, seed), "group": group,
+                          "values": {"trainer.seed": seed}, "config": {}})  # fmt: skip
+    plan = {"study": "fake-study", "columns": ["trainer.seed"], "warnings": [], "cells": cells}
+    (d / "plan.json").write_text(json.dumps(plan))
+    return d
+
+
+def test_groups_missing_cells_best_and_paired_groups(planned_study: Path, tmp_path: Path) -> None:
+    tmpl = write(
+        tmp_path,
+        "{{ s.planned }}|{{ s.missing | join(',') }}|{{ s.groups | length }}\n"
+        "{% set g = s.group('colorU-color-module') %}{{ g.n }}/{{ g.planned }}|{{ g.missing | join(',') }}|"
+        "{{ g.val.mean }}|{{ g.on('ext').mean }}|{{ g.drop('ext').mean }}|{{ g.auc }}|{{ g.n_train }}\n"
+        "{% set l = s.group('lut-color-module') %}{{ l.n }}/{{ l.planned }}|{{ l.auc }}|{{ l.drop('ext') }}\n"
+        "{{ s.best(['replicate-baseline', 'colorU-color-module', 'lut-color-module']).selector }}|"
+        "{{ s.best(['lut-color-module']) }}\n"
+        "{% set c = s.compare_groups('replicate-baseline', 'colorU-color-module', test_set='ext') %}"
+        "{{ c.diff }}|{{ c.p_value }}|{{ c.n }}|{{ c.family }}\n"
+        "{{ s.compare_groups('replicate-baseline', 'colorU-color-module', min_pairs=4) }}\n"
+        "{{ s.compare_groups('replicate-baseline', 'lut-color-module') }}\n",
+    )
+    out = render_document(tmpl, {"s": planned_study}, n_boot=200).splitlines()
+    four = cell_id("synthetic", "colorU", "color-module", 30, 3)
+    lut = [cell_id("synthetic", "lut", "color-module", 30, s) for s in range(3)]
+    assert out[0] == f"{6 * 3 + 1 + 3}|{','.join([four, *lut])}|7"
+    table = read_results(planned_study)
+    mean = table[table["label"] == "mean"]
+    cm = mean[(mean["model.colorizer"] == "colorU") & (mean["stages"] == "color-module")]
+    internal, ext = (cm[cm["test_set"] == s].sort_values("cell") for s in ("internal", "ext"))
+    n, missing, val, ext_mean, drop, auc, n_train = out[1].split("|")
+    assert (n, missing) == ("3/4", four)
+    assert float(val) == pytest.approx(internal["val_auc"].mean())
+    assert float(ext_mean) == pytest.approx(ext["test_auc"].mean())
+    assert float(drop) == pytest.approx((ext["test_auc"].to_numpy() - internal["test_auc"].to_numpy()).mean())
+    t = internal["test_auc"].to_numpy()
+    lo, hi = internal["test_ci_low"].min(), internal["test_ci_high"].max()
+    assert auc == f"{t.mean() * 100:.1f} ± {t.std(ddof=1) * 100:.1f} [{lo * 100:.1f}, {hi * 100:.1f}]"
+    assert n_train == "30, 30, 30"
+    assert out[2] == "0/3|n/a|n/a"  # planned, none finished
+    vals = {
+        g: mean[(mean["test_set"] == "internal") & (mean["model.colorizer"] == c) & (mean["stages"] == st)][
+            "val_auc"
+        ].mean()
+        for g, c, st in [
+            ("replicate-baseline", "replicate", "baseline"),
+            ("colorU-color-module", "colorU", "color-module"),
+        ]
+    }
+    assert out[3] == f"{max(vals, key=lambda g: vals[g])}|None"
+    ref = compare(table, "stages=baseline&data.subset=30", CM, labels=["mean"], n_boot=200, test_set="ext").iloc[0]
+    diff, p, n, family = out[4].split("|")
+    assert float(diff) == pytest.approx(ref["diff"]) and float(p) == pytest.approx(ref["p"])
+    assert (n, family) == ("3", "document · ext")
+    assert out[5].endswith("(n = 3: no test)")  # fewer pairs than min_pairs
+    assert out[6] == "None"  # no pair yet

@@ -14,6 +14,19 @@ with:
   (:class:`DocArm`); the selector must pin every grid field that is not a repeat field.  What its run
   directories recorded: ``arm.stage("lr")`` (the max lr of each repeat's first stage),
   ``arm.val_at(20)`` (validation AUC at step 20), as :class:`Values` (``.fmt("{:.1e}")``, ``.range()``);
+* ``NAME.arm(selector, label="mean", test_set="internal")`` also on an external set; per arm: ``arm.val``
+  (validation AUC of each repeat, what choices are made on), ``arm.auc`` (an :class:`Estimate`: the test
+  AUC with each run's bootstrap CI, ``91.8 [89.0, 94.1]`` for one repeat), ``arm.on("nih")`` (the same
+  cells on another set), ``arm.drop("nih")`` (external − internal of the same runs, a :class:`Difference`),
+  ``arm.operating("nih")`` (:class:`Operating`: sensitivity, specificity, PPV, NPV, accuracy with CIs,
+  Brier, ECE, threshold and the set's positives / negatives, at the threshold chosen on validation),
+  ``arm.plateau()`` (:class:`Plateau`: best vs last validation step), ``arm.n_train``;
+* ``NAME.group("gray-ft")`` — the finished cells of a ``cells:`` group of the spec (every repeat), with
+  ``.planned`` and ``.missing`` (its cells not finished: ``n == 0`` while none is); ``NAME.groups``,
+  ``NAME.planned``, ``NAME.missing`` (the plan's cells without results); ``NAME.best([groups])`` — the
+  group with the highest mean validation AUC (``None`` while none has finished);
+  ``NAME.compare_groups(a, b, test_set=..., min_pairs=3)`` — :meth:`StudyView.compare` of two groups over
+  the repeats both have finished (``None`` without a pair; below ``min_pairs`` pairs: no test);
 * ``NAME.table("table1" | "table2" | "table3")`` — the report's Table I–III as Markdown (a column group
   per test set with each external set's drop against the internal one); ``NAME.test_sets`` the sets;
 * ``NAME.cells`` (number of finished cells), ``NAME.hours`` (their summed wall time), ``NAME.commits``
@@ -42,10 +55,10 @@ import numpy as np
 import pandas as pd
 
 from medcolor.errors import ConfigError, DataError, MedcolorError
-from medcolor.report.docvalues import DocArm, DocComparison, Values
+from medcolor.report.docgroups import DEFAULT_FAMILY, INTERNAL_SET, StudyGroups
+from medcolor.report.docvalues import Difference, DocArm, DocComparison, Estimate, Operating, Plateau, Values
 from medcolor.study.stats import (
     MEAN_LABEL,
-    REPEAT_FIELDS,
     adjust_bh,
     check_labels,
     compare,
@@ -55,7 +68,6 @@ from medcolor.study.stats import (
 )
 from medcolor.utils import write_text_atomic
 
-DEFAULT_FAMILY = "document"
 #: names a template already has: a study cannot take them
 RESERVED_NAMES = frozenset({"studies", "families", "range", "dict", "lipsum", "cycler", "joiner", "namespace"})
 
@@ -118,7 +130,7 @@ class _Families:
         return {"name": "…", "size": 0}  # the first pass, before the comparisons after this point
 
 
-class StudyView:
+class StudyView(StudyGroups):
     """A study's results as the template sees them (see the module docstring)."""
 
     def __init__(
@@ -140,9 +152,11 @@ class StudyView:
         #: the study's test sets, "internal" (each cell's own held-out split) first
         self.test_sets = table_test_sets(self._table)
         self._cells = study_cells(for_test_set(self._table, INTERNAL), metric)
+        self._by_set: dict[tuple[str, str], Any] = {(INTERNAL, metric): self._cells}
         self._registry = registry
         self._metric = metric
         self._n_boot, self._seed, self._level = n_boot, seed, level
+        self._plan: Any = None
 
     @property
     def cells(self) -> int:
@@ -158,13 +172,37 @@ class StudyView:
         test_set: str = "internal",
     ) -> DocComparison:
         """Arm ``b`` against arm ``a`` on ``test_set`` ("internal", or an external set of :attr:`test_sets`)."""
+        return self._compare(a, b, label, family, test, test_set)
+
+    def _compare(
+        self,
+        a: str | Mapping[str, str],
+        b: str | Mapping[str, str],
+        label: str,
+        family: str,
+        test: str,
+        test_set: str,
+        keep: list[str] | None = None,
+        names: tuple[str, str] | None = None,
+        min_pairs: int = 2,
+    ) -> DocComparison:
         family_key = str(family) if test_set == "internal" else f"{family} · {test_set}"
-        key = (self.name, self._arm_key(a), self._arm_key(b), label, family_key, test)
+        key = (
+            self.name,
+            self._arm_key(a),
+            self._arm_key(b),
+            label,
+            family_key,
+            test,
+            tuple(sorted(keep or ())),
+            min_pairs,
+        )
         self._registry.used.add(key)
         if key in self._registry.items:
             return self._registry.items[key]
+        table = self._table if keep is None else self._table[self._table["cell"].astype(str).isin(set(keep))]
         rows = compare(
-            self._table, a, b, labels=[label], test=test, metric=self._metric, n_boot=self._n_boot,
+            table, a, b, labels=[label], test=test, metric=self._metric, n_boot=self._n_boot,
             seed=self._seed, level=self._level, family=family_key, allow_one_pair=True, test_set=test_set,
         )  # fmt: skip
         if len(rows) != 1:  # pragma: no cover - one group without ``by``, one label
@@ -174,39 +212,35 @@ class StudyView:
             raise DataError(
                 f"{self.name}: no pair of cells between {a!r} and {b!r} has a finite {self._metric} for {label}"
             )
+        arm_a, arm_b = names if names is not None else (str(row["a"]), str(row["b"]))
         c = DocComparison(
-            study=self.name, arm_a=str(row["a"]), arm_b=str(row["b"]), label=label, family=family_key, n=int(row["n"]),
+            study=self.name, arm_a=arm_a, arm_b=arm_b, label=label, family=family_key, n=int(row["n"]),
             mean_a=_num(row["mean_a"]), std_a=_num(row["std_a"]), mean_b=_num(row["mean_b"]),
             std_b=_num(row["std_b"]), diff=_num(row["diff"]), ci_low=_num(row["ci_low"]),
             ci_high=_num(row["ci_high"]), ci_method=str(row["ci_method"]), p_value=_num(row["p"]), test=test,
             note=str(row["note"]),
         )  # fmt: skip
+        if c.n < min_pairs and np.isfinite(c.p_value):  # too few pairs for the test the document asks for
+            c.p_value, c.note = math.nan, f"{c.n} pairs, fewer than {min_pairs}: no test"
+            c.ci_low = c.ci_high = math.nan
+            c.ci_method = ""
         own = [x for x in self._cells.labels if x != MEAN_LABEL]
         same = own[0] if label == MEAN_LABEL and len(own) == 1 else label  # a single-label study's mean
         self._registry.tests[key] = (*key[:3], same, *key[4:])
         self._registry.items[key] = c
         return c
 
-    def _arm_key(self, spec: str) -> tuple:
+    def _arm_key(self, spec: str | Mapping[str, str]) -> tuple:
         """An arm as what it selects (spelling and order of its parts do not matter)."""
         return tuple(sorted(parse_arm(spec, self._cells).items()))
 
-    def arm(self, selector: str, label: str = MEAN_LABEL) -> DocArm:
+    def arm(self, selector: str, label: str = MEAN_LABEL, test_set: str = INTERNAL_SET) -> DocArm:
+        """One condition over its repeats on ``test_set`` (see the module docstring)."""
         labels = check_labels(self._cells, [label])
         sel = parse_arm(selector, self._cells)
         rows = select_cells(self._cells, sel, selector, "")
-        F = rows.drop(columns=[f for f in (*REPEAT_FIELDS, *sel) if f in rows.columns])
-        varying = [f for f in F.columns if F[f].nunique() > 1]
-        if varying:
-            listing = "; ".join(f"{f}: {', '.join(sorted(set(F[f])))}" for f in varying)
-            raise ConfigError(
-                f"{self.name}: the arm {selector!r} selects cells of several conditions ({listing}); "
-                f"add {' and '.join(f'{f}=...' for f in varying)} to it"
-            )
-        x = self._cells.values.loc[rows.index, labels[0]].to_numpy(float)
-        ok = np.isfinite(x)
-        cells = [str(c) for c in rows.index[ok]]
-        return DocArm(selector, label, [float(v) for v in x[ok]], cells, [self._run_dir(c) for c in cells])
+        self._check_one_condition(rows, sel, f"the arm {selector!r}")
+        return self._doc_arm(selector, labels[0], [str(c) for c in rows.index], test_set)
 
     def _run_dir(self, cell: str) -> Path | None:
         from medcolor.report.rundirs import run_dir_of
@@ -383,8 +417,12 @@ def parse_study_args(items: list[str] | None) -> dict[str, str]:
 
 
 __all__ = [
+    "Difference",
     "DocArm",
     "DocComparison",
+    "Estimate",
+    "Operating",
+    "Plateau",
     "StudyView",
     "Values",
     "parse_study_args",
