@@ -112,11 +112,12 @@ def apply_value(d: dict[str, Any], key: str, value: Any, stage_defaults: dict[st
 
 
 def name_errors(cfg: RunConfig) -> list[tuple[str, tuple, str]]:
-    """Unknown registry names in a configuration (colorizer, backbone, dataset, strategies, frozen_bn):
+    """Unknown registry names in a configuration (colorizer, backbone, dataset, strategies; ``frozen_bn`` is a
+    choice the configuration checks when it is built):
     ``(dotted key, key path, message with a did-you-mean hint)`` for each."""
     from medcolor.colorizers import COLORIZERS
     from medcolor.data.datasets import list_datasets
-    from medcolor.strategies import STRATEGIES, check_frozen_bn
+    from medcolor.strategies import STRATEGIES
 
     out: list[tuple[str, tuple, str]] = []
     if cfg.model.colorizer is not None:
@@ -139,10 +140,6 @@ def name_errors(cfg: RunConfig) -> list[tuple[str, tuple, str]]:
             STRATEGIES.get(st.strategy)
         except ConfigError as exc:
             out.append(("stages", ("stages", i), str(exc)))
-    try:
-        check_frozen_bn(cfg.model.frozen_bn)
-    except ConfigError as exc:
-        out.append(("model.frozen_bn", ("model", "frozen_bn"), str(exc)))
     return out
 
 
