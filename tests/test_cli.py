@@ -61,7 +61,8 @@ def test_flags_with_converted_values_and_exclusive_keys():
     a = _subparser("train").parse_args(["--test", "none", "--val", "valid", "--mean", "compute", "--iterations", "5"])
     d = apply_flags({"stages": [{"strategy": "all", "epochs": 2}], "data": {"test": 0.2}}, a)
     assert d["data"] == {"test": None, "val": "valid", "mean": "compute"}
-    assert d["stages"] == [{"strategy": "all", "iterations": 5}]
+    assert d["stages"] == [{"strategy": "all", "iterations": "5"}]  # the flag's text: the config parses it
+    assert RunConfig.from_dict(d).stages[0].length.iterations == 5
 
 
 @pytest.fixture
@@ -95,3 +96,12 @@ def test_predict_finds_the_files_the_folder_dataset_finds(tmp_path):
     found = {p.name for p in collect_images([tmp_path])}
     assert found == {p.name for p in tmp_path.iterdir() if p.suffix.lower() in readers.IMAGE_EXTENSIONS}
     assert found == {"a.png", "b.webp", "c.dic"}
+
+
+def test_text_flags_keep_their_text_and_the_config_parses_numbers():
+    from medcolor.cli.parser import config_from_args
+
+    a = build_parser().parse_args(["train", "--name", "007", "--weights", "1e3", "--devices", "2", "--test", "none"])
+    cfg = config_from_args(a)
+    assert (cfg.name, cfg.model.weights) == ("007", "1e3")  # were read as the numbers 7 and 1000.0
+    assert cfg.trainer.devices == 2 and cfg.data.test is None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-import types
 import typing
 from typing import Any, Literal, NoReturn
 
@@ -93,21 +92,9 @@ def _number_or_word(number: type, words: tuple[str, ...]) -> Any:
 NONE = object()
 
 
-def _scalar(optional: bool) -> Any:
-    """An argparse type for a value of several types: none (where allowed), an integer, a number or the text
-    (the configuration parses it into the field's type)."""
-
-    def convert(text: str) -> Any:
-        if optional and text.strip().lower() in {"none", "null", ""}:
-            return NONE
-        for number in (int, float):
-            try:
-                return number(text)
-            except ValueError:
-                pass
-        return text
-
-    return convert
+def _none_or_text(text: str) -> Any:
+    """An optional value: ``none`` (or nothing) is :data:`NONE`; other text is parsed by the configuration."""
+    return NONE if text.strip().lower() in {"none", "null", ""} else text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,9 +120,7 @@ def _flag_type(tp: Any, meta: Any) -> dict[str, Any]:
         return {"type": tp}
     if Auto in args or words:
         return {"type": _number_or_word(int if int in args else float, words or ("auto",))}
-    if origin in (typing.Union, types.UnionType):
-        return {"type": _scalar(type(None) in args)}
-    return {}
+    return {"type": _none_or_text} if type(None) in args else {}
 
 
 def _flag(key: str, name: str, tp: Any, meta: Any, default: Any, doc: str) -> Flag:
