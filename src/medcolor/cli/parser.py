@@ -16,16 +16,12 @@ import yaml
 
 from medcolor.config import (
     Auto,
-    DataConfig,
-    LRFindConfig,
-    ModelConfig,
-    OperatingConfig,
     RunConfig,
-    StageConfig,
-    TrainerConfig,
     apply_overrides,
+    config_fields,
     field_docs,
     read_yaml,
+    section_of,
     yaml_problem,
 )
 
@@ -138,17 +134,11 @@ def _flag(key: str, name: str, tp: Any, meta: Any, default: Any, doc: str) -> Fl
 
 
 def _flags() -> list[Flag]:
-    sections = [("data", DataConfig), ("model", ModelConfig), ("stages.*", StageConfig)]
-    sections += [("stages.*.lr_find", LRFindConfig), ("trainer", TrainerConfig), ("operating", OperatingConfig)]
     out = []
-    for section, cls in [*sections, ("", RunConfig)]:
-        hints, docs = typing.get_type_hints(cls), field_docs(cls)
-        for f in dataclasses.fields(cls):
-            tp = hints[f.name]
-            if not any(dataclasses.is_dataclass(t) for t in (tp, *typing.get_args(tp))):  # not sections
-                key = f"{section}.{f.name}" if section else f.name
-                key = "stages" if key == "stages.*.strategy" else key
-                out.append(_flag(key, f.name, tp, f.metadata, f.default, docs.get(f.name, "")))
+    for key, cls, f, tp in config_fields(RunConfig):
+        if section_of(tp) is None and not key.startswith("test_sets."):  # a value, not of a named test set
+            flag_key = "stages" if key == "stages.*.strategy" else key
+            out.append(_flag(flag_key, f.name, tp, f.metadata, f.default, field_docs(cls).get(f.name, "")))
     return out
 
 

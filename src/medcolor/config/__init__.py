@@ -87,9 +87,11 @@ from medcolor.config.values import (
     _build,
     _is_number,
     check_number,
+    config_fields,
     field_docs,
     opt,
     parse_channels_last,
+    section_of,
 )
 from medcolor.errors import ConfigError, OptionError, UnknownNameError, UnknownOptionValueError
 from medcolor.yamlio import load_yaml, yaml_problem
@@ -433,6 +435,7 @@ __all__ = [
     "check_precision",
     "check_run_config",
     "check_test_set_names",
+    "config_fields",
     "deep_merge",
     "diff_configs",
     "expand_stages",
@@ -440,6 +443,7 @@ __all__ = [
     "parse_channels_last",
     "read_data_config",
     "read_yaml",
+    "section_of",
     "set_dotted",
     "yaml_problem",
 ]

@@ -19,7 +19,7 @@ import operator
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NoReturn
 
@@ -390,6 +390,24 @@ _SCALARS: dict[type, tuple[str, Callable[[Any], Any]]] = {
 }
 
 
+def section_of(tp: Any) -> type | None:
+    """The config section a field holds: its dataclass type, or the item type of a list or mapping of them."""
+    return next((t for t in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(t)), None)  # type: ignore[misc]
+
+
+def config_fields(cls: type, prefix: str = "") -> Iterator[tuple[str, type, dataclasses.Field, Any]]:
+    """Every field of the config dataclass ``cls`` and of its sections, each section before its own fields: the
+    dotted key (``data``, ``data.size``, ``stages.*.lr``: ``*`` for each item of a list or mapping of sections),
+    the class that declares it, the field and its type."""
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key, tp = prefix + f.name, _hints(cls)[f.name]
+        yield key, cls, f, tp
+        section = section_of(tp)
+        if section is not None:
+            yield from config_fields(section, f"{key}.{'' if section is tp else '*.'}")
+
+
+@functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """The ``#:`` comment above each field of a config dataclass, on one line."""
     docs, pending = {}, []
