@@ -327,23 +327,19 @@ def _add_list(sub: Any) -> None:
     ls.add_argument("--size", type=int, default=320, help="input size (px) at which GFLOPs are measured (default 320)")
 
 
-def flag_overrides(a: argparse.Namespace, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """The configuration keys the flags given in ``a`` set (of ``sections`` only, if given)."""
+def apply_flags(d: dict[str, Any], a: argparse.Namespace, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Write the flags given in ``a`` into the configuration dict ``d`` (of ``sections`` only, if given) with
+    :func:`~medcolor.config.apply_overrides`, as a study grid does; ``--option KEY=VALUE`` adds to the options."""
     out: dict[str, Any] = {}
     for f in FLAGS:
         value = getattr(a, f.dest, None)
         if value is None or (sections is not None and f.key.split(".")[0] not in sections):
             continue
-        if f.dest == "option":  # --option KEY=VALUE (repeatable) adds to the file's options
+        if f.dest == "option":
             out |= {f"data.options.{k}": v for k, v in value}
         else:
             out[f.key] = None if value is NONE else value
-    return out
-
-
-def apply_flags(d: dict[str, Any], a: argparse.Namespace, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Write the flags given in ``a`` into the configuration dict ``d`` (of ``sections`` only, if given)."""
-    return apply_overrides(d, flag_overrides(a, sections))
+    return apply_overrides(d, out)
 
 
 def flag_names() -> dict[str, str]:
@@ -376,9 +372,7 @@ def _flag_of(key: str) -> str | None:
 def config_from_args(a: argparse.Namespace) -> RunConfig:
     """The :class:`~medcolor.config.RunConfig` of ``medcolor train``: ``--config`` (if given), then the flags."""
     d: dict[str, Any] = read_yaml(a.config) if a.config else {}
-    apply_flags(d, a)
-    d.setdefault("stages", [{"strategy": "color-module"}])
-    return RunConfig.from_dict(d, where=a.config)
+    return RunConfig.from_dict(apply_flags(d, a), where=a.config)
 
 
 __all__ = [
@@ -390,5 +384,4 @@ __all__ = [
     "config_from_args",
     "describe_keys",
     "flag_names",
-    "flag_overrides",
 ]
