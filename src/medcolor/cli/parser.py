@@ -22,8 +22,8 @@ from medcolor.config import (
     field_docs,
     read_yaml,
     section_of,
-    yaml_problem,
 )
+from medcolor.yamlio import yaml_problem
 
 #: the flags example of ``train --help`` and the same run as YAML (tests/test_cli_help.py parses both)
 TRAIN_EXAMPLE_FLAGS = """medcolor train --dataset folder --root ../shared/data/kermany-pneumonia-224/train \\

@@ -8,8 +8,7 @@ import json
 import typing
 from typing import Any
 
-from medcolor.config import RunConfig, apply_overrides, config_fields, section_of
-from medcolor.errors import ConfigError
+from medcolor.config import RunConfig, apply_overrides, config_fields, section_of, unknown_names
 
 #: keys the runner sets itself
 RUNNER_KEYS = ("output", "name")
@@ -100,35 +99,19 @@ def apply_value(d: dict[str, Any], key: str, value: Any, stage_defaults: dict[st
 
 
 def name_errors(cfg: RunConfig) -> list[tuple[str, tuple, str]]:
-    """Unknown registry names in a configuration (colorizer, backbone, dataset, strategies; ``frozen_bn`` is a
-    choice the configuration checks when it is built):
-    ``(dotted key, key path, message with a did-you-mean hint)`` for each."""
-    from medcolor.colorizers import COLORIZERS
+    """Unknown registry names in a configuration (:func:`~medcolor.config.unknown_names`, and the dataset):
+    ``(grid key, key path, message with a did-you-mean hint)`` for each."""
     from medcolor.data.datasets import list_datasets
-    from medcolor.strategies import STRATEGIES
 
-    out: list[tuple[str, tuple, str]] = []
-    if cfg.model.colorizer is not None:
-        try:
-            COLORIZERS.get(cfg.model.colorizer)
-        except ConfigError as exc:
-            out.append(("model.colorizer", ("model", "colorizer"), str(exc)))
-    if not cfg.model.init_from:
-        from medcolor.backbones import _unknown_backbone, is_backbone
-
-        if not is_backbone(cfg.model.backbone):
-            out.append(("model.backbone", ("model", "backbone"), _unknown_backbone(cfg.model.backbone)))
+    unknown = unknown_names(cfg)
+    out = [(k, tuple(k.split(".")), msg) for k, msg in unknown if not k.startswith("stages[")]
     names = [n.lower() for n in list_datasets()]
     if cfg.data.dataset.lower() not in names:
         hint = did_you_mean(cfg.data.dataset.lower(), names)
         msg = f"unknown dataset {cfg.data.dataset!r}.{hint} Valid datasets: {', '.join(names)}."
         out.append(("data.dataset", ("data", "dataset"), msg))
-    for i, st in enumerate(cfg.stages):
-        try:
-            STRATEGIES.get(st.strategy)
-        except ConfigError as exc:
-            out.append(("stages", ("stages", i), str(exc)))
-    return out
+    stages = [("stages", ("stages", int(k[7 : k.index("]")])), msg) for k, msg in unknown if k.startswith("stages[")]
+    return out + stages
 
 
 def get_dotted(d: dict[str, Any], key: str) -> Any:
