@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
-import typing
 
 import pytest
 
@@ -28,24 +26,12 @@ def _dests(p: argparse.ArgumentParser) -> set[str]:
     return {a.dest for a in p._actions}
 
 
-def _field_type(cls: type, key: str) -> typing.Any:
-    """The type of a dotted key of a config dataclass ("stages.*.lr_find.min_lr")."""
-    tp: typing.Any = cls
-    for part in key.split("."):
-        if part == "*":
-            (tp,) = typing.get_args(tp)  # list[StageConfig] -> StageConfig
-            continue
-        assert dataclasses.is_dataclass(tp), key
-        fields = {f.name for f in dataclasses.fields(tp)}
-        assert part in fields, f"{key}: {tp.__name__} has no field {part!r}"
-        tp = typing.get_type_hints(tp)[part]
-    return tp
-
-
 def test_every_train_flag_is_in_the_one_table():
+    from medcolor.config import config_fields, section_of
+
     assert _dests(_subparser("train")) - TRAIN_ONLY == set(CONFIG_FLAGS)
-    for key in CONFIG_FLAGS.values():
-        _field_type(RunConfig, key)
+    values = {k for k, _, _, tp in config_fields(RunConfig) if section_of(tp) is None and "test_sets" not in k}
+    assert set(CONFIG_FLAGS.values()) == values - {"stages.*.strategy"} | {"stages"}  # every value has its flag
 
 
 def test_evaluate_data_flags_come_from_the_same_table():
@@ -61,7 +47,8 @@ def test_flags_with_converted_values_and_exclusive_keys():
     a = _subparser("train").parse_args(["--test", "none", "--val", "valid", "--mean", "compute", "--iterations", "5"])
     d = apply_flags({"stages": [{"strategy": "all", "epochs": 2}], "data": {"test": 0.2}}, a)
     assert d["data"] == {"test": None, "val": "valid", "mean": "compute"}
-    assert d["stages"] == [{"strategy": "all", "iterations": 5}]
+    assert d["stages"] == [{"strategy": "all", "iterations": "5"}]  # the flag's text: the config parses it
+    assert RunConfig.from_dict(d).stages[0].length.iterations == 5
 
 
 @pytest.fixture
@@ -95,3 +82,12 @@ def test_predict_finds_the_files_the_folder_dataset_finds(tmp_path):
     found = {p.name for p in collect_images([tmp_path])}
     assert found == {p.name for p in tmp_path.iterdir() if p.suffix.lower() in readers.IMAGE_EXTENSIONS}
     assert found == {"a.png", "b.webp", "c.dic"}
+
+
+def test_text_flags_keep_their_text_and_the_config_parses_numbers():
+    from medcolor.cli.parser import config_from_args
+
+    a = build_parser().parse_args(["train", "--name", "007", "--weights", "1e3", "--devices", "2", "--test", "none"])
+    cfg = config_from_args(a)
+    assert (cfg.name, cfg.model.weights) == ("007", "1e3")  # were read as the numbers 7 and 1000.0
+    assert cfg.trainer.devices == 2 and cfg.data.test is None

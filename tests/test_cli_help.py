@@ -57,3 +57,33 @@ def test_study_executor_choices_match_the_study_package() -> None:
     from medcolor.study.resources import EXECUTORS
 
     assert shown == EXECUTORS
+
+
+def test_train_help_yaml_example_is_its_flags_example() -> None:
+    import shlex
+    import textwrap
+
+    import yaml
+
+    from medcolor.cli.parser import EPILOG_TRAIN, TRAIN_EXAMPLE_FLAGS, TRAIN_EXAMPLE_YAML, config_from_args
+    from medcolor.config import RunConfig
+
+    assert TRAIN_EXAMPLE_FLAGS in EPILOG_TRAIN and TRAIN_EXAMPLE_YAML in EPILOG_TRAIN
+    argv = shlex.split(TRAIN_EXAMPLE_FLAGS.replace("\\\n", " "))
+    assert argv[:2] == ["medcolor", "train"]
+    flags = config_from_args(build_parser().parse_args(argv[1:]))
+    from_yaml = RunConfig.from_dict(yaml.safe_load(textwrap.dedent("    " + TRAIN_EXAMPLE_YAML)))
+    assert flags.to_dict() == from_yaml.to_dict()
+    assert len(flags.stages) == 2 and flags.data.options == {"patient_regex": "kermany"}  # not both defaults
+
+
+def test_operating_rule_flags_set_the_operating_section() -> None:
+    from medcolor.cli.parser import CONFIG_FLAGS, config_from_args
+    from medcolor.errors import OptionError
+
+    assert CONFIG_FLAGS["threshold"] == "operating.threshold" and CONFIG_FLAGS["temperature"] == "operating.temperature"
+    cfg = config_from_args(build_parser().parse_args(["train", "--threshold", "Sensitivity = 0.9", "--temperature"]))
+    assert (cfg.operating.threshold, cfg.operating.temperature) == ("sensitivity=0.9", True)
+    assert config_from_args(build_parser().parse_args(["train"])).operating.temperature is False
+    with pytest.raises(OptionError, match="must be youden, sensitivity=<target>"):
+        config_from_args(build_parser().parse_args(["train", "--threshold", "sensitivity=2"]))

@@ -118,6 +118,20 @@ def status(capsys, out: Path) -> tuple[int, str, str]:
     return rc, cap.out, cap.err
 
 
+def test_status_shows_each_done_cells_internal_test_auc_and_wall_time(study, capsys):
+    out, _, plan = study
+    first = plan.cells[0].id
+    rows = fake_rows(first)
+    rows[-1] |= {"test_auc": 0.8125, "wall_s": 1234.4}
+    rows.append({**rows[-1], "test_set": "nih", "test_auc": 0.5, "wall_s": 9.0})  # an external set's mean
+    write_rows(cell_dir(out, first), rows)
+    rc, text, _ = status(capsys, out)
+    lines = {ln.split()[1]: ln for ln in text.splitlines() if ln.startswith("  ")}
+    assert rc == 0 and len(lines) == len(plan.cells)
+    assert lines[first].split()[0] == "done" and lines[first].endswith("test mean AUC 0.8125, 1,234 s")
+    assert all(lines[c.id].endswith("test mean AUC 0.7000, 1 s") for c in plan.cells[1:])
+
+
 @pytest.mark.parametrize(
     "damage",
     [

@@ -283,3 +283,18 @@ def test_cells_run_grid_major_seed_0_of_every_arm_first_and_sources_before_their
         if c.depends_on:  # the fine-tuned cell takes T and E from its frozen cell of the same seed
             (src,) = c.depends_on
             assert src.split("_")[1] == c.id.split("_")[1] and c.transfer["use"] == "model"
+
+
+def test_grid_keys_are_the_keys_of_the_one_config_walk():
+    from medcolor.config import RunConfig, apply_overrides, config_fields
+    from medcolor.study.keys import check_config_key
+
+    keys = [k for k, *_ in config_fields(RunConfig) if not k.startswith(("output", "name", "test_sets."))]
+    assert "stages.*.lr_find.min_lr" in keys and "operating.threshold" in keys
+    assert [k for k in keys if check_config_key(k)] == []  # every key the walk yields is a grid key
+    assert check_config_key("stages.lr") is None and check_config_key("data.options.anything") is None
+    d = apply_overrides({"stages": [{}, {}]}, {"stages.*.lr": 0.5, "stages.momentum": 0.9})
+    assert d["stages"] == [{"lr": 0.5, "momentum": 0.9}] * 2  # both spellings mean every stage
+    assert "stages.momentum is a value, not a section" in check_config_key("stages.momentum.x")
+    assert "stages has no option 'lrr'. Did you mean 'stages.lr'?" in check_config_key("stages.lrr")
+    assert "data has no option 'sise'. Did you mean 'data.size'?" in check_config_key("data.sise")

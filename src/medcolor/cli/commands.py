@@ -80,29 +80,20 @@ def _ci(c: list[float] | None) -> str:
     return f"(95% CI {c[0]:.3f}-{c[1]:.3f})" if c and None not in c else ""
 
 
-def _check_evaluate_flags(a: argparse.Namespace) -> None:
-    check_number("--bootstrap", a.bootstrap, integer=True, at_least=0, at_most=MAX_BOOTSTRAP)
-    check_precision(a.precision)
-    for flag, value, least in (
-        ("--size", a.size, 8),
-        ("--batch-size", a.batch_size, 1),
-        ("--num-workers", None if a.num_workers == "auto" else a.num_workers, 0),
-    ):
-        check_number(flag, value, integer=True, at_least=least, optional=True)
-    if a.output:
-        check_output(a.output, "folder")
-
-
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from medcolor.config import read_data_config
     from medcolor.inference import evaluate_model
 
-    _check_evaluate_flags(a)
-    data = None  # None: the run's own held-out split
+    check_number("--bootstrap", a.bootstrap, integer=True, at_least=0, at_most=MAX_BOOTSTRAP)
+    check_precision(a.precision)
+    if a.output:
+        check_output(a.output, "folder")
+    d = {"data": read_data_config(a.config).to_dict()} if a.config else {}
+    data = RunConfig.from_dict(apply_flags(d, a, sections=("data",)), where=a.config).data  # the data flags checked
     if any(getattr(a, k) is not None for k in ("dataset", "root", "csv", "config", "option", "split")):
-        d = {"data": read_data_config(a.config).to_dict()} if a.config else {}
-        data = RunConfig.from_dict(apply_flags(d, a, sections=("data",)), where=a.config).data
         check_dataset_options(data)
+    else:
+        data = None  # the run's own held-out split
     test_sets = {k: str(v) for k, v in a.test_set or []}
     if len(test_sets) < len(a.test_set or []):
         raise OptionError("--test-set", "names a test set twice; give each NAME once")

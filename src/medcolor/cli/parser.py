@@ -9,32 +9,39 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
-import types
 import typing
 from typing import Any, Literal, NoReturn
 
 import yaml
 
 from medcolor.config import (
-    DataConfig,
-    LRFindConfig,
-    ModelConfig,
+    Auto,
     RunConfig,
-    StageConfig,
-    TrainerConfig,
     apply_overrides,
+    config_fields,
     field_docs,
     read_yaml,
-    yaml_problem,
+    section_of,
 )
+from medcolor.yamlio import yaml_problem
 
-EPILOG_TRAIN = """examples:
-  # the paper's two-stage procedure on a folder dataset, MobileNetV2 with local ImageNet weights
-  medcolor train --dataset folder --root ../shared/data/kermany-pneumonia-224/train \\
+#: the flags example of ``train --help`` and the same run as YAML (tests/test_cli_help.py parses both)
+TRAIN_EXAMPLE_FLAGS = """medcolor train --dataset folder --root ../shared/data/kermany-pneumonia-224/train \\
       --option patient_regex=kermany --size 224 --backbone mobilenet_v2 \\
       --weights ../shared/weights/mobilenet_v2-imagenet-features.pth \\
-      --colorizer pixelshuffle --stages color-module,all --lr find --epochs 2 --output runs/kermany
-  # the same from a YAML file, with one option changed
+      --colorizer pixelshuffle --stages color-module,all --lr find --epochs 2 --output runs/kermany"""
+TRAIN_EXAMPLE_YAML = """data: {dataset: folder, root: ../shared/data/kermany-pneumonia-224/train, size: 224,
+      options: {patient_regex: kermany}}
+    model: {colorizer: pixelshuffle, backbone: mobilenet_v2,
+      weights: ../shared/weights/mobilenet_v2-imagenet-features.pth}
+    stages: [{strategy: color-module, lr: find, epochs: 2}, {strategy: all, lr: find, epochs: 2}]
+    output: runs/kermany"""
+EPILOG_TRAIN = f"""examples:
+  # the paper's two-stage procedure on a folder dataset, MobileNetV2 with local ImageNet weights
+  {TRAIN_EXAMPLE_FLAGS}
+  # the same run as a YAML file (medcolor train --config run.yaml):
+    {TRAIN_EXAMPLE_YAML}
+  # a YAML file with one option changed by a flag
   medcolor train --config configs/examples/kermany.yaml --epochs 1
   # transfer T and E of that run to ChestX-ray14, train only the last layer
   medcolor train --config configs/examples/nih-last-layer.yaml --init-from runs/kermany
@@ -81,21 +88,9 @@ def _number_or_word(number: type, words: tuple[str, ...]) -> Any:
 NONE = object()
 
 
-def _scalar(optional: bool) -> Any:
-    """An argparse type for a value of several types: none (where allowed), an integer, a number or the text
-    (the configuration parses it into the field's type)."""
-
-    def convert(text: str) -> Any:
-        if optional and text.strip().lower() in {"none", "null", ""}:
-            return NONE
-        for number in (int, float):
-            try:
-                return number(text)
-            except ValueError:
-                pass
-        return text
-
-    return convert
+def _none_or_text(text: str) -> Any:
+    """An optional value: ``none`` (or nothing) is :data:`NONE`; other text is parsed by the configuration."""
+    return NONE if text.strip().lower() in {"none", "null", ""} else text
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,41 +104,41 @@ class Flag:
     group: str
 
 
+def _flag_type(tp: Any, meta: Any) -> dict[str, Any]:
+    """The argparse keywords that read a value of the field type ``tp`` (the configuration checks it)."""
+    args, origin = typing.get_args(tp), typing.get_origin(tp)
+    words = tuple(w for a in args if typing.get_origin(a) is Literal for w in typing.get_args(a))
+    if origin is dict:
+        return {"action": "append", "type": _kv, "metavar": "KEY=VALUE"}
+    if origin is Literal:
+        return {"choices": list(args)} if meta.get("strict") else {}
+    if tp in (int, float):
+        return {"type": tp}
+    if Auto in args or words:
+        return {"type": _number_or_word(int if int in args else float, words or ("auto",))}
+    return {"type": _none_or_text} if type(None) in args else {}
+
+
 def _flag(key: str, name: str, tp: Any, meta: Any, default: Any, doc: str) -> Flag:
+    """The flag of one configuration field: ``--NAME`` (or ``meta["flag"]``), ``--no-NAME`` for a switch that is on."""
     flag = meta.get("flag") or f"--{name.replace('_', '-')}"
     kw: dict[str, Any] = {"help": doc.replace("%", "%%") or None}
-    args = typing.get_args(tp)
-    words = tuple(w for a in args for w in (typing.get_args(a) if typing.get_origin(a) is Literal else ()))
-    if tp is bool and default is True:
-        flag, kw = f"--no-{flag[2:]}", {**kw, "action": "store_const", "const": False}
-    elif typing.get_origin(tp) is dict:
-        kw |= {"action": "append", "type": _kv, "metavar": "KEY=VALUE"}
-    elif typing.get_origin(tp) is Literal and meta.get("strict"):
-        kw["choices"] = list(args)
-    elif tp in (int, float):
-        kw["type"] = tp
-    elif "Auto" in {getattr(a, "__name__", "") for a in args} or words:
-        kw["type"] = _number_or_word(int if int in args else float, words or ("auto",))
-    elif typing.get_origin(tp) in (typing.Union, types.UnionType):
-        kw["type"] = _scalar(type(None) in args)
+    if tp is bool:
+        flag = f"--no-{flag[2:]}" if default else flag
+        kw |= {"action": "store_const", "const": not default}
+    else:
+        kw |= _flag_type(tp, meta)
     options = ("-o", flag) if flag == "--output" else (flag,)
     dest = flag[2:].removeprefix("no-").replace("-", "_")
     return Flag(dest, key, options, kw, key.split(".")[0] if "." in key else "run")
 
 
 def _flags() -> list[Flag]:
-    sections = [("data", DataConfig), ("model", ModelConfig), ("stages.*", StageConfig)]
-    sections += [("stages.*.lr_find", LRFindConfig), ("trainer", TrainerConfig), ("", RunConfig)]
     out = []
-    for section, cls in sections:
-        hints, docs = typing.get_type_hints(cls), field_docs(cls)
-        for f in dataclasses.fields(cls):
-            tp = hints[f.name]
-            named_sections = typing.get_origin(tp) is dict and dataclasses.is_dataclass(typing.get_args(tp)[-1])
-            if not (dataclasses.is_dataclass(tp) or typing.get_origin(tp) is list or named_sections):
-                key = f"{section}.{f.name}" if section else f.name
-                key = "stages" if key == "stages.*.strategy" else key
-                out.append(_flag(key, f.name, tp, f.metadata, f.default, docs.get(f.name, "")))
+    for key, cls, f, tp in config_fields(RunConfig):
+        if section_of(tp) is None and not key.startswith("test_sets."):  # a value, not of a named test set
+            flag_key = "stages" if key == "stages.*.strategy" else key
+            out.append(_flag(flag_key, f.name, tp, f.metadata, f.default, field_docs(cls).get(f.name, "")))
     return out
 
 
@@ -154,7 +149,7 @@ CONFIG_FLAGS: dict[str, str] = {f.dest: f.key for f in FLAGS}
 #: the data flags of ``medcolor evaluate``
 EVALUATE_DATA_FLAGS = ("dataset", "root", "csv", "option", "size", "batch_size", "num_workers", "cache_dir")
 GROUP_TITLES = {"data": "data", "model": "model (T, E, C)", "stages": "stages and optimisation"}
-GROUP_TITLES |= {"trainer": "hardware", "run": "run"}
+GROUP_TITLES |= {"trainer": "hardware", "operating": "operating points", "run": "run"}
 
 
 def _add_config_flags(p: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -175,6 +170,8 @@ def _add_config_flags(p: argparse.ArgumentParser, only: tuple[str, ...] | None =
 
 def build_parser() -> argparse.ArgumentParser:
     from medcolor._version import __version__
+    from medcolor.cli.export import add_parser as add_export_parser
+    from medcolor.cli.study import add_parser as add_study_parser
 
     ap = Parser(
         prog="medcolor",
@@ -187,7 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show debug messages, Lightning's messages and full tracebacks"
     )
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_train, _add_evaluate, _add_predict, _add_colorize, _add_explain, _add_export_colorizer):
+        add(sub)
+    add_export_parser(sub)
+    for add in (_add_stats, _add_demo, _add_list, add_study_parser):
+        add(sub)
+    return ap
 
+
+def _add_train(sub: Any) -> None:
     t = sub.add_parser(
         "train",
         help="train T/E/C with one or more strategies (stages)",
@@ -209,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="check every option and print the resolved configuration; reads no data, creates nothing",
     )
 
+
+def _add_evaluate(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="AUCs of a trained network on a dataset (per label, mean, 95%% CI)")
     e.add_argument("model", metavar="RUN_OR_MODEL", help="a run directory or a model.safetensors")
     e.add_argument("--config", help="YAML with a data: section (default: the run's own test split)")
@@ -226,10 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
         "root, csv, options, split, labels, allow_overlap); repeatable; writes RUN/test_sets/NAME/",
     )
 
-    p = sub.add_parser("predict", help="probabilities for image files or folders (PNG/JPEG/DICOM) as CSV")
-    p.add_argument("model", metavar="CHECKPOINT", help="a run directory, a model.safetensors or an exported .onnx")
+
+def _add_images(p: argparse.ArgumentParser, dest: str, metavar: str, what: str, output: str | None = None) -> None:
+    """The network (or T, ``dest``) and the images of predict, colorize and explain, and their output (a required
+    folder, unless ``output`` says what it is)."""
+    p.add_argument(dest, metavar=metavar, help=what)
     p.add_argument("images", nargs="+", metavar="IMAGES", help="image files (PNG/JPEG/DICOM) or folders of them")
-    p.add_argument("-o", "--output", help="CSV file (default: print to stdout)")
+    p.add_argument("-o", "--output", required=output is None, help=output or "output folder")
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="probabilities for image files or folders (PNG/JPEG/DICOM) as CSV")
+    models = "a run directory, a model.safetensors or an exported .onnx"
+    _add_images(p, "model", "CHECKPOINT", models, "CSV file (default: print to stdout)")
     p.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
     p.add_argument(
         "--precision",
@@ -239,10 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--accelerator", default="auto", help="auto | cpu | gpu")
 
+
+def _add_colorize(sub: Any) -> None:
     c = sub.add_parser("colorize", help="the colour images T produces, beside the inputs (paper Fig. 4)")
-    c.add_argument("source", metavar="CHECKPOINT_OR_T", help="a run directory, model or exported colorizer")
-    c.add_argument("images", nargs="+", metavar="IMAGES", help="image files (PNG/JPEG/DICOM) or folders of them")
-    c.add_argument("-o", "--output", required=True, help="output folder")
+    _add_images(c, "source", "CHECKPOINT_OR_T", "a run directory, model or exported colorizer")
     c.add_argument("--size", type=int, help="input size (default: the one T was trained at)")
     c.add_argument(
         "--display",
@@ -251,22 +267,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="imagenet: undo ImageNet normalisation (what E sees); minmax: stretch each image",
     )
 
+
+def _add_explain(sub: Any) -> None:
     xp = sub.add_parser("explain", help="Grad-CAM maps of a network per image and label, beside T's colour image")
-    xp.add_argument("model", metavar="MODEL", help="a run directory or a model.safetensors")
-    xp.add_argument("images", nargs="+", metavar="IMAGES", help="image files or folders")
-    xp.add_argument("-o", "--output", required=True, help="output folder")
+    _add_images(xp, "model", "MODEL", "a run directory or a model.safetensors")
     xp.add_argument("--labels", help="comma-separated label names or output indices (default: every label)")
     xp.add_argument("--size", type=int, help="input size (default: the network's)")
     xp.add_argument("--display", choices=["imagenet", "minmax"], default="imagenet", help="how T's image is shown")
 
+
+def _add_export_colorizer(sub: Any) -> None:
     x = sub.add_parser("export-colorizer", help="save T of a run as safetensors + JSON metadata")
     x.add_argument("run", metavar="RUN", help="a run directory, a stage directory, or a model.safetensors")
     x.add_argument("-o", "--output", required=True, help="output .safetensors file")
 
-    from medcolor.cli.export import add_parser as add_export_parser
 
-    add_export_parser(sub)
-
+def _add_stats(sub: Any) -> None:
     s = sub.add_parser("stats", help="label counts per label (positive/negative/uncertain/blank), mean/std")
     s.add_argument("dataset_name", metavar="DATASET", help="chexpert | chestxray14 | mura | csv | folder")
     s.add_argument("--root", help="the dataset's folder (as train's --root)")
@@ -287,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="decode every image up front (as training will) and report all that cannot be read (exit 2)",
     )
 
+
+def _add_demo(sub: Any) -> None:
     d = sub.add_parser("demo", help="the built-in demo: baseline vs color-module on synthetic X-rays")
     d.add_argument("-o", "--output", default="demo-run", help="output folder of both runs (default demo-run)")
     d.add_argument("--data", help="a YAML file with a data: section to run the demo on real data")
@@ -303,31 +321,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--no-progress", dest="progress", action="store_false", help="no periodic progress lines")
 
+
+def _add_list(sub: Any) -> None:
     ls = sub.add_parser("list", help="colorizers and backbones (parameters, GFLOPs), strategies, datasets")
     ls.add_argument("--size", type=int, default=320, help="input size (px) at which GFLOPs are measured (default 320)")
-    from medcolor.cli.study import add_parser as add_study_parser
-
-    add_study_parser(sub)
-    return ap
 
 
-def flag_overrides(a: argparse.Namespace, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """The configuration keys the flags given in ``a`` set (of ``sections`` only, if given)."""
+def apply_flags(d: dict[str, Any], a: argparse.Namespace, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Write the flags given in ``a`` into the configuration dict ``d`` (of ``sections`` only, if given) with
+    :func:`~medcolor.config.apply_overrides`, as a study grid does; ``--option KEY=VALUE`` adds to the options."""
     out: dict[str, Any] = {}
     for f in FLAGS:
         value = getattr(a, f.dest, None)
         if value is None or (sections is not None and f.key.split(".")[0] not in sections):
             continue
-        if f.dest == "option":  # --option KEY=VALUE (repeatable) adds to the file's options
+        if f.dest == "option":
             out |= {f"data.options.{k}": v for k, v in value}
         else:
             out[f.key] = None if value is NONE else value
-    return out
-
-
-def apply_flags(d: dict[str, Any], a: argparse.Namespace, sections: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """Write the flags given in ``a`` into the configuration dict ``d`` (of ``sections`` only, if given)."""
-    return apply_overrides(d, flag_overrides(a, sections))
+    return apply_overrides(d, out)
 
 
 def flag_names() -> dict[str, str]:
@@ -339,13 +351,8 @@ def flag_names() -> dict[str, str]:
 def describe_keys(keys: tuple[str, ...], source: str | None = None) -> str:
     """The options ``keys`` as a user sees them: each flag with its configuration key, e.g.
     ``--size (data.size)``, ``--lr (stages[1].lr in run.yaml)``; keys that are flags stay as they are."""
-    flags = flag_names()
     shown = [k for k in keys if k]
-    names = []
-    for k in shown:
-        flag = _flag_of(k, flags)
-        if flag is not None:
-            names.append(flag)
+    names = [f for k in shown if (f := _flag_of(k)) is not None]
     config = [k for k in shown if not k.startswith("-")]
     where = ", ".join(config) + (f" in {source}" if source and config else "")
     if names and where:
@@ -353,30 +360,19 @@ def describe_keys(keys: tuple[str, ...], source: str | None = None) -> str:
     return ", ".join(names) or where or (source or "")
 
 
-def _flag_of(key: str, flags: dict[str, str]) -> str | None:
-    """The flag of a configuration key (``stages[1].lr`` -> ``--lr``; ``data.options.n`` -> ``--option``), or
-    the key itself when it is a flag; None when it has none."""
+def _flag_of(key: str) -> str | None:
+    """The flag of a configuration key or of its nearest enclosing key (``stages[1].lr`` -> ``--lr``;
+    ``data.options.n`` -> ``--option``), or the key itself when it is a flag; None when it has none."""
     if key.startswith("-"):
         return key
-    general = re.sub(r"\[\d+\]", ".*", key)
-    if general in flags or key in flags:
-        return flags.get(general) or flags[key]
-    parent = _flagged_parent(general, flags)
-    return flags[parent] if parent is not None else None
-
-
-def _flagged_parent(key: str, flags: dict[str, str]) -> str | None:
-    """The nearest enclosing key of ``key`` that has a flag (``data.options`` of ``data.options.n``)."""
-    parts = key.split(".")
-    return next((p for i in range(len(parts) - 1, 0, -1) if (p := ".".join(parts[:i])) in flags), None)
+    flags, parts = flag_names(), re.sub(r"\[\d+\]", ".*", key).split(".")
+    return next((flags[k] for i in range(len(parts), 0, -1) if (k := ".".join(parts[:i])) in flags), None)
 
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:
     """The :class:`~medcolor.config.RunConfig` of ``medcolor train``: ``--config`` (if given), then the flags."""
     d: dict[str, Any] = read_yaml(a.config) if a.config else {}
-    apply_flags(d, a)
-    d.setdefault("stages", [{"strategy": "color-module"}])
-    return RunConfig.from_dict(d, where=a.config)
+    return RunConfig.from_dict(apply_flags(d, a), where=a.config)
 
 
 __all__ = [
@@ -388,5 +384,4 @@ __all__ = [
     "config_from_args",
     "describe_keys",
     "flag_names",
-    "flag_overrides",
 ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -114,44 +115,44 @@ def _fmt_hours(h: float | None) -> str:
 
 
 def plan_lines(plan: Any, states: dict[str, str] | None = None) -> list[str]:
+    """The dry-run table of a study plan: one line per cell (with its state, given ``states``), the total,
+    the cost model's notes and the plan's warnings."""
+    w = (
+        max([len(c.id) for c in plan.cells] + [4]),
+        max([len(c.depends_on[0]) for c in plan.cells if c.depends_on] + [10]),
+        max([len(c.values.get("stages", "")) for c in plan.cells] + [6]),
+    )
+    head = f"  {'cell':<{w[0]}}  lvl  {'depends on':<{w[1]}}  {'stages':<{w[2]}}  {'iterations':>14}  {'GPU-h':>8}"
+    lines = [head + ("  state" if states else "")]
+    lines += [_cell_line(c, w) + (f"  {states.get(c.id, '')}" if states else "") for c in plan.cells]
+    lines.append(_plan_total(plan))
+    notes = sorted({n for c in plan.cells for n in (c.estimate or {}).get("notes", [])})
+    return lines + [f"note: {n}" for n in notes] + [f"warning: {w}" for w in plan.warnings]
+
+
+def _cell_line(c: Any, w: tuple[int, int, int]) -> str:
+    its = (c.estimate or {}).get("iterations")
+    it_text = "+".join("?" if i is None else f"{i:,}" for i in its) if its else "?"
+    dep, h = c.depends_on[0] if c.depends_on else "-", (c.estimate or {}).get("gpu_hours")
+    line = f"  {c.id:<{w[0]}}  {c.level:>3}  {dep:<{w[1]}}  {c.values.get('stages', ''):<{w[2]}}  {it_text:>14}  "
+    return line + f"{'-' if c.invalid else _fmt_hours(h):>8}"
+
+
+def _plan_total(plan: Any) -> str:
     from medcolor.study.cost import DEFAULT_TFLOPS
 
-    width = max([len(c.id) for c in plan.cells] + [4])
-    swidth = max([len(c.values.get("stages", "")) for c in plan.cells] + [6])
-    dwidth = max([len(c.depends_on[0]) for c in plan.cells if c.depends_on] + [10])
-    head = f"  {'cell':<{width}}  lvl  {'depends on':<{dwidth}}  {'stages':<{swidth}}  {'iterations':>14}  {'GPU-h':>8}"
-    lines = [head + ("  state" if states else "")]
-    total_h, total_it, unknown, tflops = 0.0, 0, 0, DEFAULT_TFLOPS
-    for c in plan.cells:
-        e = c.estimate or {}
-        its = e.get("iterations")
-        tflops = e.get("tflops_assumed", tflops)
-        it_text = "+".join("?" if i is None else f"{i:,}" for i in its) if its else "?"
-        h = e.get("gpu_hours")
-        if h is None:
-            unknown += 1
-        else:
-            total_h += h
-        if its and None not in its:
-            total_it += sum(its)
-        dep = c.depends_on[0] if c.depends_on else "-"
-        stages = c.values.get("stages", "")
-        line = f"  {c.id:<{width}}  {c.level:>3}  {dep:<{dwidth}}  {stages:<{swidth}}  {it_text:>14}  "
-        line += f"{'-' if c.invalid else _fmt_hours(h):>8}"
-        if states:
-            line += f"  {states.get(c.id, '')}"
-        lines.append(line)
-    n_levels = max((c.level for c in plan.cells), default=0) + 1
-    lines.append(
-        f"total: {len(plan.cells)} cells in {n_levels} dependency level(s), {total_it:,} training iterations, "
-        f"{_fmt_hours(total_h)} GPU-hours at {tflops:g} TFLOP/s sustained"
+    estimates = [c.estimate or {} for c in plan.cells]
+    hours = [e["gpu_hours"] for e in estimates if e.get("gpu_hours") is not None]
+    its = [sum(e["iterations"]) for e in estimates if e.get("iterations") and None not in e["iterations"]]
+    tflops = next((e["tflops_assumed"] for e in reversed(estimates) if "tflops_assumed" in e), DEFAULT_TFLOPS)
+    unknown = len(estimates) - len(hours)
+    return (
+        f"total: {len(plan.cells)} cells in {max((c.level for c in plan.cells), default=0) + 1} dependency "
+        f"level(s), {sum(its):,} training iterations, {_fmt_hours(float(sum(hours)))} GPU-hours at {tflops:g} "
+        "TFLOP/s sustained"
         + (f" (+ {unknown} cell(s) without an estimate)" if unknown else "")
         + "; cost model: see medcolor.study.cost"
     )
-    notes = sorted({n for c in plan.cells for n in (c.estimate or {}).get("notes", [])})
-    lines += [f"note: {n}" for n in notes]
-    lines += [f"warning: {w}" for w in plan.warnings]
-    return lines
 
 
 def _check_run_flags(a: argparse.Namespace) -> None:
@@ -219,9 +220,21 @@ def cmd_status(a: argparse.Namespace) -> int:
     )
     width = max([len(s.cell.id) for s in states] + [4])
     for s in states:
-        detail = s.detail.strip().splitlines()[0][:200] if s.detail.strip() else ""
-        print(f"  {s.state:<8} {s.cell.id:<{width}}  {detail}")
+        detail = done_detail(a.dir, s.cell.id) if s.state == "done" else s.detail.strip()
+        print(f"  {s.state:<8} {s.cell.id:<{width}}  {detail.splitlines()[0][:200] if detail else ''}")
     return 0
+
+
+def done_detail(study_dir: str | Path, cell_id: str) -> str:
+    """A done cell's internal test mean AUC and wall time, from its ``row.json``."""
+    from medcolor.study.layout import cell_dir
+    from medcolor.study.results import INTERNAL, ROW_FILE, TEST_SET, read_rows
+
+    rows = read_rows(cell_dir(study_dir, cell_id) / ROW_FILE)
+    mean = next((r for r in rows if r["label"] == "mean" and r.get(TEST_SET, INTERNAL) == INTERNAL), {})
+    auc, wall = mean.get("test_auc"), mean.get("wall_s")
+    auc_text = f"{auc:.4f}" if isinstance(auc, int | float) and math.isfinite(auc) else "n/a"
+    return f"test mean AUC {auc_text}" + (f", {wall:,.0f} s" if isinstance(wall, int | float) else "")
 
 
 def cmd_compare(a: argparse.Namespace) -> int:
@@ -278,4 +291,4 @@ def cmd_document(a: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_parser", "plan_lines", "run"]
+__all__ = ["add_parser", "done_detail", "plan_lines", "run"]

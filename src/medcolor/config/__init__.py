@@ -54,21 +54,8 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from medcolor.config.datasets import check_dataset_options
-from medcolor.config.overrides import (
-    DEFAULT_STAGE,
-    apply_overrides,
-    deep_merge,
-    diff_configs,
-    expand_stages,
-    set_dotted,
-)
-from medcolor.config.testsets import (
-    INTERNAL_TEST_SET,
-    TEST_SET_NAME,
-    OperatingConfig,
-    TestSetConfig,
-    check_test_set_names,
-)
+from medcolor.config.overrides import apply_overrides, diff_configs, expand_stages
+from medcolor.config.testsets import OperatingConfig, TestSetConfig, check_test_set_names
 from medcolor.config.values import (
     _FALSE,
     _TRUE,
@@ -87,11 +74,13 @@ from medcolor.config.values import (
     _build,
     _is_number,
     check_number,
+    config_fields,
     field_docs,
     opt,
     parse_channels_last,
+    section_of,
 )
-from medcolor.errors import ConfigError, OptionError, UnknownNameError, UnknownOptionValueError
+from medcolor.errors import ConfigError, OptionError, UnknownOptionValueError
 from medcolor.yamlio import load_yaml, yaml_problem
 
 #: seeds are used by numpy, torch and Python's random: non-negative, 32 bits (numpy's legacy seeding)
@@ -357,11 +346,11 @@ def check_run_config(cfg: RunConfig) -> None:
     for name, ts in cfg.test_sets.items():
         check_dataset_options(ts, f"test_sets.{name}")
     cfg.validate()
-    if cfg.model.colorizer is not None:
-        _named("model.colorizer", COLORIZERS.get, cfg.model.colorizer)
+    for key, problem in unknown_names(cfg)[:1]:
+        raise UnknownOptionValueError(key, problem)
     if not cfg.model.init_from:
-        _check_backbone(cfg)
-    strategies = [_named(f"stages[{i}].strategy", get_strategy, s.strategy) for i, s in enumerate(cfg.stages)]
+        _check_input_size(cfg)
+    strategies = [get_strategy(s.strategy) for s in cfg.stages]
     colorizer = cfg.model.colorizer or default_colorizer(strategies[0])
     if cfg.model.colorizer_start == "gray" and not COLORIZERS.get(colorizer).learnable:
         raise OptionError("model.colorizer_start", f"'gray' needs a learnable T; {colorizer!r} has no parameters")
@@ -378,12 +367,34 @@ def check_run_config(cfg: RunConfig) -> None:
         raise OptionError("stages", str(exc)) from None
 
 
-def _check_backbone(cfg: RunConfig) -> None:
-    """``model.backbone`` is registered and takes inputs of ``data.size`` (some take one size only)."""
-    from medcolor.backbones import _unknown_backbone, data_config, is_backbone
+def unknown_names(cfg: RunConfig) -> list[tuple[str, str]]:
+    """``(key, problem)`` for each name no registry holds, in this order: ``model.colorizer``, ``model.backbone``
+    (unless T and E come from ``init_from``), ``stages[i].strategy``; each problem names the valid ones."""
+    from medcolor.backbones import _unknown_backbone, is_backbone
+    from medcolor.colorizers import COLORIZERS
+    from medcolor.strategies import STRATEGIES
 
-    if not is_backbone(cfg.model.backbone):
-        raise OptionError("model.backbone", _unknown_backbone(cfg.model.backbone))
+    out: list[tuple[str, str]] = []
+    if cfg.model.colorizer is not None:
+        _lookup(out, "model.colorizer", COLORIZERS, cfg.model.colorizer)
+    if not cfg.model.init_from and not is_backbone(cfg.model.backbone):
+        out.append(("model.backbone", _unknown_backbone(cfg.model.backbone)))
+    for i, stage in enumerate(cfg.stages):
+        _lookup(out, f"stages[{i}].strategy", STRATEGIES, stage.strategy)
+    return out
+
+
+def _lookup(out: list[tuple[str, str]], key: str, registry: Any, name: str) -> None:
+    try:
+        registry.get(name)
+    except ConfigError as exc:
+        out.append((key, str(exc)))
+
+
+def _check_input_size(cfg: RunConfig) -> None:
+    """``model.backbone`` takes inputs of ``data.size`` (some take one size only)."""
+    from medcolor.backbones import data_config
+
     fixed = data_config(cfg.model.backbone)
     if fixed["fixed_input_size"] and int(fixed["input_size"][-1]) != cfg.data.size:
         raise OptionError(
@@ -391,28 +402,13 @@ def _check_backbone(cfg: RunConfig) -> None:
         )
 
 
-def _named(key: str, lookup: Any, name: str) -> Any:
-    """``lookup(name)`` of a registry, its unknown-name error naming the option ``key``."""
-    try:
-        return lookup(name)
-    except UnknownNameError as exc:
-        raise UnknownOptionValueError(key, str(exc)) from None
-    except OptionError:
-        raise
-    except ConfigError as exc:
-        raise OptionError(key, str(exc)) from None
-
-
 __all__ = [
     "AUTO",
-    "DEFAULT_STAGE",
-    "INTERNAL_TEST_SET",
     "LR_FIND",
     "LR_RULES",
     "MAX_BOOTSTRAP",
     "MAX_SEED",
     "PRECISIONS",
-    "TEST_SET_NAME",
     "Auto",
     "Count",
     "DataConfig",
@@ -433,13 +429,13 @@ __all__ = [
     "check_precision",
     "check_run_config",
     "check_test_set_names",
-    "deep_merge",
+    "config_fields",
     "diff_configs",
     "expand_stages",
     "field_docs",
     "parse_channels_last",
     "read_data_config",
     "read_yaml",
-    "set_dotted",
-    "yaml_problem",
+    "section_of",
+    "unknown_names",
 ]

@@ -19,7 +19,7 @@ import operator
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, NoReturn
 
@@ -34,30 +34,34 @@ _TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 MAX_SIZE, MAX_BATCH, MAX_WORKERS, MAX_STEPS = MAX_IMAGE_SIZE, 65536, 256, 10**9
 
 
-class LRFind(str):
+class _Word(str):
+    """A word (any case) that stands for a value decided later; one instance per class."""
+
+    word: ClassVar[str] = ""
+    shown: ClassVar[str] = ""
+
+    def __new__(cls, *_: Any) -> _Word:
+        if "_one" not in cls.__dict__:
+            cls._one = super().__new__(cls, cls.word)  # type: ignore[attr-defined]
+        return cls._one  # type: ignore[attr-defined]
+
+    @classmethod
+    def parse(cls, v: Any, key: str, where: str | None) -> _Word:
+        if isinstance(v, str) and v.strip().lower() == cls.word:
+            return cls()
+        raise _Unconverted(key, f"expected {cls.shown}, got {v!r}", where)
+
+
+class LRFind(_Word):
     """``lr: find`` (any case): the LR range test sets the stage's maximum learning rate."""
 
-    def __new__(cls) -> LRFind:
-        return super().__new__(cls, "find")
-
-    @classmethod
-    def parse(cls, v: Any, key: str, where: str | None) -> LRFind:
-        if isinstance(v, str) and v.strip().lower() == "find":
-            return LR_FIND
-        raise _Unconverted(key, f"expected 'find', got {v!r}", where)
+    word, shown = "find", "'find'"
 
 
-class Auto(str):
+class Auto(_Word):
     """``auto``: the value is decided where the run starts (e.g. ``num_workers`` by the machine)."""
 
-    def __new__(cls) -> Auto:
-        return super().__new__(cls, "auto")
-
-    @classmethod
-    def parse(cls, v: Any, key: str, where: str | None) -> Auto:
-        if isinstance(v, str) and v.strip().lower() == "auto":
-            return AUTO
-        raise _Unconverted(key, f"expected auto, got {v!r}", where)
+    word, shown = "auto", "auto"
 
 
 LR_FIND, AUTO = LRFind(), Auto()
@@ -127,25 +131,8 @@ def _is_number(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, (int, float)) and (isinstance(v, int) or math.isfinite(v))
 
 
-_LIMIT_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<": operator.lt,
-    "<=": operator.le,
-}
-
-
-def _limit_text(bound: float) -> str:
-    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
-
-
-def _number_within(value: Any, integer: bool, limits: tuple[tuple[str, float | None], ...]) -> bool:
-    """``value`` is a finite number (a whole one with ``integer``) that satisfies every limit given."""
-    if not _is_number(value):
-        return False
-    if integer and not (isinstance(value, int) or float(value).is_integer()):
-        return False
-    return all(_LIMIT_OPS[op](value, b) for op, b in limits if b is not None)
+_LIMIT_OPS: dict[str, Callable[[Any, Any], bool]] = {">=": operator.ge, ">": operator.gt, "<": operator.lt}
+_LIMIT_OPS["<="] = operator.le
 
 
 def check_number(
@@ -165,12 +152,18 @@ def check_number(
     ``optional``); otherwise an :class:`OptionError` for ``key`` that says what it must be."""
     if value is None and optional:
         return
-    limits = ((">=", at_least), (">", above), ("<", below), ("<=", at_most))
-    if _number_within(value, integer, limits):
+    limits = [(op, b) for op, b in ((">=", at_least), (">", above), ("<", below), ("<=", at_most)) if b is not None]
+    if _within(value, integer, limits):
         return
-    bounds = [f"{op} {_limit_text(b)}" for op, b in limits if b is not None]
+    bounds = [f"{op} {int(b) if float(b).is_integer() else f'{b:g}'}" for op, b in limits]
     what = ("an integer" if integer else "a number") + (" " + " and ".join(bounds) if bounds else "")
     raise OptionError(key, f"must be {what}{' or none' if optional else ''}, got {value!r}{hint}", source)
+
+
+def _within(value: Any, integer: bool, limits: list[tuple[str, float]]) -> bool:
+    """``value`` is a finite number (a whole one with ``integer``) within every limit."""
+    whole = not integer or isinstance(value, int) or (_is_number(value) and float(value).is_integer())
+    return _is_number(value) and whole and all(_LIMIT_OPS[op](value, b) for op, b in limits)
 
 
 _NUMBER_CHECKS = ("at_least", "above", "below", "at_most", "hint")
@@ -225,14 +218,8 @@ def _plain(v: Any) -> Any:
         return [_plain(x) for x in v]
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
-    if isinstance(v, (LRFind, Auto)):
-        return str(v)
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, Count):
-        return int(v)
-    if isinstance(v, Fraction):
-        return float(v)
+    if isinstance(v, (_Word, Count, Fraction)):  # as the plain word or number it was read from
+        return next(t for t in (str, float, int) if isinstance(v, t))(v)
     return copy.deepcopy(v)
 
 
@@ -355,61 +342,72 @@ def _bounds(meta: Any) -> dict[str, Any]:
 def _scalar(tp: Any, value: Any, where: str | None, key: str) -> Any:
     if hasattr(tp, "parse"):
         return tp.parse(value, key, where)
-    convert = next((f for t, f in _SCALARS if tp is t), None)
-    return value if convert is None else convert(value, key, where)
-
-
-def _to_bool(value: Any, key: str, where: str | None) -> bool:
-    if isinstance(value, bool):
+    if tp not in _SCALARS:
         return value
+    what, convert = _SCALARS[tp]
+    try:
+        return convert(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _Unconverted(key, f"expected {what}, got {value!r}", where) from None
+
+
+def _bool(value: Any) -> bool:
     if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
         return value.lower() in _TRUE
-    raise _Unconverted(key, f"expected true/false, got {value!r}", where)
-
-
-def _int_value(value: Any) -> int:
-    """``value`` as a whole number; ``ValueError`` (or ``TypeError``/``OverflowError``) where it is none."""
-    if isinstance(value, bool):
+    if not isinstance(value, bool):
         raise ValueError
+    return value
+
+
+def _int(value: Any) -> int:
+    """``value`` as a whole number; ``ValueError`` (or ``TypeError``/``OverflowError``) where it is none."""
     if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
         return int(value)
-    f = float(value)
+    f = float(_not_bool(value))
     if not f.is_integer():
         raise ValueError
     return int(value) if isinstance(value, int) else int(f)
 
 
-def _to_int(value: Any, key: str, where: str | None) -> int:
-    try:
-        return _int_value(value)
-    except (TypeError, ValueError, OverflowError):
-        raise _Unconverted(key, f"expected an integer, got {value!r}", where) from None
-
-
-def _to_float(value: Any, key: str, where: str | None) -> float:
+def _not_bool(value: Any) -> Any:
     if isinstance(value, bool):
-        raise _Unconverted(key, f"expected a number, got {value!r}", where)
-    try:
-        return float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise _Unconverted(key, f"expected a number, got {value!r}", where) from None
+        raise ValueError
+    return value
 
 
-def _to_str(value: Any, key: str, where: str | None) -> str:
+def _str(value: Any) -> str:
     if isinstance(value, (dict, list)):
-        raise _Unconverted(key, f"expected a string, got {value!r}", where)
+        raise ValueError
     return str(value)
 
 
-#: how a scalar field's value is converted, by its type (other types keep the value as it is)
-_SCALARS: tuple[tuple[type, Callable[[Any, str, str | None], Any]], ...] = (
-    (bool, _to_bool),
-    (int, _to_int),
-    (float, _to_float),
-    (str, _to_str),
-)
+#: how a scalar field's value is converted, by its type (other types keep the value as it is): what it must be
+_SCALARS: dict[type, tuple[str, Callable[[Any], Any]]] = {
+    bool: ("true/false", _bool),
+    int: ("an integer", _int),
+    float: ("a number", lambda v: float(_not_bool(v))),
+    str: ("a string", _str),
+}
 
 
+def section_of(tp: Any) -> type | None:
+    """The config section a field holds: its dataclass type, or the item type of a list or mapping of them."""
+    return next((t for t in (tp, *typing.get_args(tp)) if dataclasses.is_dataclass(t)), None)  # type: ignore[misc]
+
+
+def config_fields(cls: type, prefix: str = "") -> Iterator[tuple[str, type, dataclasses.Field, Any]]:
+    """Every field of the config dataclass ``cls`` and of its sections, each section before its own fields: the
+    dotted key (``data``, ``data.size``, ``stages.*.lr``: ``*`` for each item of a list or mapping of sections),
+    the class that declares it, the field and its type."""
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key, tp = prefix + f.name, _hints(cls)[f.name]
+        yield key, cls, f, tp
+        section = section_of(tp)
+        if section is not None:
+            yield from config_fields(section, f"{key}.{'' if section is tp else '*.'}")
+
+
+@functools.cache
 def field_docs(cls: type) -> dict[str, str]:
     """The ``#:`` comment above each field of a config dataclass, on one line."""
     docs, pending = {}, []

@@ -8,8 +8,7 @@ import json
 import typing
 from typing import Any
 
-from medcolor.config import RunConfig, StageConfig, apply_overrides
-from medcolor.errors import ConfigError
+from medcolor.config import RunConfig, apply_overrides, config_fields, section_of, unknown_names
 
 #: keys the runner sets itself
 RUNNER_KEYS = ("output", "name")
@@ -28,58 +27,46 @@ def fields_of(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _is_dict_type(tp: Any) -> bool:
-    return typing.get_origin(tp) is dict
-
-
 def check_config_key(key: str) -> str | None:
-    """None if ``key`` is a valid grid key, else the reason (with a did-you-mean hint)."""
+    """None if ``key`` is a valid grid key (a key of :func:`~medcolor.config.config_fields`, ``stages.KEY`` for
+    ``stages.*.KEY``, or any key under a mapping such as ``data.options``), else the reason (with a hint)."""
     parts = key.split(".")
-    if parts[0] == "transfer":
-        return None if len(parts) == 1 else f"'transfer' has no sub-keys (got {key!r})"
-    root = _key_root(parts)
-    if isinstance(root, str):
-        return root
-    cls, parts, prefix = root
-    for i, p in enumerate(parts):
-        fields = fields_of(cls)
-        name = p.replace("-", "_")
-        if name not in fields:
-            return _unknown_option(key, cls, fields, parts, i, prefix)
-        tp = fields[name]
-        if dataclasses.is_dataclass(tp):
-            cls = tp
+    if parts[0] == "transfer" or parts[0] in RUNNER_KEYS or parts[:2] == ["stages", "strategy"]:
+        return _reserved(key, parts)
+    names = [p.replace("-", "_") for p in parts]
+    names[1:1] = ["*"] if names[0] == "stages" and names[1:2] not in ([], ["*"]) else []  # stages.KEY of each stage
+    types = {k: tp for k, _, _, tp in config_fields(RunConfig)}
+    for i in range(1, len(names) + 1):
+        head = ".".join(names[:i])
+        if names[i - 1] == "*" and i < len(names):
             continue
-        if _is_dict_type(tp):
-            return None  # data.options.<anything>
-        if i != len(parts) - 1:
-            return f"unknown key {key!r}: {'.'.join(parts[: i + 1])} is a value, not a section"
+        if head not in types:
+            return _unknown_option(key, names, i - 1, types)
+        if typing.get_origin(types[head]) is dict:
+            return None  # data.options.<anything>, test_sets.<name>...
+        if i < len(names) and section_of(types[head]) is None:
+            return f"unknown key {key!r}: {head.replace('.*', '')} is a value, not a section"
     return None
 
 
-def _key_root(parts: list[str]) -> tuple[type, list[str], str] | str:
-    """The config class a grid key starts in, the key's parts below it and their prefix; or why the key's
-    first part cannot be set."""
-    if parts[0] == "stages":
-        if len(parts) > 1 and parts[1] == "strategy":
-            return "set strategies with the 'stages' key, not 'stages.strategy'"
-        return StageConfig, parts[1:], "stages."
+def _reserved(key: str, parts: list[str]) -> str | None:
+    """Why a key that is not a configuration value cannot be a grid key (``transfer`` can)."""
+    if parts[0] == "transfer":
+        return None if len(parts) == 1 else f"'transfer' has no sub-keys (got {key!r})"
     if parts[0] in RUNNER_KEYS:
         return f"{parts[0]!r} is set by the study runner (each cell is DIR/cells/<cell id>)"
-    return RunConfig, parts, ""
+    return "set strategies with the 'stages' key, not 'stages.strategy'"
 
 
-def _unknown_option(key: str, cls: type, fields: dict[str, Any], parts: list[str], i: int, prefix: str) -> str:
-    """Why ``key`` is unknown: its ``i``-th part is no option of ``cls`` (with a did-you-mean hint)."""
-    p = parts[i]
-    name = p.replace("-", "_")
-    valid = [f"{prefix}{'.'.join([*parts[:i], f])}" for f in fields if f not in RUNNER_KEYS]
-    extra = ["stages", "transfer"] if cls is RunConfig and not i else []
-    what = f"{prefix}{'.'.join(parts[:i])}" if i or prefix else "the run configuration"
-    return (
-        f"unknown key {key!r}: {what.rstrip('.')} has no option {p!r}."
-        f"{did_you_mean(prefix + '.'.join([*parts[:i], name]), valid + extra)}"
-    )
+def _unknown_option(key: str, names: list[str], i: int, types: dict[str, Any]) -> str:
+    """Why ``key`` is unknown: its ``i``-th part is no option of the section before it (with a did-you-mean hint)."""
+    parts = key.split(".")
+    parent = ".".join(names[:i])
+    valid = [k.replace(".*", "") for k in types if k.rpartition(".")[0] == parent and k not in RUNNER_KEYS]
+    what = parent.replace(".*", "") or "the run configuration"
+    guess = ".".join(names[: i + 1]).replace(".*", "")
+    wrong = parts[max(0, i - (len(names) - len(parts)))]  # the part as written ("stages.X" is "stages.*.X")
+    return f"unknown key {key!r}: {what} has no option {wrong!r}.{did_you_mean(guess, [*valid, 'transfer'])}"
 
 
 # ----------------------------------------------------------------------------- stages
@@ -112,38 +99,19 @@ def apply_value(d: dict[str, Any], key: str, value: Any, stage_defaults: dict[st
 
 
 def name_errors(cfg: RunConfig) -> list[tuple[str, tuple, str]]:
-    """Unknown registry names in a configuration (colorizer, backbone, dataset, strategies, frozen_bn):
-    ``(dotted key, key path, message with a did-you-mean hint)`` for each."""
-    from medcolor.colorizers import COLORIZERS
+    """Unknown registry names in a configuration (:func:`~medcolor.config.unknown_names`, and the dataset):
+    ``(grid key, key path, message with a did-you-mean hint)`` for each."""
     from medcolor.data.datasets import list_datasets
-    from medcolor.strategies import STRATEGIES, check_frozen_bn
 
-    out: list[tuple[str, tuple, str]] = []
-    if cfg.model.colorizer is not None:
-        try:
-            COLORIZERS.get(cfg.model.colorizer)
-        except ConfigError as exc:
-            out.append(("model.colorizer", ("model", "colorizer"), str(exc)))
-    if not cfg.model.init_from:
-        from medcolor.backbones import _unknown_backbone, is_backbone
-
-        if not is_backbone(cfg.model.backbone):
-            out.append(("model.backbone", ("model", "backbone"), _unknown_backbone(cfg.model.backbone)))
+    unknown = unknown_names(cfg)
+    out = [(k, tuple(k.split(".")), msg) for k, msg in unknown if not k.startswith("stages[")]
     names = [n.lower() for n in list_datasets()]
     if cfg.data.dataset.lower() not in names:
         hint = did_you_mean(cfg.data.dataset.lower(), names)
         msg = f"unknown dataset {cfg.data.dataset!r}.{hint} Valid datasets: {', '.join(names)}."
         out.append(("data.dataset", ("data", "dataset"), msg))
-    for i, st in enumerate(cfg.stages):
-        try:
-            STRATEGIES.get(st.strategy)
-        except ConfigError as exc:
-            out.append(("stages", ("stages", i), str(exc)))
-    try:
-        check_frozen_bn(cfg.model.frozen_bn)
-    except ConfigError as exc:
-        out.append(("model.frozen_bn", ("model", "frozen_bn"), str(exc)))
-    return out
+    stages = [("stages", ("stages", int(k[7 : k.index("]")])), msg) for k, msg in unknown if k.startswith("stages[")]
+    return out + stages
 
 
 def get_dotted(d: dict[str, Any], key: str) -> Any:
