@@ -72,3 +72,53 @@ transfer:
 resources: {{time: 10, cpus: 1}}
 """
 )
+
+
+#: a tiny real study's base on Kermany (32 px, 64 training images, 2 iterations) tested also on the NIH folder's
+#: Pneumonia (mapped onto Kermany's PNEUMONIA); ``{stage_defaults}`` and ``{body}`` (grid, cells...) per test
+KERMANY_NIH = """\
+name: {name}
+base:
+  data:
+    dataset: folder
+    root: {kermany}
+    train_split: train
+    options: {{patient_regex: kermany}}
+    subset: 64
+    val: 0.02
+    test: 0.02
+    size: 32
+    batch_size: 16
+    num_workers: 0
+    augment: false
+  model: {{backbone: mobilenet_v2, weights: {weights}}}
+  trainer: {{precision: 32-true, bootstrap: 20}}
+stage_defaults: {stage_defaults}
+{body}test_sets:
+  nih:
+    dataset: chestxray14
+    root: {nih}
+    csv: {nih_csv}
+    on_missing: present
+    options: {{labels: [Pneumonia]}}
+    labels: {{PNEUMONIA: Pneumonia}}
+"""
+
+
+def run_kermany_nih_study(tmp: Path, shared_path, weights: Path, **spec: str) -> tuple[Path, object]:
+    """Write :data:`KERMANY_NIH` filled with ``spec`` (name, stage_defaults, body) under ``tmp`` and run it in
+    this process; the study directory and the run's result."""
+    from medcolor.study.executors import LocalExecutor
+    from medcolor.study.runner import run_study
+
+    path = tmp / "spec.yaml"
+    path.write_text(
+        KERMANY_NIH.format(
+            kermany=shared_path("data", "kermany-pneumonia-224"),
+            weights=weights,
+            nih=shared_path("data", "nih-chestxray14-1000", "images"),
+            nih_csv=shared_path("data", "labels", "nih", "Data_Entry_2017_v2020.csv.gz"),
+            **spec,
+        )
+    )
+    return tmp / "study", run_study(path, tmp / "study", executor=LocalExecutor(workers=0, threads=1))

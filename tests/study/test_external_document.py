@@ -14,52 +14,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from study_helpers import run_kermany_nih_study
 
 from medcolor.report.document import render_document
-from medcolor.study.executors import LocalExecutor
 from medcolor.study.layout import read_plan, rebuild_table
 from medcolor.study.results import read_results
-from medcolor.study.runner import run_study
 
 pytestmark = pytest.mark.slow
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "docs" / "external.md.j2"
 
-SPEC = """\
-name: external-doc-tiny
-base:
-  data:
-    dataset: folder
-    root: {kermany}
-    train_split: train
-    options: {{patient_regex: kermany}}
-    subset: 64
-    val: 0.02
-    test: 0.02
-    size: 32
-    batch_size: 16
-    num_workers: 0
-    augment: false
-  model: {{backbone: mobilenet_v2, weights: {weights}}}
-  trainer: {{precision: 32-true, bootstrap: 20}}
-stage_defaults: {{lr: 0.02, iterations: 2, val_every: 1}}
+CELLS = """\
 grid:
   trainer.seed: [0, 1, 2]
 cells:
-  gray: {{model.colorizer: replicate, stages: baseline}}
-  gray-ft: {{model.colorizer: replicate, stages: baseline-all}}
-  colorU: {{model.colorizer: colorU, stages: color-module}}
-  colorU-ft: {{model.colorizer: colorU, stages: all, transfer: colorU}}
+  gray: {model.colorizer: replicate, stages: baseline}
+  gray-ft: {model.colorizer: replicate, stages: baseline-all}
+  colorU: {model.colorizer: colorU, stages: color-module}
+  colorU-ft: {model.colorizer: colorU, stages: all, transfer: colorU}
 transfer:
-  colorU: {{from: {{cells: colorU}}, use: model}}
-test_sets:
-  nih:
-    dataset: chestxray14
-    root: {nih}
-    csv: {nih_csv}
-    on_missing: present
-    options: {{labels: [Pneumonia]}}
-    labels: {{PNEUMONIA: Pneumonia}}
+  colorU: {from: {cells: colorU}, use: model}
 """
 SETS = ("internal", "nih")
 GROUPS = ("gray", "colorU", "gray-ft", "colorU-ft")
@@ -67,19 +41,16 @@ GROUPS = ("gray", "colorU", "gray-ft", "colorU-ft")
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, shared_path, mobilenet_weights) -> Path:
-    tmp = tmp_path_factory.mktemp("external-doc")
-    spec = tmp / "spec.yaml"
-    spec.write_text(
-        SPEC.format(
-            kermany=shared_path("data", "kermany-pneumonia-224"),
-            weights=mobilenet_weights,
-            nih=shared_path("data", "nih-chestxray14-1000", "images"),
-            nih_csv=shared_path("data", "labels", "nih", "Data_Entry_2017_v2020.csv.gz"),
-        )
+    out, result = run_kermany_nih_study(
+        tmp_path_factory.mktemp("external-doc"),
+        shared_path,
+        mobilenet_weights,
+        name="external-doc-tiny",
+        stage_defaults="{lr: 0.02, iterations: 2, val_every: 1}",
+        body=CELLS,
     )
-    result = run_study(spec, tmp / "study", executor=LocalExecutor(workers=0, threads=1))
     assert result.ok and result.count("done") == 12
-    return tmp / "study"
+    return out
 
 
 @pytest.fixture(scope="module")

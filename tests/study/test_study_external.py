@@ -11,63 +11,34 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from study_helpers import run_kermany_nih_study
 
 from medcolor.cli import main
-from medcolor.study.executors import LocalExecutor
 from medcolor.study.results import read_results
-from medcolor.study.runner import run_study
 
 pytestmark = pytest.mark.slow
 
-SPEC = """\
-name: external-tiny
-base:
-  data:
-    dataset: folder
-    root: {kermany}
-    train_split: train
-    options: {{patient_regex: kermany}}
-    subset: 64
-    val: 0.02
-    test: 0.02
-    size: 32
-    batch_size: 16
-    num_workers: 0
-    augment: false
-  model: {{backbone: mobilenet_v2, weights: {weights}}}
-  trainer: {{precision: 32-true, bootstrap: 20}}
-stage_defaults: {{lr: 0.02, iterations: 2, val_every: 2}}
+CELLS = """\
 grid:
   trainer.seed: [0, 1]
 cells:
-  baseline: {{stages: baseline, model.colorizer: replicate}}
-  color: {{stages: color-module, model.colorizer: pixelshuffle}}
-test_sets:
-  nih:
-    dataset: chestxray14
-    root: {nih}
-    csv: {nih_csv}
-    on_missing: present
-    options: {{labels: [Pneumonia]}}
-    labels: {{PNEUMONIA: Pneumonia}}
+  baseline: {stages: baseline, model.colorizer: replicate}
+  color: {stages: color-module, model.colorizer: pixelshuffle}
 """
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, shared_path, mobilenet_weights) -> Path:
-    tmp = tmp_path_factory.mktemp("external-study")
-    spec = tmp / "spec.yaml"
-    spec.write_text(
-        SPEC.format(
-            kermany=shared_path("data", "kermany-pneumonia-224"),
-            weights=mobilenet_weights,
-            nih=shared_path("data", "nih-chestxray14-1000", "images"),
-            nih_csv=shared_path("data", "labels", "nih", "Data_Entry_2017_v2020.csv.gz"),
-        )
+    out, result = run_kermany_nih_study(
+        tmp_path_factory.mktemp("external-study"),
+        shared_path,
+        mobilenet_weights,
+        name="external-tiny",
+        stage_defaults="{lr: 0.02, iterations: 2, val_every: 2}",
+        body=CELLS,
     )
-    result = run_study(spec, tmp / "study", executor=LocalExecutor(workers=0, threads=1))
     assert result.ok and result.count("done") == 4
-    return tmp / "study"
+    return out
 
 
 def test_results_table_has_a_row_per_cell_test_set_and_label(study: Path) -> None:
