@@ -274,9 +274,11 @@ def test_cells_run_grid_major_seed_0_of_every_arm_first_and_sources_before_their
     plan = expand(spec)
     order = grid_major(spec, plan.cells)
     seeds = [c.values["trainer.seed"] for c in order]
-    assert seeds == sorted(seeds) and len(order) == len(plan.cells) == 48
-    first = [c.group for c in order[:8]]
-    assert first == ["gray", "gray-ft", "colorU", "colorU-ft", "lut", "lut-ft", "graystart", "graystart-ft"]
+    assert seeds == sorted(seeds) and len(order) == len(plan.cells) == 60
+    first = [c.group for c in order[:12]]
+    mobilenet = ["gray", "gray-ft", "colorU", "colorU-ft", "lut", "lut-ft", "graystart", "graystart-ft"]
+    assert first == [*mobilenet, "lite-gray", "lite-gray-ft", "lite-colorU", "lite-colorU-ft"]  # then the 1k arms
+    assert {c.values.get("model.backbone") for c in order[8:12]} == {"timm:tf_efficientnet_lite0"}
     position = {c.id: i for i, c in enumerate(order)}
     for c in order:
         assert all(position[d] < position[c.id] for d in c.depends_on), c.id
