@@ -165,14 +165,14 @@ def test_cli_writes_the_document(study: Path, tmp_path: Path) -> None:
 
 
 def test_the_reproduction_template_parses_and_names_its_studies() -> None:
-    """docs/reproduction.md.j2 is Jinja2 that this module can load, and it uses the two studies its
-    header command passes (rendering it needs the studies, which are not in the repository)."""
+    """docs/reproduction-112px.md.j2 (the 112-px record) is Jinja2 that this module can load, and it uses the two
+    studies its header command passes (rendering it needs the studies, which are not in the repository)."""
     import jinja2
     from jinja2 import meta
 
     from medcolor.report.document import _environment
 
-    path = Path(__file__).resolve().parents[2] / "docs" / "reproduction.md.j2"
+    path = Path(__file__).resolve().parents[2] / "docs" / "reproduction-112px.md.j2"
     env = _environment(path.parent)
     ast = env.parse(path.read_text())
     used = meta.find_undeclared_variables(ast)
@@ -182,21 +182,21 @@ def test_the_reproduction_template_parses_and_names_its_studies() -> None:
 
 
 def test_the_external_template_parses_and_names_its_study() -> None:
-    """docs/external.md.j2 (issue 18, item 4; rendered on a real tiny study in
+    """docs/reproduction.md.j2 (issue 18, item 4; rendered on a real tiny study in
     tests/study/test_external_document.py) loads and uses the one study its header command passes."""
     import jinja2
     from jinja2 import meta
 
     from medcolor.report.document import _environment
 
-    path = Path(__file__).resolve().parents[2] / "docs" / "external.md.j2"
+    path = Path(__file__).resolve().parents[2] / "docs" / "reproduction.md.j2"
     env = _environment(path.parent)
     text = path.read_text()
     used = meta.find_undeclared_variables(env.parse(text))
     # names set inside loops count as undeclared for jinja2.meta: each of those is set by the template itself
     assert {"external", "families"} <= used
     assert all(f"set {name} " in text or f"set {name}." in text for name in used - {"external", "families"})
-    assert "--study external=studies/external -o docs/external.md" in text
+    assert "--study external=studies/external -o docs/reproduction.md" in text
     assert isinstance(env.get_template(path.name), jinja2.Template)
 
 

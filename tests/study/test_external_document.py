@@ -1,4 +1,4 @@
-"""``docs/external.md.j2`` (issue 18, item 4) rendered on a tiny real study shaped like
+"""``docs/reproduction.md.j2`` (issue 18, item 4) rendered on a tiny real study shaped like
 ``configs/examples/study-kermany-external.yaml``: Kermany at 32 px, 64 training images, 2 iterations, groups
 gray / colorU (E frozen) and gray-ft / colorU-ft (fine-tuned from the frozen cell) x 3 seeds, each cell tested
 on its internal part and on NIH (the real study's COVID set costs 8 s a cell: left out here).  The page's
@@ -22,7 +22,7 @@ from medcolor.study.results import read_results
 
 pytestmark = pytest.mark.slow
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "docs" / "external.md.j2"
+TEMPLATE = Path(__file__).resolve().parents[2] / "docs" / "reproduction.md.j2"
 
 CELLS = """\
 grid:
@@ -146,8 +146,8 @@ def test_page_carries_the_tables_numbers(study: Path) -> None:
     means = {g: val.loc[cells[g]].mean() for g in ("gray", "colorU")}
     best = max(means, key=lambda g: means[g])
     name = {"gray": "gray copy (baseline)", "colorU": "colorU, random start"}[best]
-    ship = _row(page, "64", "E frozen")
-    assert ship[2].startswith(f"**{name}** ({means[best] * 100:.1f}, n = 3")
+    ship = _row(page, "MobileNetV2", "64", "E frozen")
+    assert ship[3].startswith(f"**{name}** ({means[best] * 100:.1f}, n = 3")
 
     # operating points and calibration of gray on NIH, from the run directories
     ops = []
@@ -159,10 +159,10 @@ def test_page_carries_the_tables_numbers(study: Path) -> None:
     hi = max(o["sensitivity"]["ci"][1] for o in ops)
     brier = np.array([o["brier"] for o in ops])
     section = page.split("### nih\n")[1].split("\n### ")[0]
-    row = _row(section, "64", "E frozen", "gray copy (baseline)")
-    assert row[3] == "3"
-    assert row[5] == f"{_pm(sens)} [{lo * 100:.1f}, {hi * 100:.1f}]"
-    assert row[7] == f"{brier.mean():.3f} ± {brier.std(ddof=1):.3f}"
+    row = _row(section, "MobileNetV2", "64", "E frozen", "gray copy (baseline)")
+    assert row[4] == "3"
+    assert row[6] == f"{_pm(sens)} [{lo * 100:.1f}, {hi * 100:.1f}]"
+    assert row[8] == f"{brier.mean():.3f} ± {brier.std(ddof=1):.3f}"
 
     # how weak each set is: the counts the runs were tested on
     o = ops[0]
@@ -175,17 +175,26 @@ def test_page_carries_the_tables_numbers(study: Path) -> None:
         hist = json.loads((Path(summ["stages"][-1]["directory"]) / "history.json").read_text())
         best_v.append(max(h["val_mean_auc"] for h in hist))
         last_v.append(hist[-1]["val_mean_auc"])
-    row = _row(page.split("## Did training reach a plateau?")[1], "64", "E frozen", "colorU, random start")
-    assert row[4].startswith(_pm(np.array(best_v)) + " (") and row[5].startswith(_pm(np.array(last_v)) + " (")
+    row = _row(
+        page.split("## Did training reach a plateau?")[1], "MobileNetV2", "64", "E frozen", "colorU, random start"
+    )
+    assert row[5].startswith(_pm(np.array(best_v)) + " (") and row[6].startswith(_pm(np.array(last_v)) + " (")
 
     # colour vs gray with 3 seeds: a paired test per set, the difference of the pairs
     part = page.split("## Colour arm vs gray")[1]
-    cmp = _row(part, "64", "E frozen", "colorU, random start − gray copy (baseline)")
-    head = _header(part, "| size | stage | colour arm |")
+    cmp = _row(part, "MobileNetV2", "64", "E frozen", "colorU, random start − gray copy (baseline)")
+    head = _header(part, "| E | training images | stage | colour arm |")
     for ts in SETS:
         d = _auc(df, cells["colorU"], ts) - _auc(df, cells["gray"], ts)  # plan order: seeds 0, 1, 2 in both
         shown = cmp[head.index(ts)]
         assert shown.startswith(f"{d.mean() * 100:+.1f} [") and ", p = " in shown and shown.endswith("(n = 3)")
+        # the claims table: the same paired test, read as a verdict
+        claim = _row(
+            page.split("## Which of the paper's claims survive")[1], "(a) colorU − gray, E frozen", "MobileNetV2", "64"
+        )
+        said = claim[_header(page, "| claim | E | training images |").index(ts)]
+        verdicts = ("**holds**: ", "**reversed**: ", "not reproduced: ")
+        assert said.startswith(verdicts) and f"{d.mean() * 100:+.1f} [" in said and ", BH p = " in said, said
 
 
 def test_page_with_a_missing_cell(partial: Path) -> None:
@@ -197,7 +206,10 @@ def test_page_with_a_missing_cell(partial: Path) -> None:
     assert _row(page, "E fine-tuned", "colorU → all")[2] == "2/3"
     # two pairs: the mean difference without an interval or a test
     part = page.split("## Colour arm vs gray")[1]
-    cmp, head = _row(part, "64", "E fine-tuned"), _header(part, "| size | stage | colour arm |")
+    cmp, head = (
+        _row(part, "MobileNetV2", "64", "E fine-tuned"),
+        _header(part, "| E | training images | stage | colour arm |"),
+    )
     df, cells = read_results(partial), _group_cells(partial)
     for ts in SETS:
         d = _auc(df, cells["colorU-ft"], ts) - _auc(df, cells["gray-ft"], ts)[:2]  # seeds 0 and 1
@@ -217,9 +229,15 @@ def test_page_with_one_repeat(partial: Path, tmp_path: Path) -> None:
     page = _render(d)
     assert "**Progress: 3 of 12 cells finished**" in page and "9 cells are still missing" in page
     _check_auc_table(page, d)
-    cmp = _row(page.split("## Colour arm vs gray")[1], "64", "E frozen")
-    assert all(x.endswith("(n = 1: no test)") for x in cmp[3:]), cmp
-    assert all(x == "no pair yet" for x in _row(page.split("## Colour arm vs gray")[1], "64", "E fine-tuned")[3:])
+    cmp = _row(page.split("## Colour arm vs gray")[1], "MobileNetV2", "64", "E frozen")
+    assert all(x.endswith("(n = 1: no test)") for x in cmp[4:]), cmp
+    claims = page.split("## Which of the paper's claims survive")[1]
+    assert all(x.endswith("(n = 1: no test yet)") for x in _row(claims, "(a) colorU − gray, E frozen")[3:])
+    assert all(x == "no pair yet" for x in _row(claims, "(b) colorU → all − baseline-all")[3:])
+    assert all(
+        x == "no pair yet"
+        for x in _row(page.split("## Colour arm vs gray")[1], "MobileNetV2", "64", "E fine-tuned")[4:]
+    )
     assert "Arms with no finished cell cannot be chosen yet: colorU-ft." in page
-    ship = _row(page, "64", "E fine-tuned")
-    assert ship[2].startswith("**gray copy, E fine-tuned (baseline-all)**") and ship[3] == "–"
+    ship = _row(page, "MobileNetV2", "64", "E fine-tuned")
+    assert ship[3].startswith("**gray copy, E fine-tuned (baseline-all)**") and ship[4] == "–"

@@ -19,7 +19,7 @@ EPILOG = """examples:
   medcolor study compare studies/kermany baseline color-module
   medcolor study compare studies/kermany baseline color-module --test-set all
   medcolor study report studies/kermany -o studies/kermany/report
-  medcolor study document docs/reproduction.md.j2 --study ablations=studies/ablations -o docs/reproduction.md
+  medcolor study document docs/reproduction.md.j2 --study external=studies/external -o docs/reproduction.md
   medcolor study run configs/paper/table1-chexpert.yaml -o /scratch/table1 --executor slurm
 """
 

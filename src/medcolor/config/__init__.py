@@ -199,7 +199,7 @@ class LRFindConfig(Section):
     #: LR finder: number of steps
     num_training: int = opt(100, at_least=2, at_most=MAX_STEPS, flag="--lr-steps")
     #: LR finder: how the max lr is read off the curve (steepest: the steepest descent of the smoothed loss;
-    #: minimum: lowest loss / 10; valley: the middle of the longest descent).  Study: docs/reproduction.md
+    #: minimum: lowest loss / 10; valley: the middle of the longest descent).  Study: docs/reproduction-112px.md
     rule: LRRule = opt("steepest", noun="LR finder rule", flag="--lr-rule", strict=True)
 
     def _check(self, key: str, where: str | None) -> None:
@@ -215,7 +215,7 @@ class StageConfig(Section):
     #: comma-separated strategies, e.g. color-module,all or baseline (one stage each)
     strategy: str = opt("color-module", flag="--stages")
     #: one-cycle maximum learning rate, or 'find' (an LR range test before the stage).  Default 0.01
-    #: (fastai's for one-cycle SGD fine-tuning; the LR-rule study: docs/reproduction.md)
+    #: (fastai's for one-cycle SGD fine-tuning; the LR-rule study: docs/reproduction-112px.md)
     lr: float | LRFind = opt(0.01, above=0, hint=" (or 'find': an LR range test)")
     #: stage length in epochs over the training set (or give iterations; default: 1 epoch)
     epochs: float | None = opt(None, above=0, at_most=MAX_STEPS)
