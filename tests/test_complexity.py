@@ -19,7 +19,6 @@ EXCEPTIONS = {
     "data/datasets/csv.py:CsvDataset._load": "the generic CSV reader's column options",
     "data/datasets/csv.py:CsvDataset._categorical": "the category-column options of the generic CSV reader",
     "data/datasets/mura.py:MURA._load": "the MURA path and study-label join (complexity 11)",
-    "report/document.py:render_document": "the sandboxed template's globals, one per name (complexity 15)",
     "study/results.py:_grid_column": "the grid column's value per key type",
     "study/spec.py:parse_spec": "the spec's top-level keys",
     "study/spec.py:_parse_transfers": "the transfer block's keys",
