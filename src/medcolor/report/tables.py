@@ -227,17 +227,9 @@ def _table_rows(
     return sections, pd.DataFrame(data)
 
 
-#: the comparison columns of a Table I/III row's data, and their values on a baseline row (nothing compared)
-_NO_COMPARISON: dict[str, Any] = {
-    "baseline": None,
-    "diff": math.nan,
-    "ci_low": math.nan,
-    "ci_high": math.nan,
-    "ci_method": "",
-    "p": math.nan,
-    "p_adj": math.nan,
-    "family": "",
-}
+#: the comparison columns of a Table I/III row's data; on a baseline's own row (nothing compared) NaN, or these
+_COMPARED = ("baseline", "diff", "ci_low", "ci_high", "ci_method", "p", "p_adj", "family")
+_NOT_COMPARED = {"baseline": None, "ci_method": "", "family": ""}
 
 
 def _mean_row(r: dict[str, Any], cond: dict[str, str], comp: pd.DataFrame | None, opt: TableOptions) -> _Row:
@@ -252,7 +244,7 @@ def _mean_row(r: dict[str, Any], cond: dict[str, str], comp: pd.DataFrame | None
         "–" if c is None else format_diff(c["diff"], c["ci_low"], c["ci_high"], opt.scale, opt.decimals),
         "–" if c is None else format_p(c["p_adj"]),
     ]
-    compared = dict(_NO_COMPARISON) if c is None else {k: c[k] for k in _NO_COMPARISON}
+    compared = {k: _NOT_COMPARED.get(k, math.nan) if c is None else c[k] for k in _COMPARED}
     rec = {**cond, "n": n, "mean": mean, "std": std, **compared, "significant": sig, "cells": ",".join(r["cells"])}
     return texts, rec
 
@@ -322,12 +314,8 @@ def _label_row(
         c = _lookup(comp, cond, label)
         mean, std = r[f"{label}:mean"], r[f"{label}:std"]
         texts.append(format_pm(mean, std, opt.scale, opt.decimals) + (" *" if _significant(c, opt.alpha) else ""))
-        rec |= {
-            f"{label}:mean": mean,
-            f"{label}:std": std,
-            f"{label}:p_adj": math.nan if c is None else c["p_adj"],
-            f"{label}:family": "" if c is None else c["family"],
-        }
+        rec |= {f"{label}:mean": mean, f"{label}:std": std}
+        rec[f"{label}:p_adj"], rec[f"{label}:family"] = (math.nan, "") if c is None else (c["p_adj"], c["family"])
     return texts, rec
 
 
@@ -345,15 +333,9 @@ def table2(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable |
     columns = [field_title(f) for f in layout.row_fields] + ["n", *labels]
     sections, data = _table_rows(agg, layout, lambda r, cond: _label_row(r, cond, labels, comp, opt))
     notes = _sig_note(comp, opt, "Table II")[1:] + _comp_notes(comp, layout.row_fields)
+    caption = _caption(layout, opt.metric)
     return StudyTable(
-        "table2",
-        "Table II. AUC per label",
-        columns,
-        sections,
-        _caption(layout, opt.metric),
-        notes,
-        data,
-        len(layout.row_fields),
+        "table2", "Table II. AUC per label", columns, sections, caption, notes, data, len(layout.row_fields)
     )
 
 
@@ -391,7 +373,7 @@ def size_curves_one(table: pd.DataFrame, opt: TableOptions | None = None) -> tup
     ids, _ = split_cells(cells)
     layout = _layout(cells, ids, ("model.colorizer", "stages", "data.subset"))
     curves = _size_curve_points(table, cells, ids, layout)
-    return curves, _size_differences(table, cells, ids, layout.cond_fields, curves, opt)
+    return curves, _size_differences(table, cells, ids, curves, opt)
 
 
 def _size_curve_points(table: pd.DataFrame, cells: StudyCells, ids: Sequence[str], layout: _Layout) -> pd.DataFrame:
@@ -420,16 +402,11 @@ def _size_curve_points(table: pd.DataFrame, cells: StudyCells, ids: Sequence[str
 
 
 def _size_differences(
-    table: pd.DataFrame,
-    cells: StudyCells,
-    ids: Sequence[str],
-    cond_fields: Sequence[str],
-    curves: pd.DataFrame,
-    opt: TableOptions,
+    table: pd.DataFrame, cells: StudyCells, ids: Sequence[str], curves: pd.DataFrame, opt: TableOptions
 ) -> pd.DataFrame | None:
     """The points of Fig. 6 (b): each arm's paired difference to the fine-tuned baseline (Baseline All when run,
-    else Baseline) per condition, with the section, arm and ``n_train`` of its point in ``curves``; ``None``
-    without baseline cells."""
+    else Baseline) per condition, with the section, arm and ``n_train`` of its point in ``curves`` (matched on
+    the condition's grid fields); ``None`` without baseline cells."""
     if "stages" not in cells.grid or not cells.fields.loc[ids, "stages"].isin(BASELINES).any():
         return None
     have = set(cells.fields.loc[ids, "stages"])
@@ -441,7 +418,7 @@ def _size_differences(
     )  # fmt: skip
     if comp.empty:
         return None
-    key = [f for f in cond_fields if f in comp.columns]
+    key = [f for f in curves.columns if f in cells.grid and f in comp.columns]
     return comp.merge(curves[[*key, "section", "arm", "n_train"]], on=key, how="inner")
 
 
