@@ -169,7 +169,7 @@ class StudyView(StudyGroups):
         label: str = MEAN_LABEL,
         family: str = DEFAULT_FAMILY,
         test: str = "t",
-        test_set: str = "internal",
+        test_set: str = INTERNAL_SET,
     ) -> DocComparison:
         """Arm ``b`` against arm ``a`` on ``test_set`` ("internal", or an external set of :attr:`test_sets`)."""
         return self._compare(a, b, label, family, test, test_set)
@@ -314,6 +314,30 @@ def _environment(search: Path):
     )
 
 
+def _check_study_names(studies: Mapping[str, Any]) -> None:
+    """At least one study, each named as a template variable can be."""
+    if not studies:
+        raise ConfigError("give at least one study: --study NAME=DIR")
+    for name in studies:
+        if not name.isidentifier() or keyword.iskeyword(name) or name in RESERVED_NAMES:
+            raise ConfigError(
+                f"the study name {name!r} cannot be a template variable: use letters, digits and _, and none of "
+                f"{', '.join(sorted(RESERVED_NAMES))} or a Python keyword"
+            )
+
+
+def _load_template(tpath: Path) -> Any:
+    """The template at ``tpath`` in a sandboxed environment that finds the templates it includes beside it."""
+    import jinja2
+
+    try:
+        return _environment(tpath.parent).get_template(tpath.name)
+    except jinja2.TemplateSyntaxError as exc:
+        raise ConfigError(f"{tpath}, line {exc.lineno}: {exc.message}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{tpath} is not UTF-8 text: {exc}") from None
+
+
 def render_document(
     template: str | os.PathLike,
     studies: Mapping[str, str | os.PathLike],
@@ -330,21 +354,8 @@ def render_document(
     tpath = Path(template)
     if not tpath.is_file():
         raise ConfigError(f"no template at {tpath}")
-    if not studies:
-        raise ConfigError("give at least one study: --study NAME=DIR")
-    for name in studies:
-        if not name.isidentifier() or keyword.iskeyword(name) or name in RESERVED_NAMES:
-            raise ConfigError(
-                f"the study name {name!r} cannot be a template variable: use letters, digits and _, and none of "
-                f"{', '.join(sorted(RESERVED_NAMES))} or a Python keyword"
-            )
-    env = _environment(tpath.parent)
-    try:
-        tmpl = env.get_template(tpath.name)
-    except jinja2.TemplateSyntaxError as exc:
-        raise ConfigError(f"{tpath}, line {exc.lineno}: {exc.message}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{tpath} is not UTF-8 text: {exc}") from None
+    _check_study_names(studies)
+    tmpl = _load_template(tpath)
     registry = _Registry()
     views = {
         name: StudyView(name, d, registry, metric=metric, n_boot=n_boot, seed=seed, level=level)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,67 +125,91 @@ def plot_size_curves(
     ``section``, ``arm``, ``n_train``, ``mean``, ``std``; ``diff``, ``ci_low``, ``ci_high``, ``baseline``;
     optionally ``size`` for tick labels).  One row of panels per section, one legend below them.
     """
-    from matplotlib.ticker import NullLocator
-
     sections = list(dict.fromkeys(curves["section"]))
     ncols = 2 if diffs is not None and len(diffs) else 1
     fig, axes = plt.subplots(
         len(sections), ncols, figsize=(6.0 * ncols, 3.6 * len(sections) + 0.7), squeeze=False, layout="constrained"
     )
-    arms = list(dict.fromkeys(curves.sort_values("arm", key=lambda s: s.map(_arm_rank))["arm"]))
-    colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(arms)}
-    shift = {a: 1 + 0.02 * (k - (len(arms) - 1) / 2) for k, a in enumerate(arms)}  # side by side error bars
-
-    def x_axis(ax: Any, d: Any) -> None:
-        ax.set_xscale("log")
-        ticks = d.drop_duplicates("n_train").sort_values("n_train")
-        ax.set_xticks(ticks["n_train"].to_numpy(float))
-        labels = [f"{v:,.0f}" for v in ticks["n_train"]]
-        if "size" in ticks.columns:
-            labels = [f"{lab}\n({sz})" if sz else lab for lab, sz in zip(labels, ticks["size"], strict=True)]
-        ax.set_xticklabels(labels, fontsize=7)
-        ax.xaxis.set_minor_locator(NullLocator())
-        ax.set_xlabel("training images")
-        ax.grid(alpha=0.3)
-
+    style = _ArmStyle.of(curves)
     for i, sec in enumerate(sections):
-        ax = axes[i, 0]
         c = curves[curves["section"] == sec]
-        for arm in arms:
-            d = c[c["arm"] == arm].sort_values("n_train")
-            if not d.empty:
-                ax.errorbar(
-                    d["n_train"].to_numpy(float) * shift[arm], d["mean"] * scale,
-                    yerr=np.nan_to_num(d["std"].to_numpy(float)) * scale, marker="o", ms=4, capsize=3, label=arm,
-                    color=colors[arm],
-                )  # fmt: skip
-        x_axis(ax, c)
-        ax.set_ylabel(f"mean AUC ×{scale:g}" if scale != 1 else "mean AUC")
-        ax.set_title("(a) mean AUC ± std over repeats" + (f"\n{sec}" if sec else ""), fontsize=9)
+        _plot_means(axes[i, 0], c, style, scale, sec)
         if ncols == 2:
-            ax = axes[i, 1]
-            d_all = diffs[diffs["section"] == sec]
-            ref = ", ".join(_STRATEGY_TITLES.get(b, b) for b in sorted(set(d_all["baseline"].dropna())))
-            for arm in arms:
-                d = d_all[d_all["arm"] == arm].sort_values("n_train")
-                if d.empty:
-                    continue
-                y = d["diff"].to_numpy(float) * scale
-                lo = np.clip(np.nan_to_num(y - d["ci_low"].to_numpy(float) * scale), 0, None)
-                hi = np.clip(np.nan_to_num(d["ci_high"].to_numpy(float) * scale - y), 0, None)
-                ax.errorbar(
-                    d["n_train"].to_numpy(float) * shift[arm], y, yerr=[lo, hi], marker="o", ms=4, capsize=3,
-                    color=colors[arm],
-                )  # fmt: skip
-            ax.axhline(0, color="k", lw=0.8)
-            x_axis(ax, c)
-            ax.set_ylabel(f"Δ AUC ×{scale:g}" if scale != 1 else "Δ AUC")
-            ax.set_title(f"(b) paired difference to {ref or 'the baseline'}, bootstrap CI", fontsize=9)
+            _plot_differences(axes[i, 1], diffs[diffs["section"] == sec], c, style, scale)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(4, max(1, len(labels))), fontsize=8)
     if title:
         fig.suptitle(title)
     return save_figure(fig, path, also=also)
+
+
+@dataclass
+class _ArmStyle:
+    """The arms of Fig. 6 in legend order (baselines first), a colour each, and each arm's small shift along the
+    size axis that sets the error bars of one size side by side."""
+
+    arms: list[str]
+    colors: dict[str, Any]
+    shift: dict[str, float]
+
+    @classmethod
+    def of(cls, curves: Any) -> _ArmStyle:
+        arms = list(dict.fromkeys(curves.sort_values("arm", key=lambda s: s.map(_arm_rank))["arm"]))
+        colors = {a: plt.get_cmap("tab10")(i % 10) for i, a in enumerate(arms)}
+        shift = {a: 1 + 0.02 * (k - (len(arms) - 1) / 2) for k, a in enumerate(arms)}
+        return cls(arms, colors, shift)
+
+
+def _size_axis(ax: Any, d: Any) -> None:
+    """The training-set size axis: log scale, a tick at each size's number of images (with the size's own name)."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xscale("log")
+    ticks = d.drop_duplicates("n_train").sort_values("n_train")
+    ax.set_xticks(ticks["n_train"].to_numpy(float))
+    labels = [f"{v:,.0f}" for v in ticks["n_train"]]
+    if "size" in ticks.columns:
+        labels = [f"{lab}\n({sz})" if sz else lab for lab, sz in zip(labels, ticks["size"], strict=True)]
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("training images")
+    ax.grid(alpha=0.3)
+
+
+def _plot_means(ax: Any, c: Any, style: _ArmStyle, scale: float, sec: str) -> None:
+    """Panel (a) of one section ``sec`` (its rows ``c`` of the curves): mean AUC ± std per arm and size."""
+    for arm in style.arms:
+        d = c[c["arm"] == arm].sort_values("n_train")
+        if not d.empty:
+            ax.errorbar(
+                d["n_train"].to_numpy(float) * style.shift[arm], d["mean"] * scale,
+                yerr=np.nan_to_num(d["std"].to_numpy(float)) * scale, marker="o", ms=4, capsize=3, label=arm,
+                color=style.colors[arm],
+            )  # fmt: skip
+    _size_axis(ax, c)
+    ax.set_ylabel(f"mean AUC ×{scale:g}" if scale != 1 else "mean AUC")
+    ax.set_title("(a) mean AUC ± std over repeats" + (f"\n{sec}" if sec else ""), fontsize=9)
+
+
+def _plot_differences(ax: Any, d_all: Any, c: Any, style: _ArmStyle, scale: float) -> None:
+    """Panel (b) of one section (its differences ``d_all``, on the size axis of its curves ``c``): each arm's
+    paired difference to the baseline with its CI."""
+    ref = ", ".join(_STRATEGY_TITLES.get(b, b) for b in sorted(set(d_all["baseline"].dropna())))
+    for arm in style.arms:
+        d = d_all[d_all["arm"] == arm].sort_values("n_train")
+        if d.empty:
+            continue
+        y = d["diff"].to_numpy(float) * scale
+        lo = np.clip(np.nan_to_num(y - d["ci_low"].to_numpy(float) * scale), 0, None)
+        hi = np.clip(np.nan_to_num(d["ci_high"].to_numpy(float) * scale - y), 0, None)
+        ax.errorbar(
+            d["n_train"].to_numpy(float) * style.shift[arm], y, yerr=[lo, hi], marker="o", ms=4, capsize=3,
+            color=style.colors[arm],
+        )  # fmt: skip
+    ax.axhline(0, color="k", lw=0.8)
+    _size_axis(ax, c)
+    ax.set_ylabel(f"Δ AUC ×{scale:g}" if scale != 1 else "Δ AUC")
+    ax.set_title(f"(b) paired difference to {ref or 'the baseline'}, bootstrap CI", fontsize=9)
 
 
 _STRATEGY_TITLES = {"baseline": "Baseline", "baseline-all": "Baseline All"}

@@ -121,13 +121,7 @@ def build_report(
     """Write the report of the study in ``study_dir`` (its ``results.parquet`` and the cells' run
     directories) into ``out_dir``; returns the path of ``index.html``."""
     study_dir, out = Path(study_dir), Path(out_dir)
-    table = read_results(study_dir)
-    check_results(table, metric)
-    table = table.assign(cell=table["cell"].astype(str))
-    note = ""
-    if metric == "test_auc" and table["test_auc"].isna().all():
-        metric, note = "val_auc", "the study has no test split: tables and figures use the validation AUC"
-    full = add_constant_fields(table, study_dir)  # every test set: the tables, Fig. 6 and the cells page
+    full, metric, note = _read_study(study_dir, metric)  # every test set: the tables, Fig. 6 and the cells page
     table = for_test_set(full, study_test_sets(full)[0])  # the internal one: cells, comparisons, Figs. 4-5
     opt = TableOptions(metric=metric, test=test, alpha=alpha, n_boot=n_boot, seed=seed)
     cells = study_cells(table, metric)
@@ -146,17 +140,11 @@ def build_report(
     log.info("report: figures")
     sections.append(fig4_colorized(cells, meta, study_dir, out, n_images))
     sections.append(fig5_labels(cells, meta, study_dir, out))
-    fig6, curves, diffs = fig6_sizes(full, opt, out)
-    for name, df in (("fig6_curves.csv", curves), ("fig6_differences.csv", diffs)):
-        if df is not None:
-            with atomic_path(out / "figures" / name) as tmp:
-                df.to_csv(tmp, index=False)
-    sections.append(fig6)
+    sections.append(_fig6_with_data(full, opt, out))
     sections.append(val_curves_section(cells, meta, study_dir, out, scale=opt.scale))
 
     log.info("report: cells")
     details = cell_details(cells, meta, full, study_dir, out)
-    env = _env()
     overview = _overview(table, cells, meta, metric, note)
     overview["test_sets"] = study_test_sets(full)
     context = {
@@ -167,13 +155,46 @@ def build_report(
         "has_comparisons": (out / "comparisons.csv").is_file(),
         "split": {"table1": len(t1_ids), "table3": len(t3_ids)},
     }
+    index = _write_pages(out, context, details)
+    log.debug("report written to %s", index)
+    return index
+
+
+def _read_study(study_dir: Path, metric: str) -> tuple[pd.DataFrame, str, str]:
+    """The study's results table (every test set, with the fields constant over the study from the run
+    directories), checked; the metric the report shows (the validation AUC when the study has no test split) and
+    the note that says so."""
+    table = read_results(study_dir)
+    check_results(table, metric)
+    table = table.assign(cell=table["cell"].astype(str))
+    note = ""
+    if metric == "test_auc" and table["test_auc"].isna().all():
+        metric, note = "val_auc", "the study has no test split: tables and figures use the validation AUC"
+    return add_constant_fields(table, study_dir), metric, note
+
+
+def _fig6_with_data(full: pd.DataFrame, opt: TableOptions, out: Path) -> Section:
+    """Fig. 6's section, with the numbers behind it written beside the figure (``figures/fig6_curves.csv``,
+    ``figures/fig6_differences.csv``)."""
+    fig6, curves, diffs = fig6_sizes(full, opt, out)
+    for name, df in (("fig6_curves.csv", curves), ("fig6_differences.csv", diffs)):
+        if df is not None:
+            with atomic_path(out / "figures" / name) as tmp:
+                df.to_csv(tmp, index=False)
+    return fig6
+
+
+def _write_pages(out: Path, context: dict[str, Any], details: list[dict[str, Any]]) -> Path:
+    """Render ``index.html`` (the report page, from ``context``) and ``cells.html`` (the cells' ``details``)."""
+    env = _env()
     index = out / "index.html"
     write_text_atomic(index, env.get_template("index.html.j2").render(**context))
     write_text_atomic(
         out / "cells.html",
-        env.get_template("cells.html.j2").render(overview=overview, cells=details, operating_keys=OPERATING_KEYS),
+        env.get_template("cells.html.j2").render(
+            overview=context["overview"], cells=details, operating_keys=OPERATING_KEYS
+        ),
     )
-    log.debug("report written to %s", index)
     return index
 
 

@@ -120,10 +120,7 @@ def fig4_colorized(
         ids = [c for c in has_t if not ds or F.loc[c, "data.dataset"] == ds]
         run_dir = functools.partial(_run_dir_of_cell, study_dir, meta)
         sec.images += _fig4_dataset(cells, ids, ds, run_dir, out, n_images, max_rows, reasons)
-    if not sec.images:
-        sec.reason = "; ".join(reasons)
-    elif reasons:
-        sec.text = "Not shown: " + "; ".join(reasons)
+    _not_shown(sec, reasons)
     return sec
 
 
@@ -278,36 +275,16 @@ def fig5_labels(cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Pat
     if "data.subset" not in F.columns or not (F["data.subset"] != NONE).any():
         sec.reason = "the study does not vary the training-set size (no data.subset grid field)"
         return sec
-    from medcolor.data.summary import LABEL_COUNTS_FILE, read_label_counts
     from medcolor.report.figures import plot_label_distribution
 
     varied = F[F["data.subset"] != NONE]
     datasets = sorted(set(varied["data.dataset"])) if "data.dataset" in F.columns else [""]
+    run_dir = functools.partial(_run_dir_of_cell, study_dir, meta)
     reasons = []
     for ds in datasets:
         ids = [c for c in F.index if not ds or F.loc[c, "data.dataset"] == ds]
-        by_size: dict[str, str] = {}
-        for c in sorted(ids, key=lambda c: tuple(value_sort_key(F.loc[c, f]) for f in REPEAT_FIELDS if f in F.columns)):
-            by_size.setdefault(F.loc[c, "data.subset"], c)
-        panels: dict[str, pd.DataFrame] = {}
         try:
-            for size in sorted(by_size, key=lambda v: (v == NONE, -float(v) if v != NONE else 0)):
-                rd = run_dir_of(study_dir, meta.loc[by_size[size], "run_dir"])
-                if rd is None:
-                    raise DataError(f"the run directory of cell {by_size[size]} is not here")
-                counts = read_label_counts(rd / LABEL_COUNTS_FILE)
-                if not panels:  # the full training set (after the validation/test split), once
-                    full = counts.get("train_full", counts["train"]) if size != NONE else counts["train"]
-                    panels[f"full training set ({_images(full):,} images)"] = full
-                if size == NONE:
-                    continue
-                train = counts["train"]
-                n, what = _images(train), value_text("data.subset", size)
-                head = f"subset of {n:,} images" if what.endswith("images") else f"subset {what}"
-                extra = [] if what.endswith("images") else [f"{n:,} images"]
-                if "data.subset_draw" in F.columns:
-                    extra.append(f"draw {F.loc[by_size[size], 'data.subset_draw']}")
-                panels[head + (f" ({', '.join(extra)})" if extra else "")] = train
+            panels = _fig5_panels(F, _first_cell_per_size(F, ids), run_dir)
         except (MedcolorError, OSError, ValueError, KeyError) as exc:
             reasons.append(f"{ds or 'the study'}: cannot read the training labels: {exc}")
             continue
@@ -321,11 +298,55 @@ def fig5_labels(cells: StudyCells, meta: pd.DataFrame, study_dir: Path, out: Pat
                 f"{'of ' + ds + ' ' if ds else ''}and in each label-proportional subset (first draw).",
             }
         )
+    _not_shown(sec, reasons)
+    return sec
+
+
+def _first_cell_per_size(F: pd.DataFrame, ids: list[str]) -> dict[str, str]:
+    """Training-set size (a ``data.subset`` value) -> its first repeat among ``ids``: the full set (no subset)
+    last, the subsets from the largest down."""
+    by_size: dict[str, str] = {}
+    for c in sorted(ids, key=lambda c: tuple(value_sort_key(F.loc[c, f]) for f in REPEAT_FIELDS if f in F.columns)):
+        by_size.setdefault(F.loc[c, "data.subset"], c)
+    return {size: by_size[size] for size in sorted(by_size, key=lambda v: (v == NONE, -float(v) if v != NONE else 0))}
+
+
+def _fig5_panels(F: pd.DataFrame, by_size: dict[str, str], run_dir: Any) -> dict[str, pd.DataFrame]:
+    """Panel title -> label counts: the full training set (after the validation/test split) once, then each
+    subset size's training set, read from the ``label_counts.json`` of its cell's run directory
+    (``run_dir(cell)``); raises when one cannot be read."""
+    from medcolor.data.summary import LABEL_COUNTS_FILE, read_label_counts
+
+    panels: dict[str, pd.DataFrame] = {}
+    for size, cell in by_size.items():
+        rd = run_dir(cell)
+        if rd is None:
+            raise DataError(f"the run directory of cell {cell} is not here")
+        counts = read_label_counts(rd / LABEL_COUNTS_FILE)
+        if not panels:
+            full = counts.get("train_full", counts["train"]) if size != NONE else counts["train"]
+            panels[f"full training set ({_images(full):,} images)"] = full
+        if size != NONE:
+            panels[_subset_title(F, cell, size, counts["train"])] = counts["train"]
+    return panels
+
+
+def _subset_title(F: pd.DataFrame, cell: str, size: str, train: pd.DataFrame) -> str:
+    """The panel title of a subset: its size as the grid names it, its number of images and its draw."""
+    n, what = _images(train), value_text("data.subset", size)
+    head = f"subset of {n:,} images" if what.endswith("images") else f"subset {what}"
+    extra = [] if what.endswith("images") else [f"{n:,} images"]
+    if "data.subset_draw" in F.columns:
+        extra.append(f"draw {F.loc[cell, 'data.subset_draw']}")
+    return head + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _not_shown(sec: Section, reasons: list[str]) -> None:
+    """A figure's section without any image is absent for ``reasons``; with some, it lists what it leaves out."""
     if not sec.images:
         sec.reason = "; ".join(reasons)
     elif reasons:
         sec.text = "Not shown: " + "; ".join(reasons)
-    return sec
 
 
 def _srcs(png: Path, out: Path) -> dict[str, str]:

@@ -20,7 +20,7 @@ renderings in :mod:`medcolor.report.render`, the number formats in :mod:`medcolo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,100 +202,121 @@ def _comp_notes(comp: pd.DataFrame | None, row_fields: Sequence[str]) -> list[st
     return notes
 
 
-def _arm_table(
-    key: str,
-    title: str,
-    table: pd.DataFrame,
-    cells: StudyCells,
-    ids: Sequence[str],
-    row_candidates: Sequence[str],
-    opt: TableOptions,
-    family: str,
-) -> StudyTable:
-    layout = _layout(cells, ids, row_candidates)
-    agg = _aggregate(cells, ids, layout.cond_fields)
-    comp = _comparisons(table, ids, [MEAN_LABEL], opt, cells, family)
-    columns = [field_title(f) for f in layout.row_fields] + ["n", "Mean AUC", "Δ vs baseline [CI]", "p (BH)"]
+#: one condition's row of a table: the texts of its columns after the row fields, and its data record
+_Row = tuple[list[str], dict[str, Any]]
+
+
+def _significant(c: pd.Series | None, alpha: float) -> bool:
+    """Whether the comparison ``c`` (none for a baseline row) has a BH-adjusted p below ``alpha``."""
+    return bool(c is not None and np.isfinite(c["p_adj"]) and c["p_adj"] < alpha)
+
+
+def _table_rows(
+    agg: pd.DataFrame, layout: _Layout, row: Callable[[dict[str, Any], dict[str, str]], _Row]
+) -> tuple[list[tuple[str, list[list[str]]]], pd.DataFrame]:
+    """A table's sections (rows in the paper's order, one section per value of the section fields) and its data:
+    ``row(r, cond)`` gives the columns after the row fields and the data record of one condition."""
     sections, data = [], []
     for sec, rows in _sorted_conditions(agg, layout):
         out_rows = []
         for r in rows:
-            cond = {f: r[f] for f in layout.cond_fields}
-            c = _lookup(comp, cond, MEAN_LABEL)
-            mean, std, n = r[f"{MEAN_LABEL}:mean"], r[f"{MEAN_LABEL}:std"], r[f"{MEAN_LABEL}:n"]
-            sig = c is not None and np.isfinite(c["p_adj"]) and c["p_adj"] < opt.alpha
-            cell_text = format_pm(mean, std, opt.scale, opt.decimals) + (" *" if sig else "")
-            is_ref = c is None
-            out_rows.append(
-                [value_text(f, r[f]) for f in layout.row_fields]
-                + [
-                    str(n),
-                    cell_text,
-                    "–" if is_ref else format_diff(c["diff"], c["ci_low"], c["ci_high"], opt.scale, opt.decimals),
-                    "–" if is_ref else format_p(c["p_adj"]),
-                ]
-            )
-            data.append(
-                {
-                    **cond,
-                    "n": n,
-                    "mean": mean,
-                    "std": std,
-                    "baseline": None if is_ref else c["baseline"],
-                    "diff": math.nan if is_ref else c["diff"],
-                    "ci_low": math.nan if is_ref else c["ci_low"],
-                    "ci_high": math.nan if is_ref else c["ci_high"],
-                    "ci_method": "" if is_ref else c["ci_method"],
-                    "p": math.nan if is_ref else c["p"],
-                    "p_adj": math.nan if is_ref else c["p_adj"],
-                    "family": "" if is_ref else c["family"],
-                    "significant": bool(sig),
-                    "cells": ",".join(r["cells"]),
-                }
-            )
+            texts, rec = row(r, {f: r[f] for f in layout.cond_fields})
+            out_rows.append([value_text(f, r[f]) for f in layout.row_fields] + texts)
+            data.append(rec)
         sections.append((section_text(layout.section_fields, sec), out_rows))
-    notes = _sig_note(comp, opt, family) + _comp_notes(comp, layout.row_fields)
+    return sections, pd.DataFrame(data)
+
+
+#: the comparison columns of a Table I/III row's data; on a baseline's own row (nothing compared) NaN, or these
+_COMPARED = ("baseline", "diff", "ci_low", "ci_high", "ci_method", "p", "p_adj", "family")
+_NOT_COMPARED = {"baseline": None, "ci_method": "", "family": ""}
+
+
+def _mean_row(r: dict[str, Any], cond: dict[str, str], comp: pd.DataFrame | None, opt: TableOptions) -> _Row:
+    """One condition of Table I/III: n, mean AUC ± std (marked when significant), Δ to its baseline with the CI and
+    the adjusted p (``–`` on a baseline's own row); and its data record."""
+    c = _lookup(comp, cond, MEAN_LABEL)
+    mean, std, n = r[f"{MEAN_LABEL}:mean"], r[f"{MEAN_LABEL}:std"], r[f"{MEAN_LABEL}:n"]
+    sig = _significant(c, opt.alpha)
+    texts = [
+        str(n),
+        format_pm(mean, std, opt.scale, opt.decimals) + (" *" if sig else ""),
+        "–" if c is None else format_diff(c["diff"], c["ci_low"], c["ci_high"], opt.scale, opt.decimals),
+        "–" if c is None else format_p(c["p_adj"]),
+    ]
+    compared = {k: _NOT_COMPARED.get(k, math.nan) if c is None else c[k] for k in _COMPARED}
+    rec = {**cond, "n": n, "mean": mean, "std": std, **compared, "significant": sig, "cells": ",".join(r["cells"])}
+    return texts, rec
+
+
+@dataclass(frozen=True)
+class _ArmTableKind:
+    """Table I or III: its key, title, row fields, BH family and which part of :func:`split_cells` it shows."""
+
+    key: str
+    title: str
+    row_candidates: tuple[str, ...]
+    family: str
+    part: int  # 0: the cells of Tables I/II, 1: those of Table III
+
+
+_TABLE1 = _ArmTableKind(
+    "table1",
+    "Table I. Mean AUC per colorization module and learning strategy",
+    ("model.colorizer", "stages"),
+    "Table I",
+    0,
+)
+_TABLE3 = _ArmTableKind(
+    "table3",
+    "Table III. Mean AUC across datasets: transferring T (and E) from another cell",
+    (TRANSFER_FIELD, "model.colorizer", "stages"),
+    "Table III",
+    1,
+)
+
+
+def _arm_table(table: pd.DataFrame, opt: TableOptions, kind: _ArmTableKind) -> StudyTable | None:
+    """Table I or III (``kind``) of the results ``table``; ``None`` when the study has no cells for it."""
+    cells = study_cells(table, opt.metric)
+    ids = split_cells(cells)[kind.part]
+    if not ids:
+        return None
+    layout = _layout(cells, ids, kind.row_candidates)
+    agg = _aggregate(cells, ids, layout.cond_fields)
+    comp = _comparisons(table, ids, [MEAN_LABEL], opt, cells, kind.family)
+    columns = [field_title(f) for f in layout.row_fields] + ["n", "Mean AUC", "Δ vs baseline [CI]", "p (BH)"]
+    sections, data = _table_rows(agg, layout, lambda r, cond: _mean_row(r, cond, comp, opt))
+    notes = _sig_note(comp, opt, kind.family) + _comp_notes(comp, layout.row_fields)
     return StudyTable(
-        key, title, columns, sections, _caption(layout, opt.metric), notes, pd.DataFrame(data), len(layout.row_fields)
+        kind.key, kind.title, columns, sections, _caption(layout, opt.metric), notes, data, len(layout.row_fields)
     )
 
 
 def table1(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable | None:
     """Table I: mean AUC ± std per colorizer × strategy (blocks per backbone and other conditions)."""
-    opt = opt or TableOptions()
-    cells = study_cells(table, opt.metric)
-    ids, _ = split_cells(cells)
-    if not ids:
-        return None
-    return _arm_table(
-        "table1",
-        "Table I. Mean AUC per colorization module and learning strategy",
-        table,
-        cells,
-        ids,
-        ("model.colorizer", "stages"),
-        opt,
-        "Table I",
-    )
+    return _arm_table(table, opt or TableOptions(), _TABLE1)
 
 
 def table3(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable | None:
     """Table III: for each transfer target dataset, mean AUC per source × colorizer × strategy."""
-    opt = opt or TableOptions()
-    cells = study_cells(table, opt.metric)
-    _, ids = split_cells(cells)
-    if not ids:
-        return None
-    return _arm_table(
-        "table3",
-        "Table III. Mean AUC across datasets: transferring T (and E) from another cell",
-        table,
-        cells,
-        ids,
-        (TRANSFER_FIELD, "model.colorizer", "stages"),
-        opt,
-        "Table III",
-    )
+    return _arm_table(table, opt or TableOptions(), _TABLE3)
+
+
+def _label_row(
+    r: dict[str, Any], cond: dict[str, str], labels: Sequence[str], comp: pd.DataFrame | None, opt: TableOptions
+) -> _Row:
+    """One condition of Table II: n and each label's AUC ± std, marked where it differs significantly from the
+    baseline; and its data record (each label's mean, std, adjusted p and BH family)."""
+    n = r[f"{MEAN_LABEL}:n"] if f"{MEAN_LABEL}:n" in r else r[f"{labels[0]}:n"]
+    texts, rec = [str(n)], {**cond, "n": n}
+    for label in labels:
+        c = _lookup(comp, cond, label)
+        mean, std = r[f"{label}:mean"], r[f"{label}:std"]
+        texts.append(format_pm(mean, std, opt.scale, opt.decimals) + (" *" if _significant(c, opt.alpha) else ""))
+        rec |= {f"{label}:mean": mean, f"{label}:std": std}
+        rec[f"{label}:p_adj"], rec[f"{label}:family"] = (math.nan, "") if c is None else (c["p_adj"], c["family"])
+    return texts, rec
 
 
 def table2(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable | None:
@@ -310,37 +331,11 @@ def table2(table: pd.DataFrame, opt: TableOptions | None = None) -> StudyTable |
     agg = _aggregate(cells, ids, layout.cond_fields)
     comp = _comparisons(table, ids, labels, opt, cells, "Table II")
     columns = [field_title(f) for f in layout.row_fields] + ["n", *labels]
-    sections, data = [], []
-    for sec, rows in _sorted_conditions(agg, layout):
-        out_rows = []
-        for r in rows:
-            cond = {f: r[f] for f in layout.cond_fields}
-            texts, rec = [], {**cond, "n": r[f"{MEAN_LABEL}:n"] if MEAN_LABEL in cells.labels else r[f"{labels[0]}:n"]}
-            for label in labels:
-                c = _lookup(comp, cond, label)
-                sig = c is not None and np.isfinite(c["p_adj"]) and c["p_adj"] < opt.alpha
-                texts.append(
-                    format_pm(r[f"{label}:mean"], r[f"{label}:std"], opt.scale, opt.decimals) + (" *" if sig else "")
-                )
-                rec |= {
-                    f"{label}:mean": r[f"{label}:mean"],
-                    f"{label}:std": r[f"{label}:std"],
-                    f"{label}:p_adj": math.nan if c is None else c["p_adj"],
-                    f"{label}:family": "" if c is None else c["family"],
-                }
-            out_rows.append([value_text(f, r[f]) for f in layout.row_fields] + [str(rec["n"]), *texts])
-            data.append(rec)
-        sections.append((section_text(layout.section_fields, sec), out_rows))
+    sections, data = _table_rows(agg, layout, lambda r, cond: _label_row(r, cond, labels, comp, opt))
     notes = _sig_note(comp, opt, "Table II")[1:] + _comp_notes(comp, layout.row_fields)
+    caption = _caption(layout, opt.metric)
     return StudyTable(
-        "table2",
-        "Table II. AUC per label",
-        columns,
-        sections,
-        _caption(layout, opt.metric),
-        notes,
-        pd.DataFrame(data),
-        len(layout.row_fields),
+        "table2", "Table II. AUC per label", columns, sections, caption, notes, data, len(layout.row_fields)
     )
 
 
@@ -377,6 +372,13 @@ def size_curves_one(table: pd.DataFrame, opt: TableOptions | None = None) -> tup
         return pd.DataFrame(), None
     ids, _ = split_cells(cells)
     layout = _layout(cells, ids, ("model.colorizer", "stages", "data.subset"))
+    curves = _size_curve_points(table, cells, ids, layout)
+    return curves, _size_differences(table, cells, ids, curves, opt)
+
+
+def _size_curve_points(table: pd.DataFrame, cells: StudyCells, ids: Sequence[str], layout: _Layout) -> pd.DataFrame:
+    """The points of Fig. 6 (a): one per section × arm × training-set size, with its mean number of training
+    images, mean AUC, std and number of repeats; only the sections run at several sizes when some are."""
     agg = _aggregate(cells, ids, layout.cond_fields)
     per_cell = table.drop_duplicates("cell").set_index(table.drop_duplicates("cell")["cell"].astype(str))
     n_train = pd.to_numeric(per_cell.get("n_train", pd.Series(dtype=float)), errors="coerce")
@@ -396,20 +398,28 @@ def size_curves_one(table: pd.DataFrame, opt: TableOptions | None = None) -> tup
     sizes = curves.groupby("section")["data.subset"].nunique()
     if (sizes >= 2).any():  # a section run at a single size draws no curve: leave it to Table I
         curves = curves[curves["section"].isin(sizes.index[sizes >= 2])]
-    diffs = None
-    if "stages" in cells.grid and cells.fields.loc[ids, "stages"].isin(BASELINES).any():
-        have = set(cells.fields.loc[ids, "stages"])
-        ref = "baseline-all" if "baseline-all" in have else "baseline"
-        comp = compare_to_baseline(
-            table,
-            cells=ids, baseline=ref, labels=[MEAN_LABEL], test=opt.test, metric=opt.metric, n_boot=opt.n_boot,
-            seed=opt.seed, level=opt.level, family="Fig. 6",
-        )  # fmt: skip
-        if not comp.empty:
-            key = [f for f in layout.cond_fields if f in comp.columns]
-            comp = comp.merge(curves[[*key, "section", "arm", "n_train"]], on=key, how="inner")
-            diffs = comp
-    return curves, diffs
+    return curves
+
+
+def _size_differences(
+    table: pd.DataFrame, cells: StudyCells, ids: Sequence[str], curves: pd.DataFrame, opt: TableOptions
+) -> pd.DataFrame | None:
+    """The points of Fig. 6 (b): each arm's paired difference to the fine-tuned baseline (Baseline All when run,
+    else Baseline) per condition, with the section, arm and ``n_train`` of its point in ``curves`` (matched on
+    the condition's grid fields); ``None`` without baseline cells."""
+    if "stages" not in cells.grid or not cells.fields.loc[ids, "stages"].isin(BASELINES).any():
+        return None
+    have = set(cells.fields.loc[ids, "stages"])
+    ref = "baseline-all" if "baseline-all" in have else "baseline"
+    comp = compare_to_baseline(
+        table,
+        cells=ids, baseline=ref, labels=[MEAN_LABEL], test=opt.test, metric=opt.metric, n_boot=opt.n_boot,
+        seed=opt.seed, level=opt.level, family="Fig. 6",
+    )  # fmt: skip
+    if comp.empty:
+        return None
+    key = [f for f in curves.columns if f in cells.grid and f in comp.columns]
+    return comp.merge(curves[[*key, "section", "arm", "n_train"]], on=key, how="inner")
 
 
 __all__ = [
