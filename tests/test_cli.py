@@ -34,13 +34,16 @@ def test_every_train_flag_is_in_the_one_table():
     assert set(CONFIG_FLAGS.values()) == values - {"stages.*.strategy"} | {"stages"}  # every value has its flag
 
 
-def test_evaluate_data_flags_come_from_the_same_table():
+def test_evaluate_data_and_operating_flags_come_from_the_same_table():
     p = _subparser("evaluate")
-    data_flags = _dests(p) - EVALUATE_ONLY
-    assert data_flags and all(CONFIG_FLAGS[d].startswith("data.") for d in data_flags)
+    config_flags = _dests(p) - EVALUATE_ONLY
+    assert {CONFIG_FLAGS[d].split(".")[0] for d in config_flags} == {"data", "operating"}
     a = p.parse_args(["run", "--dataset", "folder", "--root", "/x", "--option", "labels=[A]", "--batch-size", "4"])
     d = apply_flags({}, a, sections=("data",))
     assert d == {"data": {"dataset": "folder", "root": "/x", "options": {"labels": ["A"]}, "batch_size": 4}}
+    a = p.parse_args(["run", "--threshold", "sensitivity=0.9", "--temperature"])
+    operating = apply_flags({}, a, sections=("operating",))
+    assert operating == {"operating": {"threshold": "sensitivity=0.9", "temperature": True}}
 
 
 def test_flags_with_converted_values_and_exclusive_keys():

@@ -19,9 +19,6 @@ EXCEPTIONS = {
     "data/datasets/csv.py:CsvDataset._load": "the generic CSV reader's column options",
     "data/datasets/csv.py:CsvDataset._categorical": "the category-column options of the generic CSV reader",
     "data/datasets/mura.py:MURA._load": "the MURA path and study-label join (complexity 11)",
-    "study/results.py:_grid_column": "the grid column's value per key type",
-    "study/spec.py:parse_spec": "the spec's top-level keys",
-    "study/spec.py:_parse_transfers": "the transfer block's keys",
 }
 MAX_LINES, MAX_COMPLEXITY = 60, 15
 

@@ -85,7 +85,7 @@ def _predictions(path: Path, probs: np.ndarray, targets: np.ndarray, label: str)
 def test_an_unmet_rule_on_validation_is_a_warning_naming_the_label(tmp_path: Path, caplog) -> None:
     """Validation scores that rank every positive below every negative: no threshold beats chance (Youden), and
     sensitivity 0.9 is reached only by calling every image positive; the set's file records why."""
-    from medcolor.testsets import _operating_points
+    from medcolor.operating import write_set_operating_points
 
     y = np.array([0, 0, 0, 1, 1, 1], dtype=float)
     _predictions(tmp_path / "val" / "predictions.csv", np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1]), y, "PNEUMONIA")
@@ -93,9 +93,14 @@ def test_an_unmet_rule_on_validation_is_a_warning_naming_the_label(tmp_path: Pat
     _predictions(out / "predictions.csv", np.array([0.2, 0.4, 0.6, 0.8]), np.array([0, 0, 1, 1.0]), "PNEUMONIA")
     for rule, why in [("youden", "no threshold separates the classes"), ("sensitivity=0.9", "only calling every")]:
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="medcolor.testsets"):
-            _operating_points(
-                tmp_path / "val" / "predictions.csv", out, "ext", OperatingConfig(rule), seed=0, n_resamples=10
+        with caplog.at_level(logging.WARNING, logger="medcolor.operating"):
+            write_set_operating_points(
+                tmp_path / "val" / "predictions.csv",
+                out,
+                "ext",
+                OperatingConfig(rule),
+                n_resamples=10,
+                what="test set ext",
             )
         (msg,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert msg.startswith("test set ext: no operating points: threshold rule") and "label 'PNEUMONIA'" in msg

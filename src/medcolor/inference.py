@@ -21,12 +21,19 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from medcolor.config import DataConfig, TestSetConfig
+from medcolor.config import DataConfig, OperatingConfig, TestSetConfig
 from medcolor.data.readers import IMAGE_EXTENSIONS
 from medcolor.data.transforms import EvalTransform
 from medcolor.display import ColorizedSamples, colorization_figure, colorize, side_by_side
-from medcolor.errors import ConfigError, DataError, WeightsError
+from medcolor.errors import ConfigError, DataError, OptionError, WeightsError
 from medcolor.evaluation.dataset import check_finite_weights, evaluate_run, held_out_split, predict_probs
+from medcolor.operating import (
+    ThresholdRuleError,
+    operating_points,
+    read_predictions,
+    run_operating_config,
+    write_set_operating_points,
+)
 from medcolor.training.runtime import resolve_accelerator, resolve_precision
 from medcolor.utils import atomic_path, resolve_num_workers
 
@@ -47,16 +54,21 @@ def evaluate_model(
     bootstrap: int = 1000,
     progress: bool = True,
     test_sets: Mapping[str, TestSetConfig | dict[str, Any] | str | os.PathLike] | None = None,
+    operating: OperatingConfig | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """``medcolor evaluate``: a saved network on ``data`` (one official ``split`` of it; images loaded at
     ``size``, default the network's), or — without ``data`` — on the held-out split of the run it comes
     from.  Writes to ``output`` (default ``RUN/evaluate-<split>``); returns the metrics and that folder.
 
     ``test_sets``: external sets by name (a :class:`~medcolor.config.TestSetConfig`, its dict, or a YAML file
-    holding one), evaluated besides, as after training (:mod:`medcolor.testsets`), into ``RUN/test_sets/<name>/``
-    (with ``output``: ``OUTPUT/test_sets/<name>/``); their metrics are returned under ``"test_sets"``.  They need
-    the run directory (its training/validation data is checked for overlap, its validation predictions give
-    the thresholds)."""
+    holding one), evaluated besides as after training (:mod:`medcolor.testsets`) into ``RUN/test_sets/<name>/``
+    (with ``output``: ``OUTPUT/test_sets/<name>/``), their metrics under ``"test_sets"``; they need the run
+    directory (its training/validation data is checked for overlap).
+
+    Operating points as training writes them, for the evaluated data (not the run's own validation split) and
+    each test set: ``operating_points.json``, ``roc.png``, ``reliability.png`` beside their metrics; thresholds
+    chosen on the run's ``val/predictions.csv`` by ``operating`` (default: the run's own ``operating:`` section,
+    else Youden's J).  A given ``operating`` is checked before anything is predicted (:func:`_operating_rule`)."""
     from medcolor.io import load_model
 
     path = resolve_model_path(model_path)
@@ -64,14 +76,16 @@ def evaluate_model(
     check_finite_weights(model, path)
     labels, norm, model_size = model.usage(str(path))
     run_dir = path.parent
+    validation = run_dir / "val" / "predictions.csv"
+    operating = _operating_rule(path, validation, labels, operating)
     prepared = _prepare_sets(run_dir, test_sets, labels, model_size) if test_sets else None
-    dataset, name, data = _evaluation_data(path, data, split, size or model_size)
+    dataset, name, data_cfg = _evaluation_data(path, data, split, size or model_size)
     out = Path(output) if output else run_dir / f"evaluate-{name}"
     common: dict[str, Any] = {  # the same for the held-out data and the external test sets
         "size": model_size,
         "normalization": norm,
-        "batch_size": data.batch_size,
-        "num_workers": resolve_num_workers(data.num_workers, resolve_accelerator(device)),
+        "batch_size": data_cfg.batch_size,
+        "num_workers": resolve_num_workers(data_cfg.num_workers, resolve_accelerator(device)),
         "device": device,
         "bootstrap": bootstrap,
         "progress": progress,
@@ -79,14 +93,50 @@ def evaluate_model(
     metrics = evaluate_run(
         model, dataset, out, split=name, label_names=labels, precision=precision, extra={"model": str(path)}, **common
     )
+    if data is not None or name != "val":  # never thresholds tested on the data they were chosen on
+        write_set_operating_points(validation, out, name, operating, n_resamples=bootstrap)
     if prepared:
         from medcolor.testsets import evaluate_test_sets
 
-        validation = run_dir / "val" / "predictions.csv"
         metrics["test_sets"] = evaluate_test_sets(
-            model, Path(output) if output else run_dir, prepared, validation=validation, **common
+            model, Path(output) if output else run_dir, prepared, validation=validation, operating=operating, **common
         )
     return metrics, out
+
+
+def _operating_rule(
+    path: Path, validation: Path, labels: list[str], operating: OperatingConfig | None
+) -> OperatingConfig:
+    """The ``operating:`` section :func:`evaluate_model` applies: ``operating`` when given — checked before anything
+    is predicted: the validation predictions of the network's run exist and the rule can be met on them — else
+    the run's own (Youden's J outside a run).  Errors are :class:`~medcolor.errors.OptionError` of
+    ``operating.threshold``, saying how to fix them."""
+    if operating is None:
+        return run_operating_config(path.parent)
+    if not validation.is_file():
+        why = (
+            f"the run {path.parent} has no val/predictions.csv (a run writes it when it has a validation and a "
+            "test split)"
+            if (path.parent / "config.yaml").is_file()
+            else f"{path} is not inside a run directory"
+        )
+        raise OptionError(
+            ("operating.threshold", "operating.temperature"),
+            "the threshold is chosen on the validation predictions of the network's run (RUN/val/predictions.csv), "
+            f"and {why}: evaluate the run directory the network was trained in, or leave the rule out",
+        )
+    vp, vt, val_labels = read_predictions(validation)
+    if val_labels != labels:
+        raise DataError(f"{validation} has labels {val_labels} but the network {path} predicts {labels}")
+    try:
+        operating_points(
+            vp, vt, {}, labels, rule=operating.threshold, temperature_scaling=operating.temperature, n_resamples=0
+        )
+    except ThresholdRuleError as exc:
+        raise OptionError(
+            "operating.threshold", f"{exc}; choose a rule the validation data allow (a lower target, or youden)"
+        ) from None
+    return operating
 
 
 def _evaluation_data(

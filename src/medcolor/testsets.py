@@ -208,10 +208,11 @@ def evaluate_test_sets(
     ``RUN/val/predictions.csv``); ``operating``: the run's ``operating:`` section (threshold rule, temperature
     scaling; default: that of the ``config.yaml`` of the run that holds ``validation``, else Youden's J)."""
     from medcolor.evaluation.dataset import evaluate_run
+    from medcolor.operating import run_operating_config, write_set_operating_points
 
     run = Path(run_dir)
     val = Path(validation) if validation is not None else run / "val" / "predictions.csv"
-    operating = operating or _run_operating(val.parent.parent)
+    operating = operating or run_operating_config(val.parent.parent)
     results: dict[str, dict[str, Any]] = {}
     for name, (ds, mapping, overlap) in prepared.items():
         out = run / TEST_SETS_DIR / name
@@ -239,49 +240,12 @@ def evaluate_test_sets(
                 metrics["ci95"][r] = None
         metrics |= {"test_set": name, "labels_mapped": dict(mapping), "left_out": left_out, "overlap": overlap}
         write_json(out / "metrics.json", metrics)
-        _operating_points(val, out, name, operating, seed=seed, n_resamples=bootstrap)
+        write_set_operating_points(val, out, name, operating, n_resamples=bootstrap, seed=seed, what=f"test set {name}")
         mean = "n/a" if metrics["mean_auc"] is None else f"{metrics['mean_auc']:.4f}"
         left = f"; left out: {left_out}" if left_out else ""
         log.info(f"test set {name}: {metrics['n_samples']} images, mean AUC {mean}{left}")
         results[name] = metrics
     return results
-
-
-def _run_operating(run: Path) -> Any:
-    """The ``operating:`` section of the run in ``run`` (its ``config.yaml``), or the default one."""
-    from medcolor.config import OperatingConfig, RunConfig
-
-    return RunConfig.from_yaml(run / "config.yaml").operating if (run / "config.yaml").is_file() else OperatingConfig()
-
-
-def _operating_points(val: Path, out: Path, name: str, operating: Any, *, seed: int, n_resamples: int) -> Path | None:
-    """Thresholds of the validation predictions ``val`` applied to the set: ``out/operating_points.json`` with its
-    ROC and reliability figures (none without validation predictions; a rule that cannot be met is recorded)."""
-    from medcolor.operating import operating_points, plot_reliability, plot_roc, read_predictions
-    from medcolor.operating.run import unmet_rule
-    from medcolor.operating.thresholds import ThresholdRuleError
-
-    if not val.is_file():
-        log.info(f"test set {name}: no operating points (no validation predictions in {val})")
-        return None
-    vp, vt, labels = read_predictions(val)
-    p, t, set_labels = read_predictions(out / "predictions.csv")
-    if set_labels != labels:
-        raise DataError(f"{out / 'predictions.csv'} has labels {set_labels} but {val} has {labels}")
-    try:
-        ops = operating_points(
-            vp, vt, {name: (p, t)}, labels, rule=operating.threshold, temperature_scaling=operating.temperature,
-            n_resamples=n_resamples, seed=seed,
-        )  # fmt: skip
-    except ThresholdRuleError as exc:
-        log.warning(f"test set {name}: no operating points: {exc}")
-        return write_json(out / "operating_points.json", unmet_rule(exc, operating.threshold, operating.temperature))
-    figures = {}
-    if ops.sets[name]["labels"]:
-        figures["roc"] = plot_roc(ops, name, p, t, out / "roc.png").name
-        figures["reliability"] = plot_reliability(ops, name, out / "reliability.png").name
-    ops.sets[name]["figures"] = figures
-    return write_json(out / "operating_points.json", ops.to_dict() | {"validation": "val", "n_validation": len(vp)})
 
 
 __all__ = [

@@ -41,6 +41,8 @@ RUN_FILES = [
     "test/predictions.csv",
     "val/metrics.json",
     "evaluate-valid/predictions.csv",
+    "evaluate-valid/operating_points.json",
+    "evaluate-valid/roc.png",
     "synthetic-data/labels.csv",
     "synthetic-data/synthetic.json",
     "synthetic-data/images/00001.png",
@@ -186,6 +188,7 @@ WRITTEN_BY_A_RUN = [
     *(f"[0-9]*-*/{n}" for n in _STAGE),
     *("[0-9]*-*/checkpoints/*.ckpt", "[0-9]*-*/checkpoints/.*.tmp"),
     *(f"{d}/{n}" for d in ("test", "val", "evaluate-*") for n in ("metrics.json", "predictions.csv", ".*.tmp")),
+    *("evaluate-*/operating_points.json", "evaluate-*/*.png"),  # medcolor evaluate's operating points
     *("synthetic-data/labels.csv", "synthetic-data/synthetic.json", "synthetic-data/.*.tmp"),
     *("synthetic-data/images/*.png", "synthetic-data/images/.*.tmp"),
 ]

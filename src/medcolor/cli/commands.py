@@ -9,12 +9,13 @@ from typing import Any
 
 from medcolor.cli.export import run as run_export_command
 from medcolor.cli.outputs import check_output
-from medcolor.cli.parser import apply_flags, config_from_args
+from medcolor.cli.parser import EVALUATE_OPERATING_FLAGS, apply_flags, config_from_args
 from medcolor.cli.study import run as run_study_command
 from medcolor.config import (
     MAX_BOOTSTRAP,
     MAX_SEED,
     MAX_SIZE,
+    OperatingConfig,
     RunConfig,
     StageConfig,
     check_dataset_options,
@@ -83,6 +84,8 @@ def _ci(c: list[float] | None) -> str:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from medcolor.config import read_data_config
     from medcolor.inference import evaluate_model
+    from medcolor.operating import OPERATING_POINTS_FILE
+    from medcolor.testsets import TEST_SETS_DIR
 
     check_number("--bootstrap", a.bootstrap, integer=True, at_least=0, at_most=MAX_BOOTSTRAP)
     check_precision(a.precision)
@@ -106,14 +109,60 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         precision=a.precision,
         bootstrap=a.bootstrap,
         test_sets=test_sets or None,
+        operating=_operating_flags(a),
     )
     _print_metrics(metrics)
+    _print_operating_points(out / OPERATING_POINTS_FILE)
     print(f"written: {out / 'metrics.json'}, {out / 'predictions.csv'}")
-    for name, m in (metrics.get("test_sets") or {}).items():
+    _print_test_sets(metrics.get("test_sets") or {}, Path(a.output or out.parent) / TEST_SETS_DIR)
+    return 0
+
+
+def _operating_flags(a: argparse.Namespace) -> OperatingConfig | None:
+    """The ``operating:`` section the flags of ``evaluate`` give (checked), or None when none is given (the run's
+    own rule then)."""
+    if all(getattr(a, k) is None for k in EVALUATE_OPERATING_FLAGS):
+        return None
+    return RunConfig.from_dict(apply_flags({}, a, sections=("operating",)), where=None).operating
+
+
+def _print_test_sets(results: dict[str, dict[str, Any]], folder: Path) -> None:
+    """Per external test set: its mean AUC, the labels left out of it, its operating points."""
+    from medcolor.operating import OPERATING_POINTS_FILE
+
+    for name, m in results.items():
         mean = "n/a" if m["mean_auc"] is None else f"{m['mean_auc']:.4f}"
         left = f" (left out: {', '.join(f'{k}: {v}' for k, v in m['left_out'].items())})" if m["left_out"] else ""
         print(f"test set {name}: mean AUC {mean} on {m['n_samples']} images{left}")
-    return 0
+        _print_operating_points(folder / name / OPERATING_POINTS_FILE)
+
+
+def _print_operating_points(path: Path) -> None:
+    """The operating points of one evaluated set (its ``operating_points.json``): per label the threshold and, at
+    it, sensitivity, specificity, PPV, NPV and accuracy with their 95% CIs; or why there are none."""
+    import json
+
+    if not path.is_file():
+        print("  no operating points (they need the run's val/predictions.csv, and data other than it)")
+        return
+    ops = json.loads(path.read_text())
+    if "error" in ops:
+        print(f"  no operating points: {ops['error']}")
+        return
+    scaled = ", temperature-scaled" if ops.get("temperature_scaling") else ""
+    for name, rec in ops["sets"].items():
+        for label, e in rec["labels"].items():
+            rates = ", ".join(f"{m} {_pct(e[m])}" for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy"))
+            print(f"  {name} {label}: threshold {e['threshold']:.4g} ({ops['rule']} on validation{scaled}): {rates}")
+        for label, why in rec["left_out"].items():
+            print(f"  {name} {label}: no operating point ({why})")
+    print(f"  operating points: {path}")
+
+
+def _pct(m: dict[str, Any]) -> str:
+    ci = m.get("ci")
+    value = "n/a" if m["value"] is None else f"{100 * m['value']:.1f} %"
+    return value + (f" ({100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else "")
 
 
 def cmd_predict(a: argparse.Namespace) -> int:

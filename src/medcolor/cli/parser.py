@@ -148,6 +148,8 @@ FLAGS: list[Flag] = _flags()
 CONFIG_FLAGS: dict[str, str] = {f.dest: f.key for f in FLAGS}
 #: the data flags of ``medcolor evaluate``
 EVALUATE_DATA_FLAGS = ("dataset", "root", "csv", "option", "size", "batch_size", "num_workers", "cache_dir")
+#: the operating-point flags of ``medcolor evaluate`` (those of ``operating:``)
+EVALUATE_OPERATING_FLAGS = tuple(f.dest for f in FLAGS if f.group == "operating")
 GROUP_TITLES = {"data": "data", "model": "model (T, E, C)", "stages": "stages and optimisation"}
 GROUP_TITLES |= {"trainer": "hardware", "operating": "operating points", "run": "run"}
 
@@ -219,7 +221,11 @@ def _add_evaluate(sub: Any) -> None:
     e = sub.add_parser("evaluate", help="AUCs of a trained network on a dataset (per label, mean, 95%% CI)")
     e.add_argument("model", metavar="RUN_OR_MODEL", help="a run directory or a model.safetensors")
     e.add_argument("--config", help="YAML with a data: section (default: the run's own test split)")
-    _add_config_flags(e, EVALUATE_DATA_FLAGS)
+    groups = _add_config_flags(e, EVALUATE_DATA_FLAGS + EVALUATE_OPERATING_FLAGS)
+    groups["operating"].description = (
+        "thresholds chosen on the run's validation predictions (RUN/val/predictions.csv), applied to the evaluated "
+        "data and every --test-set; without these flags, the run's own operating: section"
+    )
     e.add_argument("--split", help="official split of the dataset to evaluate (e.g. valid, test)")
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the 95%% CI (default 1000)")
     e.add_argument("--precision", default="32-true", help="32-true (default, as predict) | bf16-mixed | auto")

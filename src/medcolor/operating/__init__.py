@@ -23,7 +23,9 @@ out of that label.  A label with a single class in a set has no ROC: it is left 
 called positive, or none) is a :class:`ThresholdRuleError` naming the rule and the best value reachable.
 
 :func:`write_run_operating_points` writes ``operating_points.json`` and, per test set, ``roc-<set>.png`` and
-``reliability-<set>.png`` into a run directory from its ``val/predictions.csv`` and ``<set>/predictions.csv``.
+``reliability-<set>.png`` into a run directory from its ``val/predictions.csv`` and ``<set>/predictions.csv``;
+:func:`write_set_operating_points` the same for one set in its own folder (an external test set, the output of
+``medcolor evaluate``).
 
 Modules: :mod:`~medcolor.operating.thresholds` (rules, thresholds, metrics at a threshold),
 :mod:`~medcolor.operating.calibration` (Brier, ECE, temperature), :mod:`~medcolor.operating.sets` (whole sets and
@@ -44,8 +46,10 @@ from medcolor.operating.run import (
     RELIABILITY_FIGURE,
     ROC_FIGURE,
     read_predictions,
+    run_operating_config,
     run_operating_points,
     write_run_operating_points,
+    write_set_operating_points,
 )
 from medcolor.operating.sets import OperatingPoints, operating_points, plot_reliability, plot_roc
 from medcolor.operating.thresholds import (
@@ -82,7 +86,9 @@ __all__ = [
     "read_predictions",
     "reliability_bins",
     "roc_points",
+    "run_operating_config",
     "run_operating_points",
     "single_class",
     "write_run_operating_points",
+    "write_set_operating_points",
 ]

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from medcolor.config import OperatingConfig, RunConfig
 from medcolor.errors import ConfigError, DataError
 from medcolor.operating.sets import operating_points, plot_reliability, plot_roc
 from medcolor.operating.thresholds import ThresholdRule, ThresholdRuleError
@@ -80,6 +81,54 @@ def write_run_operating_points(
         ops.sets[name]["figures"] = figures
     d = ops.to_dict() | {"validation": validation, "n_validation": len(vp)}
     return write_json(run / OPERATING_POINTS_FILE, d)
+
+
+def run_operating_config(run_dir: str | os.PathLike) -> OperatingConfig:
+    """The ``operating:`` section of the run in ``run_dir`` (its ``config.yaml``), or the default one (Youden's J,
+    no temperature scaling) outside a run."""
+    cfg = Path(run_dir) / "config.yaml"
+    return RunConfig.from_yaml(cfg).operating if cfg.is_file() else OperatingConfig()
+
+
+def write_set_operating_points(
+    validation: str | os.PathLike,
+    folder: str | os.PathLike,
+    name: str,
+    operating: OperatingConfig | None = None,
+    *,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    what: str | None = None,
+) -> Path | None:
+    """The thresholds of the validation predictions ``validation`` (by ``operating``: threshold rule, temperature
+    scaling; default Youden's J) applied to the set ``name`` whose predictions are ``folder/predictions.csv``:
+    ``folder/operating_points.json`` with ``roc.png`` and ``reliability.png`` (an external test set's folder,
+    ``medcolor evaluate``'s output).  None without validation predictions; a rule that cannot be met is logged as
+    a warning (starting with ``what``, default the name) and recorded (``error``, ``rule``)."""
+    val, out, what = Path(validation), Path(folder), what or name
+    operating = operating or OperatingConfig()
+    rule, temperature_scaling = operating.threshold, operating.temperature
+    if not val.is_file():
+        log.info(f"{what}: no operating points (no validation predictions in {val})")
+        return None
+    vp, vt, labels = read_predictions(val)
+    p, t, set_labels = read_predictions(out / "predictions.csv")
+    if set_labels != labels:
+        raise DataError(f"{out / 'predictions.csv'} has labels {set_labels} but {val} has {labels}")
+    try:
+        ops = operating_points(
+            vp, vt, {name: (p, t)}, labels, rule=rule, temperature_scaling=temperature_scaling,
+            n_resamples=n_resamples, seed=seed,
+        )  # fmt: skip
+    except ThresholdRuleError as exc:
+        log.warning(f"{what}: no operating points: {exc}")
+        return write_json(out / OPERATING_POINTS_FILE, unmet_rule(exc, rule, temperature_scaling))
+    figures = {}
+    if ops.sets[name]["labels"]:
+        figures["roc"] = plot_roc(ops, name, p, t, out / "roc.png").name
+        figures["reliability"] = plot_reliability(ops, name, out / "reliability.png").name
+    ops.sets[name]["figures"] = figures
+    return write_json(out / OPERATING_POINTS_FILE, ops.to_dict() | {"validation": "val", "n_validation": len(vp)})
 
 
 def run_operating_points(

@@ -281,15 +281,32 @@ def _coerce(df: pd.DataFrame, grid_columns: list[str]) -> pd.DataFrame:
     return df
 
 
+def _missing(v: Any) -> bool:
+    """A grid value a cell does not have: None or NaN."""
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _value_kind(v: Any) -> str:
+    """``bool``, ``int``, ``float`` or ``text``: how a grid value is stored in the table."""
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    return "float" if isinstance(v, float) else "text"
+
+
 def _grid_column(s: pd.Series) -> pd.Series:
-    vals = [v for v in s if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if vals and all(isinstance(v, bool) for v in vals) and len(vals) == len(s):
+    """A grid field's column typed by its values: bool or int64 when every cell has one, float64 when they are
+    numbers (a missing one NaN), else text (a missing one None)."""
+    kinds = {_value_kind(v) for v in s if not _missing(v)}
+    complete = not any(_missing(v) for v in s)
+    if complete and kinds == {"bool"}:
         return s.astype(bool)
-    if vals and all(isinstance(v, int) and not isinstance(v, bool) for v in vals) and len(vals) == len(s):
+    if complete and kinds == {"int"}:
         return s.astype("int64")
-    if vals and all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
+    if kinds and kinds <= {"int", "float"}:
         return s.astype("float64")
-    return s.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).astype(object)
+    return s.map(lambda v: None if _missing(v) else str(v)).astype(object)
 
 
 def build_table(study_dir: str | os.PathLike, plan: Plan) -> pd.DataFrame:

@@ -45,7 +45,6 @@ import json
 import os
 import re
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,64 +70,13 @@ from medcolor.study.resources import (
     parse_resources,
     parse_time_minutes,
 )
+from medcolor.study.spec_objects import Axis, Spec, TransferSpec, Value
 from medcolor.study.spec_yaml import SpecError, read_spec_yaml
 
 TOP_KEYS = ("name", "description", "base", "stage_defaults", "grid", "cells", "exclude", "transfer", "executor")
 TOP_KEYS += ("resources", "estimate", "test_sets")
 TRANSFER_KEYS = ("from", "use", "stage", "match")
 TRANSFER_USES = ("colorizer", "model")
-
-
-# ----------------------------------------------------------------------------- spec objects
-@dataclass
-class Value:
-    """One alternative of a grid axis: ``label`` is what the results table shows."""
-
-    label: Any
-    value: Any
-    line: int | None = None
-
-
-@dataclass
-class Axis:
-    key: str
-    values: list[Value]
-    line: int | None = None
-
-
-@dataclass
-class TransferSpec:
-    name: str
-    select: dict[str, list[Any]]
-    use: str
-    stage: int | str | None
-    match: list[str] | None
-    line: int | None = None
-
-
-@dataclass
-class Spec:
-    name: str
-    base: dict[str, Any]
-    path: str = "<spec>"
-    description: str | None = None
-    stage_defaults: dict[str, Any] = field(default_factory=dict)
-    grid: list[Axis] = field(default_factory=list)
-    groups: dict[str, list[Axis]] = field(default_factory=dict)
-    exclude: list[tuple[dict[str, list[Any]], int | None]] = field(default_factory=list)
-    transfers: dict[str, TransferSpec] = field(default_factory=dict)
-    executor: dict[str, Any] = field(default_factory=dict)
-    resources: Resources = field(default_factory=Resources)
-    estimate: dict[str, Any] = field(default_factory=dict)
-    text: str = ""
-    lines: dict[tuple, int] = field(default_factory=dict)
-
-    def at(self, *path: Any) -> str:
-        """``file:line`` of a key path (the nearest enclosing key that has a line)."""
-        p = tuple(path)
-        while p and p not in self.lines:
-            p = p[:-1]
-        return f"{self.path}:{self.lines[p]}" if p in self.lines else self.path
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -148,20 +96,12 @@ def load_spec(path: str | os.PathLike) -> Spec:
 
 
 def parse_spec(text: str, where: str = "<spec>") -> Spec:
+    """A study spec from its YAML ``text`` (``where``: the file, named in errors): each section parsed and
+    checked against the base run configuration, in the order later sections need them."""
     data, lines = read_spec_yaml(text, where)
     spec = Spec(name="", base={}, path=where, text=text, lines=lines)
-    for key in data:
-        if key not in TOP_KEYS:
-            raise SpecError(
-                f"{spec.at(key)}: unknown key {key!r}.{did_you_mean(str(key), TOP_KEYS)} "
-                f"Valid keys: {', '.join(TOP_KEYS)}"
-            )
-    name = data.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
-        raise SpecError(
-            f"{spec.at('name')}: name: give the study a name of letters, digits, '.', '_', '-' (got {name!r})"
-        )
-    spec.name = name
+    _check_keys(spec, data, TOP_KEYS, ())
+    spec.name = _parse_name(spec, data.get("name"))
     spec.description = data.get("description")
     base = data.get("base")
     if not isinstance(base, dict):
@@ -171,9 +111,39 @@ def parse_spec(text: str, where: str = "<spec>") -> Spec:
     _add_test_sets(spec, data.get("test_sets"))
     spec.transfers = _parse_transfers(spec, data.get("transfer") or {})
     spec.grid = _parse_axes(spec, data.get("grid") or {}, ("grid",))
-    groups = data.get("cells") or {}
+    spec.groups = _parse_groups(spec, data.get("cells") or {})
+    spec.exclude = _parse_exclude(spec, data.get("exclude") or [])
+    spec.executor = parse_executor(spec, data.get("executor") or {})
+    spec.resources = parse_resources(spec, data.get("resources") or {})
+    spec.estimate = parse_estimate(spec, data.get("estimate") or {})
+    _check_selector_keys(spec)
+    return spec
+
+
+def _check_keys(spec: Spec, d: dict[str, Any], valid: tuple[str, ...], path: tuple, label: str = "") -> None:
+    """Every key of the mapping ``d`` at ``path`` is one of ``valid``; else an error naming the file and line,
+    the key, the nearest valid one and all of them (``label``: the mapping's name in the message)."""
+    for k in d:
+        if k not in valid:
+            raise SpecError(
+                f"{spec.at(*path, k)}: {label}unknown key {k!r}.{did_you_mean(str(k), valid)} "
+                f"Valid keys: {', '.join(valid)}"
+            )
+
+
+def _parse_name(spec: Spec, name: Any) -> str:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise SpecError(
+            f"{spec.at('name')}: name: give the study a name of letters, digits, '.', '_', '-' (got {name!r})"
+        )
+    return name
+
+
+def _parse_groups(spec: Spec, groups: Any) -> dict[str, list[Axis]]:
+    """``cells:``: named groups of grid keys, each a slug (it starts its cells' folder names)."""
     if not isinstance(groups, dict):
         raise SpecError(f"{spec.at('cells')}: cells: expected a mapping of group name -> grid keys")
+    out: dict[str, list[Axis]] = {}
     for g, axes in groups.items():
         if not isinstance(g, str) or not re.fullmatch(GROUP_NAME, g):
             raise SpecError(
@@ -182,13 +152,8 @@ def parse_spec(text: str, where: str = "<spec>") -> Spec:
             )
         if not isinstance(axes, dict):
             raise SpecError(f"{spec.at('cells', g)}: cells.{g}: expected a mapping of grid keys")
-        spec.groups[str(g)] = _parse_axes(spec, axes, ("cells", g))
-    spec.exclude = _parse_exclude(spec, data.get("exclude") or [])
-    spec.executor = parse_executor(spec, data.get("executor") or {})
-    spec.resources = parse_resources(spec, data.get("resources") or {})
-    spec.estimate = parse_estimate(spec, data.get("estimate") or {})
-    _check_selector_keys(spec)
-    return spec
+        out[str(g)] = _parse_axes(spec, axes, ("cells", g))
+    return out
 
 
 def _config_error_at(spec: Spec, path: tuple, exc: ConfigError, prefix: str = "") -> SpecError:
@@ -348,39 +313,36 @@ def _check_value(spec: Spec, key: str, v: Value, path: tuple) -> None:
 def _parse_transfers(spec: Spec, d: Any) -> dict[str, TransferSpec]:
     if not isinstance(d, dict):
         raise SpecError(f"{spec.at('transfer')}: transfer: expected a mapping of name -> {{from:, use:}}")
-    out = {}
-    for name, t in d.items():
-        path = ("transfer", name)
-        if not isinstance(t, dict):
-            raise SpecError(f"{spec.at(*path)}: transfer.{name}: expected a mapping with from:, use: (and stage:)")
-        for k in t:
-            if k not in TRANSFER_KEYS:
-                raise SpecError(
-                    f"{spec.at(*path, k)}: transfer.{name}: unknown key {k!r}.{did_you_mean(str(k), TRANSFER_KEYS)} "
-                    f"Valid keys: {', '.join(TRANSFER_KEYS)}"
-                )
-        sel = t.get("from")
-        if not isinstance(sel, dict) or not sel:
-            raise SpecError(
-                f"{spec.at(*path, 'from')}: transfer.{name}.from: give the source cell's grid values, "
-                "e.g. {cells: source, stages: color-module}"
-            )
-        use = t.get("use", "colorizer")
-        if use not in TRANSFER_USES:
-            raise SpecError(
-                f"{spec.at(*path, 'use')}: transfer.{name}.use: {use!r} is not one of {', '.join(TRANSFER_USES)} "
-                "(colorizer: T only -> model.colorizer_from; model: T and E -> model.init_from)"
-            )
-        stage = t.get("stage")
-        if stage is not None and not (isinstance(stage, int) and stage >= 1) and not isinstance(stage, str):
-            raise SpecError(f"{spec.at(*path, 'stage')}: transfer.{name}.stage: a stage number (1, 2...) or strategy")
-        match = t.get("match")
-        if match is not None and not (isinstance(match, list) and all(isinstance(m, str) for m in match)):
-            raise SpecError(f"{spec.at(*path, 'match')}: transfer.{name}.match: a list of grid keys")
-        out[str(name)] = TransferSpec(
-            str(name), {str(k): _as_list(k, v) for k, v in sel.items()}, use, stage, match, spec.lines.get(path)
+    return {str(name): _parse_transfer(spec, name, t) for name, t in d.items()}
+
+
+def _parse_transfer(spec: Spec, name: Any, t: Any) -> TransferSpec:
+    """One ``transfer:`` entry: the source cell's grid values (``from``), what the target takes (``use``), from
+    which stage (``stage``) and the grid keys it must share with its source (``match``)."""
+    path = ("transfer", name)
+    if not isinstance(t, dict):
+        raise SpecError(f"{spec.at(*path)}: transfer.{name}: expected a mapping with from:, use: (and stage:)")
+    _check_keys(spec, t, TRANSFER_KEYS, path, f"transfer.{name}: ")
+    sel = t.get("from")
+    if not isinstance(sel, dict) or not sel:
+        raise SpecError(
+            f"{spec.at(*path, 'from')}: transfer.{name}.from: give the source cell's grid values, "
+            "e.g. {cells: source, stages: color-module}"
         )
-    return out
+    use = t.get("use", "colorizer")
+    if use not in TRANSFER_USES:
+        raise SpecError(
+            f"{spec.at(*path, 'use')}: transfer.{name}.use: {use!r} is not one of {', '.join(TRANSFER_USES)} "
+            "(colorizer: T only -> model.colorizer_from; model: T and E -> model.init_from)"
+        )
+    stage = t.get("stage")
+    if stage is not None and not (isinstance(stage, int) and stage >= 1) and not isinstance(stage, str):
+        raise SpecError(f"{spec.at(*path, 'stage')}: transfer.{name}.stage: a stage number (1, 2...) or strategy")
+    match = t.get("match")
+    if match is not None and not (isinstance(match, list) and all(isinstance(m, str) for m in match)):
+        raise SpecError(f"{spec.at(*path, 'match')}: transfer.{name}.match: a list of grid keys")
+    selector = {str(k): _as_list(k, v) for k, v in sel.items()}
+    return TransferSpec(str(name), selector, use, stage, match, spec.lines.get(path))
 
 
 def _as_list(key: Any, v: Any) -> list[Any]:

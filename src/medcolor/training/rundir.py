@@ -51,6 +51,8 @@ _MARKER_FORMAT = "medcolor-run"
 
 _TMP = ".*.tmp"  # what utils.atomic_path leaves behind when killed mid-write
 _SPLIT: dict[str, Any] = {"files": (METRICS_FILE, PREDICTIONS_FILE, _TMP)}
+#: a set evaluated with its own operating points (medcolor.operating.write_set_operating_points)
+_SET: dict[str, Any] = {"files": (METRICS_FILE, PREDICTIONS_FILE, "operating_points.json", "*.png", _TMP)}
 #: Every file and folder a run writes, as name patterns (fnmatch): ``files`` of a folder, and ``dirs`` with
 #: their own layout.  ``--overwrite`` removes what matches and refuses a folder holding anything else.
 #: a tree medcolor writes through another library (MLflow's file store): every name is its own
@@ -78,10 +80,8 @@ RUN_LAYOUT: dict[str, Any] = {
         "mlruns": _ANY,  # trainer.logger: mlflow (its local file store)
         "test": _SPLIT,
         "val": _SPLIT,
-        "evaluate-*": _SPLIT,  # medcolor evaluate RUN (its default output)
-        "test_sets": {  # medcolor.testsets: one folder per external test set
-            "dirs": {"*": {"files": (METRICS_FILE, PREDICTIONS_FILE, "operating_points.json", "*.png", _TMP)}}
-        },
+        "evaluate-*": _SET,  # medcolor evaluate RUN (its default output)
+        "test_sets": {"dirs": {"*": _SET}},  # medcolor.testsets: one folder per external test set
         "synthetic-data": {  # the generated dataset of data.dataset: synthetic
             "files": ("labels.csv", "synthetic.json", _TMP),
             "dirs": {"images": {"files": ("*.png", _TMP)}},
