@@ -127,3 +127,41 @@ def test_study_level_aggregation():
     assert np.allclose(p[:, 0], [0.3, 0.8, 0.1]) and np.array_equal(t[:, 0], [0, 1, 0])
     r = summarize(probs, targets, ["abnormal"], study_ids=studies)
     assert r.study_mean_auc == 1.0 and r.extra["n_studies"] == 3
+
+
+def test_evaluate_run_passes_the_prediction_settings_to_predict_probs(shared_path, tmp_path) -> None:
+    """``evaluate_run``'s batch size / precision / device reach :func:`predict_probs` (its defaults, one place):
+    on 16 real Kermany images the written probabilities are predict_probs' at those settings, the batch size
+    changes none of them, and a setting predict_probs does not take is refused."""
+    import json
+
+    import pandas as pd
+
+    from medcolor.data import FolderDataset
+    from medcolor.data.bundle import NetworkView
+    from medcolor.data.transforms import EvalTransform
+    from medcolor.evaluation import evaluate_run, predict_probs
+
+    full = FolderDataset(shared_path("data", "kermany-pneumonia-224"), split="train", patient_regex="kermany")
+    positive = np.flatnonzero(full.labels[:, 0] == 1)
+    ds = full.subset(np.r_[np.flatnonzero(full.labels[:, 0] == 0)[:8], positive[:8]])
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(16, 1))
+    norm = {"mean": 0.5, "std": 0.25}
+    runs = {}
+    for batch_size in (3, 16):
+        out = tmp_path / f"b{batch_size}"
+        metrics = evaluate_run(
+            model, ds, out, split="test", size=32, normalization=norm, bootstrap=20, batch_size=batch_size
+        )
+        runs[batch_size] = (metrics, pd.read_csv(out / "predictions.csv"))
+        assert json.loads((out / "metrics.json").read_text())["split"] == "test"
+    view = NetworkView(ds, EvalTransform(32, norm["mean"], norm["std"]))
+    expected = predict_probs(model, view, batch_size=5)[:, 0]
+    name = ds.label_names[0]
+    for _, predictions in runs.values():
+        np.testing.assert_allclose(predictions[f"prob:{name}"].to_numpy(), expected, rtol=1e-6)
+        assert predictions["path"].tolist() == [str(p) for p in ds.paths]
+    assert 0 <= runs[3][0]["mean_auc"] <= 1 and runs[3][0]["mean_auc"] == runs[16][0]["mean_auc"]
+    with pytest.raises(TypeError, match="batchsize"):
+        evaluate_run(model, ds, tmp_path / "x", split="test", size=32, normalization=norm, batchsize=4)

@@ -164,9 +164,34 @@ def make_dataset(cfg: DataOptions, split: str | None = None, *, synthetic_dir: P
 
 def build_data(cfg: DataOptions, *, synthetic_dir: Path | None = None) -> DataBundle:
     """Datasets for training (after split and subset), validation and testing, with normalisation."""
-    from medcolor.data.splits import check_no_leak, label_subset, patient_split
-
     full = make_dataset(cfg, cfg.train_split, synthetic_dir=synthetic_dir)
+    info: dict[str, Any] = {"dataset_rows": len(full)}
+    skipped = getattr(full, "skipped", None)
+    kept_out = skipped if skipped is not None and len(skipped) else None
+    if kept_out is not None:
+        info["skipped_rows"] = len(kept_out)
+    train, val, test = _split(cfg, full, synthetic_dir)
+    train_full = None
+    if cfg.subset is not None:
+        train_full, train = train, _draw_subset(cfg, train, info)
+    _check_not_empty(train, val, test)
+    if cfg.cache_dir:
+        fill_cache([train, val, test], workers=resolve_num_workers(cfg.num_workers, "cpu"))  # decoding is CPU work
+    mean, std = _normalisation(cfg, train)
+    info.update(
+        train=len(train),
+        val=len(val),
+        test=len(test) if test is not None else 0,
+        train_patients=len(set(train.patient_ids)),
+        label_names=list(train.label_names),
+    )
+    names = list(train.label_names)
+    return DataBundle(train, val, test, names, cfg.size, mean, std, cfg.dataset, info, kept_out, train_full)
+
+
+def _split_fractions(cfg: DataOptions) -> dict[str, float]:
+    """The parts given as fractions of the patients (``val``, ``test``, then ``train``, the rest); empty when
+    both are official split names or None."""
     fractions: dict[str, float] = {}
     for part in ("val", "test"):
         v = getattr(cfg, part)
@@ -174,14 +199,20 @@ def build_data(cfg: DataOptions, *, synthetic_dir: Path | None = None) -> DataBu
             if not 0 < v < 1:
                 raise ConfigError(f"data.{part} must be a fraction in (0, 1) or a split name, got {v}")
             fractions[part] = v
-    info: dict[str, Any] = {"dataset_rows": len(full)}
-    skipped = getattr(full, "skipped", None)
-    if skipped is not None and len(skipped):
-        info["skipped_rows"] = len(skipped)
     if fractions:
         fractions["train"] = 1 - sum(fractions.values())
         if fractions["train"] <= 0:
             raise ConfigError(f"data.val + data.test leave no training data ({fractions})")
+    return fractions
+
+
+def _split(cfg: DataOptions, full: Any, synthetic_dir: Path | None) -> tuple[Any, Any, Any]:
+    """Train, val and test: a fraction of ``full``'s patients each (a patient-level split, checked for leaks),
+    the official split named by ``data.val`` / ``data.test``, or None (``data.test: none``)."""
+    from medcolor.data.splits import check_no_leak, patient_split
+
+    fractions = _split_fractions(cfg)
+    if fractions:
         parts = patient_split(full.patient_ids, fractions, seed=cfg.split_seed)
         check_no_leak(parts, full.patient_ids)
         train = full.subset(parts["train"])
@@ -196,31 +227,25 @@ def build_data(cfg: DataOptions, *, synthetic_dir: Path | None = None) -> DataBu
             return make_dataset(cfg, v, synthetic_dir=synthetic_dir)
         return full.subset(parts[part])
 
-    val, test = held_out("val"), held_out("test")
-    train_full = None
-    if cfg.subset is not None:
-        s = cfg.subset
-        idx = label_subset(train.raw_labels, seed=cfg.split_seed * 1000 + cfg.subset_draw, **s.draw_kwargs())
-        info["subset"] = {"requested": s, "draw": cfg.subset_draw, "images": len(idx), "of": len(train)}
-        train_full, train = train, train.subset(idx)
+    return train, held_out("val"), held_out("test")
+
+
+def _draw_subset(cfg: DataOptions, train: Any, info: dict[str, Any]) -> Any:
+    """The label-proportional training subset ``data.subset`` (draw ``data.subset_draw``), recorded in ``info``."""
+    from medcolor.data.splits import label_subset
+
+    s = cfg.subset
+    idx = label_subset(train.raw_labels, seed=cfg.split_seed * 1000 + cfg.subset_draw, **s.draw_kwargs())
+    info["subset"] = {"requested": s, "draw": cfg.subset_draw, "images": len(idx), "of": len(train)}
+    return train.subset(idx)
+
+
+def _check_not_empty(train: Any, val: Any, test: Any | None) -> None:
     for name, ds in (("train", train), ("val", val)):
         if ds is None or len(ds) == 0:
             raise DataError(f"the {name} split is empty; use more data or change data.val/data.test")
     if test is not None and len(test) == 0:
         raise DataError("the test split is empty; use more data, a larger data.test, or data.test: none")
-    if cfg.cache_dir:
-        fill_cache([train, val, test], workers=resolve_num_workers(cfg.num_workers, "cpu"))  # decoding is CPU work
-    mean, std = _normalisation(cfg, train)
-    info.update(
-        train=len(train),
-        val=len(val),
-        test=len(test) if test is not None else 0,
-        train_patients=len(set(train.patient_ids)),
-        label_names=list(train.label_names),
-    )
-    kept_out = skipped if skipped is not None and len(skipped) else None
-    names = list(train.label_names)
-    return DataBundle(train, val, test, names, cfg.size, mean, std, cfg.dataset, info, kept_out, train_full)
 
 
 def fill_cache(datasets: list[Any], *, workers: int = 0) -> dict[str, Any] | None:

@@ -282,8 +282,6 @@ class ImageCache:
         images are reported in a warning and in ``failed``, not stored.  ``wait``: when another process is
         building this cache, wait for it and then add what is still missing (default: raise DataError).
         """
-        from tqdm.auto import tqdm
-
         t0 = time.perf_counter()
         source = getattr(paths_or_dataset, "paths", paths_or_dataset)
         keys = list(dict.fromkeys(self._key(p) for p in source))
@@ -302,26 +300,7 @@ class ImageCache:
             state = self._load_state()
             self._truncate_to_index(state)
             todo = self._missing(keys, state, report)
-            bar = tqdm(
-                total=len(keys),
-                initial=report["reused"],
-                disable=not progress,
-                unit="img",
-                desc=f"cache {self.data_path.name}",
-            )
-            last_flush = time.monotonic()
-            with open(self.data_path, "r+b") as f:
-                f.seek(state["data_bytes"])
-                try:
-                    for item in self._decode_all(todo, workers):
-                        bar.update(1)
-                        self._store(f, state, item, report)
-                        if time.monotonic() - last_flush >= flush_every:
-                            self._flush(f, state)
-                            last_flush = time.monotonic()
-                finally:
-                    bar.close()
-                    self._flush(f, state)
+            self._append(todo, state, report, workers=workers, flush_every=flush_every, progress=progress)
         report["seconds"] = time.perf_counter() - t0
         self.last_report = report
         if report["failed"]:
@@ -332,6 +311,41 @@ class ImageCache:
                 stacklevel=2,
             )
         return report
+
+    def _append(
+        self,
+        todo: list[str],
+        state: dict[str, Any],
+        report: dict[str, Any],
+        *,
+        workers: int,
+        flush_every: float,
+        progress: bool,
+    ) -> None:
+        """Decode ``todo`` and append each image to the data file, flushing the index every ``flush_every``
+        seconds and at the end (also when interrupted), so a later build resumes from there."""
+        from tqdm.auto import tqdm
+
+        bar = tqdm(
+            total=report["total"],
+            initial=report["reused"],
+            disable=not progress,
+            unit="img",
+            desc=f"cache {self.data_path.name}",
+        )
+        last_flush = time.monotonic()
+        with open(self.data_path, "r+b") as f:
+            f.seek(state["data_bytes"])
+            try:
+                for item in self._decode_all(todo, workers):
+                    bar.update(1)
+                    self._store(f, state, item, report)
+                    if time.monotonic() - last_flush >= flush_every:
+                        self._flush(f, state)
+                        last_flush = time.monotonic()
+            finally:
+                bar.close()
+                self._flush(f, state)
 
     def _truncate_to_index(self, state: dict[str, Any]) -> None:
         """Make the data file and the index agree after an interrupted build: entries past the end of the

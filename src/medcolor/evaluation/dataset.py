@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,21 @@ from medcolor.errors import ConfigError, DataError, WeightsError
 from medcolor.evaluation.metrics import EvaluationResult, summarize
 from medcolor.utils import DieWithParent, atomic_path, autocast, nonfinite_tensors, show_progress_bar, write_json
 
+if TYPE_CHECKING:  # the annotations are never evaluated (``from __future__ import annotations``)
+    from typing_extensions import Unpack
+
 log = logging.getLogger(__name__)
+
+
+class PredictSettings(TypedDict, total=False):
+    """How :func:`predict_probs` runs (its keyword options, defaults there), passed through by
+    :func:`evaluate_dataset` and :func:`evaluate_run`."""
+
+    batch_size: int
+    num_workers: int
+    device: str
+    precision: str
+    progress: bool
 
 
 @torch.no_grad()
@@ -118,25 +132,13 @@ def evaluate_dataset(
     model: torch.nn.Module,
     view: Any,
     *,
-    batch_size: int = 32,
-    num_workers: int = 0,
-    device: str = "cpu",
-    precision: str = "32-true",
     bootstrap: int = 1000,
     seed: int = 0,
-    progress: bool = False,
+    **predict: Unpack[PredictSettings],
 ) -> DatasetPredictions:
-    """Predict every image of ``view`` and compute per-label/mean AUC (+ bootstrap CIs, and the
-    study-level AUC for MURA)."""
-    probs = predict_probs(
-        model,
-        view,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        precision=precision,
-        progress=progress,
-    )
+    """Predict every image of ``view`` (``predict``: :class:`PredictSettings`) and compute per-label/mean AUC
+    (+ bootstrap CIs, and the study-level AUC for MURA)."""
+    probs = predict_probs(model, view, **predict)
     ds = view.dataset
     study = getattr(ds, "study_ids", None) if getattr(ds, "name", "") == "mura" else None
     res = summarize(probs, ds.labels, list(ds.label_names), bootstrap=bootstrap, seed=seed, study_ids=study)
@@ -176,18 +178,14 @@ def evaluate_run(
     size: int,
     normalization: dict[str, float],
     label_names: Sequence[str] | None = None,
-    batch_size: int = 32,
-    num_workers: int = 0,
-    device: str = "cpu",
-    precision: str = "32-true",
     bootstrap: int = 1000,
     seed: int = 0,
-    progress: bool = False,
     extra: dict[str, Any] | None = None,
+    **predict: Unpack[PredictSettings],
 ) -> dict[str, Any]:
     """Evaluate ``model`` (predicting ``label_names``, default: the dataset's) on ``dataset`` as the
-    network sees it (``size`` px, ``normalization``); write ``metrics.json`` (+ ``split`` and ``extra``)
-    and ``predictions.csv`` to ``out_dir``; return the metrics."""
+    network sees it (``size`` px, ``normalization``; ``predict``: :class:`PredictSettings`); write
+    ``metrics.json`` (+ ``split`` and ``extra``) and ``predictions.csv`` to ``out_dir``; return the metrics."""
     labels = list(label_names or dataset.label_names)
     if list(dataset.label_names) != labels:
         raise ConfigError(
@@ -195,17 +193,7 @@ def evaluate_run(
             "choose matching labels with --option labels=[...]"
         )
     view = NetworkView(dataset, EvalTransform(size, normalization["mean"], normalization["std"]))
-    res = evaluate_dataset(
-        model,
-        view,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        precision=precision,
-        bootstrap=bootstrap,
-        seed=seed,
-        progress=progress,
-    )
+    res = evaluate_dataset(model, view, bootstrap=bootstrap, seed=seed, **predict)
     out = Path(out_dir)
     write_predictions(out / "predictions.csv", dataset, res.probs, labels)
     metrics = res.result.to_dict() | {"split": split} | (extra or {})
@@ -215,6 +203,7 @@ def evaluate_run(
 
 __all__ = [
     "DatasetPredictions",
+    "PredictSettings",
     "check_finite_weights",
     "evaluate_dataset",
     "evaluate_run",

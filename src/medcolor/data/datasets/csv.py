@@ -110,14 +110,7 @@ class CsvDataset(XRayDataset):
     def _load(self, labels: str | Sequence[str] | None) -> Table:
         assert self.csv is not None
         df = read_label_csv(self.csv)
-        need = [self.path_column]
-        need += self.label_columns or [self.category_column]  # type: ignore[list-item]
-        need += [c for c in (self.patient_column, self.study_column) if c is not None]
-        if self.views is not None:
-            need.append(self.view_column)
-        if self.split is not None:
-            need.append(self.split_column)
-        require_columns(df, need, self.csv, "this CSV (as configured)")
+        require_columns(df, self._columns(), self.csv, "this CSV (as configured)")
         blank_path = df[self.path_column].isna().to_numpy()
         if blank_path.any():
             k = int(np.flatnonzero(blank_path)[0])
@@ -125,16 +118,7 @@ class CsvDataset(XRayDataset):
                 f"{self.csv}: row {df['source_row'].iloc[k]}, column {self.path_column!r} is blank "
                 f"({int(blank_path.sum())} such rows); every row needs an image path"
             )
-        sel = []
-        if self.views is not None:
-            sel.append(f"{self.view_column} in {self.views}")
-            wanted = {str(v).lower() for v in self.views}
-            keep = df[self.view_column].astype("string").str.lower().isin(wanted).fillna(False).to_numpy(bool)
-            df = df[keep]
-        if self.split is not None:
-            sel.append(f"{self.split_column} == {self.split!r}")
-            df = df[(df[self.split_column].astype(str) == str(self.split)).to_numpy()]
-
+        df, sel = self._select(df)
         if self.label_columns is not None:
             names = list(self.label_columns)
             raw = parse_raw_labels(df, names, self.csv)
@@ -142,23 +126,7 @@ class CsvDataset(XRayDataset):
         else:
             raw, names = self._categorical(df, labels)
             lab = raw.copy()
-
         path = df[self.path_column].astype(str).str.strip()
-        if self.patient_column is not None:
-            pcol = df[self.patient_column]
-            if pcol.isna().any():
-                k = int(np.flatnonzero(pcol.isna().to_numpy())[0])
-                raise DataError(
-                    f"{self.csv}: row {df['source_row'].iloc[k]}, column {self.patient_column!r} (patient id) is blank"
-                )
-            patients = as_str_array(pcol.tolist())
-        else:
-            patients = path.to_numpy(dtype=str)
-            warnings.warn(
-                f"{self.csv}: no patient_column given, so each image counts as its own patient; "
-                "patient splits may leak (pass patient_column=... if the CSV has one)",
-                stacklevel=3,
-            )
         studies = (
             as_str_array(df[self.study_column].tolist()) if self.study_column is not None else path.to_numpy(dtype=str)
         )
@@ -168,32 +136,58 @@ class CsvDataset(XRayDataset):
             raw_labels=raw,
             labels=lab,
             label_names=names,
-            patient_ids=patients,
+            patient_ids=self._patients(df, path),
             study_ids=studies,
             selection=" and ".join(sel),
         )
 
+    def _columns(self) -> list[str]:
+        """The columns the options name: the path, the labels or the category, and the id / filter columns."""
+        need = [self.path_column]
+        need += self.label_columns or [self.category_column]  # type: ignore[list-item]
+        need += [c for c in (self.patient_column, self.study_column) if c is not None]
+        if self.views is not None:
+            need.append(self.view_column)
+        if self.split is not None:
+            need.append(self.split_column)
+        return need
+
+    def _select(self, df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+        """The rows of the chosen ``views`` (case-insensitive) and ``split``, and the selection in words."""
+        sel = []
+        if self.views is not None:
+            sel.append(f"{self.view_column} in {self.views}")
+            wanted = {str(v).lower() for v in self.views}
+            keep = df[self.view_column].astype("string").str.lower().isin(wanted).fillna(False).to_numpy(bool)
+            df = df[keep]
+        if self.split is not None:
+            sel.append(f"{self.split_column} == {self.split!r}")
+            df = df[(df[self.split_column].astype(str) == str(self.split)).to_numpy()]
+        return df, sel
+
+    def _patients(self, df: pd.DataFrame, path: pd.Series) -> np.ndarray:
+        """The ``patient_column`` (never blank), or each image its own patient, with a warning."""
+        if self.patient_column is None:
+            warnings.warn(
+                f"{self.csv}: no patient_column given, so each image counts as its own patient; "
+                "patient splits may leak (pass patient_column=... if the CSV has one)",
+                stacklevel=4,
+            )
+            return path.to_numpy(dtype=str)
+        pcol = df[self.patient_column]
+        if pcol.isna().any():
+            k = int(np.flatnonzero(pcol.isna().to_numpy())[0])
+            raise DataError(
+                f"{self.csv}: row {df['source_row'].iloc[k]}, column {self.patient_column!r} (patient id) is blank"
+            )
+        return as_str_array(pcol.tolist())
+
     def _categorical(self, df: pd.DataFrame, labels: str | Sequence[str] | None) -> tuple[np.ndarray, list[str]]:
-        col = self.category_column
-        assert col is not None
-        cells = self._cells(df[col])
+        """Labels from the category column: the values of each cell against each label's categories, NaN for a
+        blank cell or one with an ``ignore`` value."""
+        cells = self._cells(df[self.category_column])
         ignore = set(self.ignore)
-        seen = sorted({p for c in cells if c for p in c} - ignore)
-        if self.positive is not None:
-            missing = [p for p in self.positive if p not in seen]
-            if missing:
-                raise ConfigError(
-                    f"positive categories {missing} never occur in column {col!r} of {self.csv} (values: {seen})"
-                )
-            names = [self.positive_name or "|".join(self.positive)]
-            groups = [set(self.positive)]
-        else:
-            cats = self.categories if self.categories is not None else seen
-            missing = [c for c in cats if c not in seen]
-            if missing:
-                raise ConfigError(f"categories {missing} never occur in column {col!r} of {self.csv} (values: {seen})")
-            names = list(cats)
-            groups = [{c} for c in cats]
+        names, groups = self._label_categories(sorted({p for c in cells if c for p in c} - ignore))
         if labels is not None:
             names_req = [labels] if isinstance(labels, str) else list(labels)
             if names_req != names:
@@ -209,3 +203,20 @@ class CsvDataset(XRayDataset):
             for j, g in enumerate(groups):
                 raw[i, j] = 1.0 if g.intersection(c) else 0.0
         return raw, names
+
+    def _label_categories(self, seen: list[str]) -> tuple[list[str], list[set[str]]]:
+        """The label names and each label's categories: one binary label for ``positive``, else one label per
+        category (``categories`` or every value ``seen``); a category never seen is a ConfigError."""
+        col = self.category_column
+        if self.positive is not None:
+            missing = [p for p in self.positive if p not in seen]
+            if missing:
+                raise ConfigError(
+                    f"positive categories {missing} never occur in column {col!r} of {self.csv} (values: {seen})"
+                )
+            return [self.positive_name or "|".join(self.positive)], [set(self.positive)]
+        cats = self.categories if self.categories is not None else seen
+        missing = [c for c in cats if c not in seen]
+        if missing:
+            raise ConfigError(f"categories {missing} never occur in column {col!r} of {self.csv} (values: {seen})")
+        return list(cats), [{c} for c in cats]

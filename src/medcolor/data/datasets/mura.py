@@ -91,25 +91,7 @@ class MURA(XRayDataset):
         assert self.csv is not None
         names = resolve_labels(labels, ("abnormal",), ("abnormal",), "MURA")
         images = read_label_csv(self.csv, header=False, names=["path"], what="MURA image-paths file")
-        studies = read_label_csv(self.studies_csv, header=False, names=["study", "label"], what="MURA study-label file")
-        if studies["study"].isna().any() or studies["label"].isna().any():
-            k = int(np.flatnonzero((studies["study"].isna() | studies["label"].isna()).to_numpy())[0])
-            raise DataError(f"{self.studies_csv}: row {studies['source_row'].iloc[k]} is not 'study folder,0|1'")
-        lab = pd.to_numeric(studies["label"], errors="coerce")
-        bad = ~lab.isin([0, 1]).to_numpy()
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            raise DataError(
-                f"{self.studies_csv}: row {studies['source_row'].iloc[k]}, column 2 (label) holds "
-                f"{studies['label'].iloc[k]!r}; study labels must be 0 or 1"
-            )
-        study_key = studies["study"].astype(str).str.rstrip("/")
-        if study_key.duplicated().any():
-            k = int(np.flatnonzero(study_key.duplicated().to_numpy())[0])
-            raise DataError(
-                f"{self.studies_csv}: row {studies['source_row'].iloc[k]}: study {study_key.iloc[k]!r} is listed twice"
-            )
-        label_of = dict(zip(study_key.tolist(), lab.astype(float).tolist(), strict=True))
+        label_of = self._study_labels()
         path = images["path"].astype(str).str.strip()
         parts = path.str.split("/")
         if (parts.str.len() < 5).any():
@@ -148,6 +130,29 @@ class MURA(XRayDataset):
             selection=f"body_parts {self.body_parts}" if self.body_parts is not None else "",
             root_hint="root must be the folder that contains MURA-v1.1/",
         )
+
+    def _study_labels(self) -> dict[str, float]:
+        """The study-label file as ``{study folder: 0.0 | 1.0}`` (the folder without its trailing ``/``); a blank
+        cell, a label other than 0/1 or a study listed twice is a DataError naming the row."""
+        studies = read_label_csv(self.studies_csv, header=False, names=["study", "label"], what="MURA study-label file")
+        if studies["study"].isna().any() or studies["label"].isna().any():
+            k = int(np.flatnonzero((studies["study"].isna() | studies["label"].isna()).to_numpy())[0])
+            raise DataError(f"{self.studies_csv}: row {studies['source_row'].iloc[k]} is not 'study folder,0|1'")
+        lab = pd.to_numeric(studies["label"], errors="coerce")
+        bad = ~lab.isin([0, 1]).to_numpy()
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{self.studies_csv}: row {studies['source_row'].iloc[k]}, column 2 (label) holds "
+                f"{studies['label'].iloc[k]!r}; study labels must be 0 or 1"
+            )
+        study_key = studies["study"].astype(str).str.rstrip("/")
+        if study_key.duplicated().any():
+            k = int(np.flatnonzero(study_key.duplicated().to_numpy())[0])
+            raise DataError(
+                f"{self.studies_csv}: row {studies['source_row'].iloc[k]}: study {study_key.iloc[k]!r} is listed twice"
+            )
+        return dict(zip(study_key.tolist(), lab.astype(float).tolist(), strict=True))
 
     def study_table(self) -> pd.DataFrame:
         """One row per study: ``study_id``, ``patient_id``, ``body_part``, ``abnormal``, ``n_images``."""
