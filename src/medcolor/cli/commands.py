@@ -142,6 +142,8 @@ def _print_operating_points(path: Path) -> None:
     it, sensitivity, specificity, PPV, NPV and accuracy with their 95% CIs; or why there are none."""
     import json
 
+    from medcolor.operating import format_rate
+
     if not path.is_file():
         print("  no operating points (they need the run's val/predictions.csv, and data other than it)")
         return
@@ -152,17 +154,14 @@ def _print_operating_points(path: Path) -> None:
     scaled = ", temperature-scaled" if ops.get("temperature_scaling") else ""
     for name, rec in ops["sets"].items():
         for label, e in rec["labels"].items():
-            rates = ", ".join(f"{m} {_pct(e[m])}" for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy"))
+            rates = ", ".join(
+                f"{m} {format_rate(e[m], with_ci=True)}"
+                for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy")
+            )
             print(f"  {name} {label}: threshold {e['threshold']:.4g} ({ops['rule']} on validation{scaled}): {rates}")
         for label, why in rec["left_out"].items():
             print(f"  {name} {label}: no operating point ({why})")
     print(f"  operating points: {path}")
-
-
-def _pct(m: dict[str, Any]) -> str:
-    ci = m.get("ci")
-    value = "n/a" if m["value"] is None else f"{100 * m['value']:.1f} %"
-    return value + (f" ({100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else "")
 
 
 def cmd_predict(a: argparse.Namespace) -> int:

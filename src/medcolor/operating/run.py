@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import pandas as pd
 
 from medcolor.config import OperatingConfig, RunConfig
 from medcolor.errors import ConfigError, DataError
-from medcolor.operating.sets import operating_points, plot_reliability, plot_roc
+from medcolor.operating.sets import OperatingPoints, operating_points, plot_reliability, plot_roc
 from medcolor.operating.thresholds import ThresholdRule, ThresholdRuleError
 from medcolor.utils import write_json
 
@@ -70,17 +70,35 @@ def write_run_operating_points(
                 f"{run / name / 'predictions.csv'} has labels {set_labels} but the validation predictions {labels}"
             )
         sets[name] = (p, t)
-    ops = operating_points(
-        vp, vt, sets, labels, rule=rule, temperature_scaling=temperature_scaling, n_resamples=n_resamples, seed=seed
-    )
+    beside = lambda name: (run / ROC_FIGURE.format(set=name), run / RELIABILITY_FIGURE.format(set=name))  # noqa: E731
+    ops = _points_with_figures(
+        vp, vt, sets, labels, beside,
+        rule=rule, temperature_scaling=temperature_scaling, n_resamples=n_resamples, seed=seed,
+    )  # fmt: skip
+    d = ops.to_dict() | {"validation": validation, "n_validation": len(vp)}
+    return write_json(run / OPERATING_POINTS_FILE, d)
+
+
+def _points_with_figures(
+    vp: np.ndarray,
+    vt: np.ndarray,
+    sets: dict[str, tuple[np.ndarray, np.ndarray]],
+    labels: list[str],
+    figure_paths: Callable[[str], tuple[Path, Path]],
+    **kw: Any,
+) -> OperatingPoints:
+    """:func:`operating_points` of ``sets`` (thresholds from the validation ``vp``/``vt``; ``kw``: rule, temperature
+    scaling, bootstrap) with each set's ROC curve and reliability diagram drawn at ``figure_paths(set)`` (none for a
+    set without an operating point) and named in its ``figures``."""
+    ops = operating_points(vp, vt, sets, labels, **kw)
     for name, (p, t) in sets.items():
         figures = {}
         if ops.sets[name]["labels"]:
-            figures["roc"] = plot_roc(ops, name, p, t, run / ROC_FIGURE.format(set=name)).name
-            figures["reliability"] = plot_reliability(ops, name, run / RELIABILITY_FIGURE.format(set=name)).name
+            roc, reliability = figure_paths(name)
+            figures["roc"] = plot_roc(ops, name, p, t, roc).name
+            figures["reliability"] = plot_reliability(ops, name, reliability).name
         ops.sets[name]["figures"] = figures
-    d = ops.to_dict() | {"validation": validation, "n_validation": len(vp)}
-    return write_json(run / OPERATING_POINTS_FILE, d)
+    return ops
 
 
 def run_operating_config(run_dir: str | os.PathLike) -> OperatingConfig:
@@ -116,18 +134,13 @@ def write_set_operating_points(
     if set_labels != labels:
         raise DataError(f"{out / 'predictions.csv'} has labels {set_labels} but {val} has {labels}")
     try:
-        ops = operating_points(
-            vp, vt, {name: (p, t)}, labels, rule=rule, temperature_scaling=temperature_scaling,
-            n_resamples=n_resamples, seed=seed,
+        ops = _points_with_figures(
+            vp, vt, {name: (p, t)}, labels, lambda _: (out / "roc.png", out / "reliability.png"),
+            rule=rule, temperature_scaling=temperature_scaling, n_resamples=n_resamples, seed=seed,
         )  # fmt: skip
     except ThresholdRuleError as exc:
         log.warning(f"{what}: no operating points: {exc}")
         return write_json(out / OPERATING_POINTS_FILE, unmet_rule(exc, rule, temperature_scaling))
-    figures = {}
-    if ops.sets[name]["labels"]:
-        figures["roc"] = plot_roc(ops, name, p, t, out / "roc.png").name
-        figures["reliability"] = plot_reliability(ops, name, out / "reliability.png").name
-    ops.sets[name]["figures"] = figures
     return write_json(out / OPERATING_POINTS_FILE, ops.to_dict() | {"validation": "val", "n_validation": len(vp)})
 
 
@@ -174,7 +187,7 @@ def run_operating_points(
     for name, e in (ops["sets"]["test"]["labels"] or {}).items():
         log.info(
             f"test {name}: threshold {e['threshold']:.3g} ({ops['rule']} on validation): sensitivity "
-            f"{_pct(e['sensitivity'])}, specificity {_pct(e['specificity'])}, ECE {e['ece']:.3f}"
+            f"{format_rate(e['sensitivity'])}, specificity {format_rate(e['specificity'])}, ECE {e['ece']:.3f}"
         )
     return path
 
@@ -184,5 +197,9 @@ def unmet_rule(exc: ThresholdRuleError, rule: str | ThresholdRule | None, temper
     return {"error": str(exc), "rule": str(ThresholdRule.parse(rule)), "temperature_scaling": temperature_scaling}
 
 
-def _pct(m: dict[str, Any]) -> str:
-    return "n/a" if m["value"] is None else f"{100 * m['value']:.1f} %"
+def format_rate(m: dict[str, Any], with_ci: bool = False) -> str:
+    """A rate of ``operating_points.json`` (``{"value": v, "ci": [lo, hi]}``) as a percentage, ``97.4 %``, with
+    ``with_ci`` followed by its 95 % CI, ``97.4 % (95.9-98.9)``; ``n/a`` where it has no value."""
+    value = "n/a" if m["value"] is None else f"{100 * m['value']:.1f} %"
+    ci = m.get("ci") if with_ci else None
+    return value + (f" ({100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else "")
