@@ -143,11 +143,16 @@ def _fig4_dataset(
         if panel.grays is None or not panel.rows:
             continue
         where = " · ".join(x for x in (ds, section_text(panel_fields, pk)) if x)
-        stem = "_".join(slug(x) for x in (ds, *pk) if x)
+        stem = "_".join(slug(_short(x)) for x in (ds, *pk) if x)
         image = _draw_panel(panel, out / "figures" / f"fig4_colorized{'_' + stem if stem else ''}.png", where)
         image["caption"] = _fig4_caption(F, members, panel, where, max_rows)
         images.append({**_srcs(Path(image.pop("path")), out), **image})
     return images
+
+
+def _short(value: str) -> str:
+    """A grid value as part of a file name: a path (weights, a data root) by its file's stem."""
+    return Path(value).stem if "/" in value or "\\" in value else value
 
 
 def _cells_with_t(cells: StudyCells, meta: pd.DataFrame, study_dir: Path) -> list[str]:
@@ -247,7 +252,8 @@ def _draw_panel(panel: Fig4Panel, path: Path, where: str) -> dict[str, str]:
 
     titles = [n if len(n) <= 18 else n[:17] + "…" for n in panel.names]
     rows = {textwrap.fill(k, 18): v for k, v in panel.rows.items()}
-    colorization_figure(list(panel.grays), rows, path, titles, title=where, also=("svg",))  # type: ignore[arg-type]
+    # PNG only: the panel is a grid of pictures, which an SVG would only embed again (megabytes per panel)
+    colorization_figure(list(panel.grays), rows, path, titles, title=where)  # type: ignore[arg-type]
     return {"path": str(path), "alt": f"Fig. 4 {where}"}
 
 
