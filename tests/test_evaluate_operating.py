@@ -96,6 +96,14 @@ def test_evaluate_with_a_rule_gives_the_threshold_train_chose(run: Path, tmp_pat
     assert ev["thresholds"][label]["threshold"] == pytest.approx(_sklearn_threshold(vp, vt, "youden"))
 
 
+def test_temperature_alone_keeps_the_runs_threshold_rule(run: Path, tmp_path: Path) -> None:
+    """The flags go over the run's own ``operating:`` section: ``--temperature`` alone scales, with the run's rule."""
+    assert main(["evaluate", str(run), "-o", str(tmp_path / "t"), "--bootstrap", "20", "--temperature"]) == 0
+    ev = json.loads((tmp_path / "t" / "operating_points.json").read_text())
+    assert ev["rule"] == "sensitivity=0.9"
+    assert ev["temperature_scaling"]["fitted_on"] == "validation" and ev["temperature_scaling"]["temperature"]
+
+
 def test_a_rule_the_validation_data_cannot_meet_names_threshold(run: Path, tmp_path: Path, capsys) -> None:
     copy = tmp_path / "run"
     shutil.copytree(run, copy)

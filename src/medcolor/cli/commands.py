@@ -119,11 +119,17 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def _operating_flags(a: argparse.Namespace) -> OperatingConfig | None:
-    """The ``operating:`` section the flags of ``evaluate`` give (checked), or None when none is given (the run's
-    own rule then)."""
+    """The ``operating:`` section of ``evaluate``: the run's own with the flags given over it (``--temperature``
+    alone keeps the run's threshold rule), checked; None when no flag is given (the run's own section then)."""
+    from medcolor.inference import resolve_model_path
+    from medcolor.operating import run_operating_config
+
     if all(getattr(a, k) is None for k in EVALUATE_OPERATING_FLAGS):
         return None
-    return RunConfig.from_dict(apply_flags({}, a, sections=("operating",)), where=None).operating
+    RunConfig.from_dict(apply_flags({}, a, sections=("operating",)), where=None)  # the flags checked first
+    own = run_operating_config(resolve_model_path(a.model).parent)
+    base = {"operating": {"threshold": own.threshold, "temperature": own.temperature}}
+    return RunConfig.from_dict(apply_flags(base, a, sections=("operating",)), where=None).operating
 
 
 def _print_test_sets(results: dict[str, dict[str, Any]], folder: Path) -> None:
