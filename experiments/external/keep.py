@@ -13,7 +13,8 @@ need its weights, so it runs again with them (the runs are deterministic on one 
 records the CPU of the machine that saved each cell (the one that ran it: cells are saved in the session that ran
 them).
 
-``restore`` copies the kept cells back; ``medcolor study run`` then counts them as done and runs the rest.
+``restore`` copies the kept cells back and rebuilds the results table; ``medcolor study run`` then counts them as
+done and runs the rest, and ``study status / report / document`` read them.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def _cpu() -> str:
 def save() -> None:
     cells = _closed_cells(LIVE)
     KEPT.mkdir(parents=True, exist_ok=True)
-    for name in ("study.yaml", "plan.json"):
+    for name in ("study.yaml", "plan.json"):  # the spec and its plan: status, report and document read the plan
         shutil.copy2(LIVE / name, KEPT / name)
     machines_file = KEPT / "machines.json"
     machines = json.loads(machines_file.read_text()) if machines_file.is_file() else {}
@@ -82,12 +83,19 @@ def save() -> None:
 def restore() -> None:
     if not KEPT.is_dir():
         sys.exit(f"nothing kept in {KEPT}")
+    LIVE.mkdir(parents=True, exist_ok=True)
+    for name in ("study.yaml", "plan.json"):
+        if not (LIVE / name).is_file():
+            shutil.copy2(KEPT / name, LIVE / name)
     n = 0
     for cell in sorted((KEPT / "cells").iterdir()):
         if (LIVE / "cells" / cell.name / "row.json").is_file():
             continue  # done here already
         _copy_tree(cell, LIVE / "cells" / cell.name)
         n += 1
+    from medcolor.study.layout import rebuild_table
+
+    rebuild_table(LIVE)  # results.parquet from the cells' row.json, as `study run` writes it
     print(f"restored {n} cell(s) into {LIVE.relative_to(ROOT)}")
 
 
