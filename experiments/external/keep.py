@@ -20,6 +20,7 @@ done and runs the rest, and ``study status / report / document`` read them.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -56,8 +57,6 @@ def _copy_tree(src: Path, dst: Path) -> int:
 
 def _cpu() -> str:
     """This machine's CPU model, core count and whether it has AMX / AVX512-BF16 (what bf16 speed depends on)."""
-    import os
-
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "unknown")
     flags = [f for f in ("amx_bf16", "avx512_bf16") if f in text]

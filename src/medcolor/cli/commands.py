@@ -127,8 +127,7 @@ def _operating_flags(a: argparse.Namespace) -> OperatingConfig | None:
     if all(getattr(a, k) is None for k in EVALUATE_OPERATING_FLAGS):
         return None
     RunConfig.from_dict(apply_flags({}, a, sections=("operating",)), where=None)  # the flags checked first
-    own = run_operating_config(resolve_model_path(a.model).parent)
-    base = {"operating": {"threshold": own.threshold, "temperature": own.temperature}}
+    base = {"operating": run_operating_config(resolve_model_path(a.model).parent).to_dict()}
     return RunConfig.from_dict(apply_flags(base, a, sections=("operating",)), where=None).operating
 
 
