@@ -52,7 +52,7 @@ def cell_id(dataset: str, colorizer: str, stages: str, subset, seed: int) -> str
 
 
 FIXED = {"schema_version": SCHEMA_VERSION, "study": "fake-study", "iterations": 8, "git_commit": "0123abc",
-         "medcolor_version": "0.1.0", "torch_version": "2.x"}  # fmt: skip
+         "medcolor_version": "0.1.0", "torch_version": "2.x", "device": "a CPU", "precision": "32-true"}  # fmt: skip
 
 
 def make_study(study_dir: Path, real_runs: dict[str, Path] | None, *, subsets=(30, 60, None), transfer: bool = True,

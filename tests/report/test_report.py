@@ -18,7 +18,7 @@ from medcolor.errors import DataError
 from medcolor.report import build_report
 from medcolor.report.html import add_constant_fields
 from medcolor.report.tables import TableOptions, table1
-from medcolor.study.results import StudyError
+from medcolor.study.results import SCHEMA_VERSION, StudyError
 
 
 class Links(HTMLParser):
@@ -158,8 +158,8 @@ def test_bad_input(tmp_path: Path) -> None:
         build_report(tmp_path, tmp_path / "out")
     study = make_study(tmp_path / "s", None, subsets=(None,), transfer=False)
     t = pd.read_parquet(study / "results.parquet")
-    t.assign(schema_version=3).to_parquet(study / "results.parquet")
-    with pytest.raises(StudyError, match="newer than the version 2 this medcolor reads"):
+    t.assign(schema_version=SCHEMA_VERSION + 1).to_parquet(study / "results.parquet")
+    with pytest.raises(StudyError, match=f"newer than the version {SCHEMA_VERSION} this medcolor reads"):
         build_report(study, tmp_path / "out")
     t.assign(test_auc=np.nan).iloc[:0].to_parquet(study / "results.parquet")
     with pytest.raises(DataError, match="no cell of the study has finished"):

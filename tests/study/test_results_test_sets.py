@@ -44,19 +44,23 @@ def v1_table() -> pd.DataFrame:
 
 
 def test_a_version_1_table_and_row_file_read_as_the_internal_test_set(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     v1 = v1_table()
     v1.to_parquet(tmp_path / "results.parquet")
     df = read_results(tmp_path)
-    assert (df["schema_version"] == 2).all() and (df["test_set"] == INTERNAL).all()
-    assert list(df.columns) == [*V1_COLUMNS[:7], "test_set", *V1_COLUMNS[7:]]  # before label, nothing else moved
-    assert df.drop(columns=["test_set", "schema_version"]).equals(v1.drop(columns="schema_version"))
+    assert (df["schema_version"] == 3).all() and (df["test_set"] == INTERNAL).all()
+    # test_set before label, nothing else moved; version 3's device and precision at the end, unknown
+    assert list(df.columns) == [*V1_COLUMNS[:7], "test_set", *V1_COLUMNS[7:], "device", "precision"]
+    assert (df["device"] == "").all() and (df["precision"] == "").all()
+    assert df.drop(columns=["test_set", "schema_version", "device", "precision"]).equals(
+        v1.drop(columns="schema_version")
+    )
     assert table_test_sets(df) == [INTERNAL] and for_test_set(df).equals(df.drop(columns="test_set"))
     v1.iloc[:0].to_parquet(tmp_path / "empty.parquet")  # no rows: the missing column says version 1
     assert list(read_results(tmp_path / "empty.parquet").columns) == list(df.columns)
     (tmp_path / "row.json").write_text(json.dumps({"schema_version": 1, "rows": v1.iloc[:2].to_dict("records")}))
     rows = read_rows(tmp_path / "row.json")
-    assert [r["test_set"] for r in rows] == [INTERNAL, INTERNAL] and rows[0]["schema_version"] == 2
+    assert [r["test_set"] for r in rows] == [INTERNAL, INTERNAL] and rows[0]["schema_version"] == 3
     with pytest.raises(StudyError, match=r"no test set 'nih'; its test sets: internal"):
         for_test_set(df, "nih")
 
@@ -66,8 +70,9 @@ def summary(run: Path) -> dict:
     medcolor.testsets) that has PNEUMONIA but not EFFUSION (left out: no AUC)."""
     return {
         "data": {"label_names": ["PNEUMONIA", "EFFUSION"], "train": 120},
-        "stages": [{"total_steps": 4, "best_val_auc": {"PNEUMONIA": 0.91, "EFFUSION": 0.71},
-                    "best_val_mean_auc": 0.81}],
+        "stages": [{"total_steps": 0, "environment": {"device": "Intel Xeon", "precision": "bf16-mixed"}},
+                   {"total_steps": 4, "best_val_auc": {"PNEUMONIA": 0.91, "EFFUSION": 0.71},
+                    "best_val_mean_auc": 0.81, "environment": {"device": "AMD EPYC", "precision": "bf16-mixed"}}],
         "test": {"split": "test", "auc": {"PNEUMONIA": 0.93, "EFFUSION": 0.73}, "mean_auc": 0.83,
                  "ci95": {"PNEUMONIA": [0.9, 0.96], "EFFUSION": [0.7, 0.76], "mean_auc": [0.8, 0.86]}},
         "test_sets": {"covid": {"auc": {"PNEUMONIA": 0.61, "EFFUSION": None}, "mean_auc": 0.61,
@@ -94,7 +99,8 @@ def test_cell_rows_one_row_per_test_set_and_label(tmp_path: Path) -> None:
     assert math.isnan(got["covid", "EFFUSION"]["test_auc"]) and got["covid", "mean"]["test_auc"] == 0.61
     assert math.isnan(got["nih", "EFFUSION"]["test_auc"]) and got["nih", "PNEUMONIA"]["test_ci_high"] == 0.7
     assert {r["val_auc"] for r in rows if r["label"] == "mean"} == {0.81}  # validation is the run's, per set
-    assert all(r["schema_version"] == 2 and r["n_train"] == 120 and r["iterations"] == 4 for r in rows)
+    assert all(r["schema_version"] == 3 and r["n_train"] == 120 and r["iterations"] == 4 for r in rows)
+    assert {(r["device"], r["precision"]) for r in rows} == {("Intel Xeon + AMD EPYC", "bf16-mixed")}
     write_rows(run, rows)
     assert pd.DataFrame(read_rows(run / "row.json")).equals(pd.DataFrame(rows))
     (run / "test_sets" / "nih" / "metrics.json").write_text("{trunc")

@@ -201,8 +201,8 @@ def test_refusals_say_what_is_missing() -> None:
 
 def test_refuses_other_schema_and_missing_test_split() -> None:
     t = two_arms(A3, B3)
-    with pytest.raises(DataError, match=r"schema_version \[3\].*reads version 2"):
-        compare(t.assign(schema_version=3), "baseline", "color-module")
+    with pytest.raises(DataError, match=r"schema_version \[4\].*reads versions 1 to 3"):
+        compare(t.assign(schema_version=4), "baseline", "color-module")
     cells = [({"stages": s, "trainer.seed": i}, {"X": 0.7 + 0.01 * i}) for s in ("baseline", "all") for i in range(3)]
     val_only = table(cells, val=True)
     with pytest.raises(DataError, match="no test split: use metric='val_auc'"):

@@ -14,7 +14,7 @@ import pytest
 from study_helpers import run_kermany_nih_study
 
 from medcolor.cli import main
-from medcolor.study.results import read_results
+from medcolor.study.results import SCHEMA_VERSION, read_results
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def study(tmp_path_factory, shared_path, mobilenet_weights) -> Path:
 
 def test_results_table_has_a_row_per_cell_test_set_and_label(study: Path) -> None:
     df = read_results(study)
-    assert (df["schema_version"] == 2).all()
+    assert (df["schema_version"] == SCHEMA_VERSION).all() and (df["device"] != "").all()
     assert all(sorted(set(g)) == ["internal", "nih"] for _, g in df.groupby("cell")["test_set"])
     assert len(df) == 4 * 2 * 2  # cells x test sets x (PNEUMONIA, mean)
     for _, r in df[df["test_set"] == "nih"].iterrows():

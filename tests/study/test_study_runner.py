@@ -49,6 +49,8 @@ SCHEMA = [
     "git_commit",
     "medcolor_version",
     "torch_version",
+    "device",
+    "precision",
 ]
 
 

@@ -159,6 +159,32 @@ def test_two_stage_run_writes_everything(two_stage_run):
     assert summary["test"]["mean_auc"] == metrics["mean_auc"]
 
 
+def test_each_stage_records_where_it_computed(two_stage_run, monkeypatch):
+    """result.json and summary.json say on which CPU/GPU and at which precision each stage ran (bf16 kernels
+    differ between CPUs), read back by the study table; an older result without it still reads."""
+    from medcolor.training import runtime
+    from medcolor.training.rundir import StageResult
+
+    cfg, r = two_stage_run
+    want = resolve_runtime(cfg)
+    summary = json.loads((Path(cfg.output) / "summary.json").read_text())
+    for s, stored in zip(r.stages, summary["stages"], strict=True):
+        env = json.loads((s.directory / "result.json").read_text())["environment"]
+        assert env == stored["environment"] == s.environment
+        assert env["device"] == runtime.cpu_name() and env["accelerator"] == want.accelerator == "cpu"
+        assert env["precision"] == want.precision and env["channels_last"] == want.channels_last
+        assert env["torch"] == torch.__version__ and env["torch_threads"] >= 1
+        assert set(env["cpu_bf16"]) <= {"amx_bf16", "avx512_bf16"}
+        assert bool(env["cpu_bf16"]) == runtime.cpu_has_bf16()
+    old = {k: v for k, v in summary["stages"][0].items() if k != "environment"}
+    assert StageResult.from_dict(old).environment == {}
+    info = "processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t\t: fpu avx512_bf16 amx_tile\n"
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: info)
+    assert runtime.cpu_name() == "Some CPU 9000" and runtime.cpu_bf16_flags() == ["avx512_bf16"]
+    monkeypatch.setattr(runtime, "_cpuinfo", lambda: "")
+    assert runtime.cpu_name() and runtime.cpu_bf16_flags() == [] and not runtime.cpu_has_bf16()
+
+
 def test_final_model_is_the_best_checkpoint(two_stage_run):
     cfg, r = two_stage_run
     final, meta = load_model(Path(cfg.output) / "model.safetensors")

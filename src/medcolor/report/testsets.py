@@ -1,4 +1,4 @@
-"""The report per test set: a results table of schema version 2 has a ``test_set`` column ("internal" for
+"""The report per test set: a results table (schema version 2 on) has a ``test_set`` column ("internal" for
 a run's own held-out split, else the external set's name; one row per cell × test set × label); one
 without it is all internal.  The tables get a column group per test set with each external set's drop
 against the internal one (:func:`per_test_set`); everything else reads one set (:func:`for_test_set`)."""
@@ -24,7 +24,7 @@ class TableOptions(Protocol):
     decimals: int
 
 
-#: the results column (schema version 2) naming the test set of a row; tables without it are all internal
+#: the results column (schema version 2 on) naming the test set of a row; tables without it are all internal
 TEST_SET = "test_set"
 INTERNAL = "internal"
 

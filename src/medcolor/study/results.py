@@ -5,10 +5,10 @@ Every finished cell writes its rows once, atomically, to ``DIR/cells/<cell id>/r
 rename.  A runner killed at any moment therefore leaves either the old table or the new one, and a re-run
 rebuilds it from exactly the cells that finished: no duplicate or partial rows.
 
-Columns (schema version 2; columns may be added in later versions, never renamed):
+Columns (schema version 3; columns may be added in later versions, never renamed):
 
 =================== ======= ==================================================================
-schema_version      int     2
+schema_version      int     3
 study               str     the spec's ``name``
 cell                str     the cell id (``<readable slug>_<8-hex hash of its configuration>``)
 <grid key>          any     one column per grid key, named by its dotted key (``model.colorizer``,
@@ -34,6 +34,9 @@ run_dir             str     the cell's run directory, relative to the study dire
 git_commit          str     the medcolor source commit (``+dirty`` with uncommitted changes), or ""
 medcolor_version    str
 torch_version       str
+device              str     where the cell's stages computed: the CPU's or GPU's name (stages that ran
+                            on different machines: joined by " + "); version 3, "" before
+precision           str     the stages' resolved precision (``bf16-mixed``, ``32-true``...); version 3
 =================== ======= ==================================================================
 """
 
@@ -54,7 +57,7 @@ from medcolor.errors import MedcolorError
 from medcolor.study.plan import Cell, Plan
 from medcolor.utils import atomic_path, write_json
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ROW_FILE = "row.json"
 TABLE_FILE = "results.parquet"
 LEADING = ["schema_version", "study", "cell"]
@@ -76,6 +79,8 @@ METRICS = [
     "git_commit",
     "medcolor_version",
     "torch_version",
+    "device",
+    "precision",
 ]
 #: the columns that are not grid fields: every other column is one (its dotted key, ``stages``, ``transfer``);
 #: ``transfer_name`` only names the spec entry behind ``transfer``
@@ -94,6 +99,8 @@ STR_COLUMNS = (
     "git_commit",
     "medcolor_version",
     "torch_version",
+    "device",
+    "precision",
 )
 #: migrations of older tables/rows: {version: function(rows DataFrame) -> DataFrame of version + 1}
 MIGRATIONS: dict[int, Any] = {}
@@ -110,7 +117,13 @@ def _v1_to_v2(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _v2_to_v3(df: pd.DataFrame) -> pd.DataFrame:
+    """Version 2 did not record where a cell computed: ``device`` and ``precision`` are ``""`` (unknown)."""
+    return df.assign(**{c: df[c] if c in df.columns else "" for c in ("device", "precision")}, schema_version=3)
+
+
 MIGRATIONS[1] = _v1_to_v2
+MIGRATIONS[2] = _v2_to_v3
 
 
 class StudyError(MedcolorError):
@@ -129,6 +142,13 @@ def provenance() -> dict[str, str]:
     from medcolor._version import __version__
 
     return {"git_commit": git_commit(), "medcolor_version": __version__, "torch_version": torch.__version__}
+
+
+def computed_on(stages: list[dict[str, Any]]) -> dict[str, str]:
+    """``device`` and ``precision`` of a run's stages (``summary.json`` ``stages[*].environment``), each distinct
+    value once, joined by " + "; ``""`` where a stage did not record it."""
+    envs = [s.get("environment") or {} for s in stages]
+    return {k: " + ".join(dict.fromkeys(str(e[k]) for e in envs if e.get(k))) for k in ("device", "precision")}
 
 
 def git_commit() -> str:
@@ -222,6 +242,7 @@ def cell_rows(
         "wall_s": float(wall_s),
         "run_dir": f"cells/{cell.id}",
         **provenance(),
+        **computed_on(summary["stages"]),
     }
     sets = {INTERNAL: (test, test.get("split") == "test")}
     sets |= {name: (m, True) for name, m in external_metrics(run_dir, summary).items()}
@@ -372,8 +393,8 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     versions = sorted(set(int(v) for v in df["schema_version"].unique()))
     if len(versions) > 1:
         raise StudyError(f"{p} mixes results schema versions {versions}; rebuild it with `medcolor study run`")
-    # an empty table has no version to read: its columns tell (no test_set column: version 1)
-    version = versions[0] if versions else (SCHEMA_VERSION if TEST_SET in df.columns else 1)
+    # an empty table has no version to read: its columns tell (no test_set: 1; test_set, no device: 2)
+    version = versions[0] if versions else 1 if TEST_SET not in df.columns else 2 if "device" not in df.columns else 3
     if version != SCHEMA_VERSION:
         df = _migrate(df, version, str(p))
     missing = [c for c in LEADING + CELL_COLUMNS + METRICS if c not in df.columns]

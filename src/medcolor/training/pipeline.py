@@ -41,6 +41,7 @@ from medcolor.errors import DataError
 from medcolor.evaluation.gradcam import GRADCAM_FILE, GradCamSamples, gradcam_samples, write_gradcam_samples
 from medcolor.model import ColorTransferNet
 from medcolor.strategies import default_colorizer
+from medcolor.training import runtime as rt
 from medcolor.training.callbacks import StageCallbacks, format_auc, last_checkpoint
 from medcolor.training.data import TrainValData
 from medcolor.training.loggers import LOG_EVERY_N_STEPS, experiment_loggers
@@ -61,7 +62,6 @@ from medcolor.training.rundir import (
     write_stage_result,
     write_summary,
 )
-from medcolor.training.runtime import configure_determinism, make_trainer, resolve_runtime, run_fit
 from medcolor.utils import atomic_path, resolve_num_workers, seed_everything, show_progress_bar, write_json
 
 if TYPE_CHECKING:
@@ -178,7 +178,7 @@ def _fit_stage(
     extra_callbacks: Sequence[Callback] = (),
 ) -> StageResult:
     t0 = time.time()
-    runtime = resolve_runtime(cfg)
+    runtime = rt.resolve_runtime(cfg)
     trainer, callbacks = _stage_trainer(index, cfg, runtime, directory, extra_callbacks)
     plan = resolve_stage(
         index,
@@ -205,7 +205,7 @@ def _fit_stage(
     with warnings.catch_warnings():
         # frozen_bn=eval keeps BN layers of frozen parts in eval mode on purpose
         warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training")
-        run_fit(
+        rt.run_fit(
             trainer, module, datamodule=_stage_data(module, plan, bundle, cfg), ckpt_path=resume_from, weights_only=True
         )
     if trainer.interrupted:
@@ -213,7 +213,7 @@ def _fit_stage(
     best_path = callbacks.checkpoint.best_model_path or str(last)
     module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
     model.to(memory_format=torch.contiguous_format)
-    return _stage_result(index, plan, directory, callbacks, trainable, t0)
+    return _stage_result(index, plan, directory, callbacks, trainable, t0, rt.describe_environment(runtime))
 
 
 def _stage_trainer(
@@ -223,7 +223,7 @@ def _stage_trainer(
     # without a terminal there is no progress bar: a line per chunk stands in for it
     lines = cfg.trainer.progress and not show_progress_bar(True, sys.stdout)
     callbacks = StageCallbacks.create(directory, stage_seed(cfg.trainer.seed, index), progress_lines=lines)
-    trainer = make_trainer(
+    trainer = rt.make_trainer(
         runtime,
         max_epochs=1,
         default_root_dir=str(directory),
@@ -252,7 +252,7 @@ def _start_stage(plan: Any, model: ColorTransferNet, bundle: DataBundle, runtime
 
 
 def _stage_result(
-    index: int, plan: Any, directory: Path, callbacks: StageCallbacks, trainable: int, t0: float
+    index: int, plan: Any, directory: Path, callbacks: StageCallbacks, trainable: int, t0: float, environment: dict
 ) -> StageResult:
     best = callbacks.history.best()
     s = plan.schedule
@@ -268,6 +268,7 @@ def _stage_result(
         val_every=s.val_every,
         time_s=round(time.time() - t0, 2),
         trainable_parameters=trainable,
+        environment=environment,
     )
 
 
@@ -298,7 +299,7 @@ def train(
 
     cfg = RunConfig.from_dict(cfg.to_dict())  # canonical values ("none" -> None...), as stored in config.yaml
     check_run_config(cfg)
-    configure_determinism()
+    rt.configure_determinism()
     out, cfg = prepare_run_dir(cfg, resume=resume, overwrite=overwrite)
     if resume:
         check_run_config(cfg)  # the stored configuration
@@ -366,7 +367,7 @@ def _evaluate_held_out(model: ColorTransferNet, bundle: DataBundle, cfg: RunConf
     from medcolor.evaluation.dataset import evaluate_run, held_out_split
 
     dataset, split = held_out_split(bundle)
-    accelerator = resolve_runtime(cfg).accelerator
+    accelerator = rt.resolve_runtime(cfg).accelerator
     metrics = evaluate_run(
         model,
         dataset,
@@ -406,7 +407,7 @@ def _evaluate_test_sets(
     of the held-out split: they read ``RUN/val/predictions.csv``."""
     from medcolor.testsets import evaluate_test_sets
 
-    accelerator = resolve_runtime(cfg).accelerator
+    accelerator = rt.resolve_runtime(cfg).accelerator
     return evaluate_test_sets(
         model,
         out,

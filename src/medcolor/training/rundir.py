@@ -111,6 +111,9 @@ class StageResult:
     val_every: int
     time_s: float
     trainable_parameters: int
+    #: where the process that finished the stage computed (:func:`medcolor.training.runtime.describe_environment`;
+    #: empty in results written before it was recorded)
+    environment: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)

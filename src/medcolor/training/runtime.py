@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import platform
 import signal
 import sys
 from dataclasses import dataclass
@@ -40,12 +41,29 @@ def resolve_accelerator(name: str) -> str:
     raise ConfigError(f"unknown accelerator {name!r}; valid: auto, cpu, gpu")
 
 
-def cpu_has_bf16() -> bool:
+def _cpuinfo() -> str:
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return ""
+
+
+def cpu_bf16_flags() -> list[str]:
+    """The CPU's bf16 instruction sets among ``amx_bf16`` and ``avx512_bf16`` (``/proc/cpuinfo``)."""
+    words = set(_cpuinfo().split())
+    return [f for f in ("amx_bf16", "avx512_bf16") if f in words]
+
+
+def cpu_has_bf16() -> bool:
+    return bool(cpu_bf16_flags())
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; elsewhere what :mod:`platform` knows)."""
+    for line in _cpuinfo().splitlines():
+        if line.startswith("model name") and ":" in line:
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def resolve_precision(precision: str, accelerator: str) -> str:
@@ -92,6 +110,25 @@ def resolve_runtime(cfg: RunConfig) -> Runtime:
         augment_on_device=augment_on == "device" or (augment_on == "auto" and accelerator == "cuda"),
         trainer=cfg.trainer,
     )
+
+
+def describe_environment(runtime: Runtime) -> dict[str, Any]:
+    """Where and how a stage computed: the device (the GPU's or the CPU's name), the resolved precision and
+    memory format, the CPU's bf16 instruction sets, torch's threads and versions.  The same seed gives the
+    same numbers on the same kind of machine only: bf16 kernels differ between CPUs (AMX or not), so a result
+    records where it came from (``result.json`` ``environment``, the study table's ``device``/``precision``)."""
+    cuda = runtime.accelerator == "cuda" and torch.cuda.is_available()
+    return {
+        "device": torch.cuda.get_device_name() if cuda else cpu_name(),
+        "accelerator": runtime.accelerator,
+        "precision": runtime.precision,
+        "channels_last": runtime.channels_last,
+        "cpu": cpu_name(),
+        "cpu_bf16": cpu_bf16_flags(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
 
 
 def configure_determinism() -> None:
@@ -173,7 +210,10 @@ def out_of_memory_hint(exc: BaseException) -> str:
 __all__ = [
     "Runtime",
     "configure_determinism",
+    "cpu_bf16_flags",
     "cpu_has_bf16",
+    "cpu_name",
+    "describe_environment",
     "make_trainer",
     "out_of_memory_hint",
     "resolve_accelerator",

@@ -39,13 +39,14 @@ def grid_fields(table: pd.DataFrame) -> list[str]:
 
 def check_results(table: pd.DataFrame, metric: str = "test_auc") -> None:
     """Refuse a table that is not a results table of a version this medcolor reads (1: no ``test_set``
-    column, read as all internal; 2) or lacks ``metric``."""
+    column, read as all internal; 2; 3: ``device``/``precision``, which comparisons do not use) or lacks
+    ``metric``."""
     if "schema_version" in table.columns and len(table):
         versions = sorted({int(v) for v in pd.unique(table["schema_version"].dropna())})
-        if len(versions) > 1 or not set(versions) <= {1, SCHEMA_VERSION}:
+        if len(versions) > 1 or not set(versions) <= set(range(1, SCHEMA_VERSION + 1)):
             raise DataError(
-                f"the results table has schema_version {versions}; this medcolor reads version {SCHEMA_VERSION} "
-                "(and 1, read as the internal test set only), one version per table. "
+                f"the results table has schema_version {versions}; this medcolor reads versions 1 to "
+                f"{SCHEMA_VERSION} (1 as the internal test set only), one version per table. "
                 f"Re-run `medcolor study run` with this version to rewrite it"
             )
     missing = [c for c in ("cell", "label", metric) if c not in table.columns]
