@@ -236,7 +236,7 @@ def test_tables_of_other_schema_versions_are_refused_with_the_reason(reference, 
     df.assign(schema_version=SCHEMA_VERSION + 1).to_parquet(newer)
     df.assign(schema_version=0).to_parquet(older)
     df.drop(columns=["schema_version"]).to_parquet(foreign)
-    with pytest.raises(StudyError, match="newer than the version 2 this medcolor reads: upgrade medcolor"):
+    with pytest.raises(StudyError, match=f"newer than the version {SCHEMA_VERSION} this medcolor reads: upgrade"):
         read_results(newer)
     with pytest.raises(StudyError, match=r"has no migration from it.*re-run `medcolor study run"):
         read_results(older)
@@ -245,7 +245,7 @@ def test_tables_of_other_schema_versions_are_refused_with_the_reason(reference, 
     from medcolor.study import results
 
     monkeypatch.setitem(results.MIGRATIONS, 0, lambda t: t.drop(columns="test_set").assign(schema_version=1))
-    assert read_results(older).equals(df)  # 0 -> 1 -> 2 (test_set "internal")
+    assert read_results(older).equals(df)  # 0 -> 1 -> 2 (test_set "internal") -> 3 (device, precision kept)
     with pytest.raises(StudyError, match="no results table"):
         read_results(tmp_path)
 
