@@ -392,3 +392,22 @@ def test_groups_missing_cells_best_and_paired_groups(planned_study: Path, tmp_pa
     assert (n, family) == ("3", "document · ext")
     assert out[5].endswith("(n = 3: no test)")  # fewer pairs than min_pairs
     assert out[6] == "None"  # no pair yet
+
+
+def test_devices_count_the_cells_per_device_and_precision(tmp_path: Path) -> None:
+    d = make_study(tmp_path / "s", None, subsets=(30,), transfer=False)
+    t = read_results(d)
+    cells = sorted(t["cell"].unique())
+    older = set(cells[:2])  # two cells from before the table recorded the device (a migrated version-2 row: "")
+    amd = set(cells[2:3])
+    t["device"] = ["" if c in older else "AMD EPYC" if c in amd else "Intel Xeon" for c in t["cell"]]
+    t["precision"] = ["" if c in older else "bf16-mixed" for c in t["cell"]]
+    t.to_parquet(d / "results.parquet")
+    tmpl = "{% for x in s.devices %}{{ x.device }}/{{ x.precision }}={{ x.cells }};{% endfor %}"
+    got = render_document(write(tmp_path, tmpl), {"s": d})
+    want = {("Intel Xeon", "bf16-mixed"): len(cells) - 3, ("not recorded", "not recorded"): 2}
+    want[("AMD EPYC", "bf16-mixed")] = 1
+    assert got.endswith(";") and len(cells) > 3
+    parts = [p.split("=") for p in got[:-1].split(";")]
+    assert {tuple(k.split("/")): int(n) for k, n in parts} == want
+    assert [int(n) for _, n in parts] == sorted((int(n) for _, n in parts), reverse=True)  # most cells first

@@ -30,7 +30,7 @@ with:
 * ``NAME.table("table1" | "table2" | "table3")`` — the report's Table I–III as Markdown (a column group
   per test set with each external set's drop against the internal one); ``NAME.test_sets`` the sets;
 * ``NAME.cells`` (number of finished cells), ``NAME.hours`` (their summed wall time), ``NAME.commits``
-  (cells per medcolor commit), ``NAME.name``, ``NAME.dir``.
+  (cells per medcolor commit), ``NAME.devices`` (cells per device and precision), ``NAME.name``, ``NAME.dir``.
 
 Benjamini–Hochberg adjusts the p-values of every comparison of one ``family`` together (by default
 every comparison of the document is one family); the template is rendered twice, first to collect the
@@ -254,6 +254,14 @@ class StudyView(StudyGroups):
         first = self._table.drop_duplicates("cell")
         counts = first["git_commit"].fillna("unknown").astype(str).value_counts()
         return [{"commit": c[:7], "cells": int(n)} for c, n in counts.items()]
+
+    @property
+    def devices(self) -> list[dict[str, Any]]:
+        """``{"device": name, "precision": ..., "cells": count}`` per device the cells computed on (results schema
+        3; "not recorded" for cells from before it), most cells first."""
+        first = self._table.drop_duplicates("cell")[["device", "precision"]].fillna("").astype(str)
+        keys = first.replace("", "not recorded").value_counts()
+        return [{"device": d, "precision": p, "cells": int(n)} for (d, p), n in keys.items()]
 
     @property
     def hours(self) -> float:
