@@ -40,6 +40,15 @@ def test_every_option_and_argument_has_help(name: str, parser: argparse.Argument
     parser.format_help()  # argparse can lay it out (an empty exclusive group made `train --help` fail)
 
 
+def test_a_switch_that_turns_a_setting_off_says_so() -> None:
+    """``--no-progress`` / ``--no-augment`` are generated from settings that are on: their help says the flag turns
+    the setting off, not what the setting does."""
+    train = dict(PARSERS)["medcolor train"]
+    switches = {o: a.help for a in train._actions for o in a.option_strings if o.startswith("--no-")}
+    assert {"--no-progress", "--no-augment"} <= set(switches)
+    assert all(h.startswith("turn off (on by default): ") for h in switches.values()), switches
+
+
 def test_help_does_not_import_torch_or_lightning() -> None:
     code = (
         "import sys\nfrom medcolor.cli import main\n"

@@ -7,7 +7,7 @@ network (:mod:`medcolor.model`), the learning strategies (:mod:`medcolor.strateg
 In a notebook::
 
     import medcolor
-    cfg = medcolor.RunConfig.from_yaml("configs/kermany.yaml")      # or RunConfig(...) / from_dict
+    cfg = medcolor.RunConfig.from_yaml("configs/examples/kermany.yaml")      # or RunConfig(...) / from_dict
     result = medcolor.train(cfg)                                    # a run directory, its AUCs
     metrics, _ = medcolor.evaluate(result.directory)                # its held-out split again
     model = medcolor.load(result.directory)                         # labels, normalisation, size on board

@@ -126,6 +126,7 @@ def _flag(key: str, name: str, tp: Any, meta: Any, default: Any, doc: str) -> Fl
     if tp is bool:
         flag = f"--no-{flag[2:]}" if default else flag
         kw |= {"action": "store_const", "const": not default}
+        kw["help"] = f"turn off (on by default): {kw['help']}" if default and kw["help"] else kw["help"]
     else:
         kw |= _flag_type(tp, meta)
     options = ("-o", flag) if flag == "--output" else (flag,)
