@@ -38,12 +38,14 @@ def pyplot() -> Any:
 
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120, also: Sequence[str] = ()) -> Path:
-    """Write ``fig`` atomically (format from the suffix, default PNG), also in the formats ``also`` (e.g.
-    ``("svg",)``, beside it with that suffix, for papers), and close it."""
+    """Write ``fig`` atomically (format from the suffix, default PNG; a ``.jpg`` at quality 90), also in the
+    formats ``also`` (e.g. ``("svg",)``, beside it with that suffix, for papers), and close it."""
     path = Path(path)
     for target in (path, *(path.with_suffix("." + f) for f in also)):
+        fmt = target.suffix.lstrip(".").lower() or "png"
+        extra = {"pil_kwargs": {"quality": 90}} if fmt in ("jpg", "jpeg") else {}
         with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=target.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", **extra)
     pyplot().close(fig)
     return path
 

@@ -82,7 +82,7 @@ def test_fig4_draws_a_grad_cam_row_per_condition_from_the_files(tmp_path: Path, 
     assert "Grad-CAM rows" not in (tmp_path / "without" / "index.html").read_text()
     sizes = {}
     for k in ("with", "without"):
-        with Image.open(tmp_path / k / "figures" / "fig4_colorized_synthetic.png") as im:
+        with Image.open(tmp_path / k / "figures" / "fig4_colorized_synthetic.jpg") as im:
             sizes[k] = im.size
     assert abs(sizes["with"][0] - sizes["without"][0]) <= 4  # the same columns (images)
     assert sizes["with"][1] > 1.5 * sizes["without"][1]  # input + 2 x (colour, Grad-CAM) rows against input + 2

@@ -66,9 +66,9 @@ def test_report_files(report) -> None:
     for k in ("table1", "table2", "table3"):
         assert (out / "tables" / f"{k}.md").read_text().startswith("### Table")
         assert "\\begin{tabular}" in (out / "tables" / f"{k}.tex").read_text()
-    for fig in ("fig4_colorized_synthetic.png", "fig5_labels_synthetic.png", "fig6_sizes.png"):
-        with Image.open(out / "figures" / fig) as im:
-            assert im.format == "PNG" and im.width > 500 and im.height > 250, fig
+    for fig in ("fig4_colorized_synthetic.jpg", "fig5_labels_synthetic.png", "fig6_sizes.png"):
+        with Image.open(out / "figures" / fig) as im:  # Fig. 4 (X-ray pixels) as JPEG, the plots as PNG
+            assert im.format == ("JPEG" if fig.endswith(".jpg") else "PNG") and im.width > 500 and im.height > 250
     assert (out / "figures" / "fig6_curves.csv").is_file() and (out / "figures" / "fig6_differences.csv").is_file()
     real = out / "cells" / REAL_CM_ALL.replace("+", "_")
     assert (real / "history.png").is_file() and (real / "2-all_lr_find.png").is_file()
@@ -218,8 +218,8 @@ def test_the_report_reads_files_only(tmp_path: Path, real_runs, monkeypatch) -> 
     out = tmp_path / "html"
     build_report(study, out, n_boot=50)
     html = (out / "index.html").read_text()
-    assert "fig4_colorized_synthetic.png" in html and "fig5_labels_synthetic.png" in html
-    for fig in ("fig4_colorized_synthetic.png", "fig5_labels_synthetic.png"):
+    assert "fig4_colorized_synthetic.jpg" in html and "fig5_labels_synthetic.png" in html
+    for fig in ("fig4_colorized_synthetic.jpg", "fig5_labels_synthetic.png"):
         with Image.open(out / "figures" / fig) as im:
             assert im.width > 500 and im.height > 250
 
@@ -238,7 +238,7 @@ def test_run_directories_of_an_older_medcolor_give_a_reason(tmp_path: Path, real
     html = (out / "index.html").read_text()
     reasons = " ".join(re.findall(r'<p class="absent">Not in this report: (.*?)</p>', html, flags=re.S))
     assert f"{LABEL_COUNTS_FILE} is missing" in reasons and f"{SAMPLES_FILE} is missing" in reasons
-    assert not (out / "figures" / "fig4_colorized_synthetic.png").exists()
+    assert not (out / "figures" / "fig4_colorized_synthetic.jpg").exists()
     assert not (out / "figures" / "fig5_labels_synthetic.png").exists()
 
 

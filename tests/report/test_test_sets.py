@@ -149,7 +149,7 @@ def test_report_per_test_set_and_readable(tmp_path: Path, real_runs) -> None:
         assert (out / "figures" / f"{fig}.svg").read_text().lstrip().startswith("<?xml")
         assert f'href="figures/{fig}.svg"' in html
     # Fig. 4 is a grid of pictures: PNG only (an SVG would embed the same pixels again)
-    assert list((out / "figures").glob("fig4_colorized*.png")) and not list((out / "figures").glob("fig4*.svg"))
+    assert list((out / "figures").glob("fig4_colorized*.jpg")) and not list((out / "figures").glob("fig4*.[ps][nv]g"))
     # the cells table: mean AUC ×100 of the internal set, cell ids wrap at their separators
     assert "mean AUC ×100 [95 % CI]" in html
     t = pd.read_parquet(study / "results.parquet")

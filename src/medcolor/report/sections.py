@@ -144,7 +144,8 @@ def _fig4_dataset(
             continue
         where = " · ".join(x for x in (ds, section_text(panel_fields, pk)) if x)
         stem = "_".join(slug(_short(x)) for x in (ds, *pk) if x)
-        image = _draw_panel(panel, out / "figures" / f"fig4_colorized{'_' + stem if stem else ''}.png", where)
+        # JPEG: X-ray pixels are noise to PNG's compression (1-2 MB a panel as PNG, a quarter of that as JPEG)
+        image = _draw_panel(panel, out / "figures" / f"fig4_colorized{'_' + stem if stem else ''}.jpg", where)
         image["caption"] = _fig4_caption(F, members, panel, where, max_rows)
         images.append({**_srcs(Path(image.pop("path")), out), **image})
     return images
@@ -356,7 +357,7 @@ def _not_shown(sec: Section, reasons: list[str]) -> None:
 
 
 def _srcs(png: Path, out: Path) -> dict[str, str]:
-    """The image's ``src`` (PNG) and, when written beside it, its ``svg`` for papers, relative to ``out``."""
+    """The image's ``src`` (PNG or JPEG) and, when written beside it, its ``svg`` for papers, relative to ``out``."""
     svg = png.with_suffix(".svg")
     return {"src": png.relative_to(out).as_posix(), "svg": svg.relative_to(out).as_posix() if svg.is_file() else ""}
 
