@@ -94,3 +94,17 @@ def test_fig4_file_names_shorten_paths_to_their_file_stem() -> None:
     assert _short("../shared/weights/efficientnet_lite0-imagenet-timm.pth") == "efficientnet_lite0-imagenet-timm"
     assert _short("timm:tf_efficientnet_lite0") == "timm:tf_efficientnet_lite0"
     assert _short("colorU") == "colorU"
+
+
+def test_a_transferred_rows_name_leaves_out_what_the_panels_title_says() -> None:
+    """A fine-tuned row names its transfer source as ``from <arm>``, without the backbone, weights, start or dataset
+    its panel's title already gives (they made each row label of the external study's Fig. 4 eight lines long)."""
+    from medcolor.report.sections import _row_part
+    from medcolor.study.stats import NONE, TRANSFER_FIELD
+
+    source = "colorU · random · timm:tf_efficientnet_lite0 · ../w/lite0.pth · color-module · folder"
+    title = {"folder", "393", "random", "timm:tf_efficientnet_lite0", "../w/lite0.pth"}
+    assert _row_part(TRANSFER_FIELD, source, title) == "from ColorU · Color Module"
+    assert _row_part(TRANSFER_FIELD, source, set()).startswith("from ColorU · random · timm:tf_efficientnet_lite0")
+    assert _row_part(TRANSFER_FIELD, NONE, title) == "–"
+    assert _row_part("model.colorizer", "colorU", {"colorU"}) == "ColorU"  # the arm is always named

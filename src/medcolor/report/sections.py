@@ -139,7 +139,8 @@ def _fig4_dataset(
     images = []
     for pk in sorted(panels, key=lambda t: tuple(value_sort_key(v) for v in t)):
         members = panels[pk]
-        panel = _read_panel(members[:max_rows], F, vary, run_dir, n_images, reasons)
+        shown = {str(x) for x in (ds, *pk)}  # in the panel's title: not repeated in its rows' names
+        panel = _read_panel(members[:max_rows], F, vary, run_dir, n_images, reasons, shown)
         if panel.grays is None or not panel.rows:
             continue
         where = " · ".join(x for x in (ds, section_text(panel_fields, pk)) if x)
@@ -202,10 +203,11 @@ def _fig4_layout(cells: StudyCells, ids: list[str]) -> tuple[list[str], list[str
 
 
 def _read_panel(
-    members: list[str], F: pd.DataFrame, vary: list[str], run_dir: Any, n_images: int, reasons: list[str]
-) -> Fig4Panel:
+    members: list[str], F: pd.DataFrame, vary: list[str], run_dir: Any, n_images: int, reasons: list[str],
+    shown: set[str],
+) -> Fig4Panel:  # fmt: skip
     """The rows of one panel from the members' run directories (``run_dir(cell)``); what cannot be read is added
-    to ``reasons``."""
+    to ``reasons``; a row's name leaves out what the panel's title ``shown`` says."""
     from medcolor.display import SAMPLES_FILE, read_colorized_samples
 
     panel = Fig4Panel()
@@ -220,12 +222,19 @@ def _read_panel(
         elif samples.names[: len(panel.names)] != panel.names:
             panel.other.append(c)  # another validation split: its images are not those of the first row
             continue
-        name = " · ".join(value_text(f, F.loc[c, f]) for f in vary) or c
+        name = " · ".join(_row_part(f, F.loc[c, f], shown) for f in vary) or c
         panel.rows[name] = list(samples.colors[: len(panel.names)])
         _add_gradcam_row(panel, name, run_dir(c), c, reasons)
     if panel.other:
         reasons.append(f"{', '.join(panel.other)}: colorized other validation images than the first row's")
     return panel
+
+
+def _row_part(f: str, value: Any, shown: set[str]) -> str:
+    """A field of a Fig. 4 row's name; a transfer as ``from <its source>``, without what the panel's title says."""
+    if f != TRANSFER_FIELD or value == NONE:
+        return value_text(f, value)
+    return "from " + value_text(f, " · ".join(p for p in str(value).split(" · ") if p not in shown))
 
 
 def _add_gradcam_row(panel: Fig4Panel, name: str, run_dir: Path, cell: str, reasons: list[str]) -> None:
@@ -253,7 +262,7 @@ def _draw_panel(panel: Fig4Panel, path: Path, where: str) -> dict[str, str]:
 
     titles = [n if len(n) <= 18 else n[:17] + "…" for n in panel.names]
     rows = {textwrap.fill(k, 18): v for k, v in panel.rows.items()}
-    # PNG only: the panel is a grid of pictures, which an SVG would only embed again (megabytes per panel)
+    # a raster only: the panel is a grid of pictures, which an SVG would only embed again (megabytes per panel)
     colorization_figure(list(panel.grays), rows, path, titles, title=where)  # type: ignore[arg-type]
     return {"path": str(path), "alt": f"Fig. 4 {where}"}
 
