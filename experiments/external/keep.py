@@ -57,10 +57,9 @@ def _copy_tree(src: Path, dst: Path) -> int:
 
 def _cpu() -> str:
     """This machine's CPU model, core count and whether it has AMX / AVX512-BF16 (what bf16 speed depends on)."""
-    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
-    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "unknown")
-    flags = [f for f in ("amx_bf16", "avx512_bf16") if f in text]
-    return f"{model}, {os.cpu_count()} cores, {' '.join(flags) or 'no bf16 instructions'}"
+    from medcolor.training.runtime import cpu_bf16_flags, cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, {' '.join(cpu_bf16_flags()) or 'no bf16 instructions'}"
 
 
 def save() -> None:
