@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -108,53 +107,6 @@ def _progress_logging() -> None:
     log.propagate = False
 
 
-def _fmt_hours(h: float | None) -> str:
-    if h is None:
-        return "?"
-    return f"{h:,.1f}" if h >= 10 else f"{h:.2f}" if h >= 0.01 else f"{h:.2g}"
-
-
-def plan_lines(plan: Any, states: dict[str, str] | None = None) -> list[str]:
-    """The dry-run table of a study plan: one line per cell (with its state, given ``states``), the total,
-    the cost model's notes and the plan's warnings."""
-    w = (
-        max([len(c.id) for c in plan.cells] + [4]),
-        max([len(c.depends_on[0]) for c in plan.cells if c.depends_on] + [10]),
-        max([len(c.values.get("stages", "")) for c in plan.cells] + [6]),
-    )
-    head = f"  {'cell':<{w[0]}}  lvl  {'depends on':<{w[1]}}  {'stages':<{w[2]}}  {'iterations':>14}  {'GPU-h':>8}"
-    lines = [head + ("  state" if states else "")]
-    lines += [_cell_line(c, w) + (f"  {states.get(c.id, '')}" if states else "") for c in plan.cells]
-    lines.append(_plan_total(plan))
-    notes = sorted({n for c in plan.cells for n in (c.estimate or {}).get("notes", [])})
-    return lines + [f"note: {n}" for n in notes] + [f"warning: {w}" for w in plan.warnings]
-
-
-def _cell_line(c: Any, w: tuple[int, int, int]) -> str:
-    its = (c.estimate or {}).get("iterations")
-    it_text = "+".join("?" if i is None else f"{i:,}" for i in its) if its else "?"
-    dep, h = c.depends_on[0] if c.depends_on else "-", (c.estimate or {}).get("gpu_hours")
-    line = f"  {c.id:<{w[0]}}  {c.level:>3}  {dep:<{w[1]}}  {c.values.get('stages', ''):<{w[2]}}  {it_text:>14}  "
-    return line + f"{'-' if c.invalid else _fmt_hours(h):>8}"
-
-
-def _plan_total(plan: Any) -> str:
-    from medcolor.study.cost import DEFAULT_TFLOPS
-
-    estimates = [c.estimate or {} for c in plan.cells]
-    hours = [e["gpu_hours"] for e in estimates if e.get("gpu_hours") is not None]
-    its = [sum(e["iterations"]) for e in estimates if e.get("iterations") and None not in e["iterations"]]
-    tflops = next((e["tflops_assumed"] for e in reversed(estimates) if "tflops_assumed" in e), DEFAULT_TFLOPS)
-    unknown = len(estimates) - len(hours)
-    return (
-        f"total: {len(plan.cells)} cells in {max((c.level for c in plan.cells), default=0) + 1} dependency "
-        f"level(s), {sum(its):,} training iterations, {_fmt_hours(float(sum(hours)))} GPU-hours at {tflops:g} "
-        "TFLOP/s sustained"
-        + (f" (+ {unknown} cell(s) without an estimate)" if unknown else "")
-        + "; cost model: see medcolor.study.cost"
-    )
-
-
 def _check_run_flags(a: argparse.Namespace) -> None:
     from medcolor.errors import ConfigError
 
@@ -171,7 +123,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from medcolor.errors import ConfigError
     from medcolor.study.executors import make_executor
     from medcolor.study.plan import expand
-    from medcolor.study.runner import run_study, study_status, summary_lines
+    from medcolor.study.runner import plan_lines, run_study, study_status, summary_lines
     from medcolor.study.spec import load_spec
 
     if a.output and not a.dry_run:
@@ -206,38 +158,14 @@ def cmd_run(a: argparse.Namespace) -> int:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from medcolor.study.runner import read_plan, study_status
+    from medcolor.study.runner import status_lines
 
-    plan = read_plan(a.dir)
-    states = study_status(a.dir, plan)
-    counts: dict[str, int] = {}
-    for s in states:
-        counts[s.state] = counts.get(s.state, 0) + 1
-    order = ("done", "running", "failed", "skipped", "pending")
-    print(
-        f"study {plan.study} in {a.dir}: {len(states)} cells — "
-        + ", ".join(f"{counts[k]} {k}" for k in order if k in counts)
-    )
-    width = max([len(s.cell.id) for s in states] + [4])
-    for s in states:
-        detail = done_detail(a.dir, s.cell.id) if s.state == "done" else s.detail.strip()
-        print(f"  {s.state:<8} {s.cell.id:<{width}}  {detail.splitlines()[0][:200] if detail else ''}")
+    print("\n".join(status_lines(a.dir)))
     return 0
 
 
-def done_detail(study_dir: str | Path, cell_id: str) -> str:
-    """A done cell's internal test mean AUC and wall time, from its ``row.json``."""
-    from medcolor.study.layout import cell_dir
-    from medcolor.study.results import INTERNAL, ROW_FILE, TEST_SET, read_rows
-
-    rows = read_rows(cell_dir(study_dir, cell_id) / ROW_FILE)
-    mean = next((r for r in rows if r["label"] == "mean" and r.get(TEST_SET, INTERNAL) == INTERNAL), {})
-    auc, wall = mean.get("test_auc"), mean.get("wall_s")
-    auc_text = f"{auc:.4f}" if isinstance(auc, int | float) and math.isfinite(auc) else "n/a"
-    return f"test mean AUC {auc_text}" + (f", {wall:,.0f} s" if isinstance(wall, int | float) else "")
-
-
 def cmd_compare(a: argparse.Namespace) -> int:
+    from medcolor.report.html import with_report_families
     from medcolor.study.results import INTERNAL, for_test_set, read_results, table_test_sets
     from medcolor.study.stats import compare, format_comparison
 
@@ -249,26 +177,11 @@ def cmd_compare(a: argparse.Namespace) -> int:
     for name in names:
         result = compare(table, a.a, a.b, by=by, test=a.test, metric=a.metric, test_set=name)
         if a.family == "report" and name == INTERNAL:  # the report's tables test the internal set only
-            result = _with_report_families(result, a.dir, for_test_set(table, INTERNAL), a.metric, a.test)
+            result = with_report_families(result, a.dir, for_test_set(table, INTERNAL), a.metric, a.test)
         text = format_comparison(result)
         blocks.append(f"test set: {name}\n{text}" if len(names) > 1 or name != INTERNAL else text)
     print("\n\n".join(blocks))
     return 0
-
-
-def _with_report_families(result: Any, study_dir: str, table: Any, metric: str, test: str) -> Any:
-    """Rows that are the same test as one of the report's tables (same label, same pairs of cells) take
-    that table's adjusted p and family, so `study compare` and the report show one adjusted p per test."""
-    from medcolor.report.html import report_families
-
-    rep = report_families(study_dir, table, metric, test)
-    rep = rep[rep["pairs"] != ""].drop_duplicates(["label", "pairs", "test"])
-    hit = result[["label", "pairs", "test"]].merge(rep[["label", "pairs", "test", "p_adj", "family"]], how="left")
-    found = hit["family"].notna().to_numpy()
-    result = result.copy()
-    result.loc[found, "p_adj"] = hit.loc[found, "p_adj"].to_numpy()
-    result.loc[found, "family"] = hit.loc[found, "family"].to_numpy()
-    return result
 
 
 def cmd_report(a: argparse.Namespace) -> int:
@@ -291,4 +204,4 @@ def cmd_document(a: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["add_parser", "done_detail", "plan_lines", "run"]
+__all__ = ["add_parser", "run"]

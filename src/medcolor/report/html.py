@@ -81,6 +81,22 @@ def report_families(study_dir: str | os.PathLike, table: pd.DataFrame, metric: s
     return report_comparisons(table, cells, split_cells(cells), TableOptions(metric=metric, test=test, n_boot=0))
 
 
+def with_report_families(
+    result: pd.DataFrame, study_dir: str | os.PathLike, table: pd.DataFrame, metric: str, test: str
+) -> pd.DataFrame:
+    """``result`` (of :func:`medcolor.study.stats.compare`) with the rows that are the same test as one of the
+    report's tables (same label, same pairs of cells) given that table's adjusted p and family, so that
+    ``study compare`` and the report show one adjusted p per test."""
+    rep = report_families(study_dir, table, metric, test)
+    rep = rep[rep["pairs"] != ""].drop_duplicates(["label", "pairs", "test"])
+    hit = result[["label", "pairs", "test"]].merge(rep[["label", "pairs", "test", "p_adj", "family"]], how="left")
+    found = hit["family"].notna().to_numpy()
+    result = result.copy()
+    result.loc[found, "p_adj"] = hit.loc[found, "p_adj"].to_numpy()
+    result.loc[found, "family"] = hit.loc[found, "family"].to_numpy()
+    return result
+
+
 def _overview(table: pd.DataFrame, cells: StudyCells, meta: pd.DataFrame, metric: str, note: str) -> dict[str, Any]:
 
     def uniq(col: str) -> str:
@@ -211,4 +227,5 @@ __all__ = [
     "run_dir_of",
     "sort_cells",
     "table_sections",
+    "with_report_families",
 ]

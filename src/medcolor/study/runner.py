@@ -7,11 +7,16 @@ failed or was skipped, and *pending* otherwise (``started`` if an earlier attemp
 resumes).  Re-running a study skips done cells, retries failed ones and resumes interrupted ones.  Cells
 are found again by their id (a hash of their configuration): a grid extended with new values only adds
 cells; cells that an edited spec no longer has stay on disk but leave the plan and the table.
+
+What a terminal shows of a study is here too, so that a notebook shows the same: :func:`plan_lines` (the
+``--dry-run`` table), :func:`status_lines` (``medcolor study status``) and :func:`summary_lines` (the end of
+``study run``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,6 +25,7 @@ from typing import Any
 
 from medcolor.errors import MedcolorError
 from medcolor.study.cell import EXIT_CODES, run_cell
+from medcolor.study.cost import DEFAULT_TFLOPS
 from medcolor.study.layout import (
     CELLS,
     CellLock,
@@ -32,7 +38,8 @@ from medcolor.study.layout import (
     study_status,
 )
 from medcolor.study.local import LocalExecutor
-from medcolor.study.plan import Cell, expand
+from medcolor.study.plan import Cell, Plan, expand
+from medcolor.study.results import INTERNAL, ROW_FILE, TEST_SET, read_rows
 from medcolor.study.spec import Spec, load_spec
 
 log = logging.getLogger("medcolor.study")
@@ -135,6 +142,81 @@ def summary_lines(result: StudyResult) -> list[str]:
     return lines
 
 
+# ----------------------------------------------------------------------------- what a terminal shows
+def status_lines(study_dir: str | os.PathLike, plan: Plan | None = None) -> list[str]:
+    """What ``medcolor study status`` prints: the count of cells per state, then one line per cell (a done
+    cell's internal test mean AUC and wall time, else why it is where it is)."""
+    plan = plan or read_plan(study_dir)
+    states = study_status(study_dir, plan)
+    counts: dict[str, int] = {}
+    for s in states:
+        counts[s.state] = counts.get(s.state, 0) + 1
+    order = ("done", "running", "failed", "skipped", "pending")
+    lines = [
+        f"study {plan.study} in {study_dir}: {len(states)} cells — "
+        + ", ".join(f"{counts[k]} {k}" for k in order if k in counts)
+    ]
+    width = max([len(s.cell.id) for s in states] + [4])
+    for s in states:
+        detail = done_detail(study_dir, s.cell.id) if s.state == "done" else s.detail.strip()
+        lines.append(f"  {s.state:<8} {s.cell.id:<{width}}  {detail.splitlines()[0][:200] if detail else ''}")
+    return lines
+
+
+def done_detail(study_dir: str | os.PathLike, cell_id: str) -> str:
+    """A done cell's internal test mean AUC and wall time, from its ``row.json``."""
+    rows = read_rows(cell_dir(study_dir, cell_id) / ROW_FILE)
+    mean = next((r for r in rows if r["label"] == "mean" and r.get(TEST_SET, INTERNAL) == INTERNAL), {})
+    auc, wall = mean.get("test_auc"), mean.get("wall_s")
+    auc_text = f"{auc:.4f}" if isinstance(auc, int | float) and math.isfinite(auc) else "n/a"
+    return f"test mean AUC {auc_text}" + (f", {wall:,.0f} s" if isinstance(wall, int | float) else "")
+
+
+def _fmt_hours(h: float | None) -> str:
+    if h is None:
+        return "?"
+    return f"{h:,.1f}" if h >= 10 else f"{h:.2f}" if h >= 0.01 else f"{h:.2g}"
+
+
+def plan_lines(plan: Plan, states: dict[str, str] | None = None) -> list[str]:
+    """The dry-run table of a study plan: one line per cell (with its state, given ``states``), the total,
+    the cost model's notes and the plan's warnings."""
+    w = (
+        max([len(c.id) for c in plan.cells] + [4]),
+        max([len(c.depends_on[0]) for c in plan.cells if c.depends_on] + [10]),
+        max([len(c.values.get("stages", "")) for c in plan.cells] + [6]),
+    )
+    head = f"  {'cell':<{w[0]}}  lvl  {'depends on':<{w[1]}}  {'stages':<{w[2]}}  {'iterations':>14}  {'GPU-h':>8}"
+    lines = [head + ("  state" if states else "")]
+    lines += [_cell_line(c, w) + (f"  {states.get(c.id, '')}" if states else "") for c in plan.cells]
+    lines.append(_plan_total(plan))
+    notes = sorted({n for c in plan.cells for n in (c.estimate or {}).get("notes", [])})
+    return lines + [f"note: {n}" for n in notes] + [f"warning: {w}" for w in plan.warnings]
+
+
+def _cell_line(c: Cell, w: tuple[int, int, int]) -> str:
+    its = (c.estimate or {}).get("iterations")
+    it_text = "+".join("?" if i is None else f"{i:,}" for i in its) if its else "?"
+    dep, h = c.depends_on[0] if c.depends_on else "-", (c.estimate or {}).get("gpu_hours")
+    line = f"  {c.id:<{w[0]}}  {c.level:>3}  {dep:<{w[1]}}  {c.values.get('stages', ''):<{w[2]}}  {it_text:>14}  "
+    return line + f"{'-' if c.invalid else _fmt_hours(h):>8}"
+
+
+def _plan_total(plan: Plan) -> str:
+    estimates = [c.estimate or {} for c in plan.cells]
+    hours = [e["gpu_hours"] for e in estimates if e.get("gpu_hours") is not None]
+    its = [sum(e["iterations"]) for e in estimates if e.get("iterations") and None not in e["iterations"]]
+    tflops = next((e["tflops_assumed"] for e in reversed(estimates) if "tflops_assumed" in e), DEFAULT_TFLOPS)
+    unknown = len(estimates) - len(hours)
+    return (
+        f"total: {len(plan.cells)} cells in {max((c.level for c in plan.cells), default=0) + 1} dependency "
+        f"level(s), {sum(its):,} training iterations, {_fmt_hours(float(sum(hours)))} GPU-hours at {tflops:g} "
+        "TFLOP/s sustained"
+        + (f" (+ {unknown} cell(s) without an estimate)" if unknown else "")
+        + "; cost model: see medcolor.study.cost"
+    )
+
+
 __all__ = [
     "EXIT_CODES",
     "CellLock",
@@ -142,12 +224,15 @@ __all__ = [
     "MedcolorError",
     "StudyResult",
     "cell_dir",
+    "done_detail",
+    "plan_lines",
     "prepare_study_dir",
     "read_plan",
     "rebuild_table",
     "record_failure",
     "run_cell",
     "run_study",
+    "status_lines",
     "study_status",
     "summary_lines",
 ]
