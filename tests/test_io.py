@@ -138,3 +138,25 @@ def test_damaged_metadata_is_a_clear_error(tmp_path, header, message):
     for load in loaders:
         with pytest.raises(WeightsError, match=message):
             load(path)
+
+
+def test_export_colorizer_writes_a_learned_t_and_refuses_the_gray_copy(tmp_path):
+    from medcolor.errors import ConfigError
+    from medcolor.inference import export_colorizer
+
+    torch.manual_seed(0)
+    net = ColorTransferNet.create("colorU", "mobilenet_v2", 2).eval()
+    model = save_model(net, tmp_path / "model.safetensors", label_names=["a", "b"], size=64)
+    path, t = export_colorizer(model, tmp_path / "t.safetensors")
+    again, meta = load_colorizer(path)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(again.eval()(x), net.colorizer(x))
+    assert t.name == "colorU" and meta["size"] == 64 and path.with_suffix(".json").is_file()
+
+    gray = save_model(ColorTransferNet.create("replicate", "mobilenet_v2", 2), tmp_path / "g.safetensors")
+    with pytest.raises(
+        ConfigError, match=r"g\.safetensors has no learned colorization module \(its T is 'replicate'\)"
+    ):
+        export_colorizer(gray, tmp_path / "never.safetensors")
+    assert not (tmp_path / "never.safetensors").exists()

@@ -310,3 +310,36 @@ def test_a_real_run_writes_operating_points_from_its_validation_predictions(
     assert (out / "roc-test.png").is_file() and (out / "reliability-test.png").is_file()
     remove_run(out)  # the run layout knows every new file: --overwrite removes them all
     assert not any(out.iterdir())
+
+
+def test_operating_point_lines_read_the_file_evaluate_prints(tmp_path):
+    from medcolor.operating import operating_point_lines
+
+    rate = {"value": 0.9, "ci": [0.8, 0.95]}
+    ops = {
+        "rule": "youden",
+        "temperature_scaling": True,
+        "sets": {
+            "test": {
+                "labels": {
+                    "PNEUMONIA": {
+                        "threshold": 0.42,
+                        **dict.fromkeys(("sensitivity", "specificity"), rate),
+                        **{key: {"value": None} for key in ("ppv", "npv", "accuracy")},
+                    }
+                },
+                "left_out": {"Edema": "one class only"},
+            }
+        },
+    }
+    path = tmp_path / "operating_points.json"
+    path.write_text(json.dumps(ops))
+    lines = operating_point_lines(path)
+    assert lines[0] == (
+        "  test PNEUMONIA: threshold 0.42 (youden on validation, temperature-scaled): sensitivity 90.0 % (80.0-95.0), "
+        "specificity 90.0 % (80.0-95.0), ppv n/a, npv n/a, accuracy n/a"
+    )
+    assert lines[1:] == ["  test Edema: no operating point (one class only)", f"  operating points: {path}"]
+    path.write_text(json.dumps({"error": "no threshold reaches sensitivity 0.99"}))
+    assert operating_point_lines(path) == ["  no operating points: no threshold reaches sensitivity 0.99"]
+    assert "no operating points" in operating_point_lines(tmp_path / "missing.json")[0]

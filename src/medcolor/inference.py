@@ -297,6 +297,22 @@ def load_colorizer_any(path: str | os.PathLike):
     return load_colorizer(p)
 
 
+#: metadata of a saved T that :func:`export_colorizer` leaves to :func:`~medcolor.io.save_colorizer` to write
+_COLORIZER_FORMAT_KEYS = {"format", "format_version", "colorizer", "colorizer_kwargs", "architecture"}
+
+
+def export_colorizer(source: str | os.PathLike, output: str | os.PathLike) -> tuple[Path, Any]:
+    """``medcolor export-colorizer``: T of a run directory, stage directory or model file saved on its own
+    (``output``, safetensors + a JSON of its metadata) for ``model.colorizer_from``; returns the file and T.
+    A ConfigError when T learns nothing (the gray copy)."""
+    from medcolor.io import save_colorizer
+
+    t, meta = load_colorizer_any(source)
+    if not t.learnable:
+        raise ConfigError(f"{source} has no learned colorization module (its T is {t.name!r})")
+    return save_colorizer(t, output, **{k: v for k, v in meta.items() if k not in _COLORIZER_FORMAT_KEYS}), t
+
+
 def colorize_images(
     source: str | os.PathLike,
     inputs: Iterable[str | os.PathLike],
@@ -372,6 +388,7 @@ __all__ = [
     "colorize_images",
     "colorize_message",
     "evaluate_model",
+    "export_colorizer",
     "load_colorizer_any",
     "predict_files",
     "resolve_model_path",

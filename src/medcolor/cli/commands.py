@@ -23,7 +23,7 @@ from medcolor.config import (
     check_precision,
     check_run_config,
 )
-from medcolor.errors import ConfigError, MedcolorError, OptionError
+from medcolor.errors import MedcolorError, OptionError
 
 
 def cmd_train(a: argparse.Namespace) -> int:
@@ -84,7 +84,7 @@ def _ci(c: list[float] | None) -> str:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from medcolor.config import read_data_config
     from medcolor.inference import evaluate_model
-    from medcolor.operating import OPERATING_POINTS_FILE
+    from medcolor.operating import OPERATING_POINTS_FILE, operating_point_lines
     from medcolor.testsets import TEST_SETS_DIR
 
     check_number("--bootstrap", a.bootstrap, integer=True, at_least=0, at_most=MAX_BOOTSTRAP)
@@ -112,7 +112,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         operating=_operating_flags(a),
     )
     _print_metrics(metrics)
-    _print_operating_points(out / OPERATING_POINTS_FILE)
+    print("\n".join(operating_point_lines(out / OPERATING_POINTS_FILE)))
     print(f"written: {out / 'metrics.json'}, {out / 'predictions.csv'}")
     _print_test_sets(metrics.get("test_sets") or {}, Path(a.output or out.parent) / TEST_SETS_DIR)
     return 0
@@ -133,40 +133,13 @@ def _operating_flags(a: argparse.Namespace) -> OperatingConfig | None:
 
 def _print_test_sets(results: dict[str, dict[str, Any]], folder: Path) -> None:
     """Per external test set: its mean AUC, the labels left out of it, its operating points."""
-    from medcolor.operating import OPERATING_POINTS_FILE
+    from medcolor.operating import OPERATING_POINTS_FILE, operating_point_lines
 
     for name, m in results.items():
         mean = "n/a" if m["mean_auc"] is None else f"{m['mean_auc']:.4f}"
         left = f" (left out: {', '.join(f'{k}: {v}' for k, v in m['left_out'].items())})" if m["left_out"] else ""
         print(f"test set {name}: mean AUC {mean} on {m['n_samples']} images{left}")
-        _print_operating_points(folder / name / OPERATING_POINTS_FILE)
-
-
-def _print_operating_points(path: Path) -> None:
-    """The operating points of one evaluated set (its ``operating_points.json``): per label the threshold and, at
-    it, sensitivity, specificity, PPV, NPV and accuracy with their 95% CIs; or why there are none."""
-    import json
-
-    from medcolor.operating import format_rate
-
-    if not path.is_file():
-        print("  no operating points (they need the run's val/predictions.csv, and data other than it)")
-        return
-    ops = json.loads(path.read_text())
-    if "error" in ops:
-        print(f"  no operating points: {ops['error']}")
-        return
-    scaled = ", temperature-scaled" if ops.get("temperature_scaling") else ""
-    for name, rec in ops["sets"].items():
-        for label, e in rec["labels"].items():
-            rates = ", ".join(
-                f"{m} {format_rate(e[m], with_ci=True)}"
-                for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy")
-            )
-            print(f"  {name} {label}: threshold {e['threshold']:.4g} ({ops['rule']} on validation{scaled}): {rates}")
-        for label, why in rec["left_out"].items():
-            print(f"  {name} {label}: no operating point ({why})")
-    print(f"  operating points: {path}")
+        print("\n".join(operating_point_lines(folder / name / OPERATING_POINTS_FILE)))
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -215,19 +188,10 @@ def cmd_explain(a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
-    from medcolor.inference import load_colorizer_any
-    from medcolor.io import save_colorizer
+    from medcolor.inference import export_colorizer
 
     check_output(a.output, "file", inputs=[a.run], apart=True, suffix=".safetensors")
-    t, meta = load_colorizer_any(a.run)
-    if not t.learnable:
-        raise ConfigError(f"{a.run} has no learned colorization module (its T is {t.name!r})")
-    keep = {
-        k: v
-        for k, v in meta.items()
-        if k not in {"format", "format_version", "colorizer", "colorizer_kwargs", "architecture"}
-    }
-    path = save_colorizer(t, a.output, **keep)
+    path, t = export_colorizer(a.run, a.output)
     print(
         f"T ({t.name}, {sum(p.numel() for p in t.parameters()):,} parameters) -> {path} (+ {path.with_suffix('.json')})"
     )

@@ -203,3 +203,28 @@ def format_rate(m: dict[str, Any], with_ci: bool = False) -> str:
     value = "n/a" if m["value"] is None else f"{100 * m['value']:.1f} %"
     ci = m.get("ci") if with_ci else None
     return value + (f" ({100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else "")
+
+
+def operating_point_lines(path: str | os.PathLike) -> list[str]:
+    """An evaluated set's operating points (its ``operating_points.json``) as text, as ``medcolor evaluate``
+    prints them: per label the threshold and, at it, sensitivity, specificity, PPV, NPV and accuracy with their
+    95 % CIs; or why there are none."""
+    path = Path(path)
+    if not path.is_file():
+        return ["  no operating points (they need the run's val/predictions.csv, and data other than it)"]
+    ops = json.loads(path.read_text())
+    if "error" in ops:
+        return [f"  no operating points: {ops['error']}"]
+    scaled = ", temperature-scaled" if ops.get("temperature_scaling") else ""
+    lines = []
+    for name, rec in ops["sets"].items():
+        for label, e in rec["labels"].items():
+            rates = ", ".join(
+                f"{m} {format_rate(e[m], with_ci=True)}"
+                for m in ("sensitivity", "specificity", "ppv", "npv", "accuracy")
+            )
+            lines.append(
+                f"  {name} {label}: threshold {e['threshold']:.4g} ({ops['rule']} on validation{scaled}): {rates}"
+            )
+        lines += [f"  {name} {label}: no operating point ({why})" for label, why in rec["left_out"].items()]
+    return [*lines, f"  operating points: {path}"]
