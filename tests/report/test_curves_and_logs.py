@@ -96,7 +96,7 @@ def test_validation_curves_one_figure_per_section_with_every_arm(study_report) -
     assert list(cm_all.index) == list(seed0.index) and set(cm_all["n"]) == {3}
     assert np.allclose(cm_all["mean"], seed0 + np.mean([0.0, *SHIFT.values()]))
     # one PNG + SVG per section, embedded in the page with its own navigation entry
-    png = out / "figures" / "val_curves_Dataset_synthetic_Training_subset_full.png"
+    png = out / "figures" / "val_curves_synthetic_none.png"  # the section's values, as Fig. 4's file names
     with Image.open(png) as im:
         assert im.format == "PNG" and im.width > 500 and im.height > 300
     assert png.with_suffix(".svg").read_text().lstrip().startswith("<?xml")

@@ -88,12 +88,16 @@ def test_fig4_draws_a_grad_cam_row_per_condition_from_the_files(tmp_path: Path, 
     assert sizes["with"][1] > 1.5 * sizes["without"][1]  # input + 2 x (colour, Grad-CAM) rows against input + 2
 
 
-def test_fig4_file_names_shorten_paths_to_their_file_stem() -> None:
-    from medcolor.report.sections import _short
+def test_figure_file_names_shorten_paths_to_their_file_stem() -> None:
+    """Fig. 4's and the validation curves' file names: a section's values, a path by its file's stem."""
+    from medcolor.report.names import file_stem
 
-    assert _short("../shared/weights/efficientnet_lite0-imagenet-timm.pth") == "efficientnet_lite0-imagenet-timm"
-    assert _short("timm:tf_efficientnet_lite0") == "timm:tf_efficientnet_lite0"
-    assert _short("colorU") == "colorU"
+    weights = "../shared/weights/efficientnet_lite0-imagenet-timm.pth"
+    assert file_stem([weights]) == "efficientnet_lite0-imagenet-timm"
+    assert file_stem(["timm:tf_efficientnet_lite0", "colorU"]) == "timm_tf_efficientnet_lite0_colorU"
+    assert file_stem(["folder", 393, "", None, "gray", weights, 4172]) == (
+        "folder_393_gray_efficientnet_lite0-imagenet-timm_4172"
+    )
 
 
 def test_a_transferred_rows_name_leaves_out_what_the_panels_title_says() -> None:

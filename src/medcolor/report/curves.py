@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medcolor.report.names import arm_text, row_order_key, section_text, slug, value_text
+from medcolor.report.names import arm_text, file_stem, row_order_key, section_text, value_text
 from medcolor.report.rundirs import read_json, run_dir_of
 from medcolor.report.sections import Section, _srcs
 from medcolor.report.tables import _layout
@@ -87,7 +87,8 @@ def study_curves(cells: StudyCells, meta: pd.DataFrame, study_dir: Path) -> pd.D
         order = row_order_key(r.get("model.colorizer", NONE), r.get("stages", NONE), r.get(TRANSFER_FIELD, NONE))
         key = tuple(value_sort_key(r[f]) for f in layout.section_fields)
         repeat = " · ".join(f"{f} {r[f]}" for f in reps)
-        curve = curve.assign(section=section, arm=_arm_name(r), cell=c, repeat=repeat)
+        stem = file_stem(r[f] for f in layout.section_fields)
+        curve = curve.assign(section=section, stem=stem, arm=_arm_name(r), cell=c, repeat=repeat)
         frames.append(curve.assign(order=[order] * len(curve), section_key=[key] * len(curve)))
     if not frames:
         return pd.DataFrame(columns=["section", "arm", "cell", "repeat", "stage", "step", "iteration", "val_mean_auc"])
@@ -151,7 +152,8 @@ def val_curves_section(
     sections = list(dict.fromkeys(curves.sort_values("section_key", kind="stable")["section"]))
     for s in sections:
         mine = curves[curves["section"] == s]
-        path = out / "figures" / f"val_curves{'_' + slug(s) if s else ''}.png"
+        stem = mine["stem"].iloc[0]
+        path = out / "figures" / f"val_curves{'_' + stem if stem else ''}.png"
         plot_val_curves(mine, path, scale=scale, title=s)
         n_arms, n_cells = mine["arm"].nunique(), mine["cell"].nunique()
         sec.images.append(

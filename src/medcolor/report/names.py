@@ -4,7 +4,8 @@ subset sizes, and the paper's row order."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from medcolor.study.stats import BASELINES, NONE, TRANSFER_FIELD, reference_baseline
 
@@ -112,6 +113,13 @@ def slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "cell"
 
 
+def file_stem(values: Iterable[object]) -> str:
+    """Grid values as one part of a figure's file name (``393_gray_mobilenet_v2_4172``): a path (weights, a
+    data root) by its file's stem; empty values left out."""
+    parts = [str(v) for v in values if v]
+    return "_".join(slug(Path(v).stem if "/" in v or "\\" in v else v) for v in parts)
+
+
 __all__ = [
     "COLORIZER_NAMES",
     "COLORIZER_ORDER",
@@ -119,6 +127,7 @@ __all__ = [
     "STRATEGY_NAMES",
     "arm_text",
     "field_title",
+    "file_stem",
     "row_order_key",
     "section_text",
     "slug",

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from medcolor.errors import DataError, MedcolorError
-from medcolor.report.names import row_order_key, section_text, slug, value_text
+from medcolor.report.names import file_stem, row_order_key, section_text, slug, value_text
 from medcolor.report.render import StudyTable
 from medcolor.report.rundirs import run_dir_of
 from medcolor.report.tables import TableOptions, per_test_set, size_curves, table1, table2, table3
@@ -144,17 +144,12 @@ def _fig4_dataset(
         if panel.grays is None or not panel.rows:
             continue
         where = " · ".join(x for x in (ds, section_text(panel_fields, pk)) if x)
-        stem = "_".join(slug(_short(x)) for x in (ds, *pk) if x)
+        stem = file_stem((ds, *pk))
         # JPEG: X-ray pixels are noise to PNG's compression (1-2 MB a panel as PNG, a quarter of that as JPEG)
         image = _draw_panel(panel, out / "figures" / f"fig4_colorized{'_' + stem if stem else ''}.jpg", where)
         image["caption"] = _fig4_caption(F, members, panel, where, max_rows)
         images.append({**_srcs(Path(image.pop("path")), out), **image})
     return images
-
-
-def _short(value: str) -> str:
-    """A grid value as part of a file name: a path (weights, a data root) by its file's stem."""
-    return Path(value).stem if "/" in value or "\\" in value else value
 
 
 def _cells_with_t(cells: StudyCells, meta: pd.DataFrame, study_dir: Path) -> list[str]:
