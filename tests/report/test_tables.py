@@ -11,19 +11,9 @@ import pytest
 from fake_study import make_study
 from scipy import stats as sps
 
-from medcolor.report.names import field_title
-from medcolor.report.tables import (
-    TableOptions,
-    format_diff,
-    format_pm,
-    latex_escape,
-    size_curves,
-    strategy_name,
-    table1,
-    table2,
-    table3,
-    value_text,
-)
+from medcolor.report.names import field_title, strategy_name, value_text
+from medcolor.report.render import latex_escape
+from medcolor.report.tables import TableOptions, format_diff, format_pm, size_curves, table1, table2, table3
 
 OPT = TableOptions(n_boot=300)
 
@@ -213,3 +203,18 @@ def test_tables_without_baselines(tmp_path: Path) -> None:
     assert t1 is not None and t1.data["p"].isna().all()
     assert "no baseline cells" in " ".join(t1.notes)
     assert all(r[4] == "–" for _, rows in t1.sections for r in rows)
+
+
+def test_a_transfer_source_leaves_out_what_its_section_says() -> None:
+    """Table III's "Transferred from" (and Fig. 4's rows) name the source arm without the values the section's
+    title or the caption already give (they made the external study's rows eight lines long)."""
+    from medcolor.report.names import field_text, transfer_text
+    from medcolor.study.stats import NONE, TRANSFER_FIELD
+
+    v = "colorU · gray · mobilenet_v2 · ../w/mnv2.pth · 4172 · color-module · folder"
+    assert transfer_text(v, {"mobilenet_v2", "../w/mnv2.pth", "4172", "folder"}) == "ColorU · gray · Color Module"
+    assert (
+        field_text(TRANSFER_FIELD, v) == "ColorU · gray · mobilenet_v2 · ../w/mnv2.pth · 4172 · Color Module · folder"
+    )
+    assert field_text(TRANSFER_FIELD, NONE, {"folder"}) == "–"
+    assert field_text("stages", "color-module", {"color-module"}) == "Color Module"  # only a transfer is shortened

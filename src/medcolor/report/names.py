@@ -4,7 +4,7 @@ subset sizes, and the paper's row order."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 from medcolor.study.stats import BASELINES, NONE, TRANSFER_FIELD, reference_baseline
@@ -113,6 +113,19 @@ def slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "cell"
 
 
+def transfer_text(v: str, shown: Collection[str] = ()) -> str:
+    """A transfer source (the value of ``TRANSFER_FIELD``, its arm's values joined by `` · ``) for people, without
+    the values ``shown`` beside it (the title of its table section or figure panel says them)."""
+    if v == NONE:
+        return "–"
+    return value_text(TRANSFER_FIELD, " · ".join(p for p in str(v).split(" · ") if p not in shown))
+
+
+def field_text(f: str, v: str, shown: Collection[str] = ()) -> str:
+    """A grid value as a table row or figure row names it: :func:`value_text`, a transfer by :func:`transfer_text`."""
+    return transfer_text(v, shown) if f == TRANSFER_FIELD else value_text(f, v)
+
+
 def file_stem(values: Iterable[object]) -> str:
     """Grid values as one part of a figure's file name (``393_gray_mobilenet_v2_4172``): a path (weights, a
     data root) by its file's stem; empty values left out."""
@@ -126,11 +139,13 @@ __all__ = [
     "FIELD_TITLES",
     "STRATEGY_NAMES",
     "arm_text",
+    "field_text",
     "field_title",
     "file_stem",
     "row_order_key",
     "section_text",
     "slug",
     "strategy_name",
+    "transfer_text",
     "value_text",
 ]

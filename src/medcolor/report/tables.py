@@ -27,8 +27,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medcolor.report.names import arm_text, field_title, row_order_key, section_text, strategy_name, value_text
-from medcolor.report.render import StudyTable, latex_escape
+from medcolor.report.names import (
+    arm_text,
+    field_text,
+    field_title,
+    row_order_key,
+    section_text,
+)
+from medcolor.report.render import StudyTable
 from medcolor.report.testsets import INTERNAL, TEST_SET, for_test_set, per_test_set, study_test_sets
 from medcolor.study.stats import (
     BASELINES,
@@ -171,7 +177,7 @@ def _caption(layout: _Layout, metric: str, extra: str = "") -> str:
     parts = [f"AUC ×100 on the {which} split, mean ± std over repeats"]
     if layout.constant:
         parts.append(
-            "all cells: " + ", ".join(f"{field_title(f)} {value_text(f, v)}" for f, v in layout.constant.items())
+            "all cells: " + ", ".join(f"{field_title(f)} {field_text(f, v)}" for f, v in layout.constant.items())
         )
     return "; ".join(parts) + (f". {extra}" if extra else "")
 
@@ -197,7 +203,7 @@ def _comp_notes(comp: pd.DataFrame | None, row_fields: Sequence[str]) -> list[st
         return []
     notes = []
     for _, r in comp[comp["note"] != ""].drop_duplicates("note").iterrows():
-        who = ", ".join(value_text(f, r[f]) for f in row_fields if f in r.index)
+        who = ", ".join(field_text(f, r[f]) for f in row_fields if f in r.index)
         notes.append(f"{who}: {r['note']}")
     return notes
 
@@ -219,9 +225,10 @@ def _table_rows(
     sections, data = [], []
     for sec, rows in _sorted_conditions(agg, layout):
         out_rows = []
+        shown = {str(v) for v in (*sec, *layout.constant.values())}  # said by the section's title or the caption
         for r in rows:
             texts, rec = row(r, {f: r[f] for f in layout.cond_fields})
-            out_rows.append([value_text(f, r[f]) for f in layout.row_fields] + texts)
+            out_rows.append([field_text(f, r[f], shown) for f in layout.row_fields] + texts)
             data.append(rec)
         sections.append((section_text(layout.section_fields, sec), out_rows))
     return sections, pd.DataFrame(data)
@@ -392,7 +399,7 @@ def _size_curve_points(table: pd.DataFrame, cells: StudyCells, ids: Sequence[str
     agg["mean"] = agg[f"{MEAN_LABEL}:mean"]
     agg["std"] = agg[f"{MEAN_LABEL}:std"]
     agg["n"] = agg[f"{MEAN_LABEL}:n"]
-    agg["size"] = ["full" if v == NONE else value_text("data.subset", v) for v in agg["data.subset"]]
+    agg["size"] = ["full" if v == NONE else field_text("data.subset", v) for v in agg["data.subset"]]
     agg.loc[agg["size"].str.endswith("images"), "size"] = ""  # a count says nothing more than the tick
     curves = agg[[*layout.cond_fields, "section", "arm", "size", "n_train", "mean", "std", "n"]]
     sizes = curves.groupby("section")["data.subset"].nunique()
@@ -432,17 +439,12 @@ __all__ = [
     "format_diff",
     "format_p",
     "format_pm",
-    "latex_escape",
     "per_test_set",
-    "row_order_key",
-    "section_text",
     "size_curves",
     "split_cells",
-    "strategy_name",
     "study_test_sets",
     "table1",
     "table2",
     "table3",
     "transfer_targets",
-    "value_text",
 ]
