@@ -17,6 +17,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,9 +25,10 @@ from medcolor.model import ColorTransferNet
 from medcolor.training.runtime import cpu_bf16_flags, cpu_name
 
 
-def _steps(args: tuple[str, str, str, int, int, int, float, bool]) -> tuple[int, float]:
-    """Train steps for ``seconds`` after a warm-up; returns (images, seconds)."""
-    backbone, colorizer, strategy, size, batch, threads, seconds, bf16 = args
+def _steps(args: tuple[str, str, str, int, int, int, float, bool, Any]) -> tuple[int, float]:
+    """Train steps for ``seconds`` after a warm-up and after every process has warmed up (``barrier``: the
+    processes' timed windows are the same); returns (images, seconds)."""
+    backbone, colorizer, strategy, size, batch, threads, seconds, bf16, barrier = args
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     net = ColorTransferNet.create(colorizer, backbone, 1)
@@ -45,6 +47,7 @@ def _steps(args: tuple[str, str, str, int, int, int, float, bool]) -> tuple[int,
 
     for _ in range(3):  # oneDNN primitive creation
         step()
+    barrier.wait()
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         step()
@@ -64,8 +67,11 @@ def measure(
     bf16: bool,
 ) -> float:
     """Images/s of ``procs`` processes of ``threads`` threads each, training at once (summed)."""
-    with mp.get_context("spawn").Pool(procs) as pool:
-        out = pool.map(_steps, [(backbone, colorizer, strategy, size, batch, threads, seconds, bf16)] * procs)
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ctx.Pool(procs) as pool:
+        barrier = manager.Barrier(procs)
+        args = (backbone, colorizer, strategy, size, batch, threads, seconds, bf16, barrier)
+        out = pool.map(_steps, [args] * procs)
     return sum(n / s for n, s in out)
 
 
@@ -78,7 +84,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=25.0, help="measured time per configuration")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "workers_threads.md"))
     a = ap.parse_args()
-    cores = os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)  # as study
     flags = cpu_bf16_flags()
     bf16 = bool(flags)
     rows = []

@@ -15,7 +15,7 @@ FILES = sorted(
     for pattern in ("README.md", "docs/**/*.md", "benchmarks/results/*.md", "experiments/**/*.md")
     for p in ROOT.glob(pattern)
 )
-DELIMITER = re.compile(r"\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*")
+DELIMITER = re.compile(r"\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*")
 
 
 def cells(line: str) -> int:
@@ -30,7 +30,8 @@ def table_problems(text: str) -> list[str]:
     lines, out, code = text.splitlines(), [], False
     for i, line in enumerate(lines):
         code ^= line.strip().startswith("```")
-        if code or "|" not in line or i + 1 >= len(lines) or not DELIMITER.fullmatch(lines[i + 1]):
+        delimiter = lines[i + 1] if i + 1 < len(lines) else ""
+        if code or "|" not in line or "|" not in delimiter or not DELIMITER.fullmatch(delimiter):
             continue
         head = cells(line)
         j = i + 1
@@ -47,6 +48,8 @@ def test_the_checker_finds_a_delimiter_row_of_another_width() -> None:
     assert table_problems("| a | b |\n|---|---|---|\n| 1 | 2 |\n") == ["line 2: 3 cells, the header (line 1) has 2"]
     assert table_problems("| a | b |\n|---|---|\n| 1 | 2 | 3 |\n") == ["line 3: 3 cells, the header (line 1) has 2"]
     assert table_problems("```\n| a | b |\n|---|\n```\n") == []
+    assert table_problems("| a | b |\n|--|--|--|\n") == ["line 2: 3 cells, the header (line 1) has 2"]
+    assert table_problems("a | b\n---\n") == []  # a line with a pipe above a horizontal rule: no table
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))

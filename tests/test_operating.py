@@ -342,4 +342,6 @@ def test_operating_point_lines_read_the_file_evaluate_prints(tmp_path):
     assert lines[1:] == ["  test Edema: no operating point (one class only)", f"  operating points: {path}"]
     path.write_text(json.dumps({"error": "no threshold reaches sensitivity 0.99"}))
     assert operating_point_lines(path) == ["  no operating points: no threshold reaches sensitivity 0.99"]
-    assert "no operating points" in operating_point_lines(tmp_path / "missing.json")[0]
+    assert operating_point_lines(tmp_path / "missing.json") == [
+        "  no operating points (they need the run's val/predictions.csv, and data other than it)"
+    ]

@@ -100,6 +100,20 @@ def test_figure_file_names_shorten_paths_to_their_file_stem() -> None:
     )
 
 
+def test_two_figures_whose_values_shorten_alike_get_two_files() -> None:
+    from medcolor.report.names import file_stem, unique_stem
+
+    used: set[str] = set()
+    a, b = file_stem(["../a/m.pth"]), file_stem(["../b/m.pth"])
+    assert a == b == "m"
+    assert [unique_stem(a, used), unique_stem(b, used), unique_stem("m", used), unique_stem("n", used)] == [
+        "m",
+        "m_2",
+        "m_3",
+        "n",
+    ]
+
+
 def test_a_transferred_rows_name_leaves_out_what_the_panels_title_says() -> None:
     """A fine-tuned row names its transfer source as ``from <arm>``, without the backbone, weights, start or dataset
     its panel's title already gives (they made each row label of the external study's Fig. 4 eight lines long)."""

@@ -160,7 +160,8 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_status(a: argparse.Namespace) -> int:
     from medcolor.study.runner import status_lines
 
-    print("\n".join(status_lines(a.dir)))
+    for line in status_lines(a.dir):  # a line at a time: a damaged cell stops it after the lines before it
+        print(line)
     return 0
 
 

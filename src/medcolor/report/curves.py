@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from medcolor.report.names import arm_text, file_stem, row_order_key, section_text, value_text
+from medcolor.report.names import arm_text, file_stem, row_order_key, section_text, unique_stem, value_text
 from medcolor.report.rundirs import read_json, run_dir_of
 from medcolor.report.sections import Section, _srcs
 from medcolor.report.tables import _layout
@@ -71,8 +71,9 @@ def _arm_name(row: pd.Series) -> str:
 
 
 def study_curves(cells: StudyCells, meta: pd.DataFrame, study_dir: Path) -> pd.DataFrame:
-    """Every cell's curve (:func:`cell_curve`) with its ``section`` (as Table I names it), ``arm``, ``cell``
-    and ``repeat`` (its values of the repeat fields); cells without a run directory or history are left out."""
+    """Every cell's curve (:func:`cell_curve`) with its ``section`` (as Table I names it), ``stem`` (the section's
+    values as a file name: :func:`~medcolor.report.names.file_stem`), ``arm``, ``cell`` and ``repeat`` (its values
+    of the repeat fields); cells without a run directory or history are left out."""
     F = cells.fields
     layout = _layout(cells, list(F.index), ARM_FIELDS)
     reps = [f for f in REPEAT_FIELDS if f in F.columns]
@@ -150,9 +151,10 @@ def val_curves_section(
     with atomic_path(out / "figures" / CURVES_FILE) as tmp:
         curves[keep].to_csv(tmp, index=False)
     sections = list(dict.fromkeys(curves.sort_values("section_key", kind="stable")["section"]))
+    used: set[str] = set()
     for s in sections:
         mine = curves[curves["section"] == s]
-        stem = mine["stem"].iloc[0]
+        stem = unique_stem(mine["stem"].iloc[0], used)
         path = out / "figures" / f"val_curves{'_' + stem if stem else ''}.png"
         plot_val_curves(mine, path, scale=scale, title=s)
         n_arms, n_cells = mine["arm"].nunique(), mine["cell"].nunique()

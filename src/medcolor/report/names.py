@@ -133,6 +133,17 @@ def file_stem(values: Iterable[object]) -> str:
     return "_".join(slug(Path(v).stem if "/" in v or "\\" in v else v) for v in parts)
 
 
+def unique_stem(stem: str, used: set[str]) -> str:
+    """``stem``, or ``stem_2``, ``stem_3``... when an earlier figure took it (two sections whose values differ only
+    in what :func:`file_stem` drops, e.g. weights files of one name in two folders); added to ``used``."""
+    out, k = stem, 1
+    while out in used:
+        k += 1
+        out = f"{stem}_{k}"
+    used.add(out)
+    return out
+
+
 __all__ = [
     "COLORIZER_NAMES",
     "COLORIZER_ORDER",
@@ -147,5 +158,6 @@ __all__ = [
     "slug",
     "strategy_name",
     "transfer_text",
+    "unique_stem",
     "value_text",
 ]

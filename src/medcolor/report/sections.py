@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from medcolor.errors import DataError, MedcolorError
-from medcolor.report.names import file_stem, row_order_key, section_text, slug, transfer_text, value_text
+from medcolor.report.names import file_stem, row_order_key, section_text, slug, transfer_text, unique_stem, value_text
 from medcolor.report.render import StudyTable
 from medcolor.report.rundirs import run_dir_of
 from medcolor.report.tables import TableOptions, per_test_set, size_curves, table1, table2, table3
@@ -136,7 +136,7 @@ def _fig4_dataset(
     the arm)."""
     F = cells.fields
     vary, panel_fields, panels = _fig4_layout(cells, ids)
-    images = []
+    images, used = [], set[str]()
     for pk in sorted(panels, key=lambda t: tuple(value_sort_key(v) for v in t)):
         members = panels[pk]
         shown = {str(x) for x in (ds, *pk)}  # in the panel's title: not repeated in its rows' names
@@ -144,7 +144,7 @@ def _fig4_dataset(
         if panel.grays is None or not panel.rows:
             continue
         where = " · ".join(x for x in (ds, section_text(panel_fields, pk)) if x)
-        stem = file_stem((ds, *pk))
+        stem = unique_stem(file_stem((ds, *pk)), used)
         # JPEG: X-ray pixels are noise to PNG's compression (1-2 MB a panel as PNG, a quarter of that as JPEG)
         image = _draw_panel(panel, out / "figures" / f"fig4_colorized{'_' + stem if stem else ''}.jpg", where)
         image["caption"] = _fig4_caption(F, members, panel, where, max_rows)

@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,24 +144,22 @@ def summary_lines(result: StudyResult) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- what a terminal shows
-def status_lines(study_dir: str | os.PathLike, plan: Plan | None = None) -> list[str]:
-    """What ``medcolor study status`` prints: the count of cells per state, then one line per cell (a done
-    cell's internal test mean AUC and wall time, else why it is where it is)."""
+def status_lines(study_dir: str | os.PathLike, plan: Plan | None = None) -> Iterator[str]:
+    """What ``medcolor study status`` prints, a line at a time: the count of cells per state, then one line per
+    cell (a done cell's internal test mean AUC and wall time, else why it is where it is)."""
     plan = plan or read_plan(study_dir)
     states = study_status(study_dir, plan)
     counts: dict[str, int] = {}
     for s in states:
         counts[s.state] = counts.get(s.state, 0) + 1
     order = ("done", "running", "failed", "skipped", "pending")
-    lines = [
-        f"study {plan.study} in {study_dir}: {len(states)} cells — "
-        + ", ".join(f"{counts[k]} {k}" for k in order if k in counts)
-    ]
+    yield f"study {plan.study} in {study_dir}: {len(states)} cells — " + ", ".join(
+        f"{counts[k]} {k}" for k in order if k in counts
+    )
     width = max([len(s.cell.id) for s in states] + [4])
     for s in states:
         detail = done_detail(study_dir, s.cell.id) if s.state == "done" else s.detail.strip()
-        lines.append(f"  {s.state:<8} {s.cell.id:<{width}}  {detail.splitlines()[0][:200] if detail else ''}")
-    return lines
+        yield f"  {s.state:<8} {s.cell.id:<{width}}  {detail.splitlines()[0][:200] if detail else ''}"
 
 
 def done_detail(study_dir: str | os.PathLike, cell_id: str) -> str:
