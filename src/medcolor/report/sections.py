@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from medcolor.errors import DataError, MedcolorError
-from medcolor.report.names import file_stem, row_order_key, section_text, slug, transfer_text, unique_stem, value_text
+from medcolor.report.names import field_text, file_stem, row_order_key, section_text, slug, unique_stem, value_text
 from medcolor.report.render import StudyTable
 from medcolor.report.rundirs import run_dir_of
 from medcolor.report.tables import TableOptions, per_test_set, size_curves, table1, table2, table3
@@ -227,9 +227,7 @@ def _read_panel(
 
 def _row_part(f: str, value: Any, shown: set[str]) -> str:
     """A field of a Fig. 4 row's name; a transfer as ``from <its source>``, without what the panel's title says."""
-    if f != TRANSFER_FIELD or value == NONE:
-        return value_text(f, value)
-    return "from " + transfer_text(value, shown)
+    return ("from " if f == TRANSFER_FIELD and value != NONE else "") + field_text(f, value, shown)
 
 
 def _add_gradcam_row(panel: Fig4Panel, name: str, run_dir: Path, cell: str, reasons: list[str]) -> None:
