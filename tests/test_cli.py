@@ -94,3 +94,25 @@ def test_text_flags_keep_their_text_and_the_config_parses_numbers():
     cfg = config_from_args(a)
     assert (cfg.name, cfg.model.weights) == ("007", "1e3")  # were read as the numbers 7 and 1000.0
     assert cfg.trainer.devices == 2 and cfg.data.test is None
+
+
+def test_stats_prints_counts_subset_mean_std_and_plots_on_kermany(shared_path, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    from medcolor.cli import main
+
+    monkeypatch.setattr("medcolor.cli.quiet_lightning", lambda: None)  # importing Lightning takes seconds
+    root, plot = shared_path("data", "kermany-pneumonia-224"), tmp_path / "fig5.png"
+    argv = ["stats", "folder", "--root", str(root), "--split", "train", "--option", "patient_regex=kermany"]
+    argv += ["--subset", "50", "--seed", "1", "--mean-std", "--max-images", "8", "--size", "32", "--plot", str(plot)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("folder: 5216 images, ") and out[0].endswith(" patients")
+    assert out[1].split() == ["positive", "negative", "uncertain", "blank", "total"]
+    assert out[2].split() == ["label"] and out[3].split()[0] == "PNEUMONIA" and out[3].split()[-1] == "5216"
+    sub = out.index("subset (50 images, seed 1):")
+    assert out[sub + 3].split()[0] == "PNEUMONIA" and out[sub + 3].split()[-1] == "50"
+    assert out[-2] == f"plot: {plot}" and Image.open(plot).format == "PNG"
+    mean, std = (float(w.rstrip(",")) for w in out[-1].split()[2:5:2])
+    assert 0 < mean < 1 and 0 < std < 1
+    assert out[-1].endswith(f"(over 8 images; use --mean {mean:.4f} --std {std:.4f})")

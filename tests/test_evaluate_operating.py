@@ -104,6 +104,22 @@ def test_temperature_alone_keeps_the_runs_threshold_rule(run: Path, tmp_path: Pa
     assert ev["temperature_scaling"]["fitted_on"] == "validation" and ev["temperature_scaling"]["temperature"]
 
 
+def test_evaluate_model_sets_operating_keys_over_the_runs_own_section(run: Path, tmp_path: Path) -> None:
+    """In Python the same: a mapping of ``operating:`` keys goes over the run's section (an OperatingConfig
+    replaces it); a bad key or value is refused before the network is read."""
+    from medcolor.config import OperatingConfig
+    from medcolor.errors import OptionError
+    from medcolor.inference import evaluate_model
+
+    for operating, rule in (({"temperature": True}, "sensitivity=0.9"), (OperatingConfig(), "youden")):
+        out = tmp_path / rule
+        evaluate_model(run, output=out, bootstrap=20, progress=False, operating=operating)
+        ev = json.loads((out / "operating_points.json").read_text())
+        assert ev["rule"] == rule and bool(ev.get("temperature_scaling")) == (rule != "youden")
+    with pytest.raises(OptionError, match=r"operating\.threshold"):
+        evaluate_model(tmp_path / "missing", operating={"threshold": "sens=0.9"})
+
+
 def test_a_rule_the_validation_data_cannot_meet_names_threshold(run: Path, tmp_path: Path, capsys) -> None:
     copy = tmp_path / "run"
     shutil.copytree(run, copy)

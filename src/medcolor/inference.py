@@ -54,7 +54,7 @@ def evaluate_model(
     bootstrap: int = 1000,
     progress: bool = True,
     test_sets: Mapping[str, TestSetConfig | dict[str, Any] | str | os.PathLike] | None = None,
-    operating: OperatingConfig | None = None,
+    operating: OperatingConfig | Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """``medcolor evaluate``: a saved network on ``data`` (one official ``split`` of it; images loaded at
     ``size``, default the network's), or — without ``data`` — on the held-out split of the run it comes
@@ -67,11 +67,11 @@ def evaluate_model(
 
     Operating points as training writes them, for the evaluated data (not the run's own validation split) and
     each test set: ``operating_points.json``, ``roc.png``, ``reliability.png`` beside their metrics; thresholds
-    chosen on the run's ``val/predictions.csv`` by ``operating`` (default: the run's own ``operating:`` section,
-    else Youden's J).  A given ``operating`` is checked before anything is predicted (:func:`_operating_rule`)."""
+    chosen on the run's ``val/predictions.csv`` by ``operating`` (default: the run's own section, else Youden's J;
+    a mapping such as ``{"temperature": True}`` sets keys over it), checked before anything is predicted."""
     from medcolor.io import load_model
 
-    path = resolve_model_path(model_path)
+    path, operating = _model_and_operating(model_path, operating)
     model, _ = load_model(path)
     check_finite_weights(model, path)
     labels, norm, model_size = model.usage(str(path))
@@ -104,8 +104,23 @@ def evaluate_model(
     return metrics, out
 
 
+def _model_and_operating(
+    model_path: str | os.PathLike, operating: OperatingConfig | Mapping[str, Any] | None
+) -> tuple[Path, OperatingConfig | None]:
+    """The network's file and the ``operating:`` section given to :func:`evaluate_model`: a mapping of keys is
+    checked before anything is read, then set over the section of the network's run."""
+    from medcolor.config import RunConfig
+
+    if not isinstance(operating, Mapping):
+        return resolve_model_path(model_path), operating
+    RunConfig.from_dict({"operating": dict(operating)}, where=None)
+    path = resolve_model_path(model_path)
+    own = run_operating_config(path.parent).to_dict()
+    return path, RunConfig.from_dict({"operating": own | dict(operating)}, where=None).operating
+
+
 def _operating_rule(
-    path: Path, validation: Path, labels: list[str], operating: OperatingConfig | None
+    path: Path, validation: Path, labels: list[str], operating: OperatingConfig | Mapping[str, Any] | None
 ) -> OperatingConfig:
     """The ``operating:`` section :func:`evaluate_model` applies: ``operating`` when given — checked before anything
     is predicted: the validation predictions of the network's run exist and the rule can be met on them — else
@@ -113,6 +128,7 @@ def _operating_rule(
     ``operating.threshold``, saying how to fix them."""
     if operating is None:
         return run_operating_config(path.parent)
+    assert isinstance(operating, OperatingConfig)  # a mapping was merged into one by evaluate_model
     if not validation.is_file():
         why = (
             f"the run {path.parent} has no val/predictions.csv (a run writes it when it has a validation and a "

@@ -39,3 +39,23 @@ def test_label_counts_from_dataset_and_plots(chexpert_all, tmp_path: Path) -> No
     with Image.open(two) as a, Image.open(one) as b:
         assert a.size[0] > b.size[0]  # two panels side by side
     assert not list(tmp_path.glob("**/*.tmp"))  # written atomically, nothing left over
+
+
+def test_dataset_stats_on_nih_1000(nih_1000) -> None:
+    """``medcolor stats`` in Python: the label counts, a subset's counts, the pixel mean/std of a sample and
+    the decode check each equal what their own functions give on the 1,000 NIH images."""
+    from medcolor.config import Count
+    from medcolor.data import dataset_stats
+    from medcolor.data.transforms import compute_mean_std
+
+    s = dataset_stats(nih_1000, subset=Count(100), seed=3, mean_std=True, max_images=40, check=True)
+    assert (s.name, s.images, s.patients) == (nih_1000.name, 1000, len(set(nih_1000.patient_ids)))
+    assert s.counts.equals(label_counts(nih_1000))
+    idx = label_subset(nih_1000.raw_labels, count=100, seed=3)
+    assert s.subset_images == 100 and s.subset_counts.equals(label_counts(nih_1000.subset(idx)))
+    assert (s.mean, s.std) == compute_mean_std(nih_1000, max_images=40, seed=3) and s.sampled == 40
+    assert s.unreadable is not None and s.unreadable.empty
+    assert list(s.tables()) == ["full set", "subset (100 images)"]
+    bare = dataset_stats(nih_1000)
+    assert bare.subset_counts is None and bare.mean is None and bare.unreadable is None
+    assert list(bare.tables()) == ["full set"]

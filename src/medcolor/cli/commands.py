@@ -9,13 +9,12 @@ from typing import Any
 
 from medcolor.cli.export import run as run_export_command
 from medcolor.cli.outputs import check_output
-from medcolor.cli.parser import EVALUATE_OPERATING_FLAGS, apply_flags, config_from_args
+from medcolor.cli.parser import apply_flags, config_from_args
 from medcolor.cli.study import run as run_study_command
 from medcolor.config import (
     MAX_BOOTSTRAP,
     MAX_SEED,
     MAX_SIZE,
-    OperatingConfig,
     RunConfig,
     StageConfig,
     check_dataset_options,
@@ -118,17 +117,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
-def _operating_flags(a: argparse.Namespace) -> OperatingConfig | None:
-    """The ``operating:`` section of ``evaluate``: the run's own with the flags given over it (``--temperature``
-    alone keeps the run's threshold rule), checked; None when no flag is given (the run's own section then)."""
-    from medcolor.inference import resolve_model_path
-    from medcolor.operating import run_operating_config
-
-    if all(getattr(a, k) is None for k in EVALUATE_OPERATING_FLAGS):
-        return None
-    RunConfig.from_dict(apply_flags({}, a, sections=("operating",)), where=None)  # the flags checked first
-    base = {"operating": run_operating_config(resolve_model_path(a.model).parent).to_dict()}
-    return RunConfig.from_dict(apply_flags(base, a, sections=("operating",)), where=None).operating
+def _operating_flags(a: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``operating:`` keys the flags of ``evaluate`` give (``--temperature`` alone keeps the run's threshold
+    rule: evaluate_model sets them over the run's own section); None when no flag is given."""
+    return apply_flags({}, a, sections=("operating",)).get("operating")
 
 
 def _print_test_sets(results: dict[str, dict[str, Any]], folder: Path) -> None:
@@ -200,7 +192,8 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def cmd_stats(a: argparse.Namespace) -> int:
     from medcolor.data.bundle import make_dataset
-    from medcolor.data.summary import label_counts, plot_label_counts
+    from medcolor.data.summary import dataset_stats, plot_label_counts
+    from medcolor.errors import DataError
 
     check_number("--max-images", a.max_images, integer=True, at_least=1)
     check_number("--seed", a.seed, integer=True, at_least=0, at_most=MAX_SEED)
@@ -213,42 +206,33 @@ def cmd_stats(a: argparse.Namespace) -> int:
         raise OptionError(tuple("--" + k.rsplit(".", 1)[-1].replace("_", "-") for k in exc.keys), exc.problem) from None
     check_dataset_options(data)
     ds = make_dataset(data, a.split)
-    counts = label_counts(ds)
-    print(f"{ds.name}: {len(ds)} images, {len(set(ds.patient_ids))} patients")
-    print(counts.to_string())
-    tables = {"full set": counts}
-    if data.subset is not None:
-        from medcolor.data.splits import label_subset
-
-        idx = label_subset(ds.raw_labels, seed=a.seed, **data.subset.draw_kwargs())
-        sub_counts = label_counts(ds.subset(idx))
-        print(f"\nsubset ({len(idx)} images, seed {a.seed}):")
-        print(sub_counts.to_string())
-        tables[f"subset ({len(idx)} images)"] = sub_counts
+    s = dataset_stats(
+        ds,
+        subset=data.subset,
+        seed=a.seed,
+        mean_std=a.mean_std,
+        max_images=a.max_images,
+        check=a.check,
+        progress=a.check and sys.stderr.isatty(),
+    )
+    print(f"{s.name}: {s.images} images, {s.patients} patients")
+    print(s.counts.to_string())
+    if s.subset_counts is not None:
+        print(f"\nsubset ({s.subset_images} images, seed {a.seed}):\n{s.subset_counts.to_string()}")
     if a.plot:
-        print(f"plot: {plot_label_counts(tables, a.plot)}")
-    if a.mean_std:
-        from medcolor.data.transforms import compute_mean_std
-
-        mean, std = compute_mean_std(ds, max_images=a.max_images, seed=a.seed)
-        print(
-            f"pixel mean {mean:.4f}, std {std:.4f} (over {min(len(ds), a.max_images)} images; "
-            f"use --mean {mean:.4f} --std {std:.4f})"
+        print(f"plot: {plot_label_counts(s.tables(), a.plot)}")
+    if s.mean is not None:
+        use = f"--mean {s.mean:.4f} --std {s.std:.4f}"
+        print(f"pixel mean {s.mean:.4f}, std {s.std:.4f} (over {s.sampled} images; use {use})")
+    if s.unreadable is not None and len(s.unreadable):
+        for msg in s.unreadable["error"]:
+            print(f"  {msg}", file=sys.stderr)
+        raise DataError(
+            f"{len(s.unreadable)} of {s.images} images of {ds.csv if ds.csv is not None else ds.root} cannot be read "
+            "(listed above); replace or remove those files (and their label rows) before training"
         )
-    if a.check:
-        from medcolor.data.summary import check_images
-        from medcolor.errors import DataError
-
-        bad = check_images(ds, progress=sys.stderr.isatty())
-        if len(bad):
-            for msg in bad["error"]:
-                print(f"  {msg}", file=sys.stderr)
-            source = ds.csv if ds.csv is not None else ds.root
-            raise DataError(
-                f"{len(bad)} of {len(ds)} images of {source} cannot be read (listed above); "
-                "replace or remove those files (and their label rows) before training"
-            )
-        print(f"check: all {len(ds)} images decode")
+    if s.unreadable is not None:
+        print(f"check: all {s.images} images decode")
     return 0
 
 

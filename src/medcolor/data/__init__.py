@@ -33,7 +33,7 @@ from medcolor.data.readers import (
     to_float,
 )
 from medcolor.data.splits import check_no_leak, label_subset, patient_split, subset_draws
-from medcolor.data.summary import check_images, label_counts, plot_label_counts
+from medcolor.data.summary import DatasetStats, check_images, dataset_stats, label_counts, plot_label_counts
 
 __all__ = [
     "CHEXPERT_LABELS",
@@ -46,6 +46,7 @@ __all__ = [
     "CheXpert",
     "ChestXray14",
     "CsvDataset",
+    "DatasetStats",
     "DuplicateRowsWarning",
     "FolderDataset",
     "ImageCache",
@@ -56,6 +57,7 @@ __all__ = [
     "check_images",
     "check_no_leak",
     "create_dataset",
+    "dataset_stats",
     "find_images",
     "image_bit_depth",
     "label_counts",

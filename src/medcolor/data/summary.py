@@ -1,5 +1,6 @@
-"""Label statistics, the paper's Fig. 5-style bar plot of positive / negative / uncertain counts, and
-:func:`check_images` (decode every image of a dataset up front: ``medcolor stats --check``)."""
+"""Label statistics, the paper's Fig. 5-style bar plot of positive / negative / uncertain counts,
+:func:`check_images` (decode every image of a dataset up front) and :func:`dataset_stats`, all that
+``medcolor stats`` reports of a dataset."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import copy
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,9 @@ from medcolor.utils import atomic_path, write_json
 __all__ = [
     "COUNT_COLUMNS",
     "LABEL_COUNTS_FILE",
+    "DatasetStats",
     "check_images",
+    "dataset_stats",
     "label_counts",
     "plot_label_counts",
     "read_label_counts",
@@ -210,3 +214,56 @@ def check_images(dataset: Any, *, workers: int | None = None, progress: bool = F
             "error": pd.Series([m for _, m in failed], dtype=object),
         }
     )
+
+
+@dataclass
+class DatasetStats:
+    """What :func:`dataset_stats` found: label counts of the dataset (and of a subset), the pixel mean/std of
+    a sample of its images, and the images that cannot be decoded (each ``None`` where not asked for)."""
+
+    name: str
+    images: int
+    patients: int
+    counts: pd.DataFrame
+    subset_counts: pd.DataFrame | None = None
+    subset_images: int = 0
+    mean: float | None = None
+    std: float | None = None
+    sampled: int = 0
+    unreadable: pd.DataFrame | None = None
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The count tables by title, as :func:`plot_label_counts` draws them."""
+        out = {"full set": self.counts}
+        if self.subset_counts is not None:
+            out[f"subset ({self.subset_images} images)"] = self.subset_counts
+        return out
+
+
+def dataset_stats(
+    dataset: Any,
+    *,
+    subset: Any = None,
+    seed: int = 0,
+    mean_std: bool = False,
+    max_images: int = 2000,
+    check: bool = False,
+    progress: bool = False,
+) -> DatasetStats:
+    """Label counts of ``dataset``; with ``subset`` (a config :class:`~medcolor.config.Fraction` or
+    :class:`~medcolor.config.Count`) those of its label-proportional draw with ``seed`` too; with ``mean_std``
+    the pixel mean/std over a seeded sample of ``max_images``; with ``check`` every image decoded
+    (:func:`check_images`: ``unreadable`` lists the failures)."""
+    from medcolor.data.splits import label_subset
+    from medcolor.data.transforms import compute_mean_std
+
+    stats = DatasetStats(dataset.name, len(dataset), len(set(dataset.patient_ids)), label_counts(dataset))
+    if subset is not None:
+        idx = label_subset(dataset.raw_labels, seed=seed, **subset.draw_kwargs())
+        stats.subset_counts, stats.subset_images = label_counts(dataset.subset(idx)), len(idx)
+    if mean_std:
+        stats.mean, stats.std = compute_mean_std(dataset, max_images=max_images, seed=seed)
+        stats.sampled = min(len(dataset), max_images)
+    if check:
+        stats.unreadable = check_images(dataset, progress=progress)
+    return stats
