@@ -136,3 +136,19 @@ def test_slurm_needs_sbatch(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(StudyError, match="needs SLURM's sbatch, srun and squeue"):
         make_executor("slurm")
+
+
+def test_spec_executor_takes_the_specs_section_and_the_values_given(tmp_path, synthetic_root):
+    """``run_study(spec, out)`` without an executor and ``medcolor study run`` build it the same way: the spec's
+    ``executor:`` and ``resources:``, each flag given taking the spec's value's place."""
+    from medcolor.study.executors import spec_executor
+
+    text = CHAIN + "executor: {{name: local, workers: 2, threads: 1}}\n"
+    spec = load_spec(write_spec(tmp_path / "local.yaml", text, synthetic_root))
+    ex = spec_executor(spec)
+    assert isinstance(ex, LocalExecutor) and (ex.workers, ex.threads) == (2, 1)
+    ex = spec_executor(spec, workers=0, threads=2)
+    assert isinstance(ex, LocalExecutor) and (ex.workers, ex.threads) == (0, 2)
+    sub = spec_executor(spec, "submitit-local", devices=2)
+    assert isinstance(sub, SubmititExecutor) and sub.cluster == "local" and sub.threads == 1
+    assert sub.resources.gpus == 2 and sub.resources.time_min == 10 and spec.resources.gpus == 0

@@ -121,7 +121,7 @@ def _check_run_flags(a: argparse.Namespace) -> None:
 def cmd_run(a: argparse.Namespace) -> int:
     from medcolor.cli.outputs import check_output
     from medcolor.errors import ConfigError
-    from medcolor.study.executors import make_executor
+    from medcolor.study.executors import spec_executor
     from medcolor.study.plan import expand
     from medcolor.study.runner import plan_lines, run_study, study_status, summary_lines
     from medcolor.study.spec import load_spec
@@ -142,15 +142,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         return 0
     if not a.output:
         raise ConfigError("give the study directory: -o DIR (or --dry-run to only show the plan)")
-    ex_cfg = spec.executor
-    name = a.executor or ex_cfg.get("name", "local")
-    executor = make_executor(
-        name,
-        workers=a.workers if a.workers is not None else ex_cfg.get("workers"),
-        devices=a.devices if a.devices is not None else ex_cfg.get("devices"),
-        threads=a.threads if a.threads is not None else ex_cfg.get("threads"),
-        resources=spec.resources,
-    )
+    executor = spec_executor(spec, a.executor, workers=a.workers, devices=a.devices, threads=a.threads)
     _progress_logging()
     result = run_study(spec, a.output, executor=executor)
     print("\n".join(summary_lines(result)))

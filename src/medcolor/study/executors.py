@@ -28,7 +28,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -406,11 +406,31 @@ def make_executor(
     if name == "local":
         return LocalExecutor(workers=workers, devices=devices or 0, threads=threads)
     if name in ("slurm", "submitit-local"):
-        res = resources or Resources()
+        res = replace(resources) if resources else Resources()  # the caller's (a spec's) stays as it is
         if devices:
             res.gpus = devices
         return SubmititExecutor(res, cluster="slurm" if name == "slurm" else "local", threads=threads)
     raise StudyError(f"unknown executor {name!r}: local, slurm or submitit-local")
+
+
+def spec_executor(
+    spec: Any,
+    name: str | None = None,
+    *,
+    workers: int | None = None,
+    devices: int | None = None,
+    threads: int | None = None,
+) -> LocalExecutor | SubmititExecutor:
+    """The executor of a study spec: its ``executor:`` section (``name``, default local; ``workers``,
+    ``devices``, ``threads``) and its ``resources:``, each value given here taking the spec's place."""
+    cfg = spec.executor
+    return make_executor(
+        name or cfg.get("name", "local"),
+        workers=cfg.get("workers") if workers is None else workers,
+        devices=cfg.get("devices") if devices is None else devices,
+        threads=cfg.get("threads") if threads is None else threads,
+        resources=spec.resources,
+    )
 
 
 __all__ = [
@@ -419,5 +439,6 @@ __all__ = [
     "SubmititExecutor",
     "configure_submitit_logging",
     "make_executor",
+    "spec_executor",
     "submitit_parameters",
 ]

@@ -27,6 +27,7 @@ from typing import Any
 from medcolor.errors import MedcolorError
 from medcolor.study.cell import EXIT_CODES, run_cell
 from medcolor.study.cost import DEFAULT_TFLOPS
+from medcolor.study.executors import spec_executor
 from medcolor.study.layout import (
     CELLS,
     CellLock,
@@ -38,7 +39,6 @@ from medcolor.study.layout import (
     record_failure,
     study_status,
 )
-from medcolor.study.local import LocalExecutor
 from medcolor.study.plan import Cell, Plan, expand
 from medcolor.study.results import INTERNAL, ROW_FILE, TEST_SET, read_rows
 from medcolor.study.spec import Spec, load_spec
@@ -84,13 +84,14 @@ def run_study(
     *,
     executor: Any = None,
 ) -> StudyResult:
-    """Expand the spec, run every cell that is not done with ``executor`` (default: one local worker)
-    and rebuild the results table.  Failed cells are recorded and the rest go on."""
+    """Expand the spec, run every cell that is not done with ``executor`` (default: the spec's own,
+    :func:`~medcolor.study.executors.spec_executor`) and rebuild the results table.  Failed cells are recorded
+    and the rest go on."""
     t0 = time.time()
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     plan = expand(spec)
     study_dir = prepare_study_dir(spec, plan, out).resolve()
-    executor = executor or LocalExecutor(workers=1)
+    executor = executor or spec_executor(spec)
     states = {s.cell.id: s for s in study_status(study_dir, plan)}
     todo = grid_major(spec, [c for c in plan.cells if states[c.id].state != "done"])
     done = len(plan.cells) - len(todo)
