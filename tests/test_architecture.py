@@ -290,3 +290,13 @@ def test_inference_works_without_importing_lightning() -> None:
     """``predict``/``evaluate`` share the autocast helper with training without loading Lightning."""
     code = "import sys, medcolor.inference; sys.exit('lightning' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=300).returncode == 0
+
+
+def test_tests_mirror_the_package() -> None:
+    """A subpackage of ``src/medcolor`` has its tests in the same place under ``tests/`` (``medcolor.data.datasets``:
+    ``tests/data/datasets/``), and every test folder is one of them (``tests/fixtures/`` holds files only)."""
+    packages = {p.parent.relative_to(SRC) for p in SRC.rglob("__init__.py")} - {Path(".")}
+    tests = ROOT / "tests"
+    folders = {p.parent.relative_to(tests) for p in tests.rglob("test_*.py")} - {Path(".")}
+    assert sorted(map(str, packages - folders)) == [], "subpackages without tests/<package>/"
+    assert sorted(map(str, folders - packages)) == [], "test folders that mirror no subpackage"

@@ -71,4 +71,4 @@ def test_the_cli_refuses_an_unknown_user_with_exit_2(argv: list[str], tmp_path: 
     assert rc == 2, err.getvalue()
     assert NOBODY in err.getvalue() and "Traceback" not in err.getvalue()
     if "--output" in argv and "unused" not in argv:
-        assert "--output" in err.getvalue(), err.getvalue()  # the option is named (tests/test_cli_fuzz.py asks it)
+        assert "--output" in err.getvalue(), err.getvalue()  # the option is named (tests/cli/test_cli_fuzz.py asks it)

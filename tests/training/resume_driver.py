@@ -1,5 +1,5 @@
-"""``python tests/resume_driver.py CONFIG PHASE [STEP]``: ``medcolor train --config CONFIG`` in this process,
-SIGKILLed (no clean-up, no ``finally``) at a chosen point of a two-stage run (tests/test_resume.py).
+"""``python tests/training/resume_driver.py CONFIG PHASE [STEP]``: ``medcolor train --config CONFIG`` in this process,
+SIGKILLed (no clean-up, no ``finally``) at a chosen point of a two-stage run (tests/training/test_resume.py).
 
 PHASE is ``none`` (run to the end), ``stage-1`` / ``stage-2`` (at optimizer step STEP of that stage),
 ``lr-test`` (at step STEP of the LR range test), ``between-stages`` (right after stage 1 wrote its result)

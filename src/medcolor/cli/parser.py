@@ -25,7 +25,7 @@ from medcolor.config import (
 )
 from medcolor.yamlio import yaml_problem
 
-#: the flags example of ``train --help`` and the same run as YAML (tests/test_cli_help.py parses both)
+#: the flags example of ``train --help`` and the same run as YAML (tests/cli/test_cli_help.py parses both)
 TRAIN_EXAMPLE_FLAGS = """medcolor train --dataset folder --root ../shared/data/kermany-pneumonia-224/train \\
       --option patient_regex=kermany --size 224 --backbone mobilenet_v2 \\
       --weights ../shared/weights/mobilenet_v2-imagenet-features.pth \\

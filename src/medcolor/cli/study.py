@@ -24,7 +24,7 @@ EPILOG = """examples:
 
 
 #: medcolor.study.resources.EXECUTORS, written out so that ``--help`` need not import the study package
-#: (which imports torch); tests/test_cli_help.py checks that the two agree
+#: (which imports torch); tests/cli/test_cli_help.py checks that the two agree
 EXECUTORS = ("local", "slurm", "submitit-local")
 
 

@@ -105,7 +105,7 @@ def test_lr_rule_flag_and_check():
         build_parser().parse_args(["train", "--lr-rule", "fastest"])
 
 
-SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", [p for p in SHIPPED if "base" not in yaml.safe_load(p.read_text())])  # not studies
