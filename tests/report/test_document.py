@@ -394,6 +394,43 @@ def test_groups_missing_cells_best_and_paired_groups(planned_study: Path, tmp_pa
     assert out[6] == "None"  # no pair yet
 
 
+def test_choice_ranks_on_the_seeds_every_arm_has_finished(planned_study: Path, tmp_path: Path) -> None:
+    """An arm ahead on a seed the others have not run is not chosen for it: with seeds 1 and 2 of the baseline
+    gone, both arms are ranked on seed 0 only; the arms' own numbers still use all their finished seeds."""
+    import shutil
+
+    import pandas as pd
+
+    d = tmp_path / "study"
+    shutil.copytree(planned_study, d)
+    table = pd.read_parquet(d / "results.parquet")
+    base = (table["model.colorizer"] == "replicate") & (table["stages"] == "baseline")
+    table = table[~(base & table["trainer.seed"].astype(str).isin(["1", "2"]))]
+    table.to_parquet(d / "results.parquet", index=False)
+    groups = ["replicate-baseline", "colorU-color-module", "lut-color-module"]
+    tmpl = write(
+        tmp_path,
+        "{% set c = s.choice(" + repr(groups) + ") %}{{ c.best.selector }}|{{ c.runner_up.selector }}|"
+        "{{ c.repeats }}|{{ c.val['replicate-baseline'] }}|{{ c.val['colorU-color-module'] }}|"
+        "{{ s.group('colorU-color-module').n }}|{{ s.best(" + repr(groups) + ").selector }}|"
+        "{{ s.choice(['lut-color-module']) }}\n",
+    )
+    best, second, repeats, v_base, v_cm, n_cm, best_again, none = render_document(tmpl, {"s": d}, n_boot=50).split("|")
+    mean = table[(table["label"] == "mean") & (table["test_set"] == "internal")]
+    seed0 = mean[mean["trainer.seed"].astype(str) == "0"]
+    want = {
+        "replicate-baseline": seed0[base.reindex(seed0.index)]["val_auc"].mean(),
+        "colorU-color-module": seed0[(seed0["model.colorizer"] == "colorU") & (seed0["stages"] == "color-module")][
+            "val_auc"
+        ].mean(),
+    }
+    assert float(v_base) == pytest.approx(want["replicate-baseline"])
+    assert float(v_cm) == pytest.approx(want["colorU-color-module"])
+    assert repeats == "1" and n_cm == "3" and none.strip() == "None"
+    order = sorted(want, key=lambda g: -want[g])
+    assert (best, second) == tuple(order) and best_again == best
+
+
 def test_devices_count_the_cells_per_device_and_precision(tmp_path: Path) -> None:
     d = make_study(tmp_path / "s", None, subsets=(30,), transfer=False)
     t = read_results(d)

@@ -147,7 +147,7 @@ def test_page_carries_the_tables_numbers(study: Path) -> None:
     best = max(means, key=lambda g: means[g])
     name = {"gray": "gray copy (baseline)", "colorU": "colorU, random start"}[best]
     ship = _row(page, "MobileNetV2", "64", "E frozen")
-    assert ship[3].startswith(f"**{name}** ({means[best] * 100:.1f}, n = 3")
+    assert ship[3].startswith(f"**{name}** ({means[best] * 100:.2f}, 3 seeds; n = 3")
 
     # operating points and calibration of gray on NIH, from the run directories
     ops = []

@@ -1,11 +1,12 @@
 """The plan's groups and the test sets of a study document (:mod:`medcolor.report.document`): the methods of
 :class:`~medcolor.report.document.StudyView` that read a study's ``plan.json`` (every planned cell, finished or
-not: ``group``, ``missing``, ``best``, ``compare_groups``) and build a :class:`DocArm` on any test set."""
+not: ``group``, ``missing``, ``choice``, ``best``, ``compare_groups``) and build a :class:`DocArm` on any test set."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,17 @@ DEFAULT_FAMILY = "document"
 
 def _num(x: Any) -> float:
     return float(x) if x is not None and np.isfinite(x) else math.nan
+
+
+@dataclass
+class DocChoice:
+    """The configuration to ship among some groups (:meth:`StudyGroups.choice`): ``best`` and ``runner_up`` by
+    ``val`` (selector -> mean validation AUC over the ``repeats`` repeats every candidate has finished)."""
+
+    best: DocArm | None
+    runner_up: DocArm | None
+    val: dict[str, float]
+    repeats: int
 
 
 class StudyGroups:
@@ -134,12 +146,30 @@ class StudyGroups:
         missing = [c.id for c in plan if c.id not in done]
         return self._doc_arm(name, labels[0], cells, test_set, planned=len(plan), missing=missing)
 
+    def _repeat(self, cell: str) -> tuple[Any, ...]:
+        """The repeat a finished cell is (its seed, subset draw...: the grid's repeat fields)."""
+        return tuple(self._cells.fields.loc[cell, f] for f in REPEAT_FIELDS if f in self._cells.grid)
+
+    def choice(self, names: list[str], label: str = MEAN_LABEL, test_set: str = INTERNAL_SET) -> DocChoice | None:
+        """Of the groups ``names``, the one with the highest mean validation AUC (the only number a choice is made
+        on; the first of equal ones) over the repeats every group with a finished cell has finished, so that no
+        group is chosen on a seed the others have not run; its arm on ``test_set``.  ``None`` while no group has
+        a finished cell; ``best`` is ``None`` while they share no repeat."""
+        arms = [a for a in (self.group(n, label, test_set) for n in names) if a.n]
+        if not arms:
+            return None
+        common = set.intersection(*({self._repeat(c) for c in a.cells} for a in arms))
+        val = {}
+        for a in arms:
+            shared = [v for c, v in zip(a.cells, a.val_values, strict=True) if self._repeat(c) in common]
+            val[a.selector] = float(np.mean(shared)) if shared and np.isfinite(shared).all() else math.nan
+        ranked = sorted((a for a in arms if np.isfinite(val[a.selector])), key=lambda a: -val[a.selector])
+        return DocChoice(ranked[0] if ranked else None, ranked[1] if len(ranked) > 1 else None, val, len(common))
+
     def best(self, names: list[str], label: str = MEAN_LABEL, test_set: str = INTERNAL_SET) -> DocArm | None:
-        """Of the groups ``names``, the one with the highest mean validation AUC (the only number a choice
-        is made on; the first of equal ones), on ``test_set``; ``None`` while none has a finished cell."""
-        arms = [self.group(n, label, test_set) for n in names]
-        scored = [a for a in arms if a.n and np.isfinite(a.val.mean)]
-        return max(scored, key=lambda a: a.val.mean) if scored else None
+        """``choice(names).best``: the group to ship on validation AUC (``None`` while none can be chosen)."""
+        c = self.choice(names, label, test_set)
+        return c.best if c is not None else None
 
     def compare_groups(
         self,

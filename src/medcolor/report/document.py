@@ -23,8 +23,8 @@ with:
   ``arm.plateau()`` (:class:`Plateau`: best vs last validation step), ``arm.n_train``;
 * ``NAME.group("gray-ft")`` — the finished cells of a ``cells:`` group of the spec (every repeat), with
   ``.planned`` and ``.missing`` (its cells not finished: ``n == 0`` while none is); ``NAME.groups``,
-  ``NAME.planned``, ``NAME.missing`` (the plan's cells without results); ``NAME.best([groups])`` — the
-  group with the highest mean validation AUC (``None`` while none has finished);
+  ``NAME.planned``, ``NAME.missing`` (the plan's cells without results); ``NAME.choice([groups])`` — the
+  best group on validation AUC over the repeats all have finished, and the runner-up (``NAME.best``: the first);
   ``NAME.compare_groups(a, b, test_set=..., min_pairs=3)`` — :meth:`StudyView.compare` of two groups over
   the repeats both have finished (``None`` without a pair; below ``min_pairs`` pairs: no test);
 * ``NAME.table("table1" | "table2" | "table3")`` — the report's Table I–III as Markdown (a column group
