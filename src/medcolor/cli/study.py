@@ -6,6 +6,7 @@ Exit codes: 0 ok; 1 some cells failed or were skipped (a summary lists them); 2 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -37,17 +38,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="study_command", metavar="SUBCOMMAND", required=True)
-    r = sub.add_parser("run", help="run (or resume) every cell of a study spec that is not done")
-    r.add_argument(
-        "spec", metavar="SPEC.yaml", help="the study spec (grid of runs), e.g. configs/examples/study-kermany.yaml"
-    )
-    r.add_argument("-o", "--output", metavar="DIR", help="the study directory (required unless --dry-run)")
-    r.add_argument("--dry-run", action="store_true", help="show the cells, their dependencies and cost; run nothing")
-    r.add_argument("--executor", choices=EXECUTORS, help="default: the spec's executor.name, else local")
-    r.add_argument("--workers", type=int, help="local: cells at a time (0: one by one in this process)")
-    r.add_argument("--devices", type=int, help="GPUs per cell (local: CUDA_VISIBLE_DEVICES slices; slurm: gpus)")
-    r.add_argument("--threads", type=int, help="torch CPU threads per cell (default: cores / workers)")
-    r.add_argument("--tflops", type=float, help="sustained TFLOP/s per GPU assumed by the cost estimate (20)")
+    _add_run(sub)
     s = sub.add_parser("status", help="done / running / failed / pending / skipped per cell")
     s.add_argument("dir", metavar="DIR", help="the study directory (the -o of study run)")
     c = sub.add_parser("compare", help="paired comparison of two strategies over matched repeats")
@@ -86,6 +77,27 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _add_run(sub: Any) -> None:
+    r = sub.add_parser("run", help="run (or resume) every cell of a study spec that is not done")
+    r.add_argument(
+        "spec", metavar="SPEC.yaml", help="the study spec (grid of runs), e.g. configs/examples/study-kermany.yaml"
+    )
+    r.add_argument("-o", "--output", metavar="DIR", help="the study directory (required unless --dry-run)")
+    r.add_argument("--dry-run", action="store_true", help="show the cells, their dependencies and cost; run nothing")
+    r.add_argument("--executor", choices=EXECUTORS, help="default: the spec's executor.name, else local")
+    r.add_argument("--workers", type=int, help="local: cells at a time (0: one by one in this process)")
+    r.add_argument("--devices", type=int, help="GPUs per cell (local: CUDA_VISIBLE_DEVICES slices; slurm: gpus)")
+    r.add_argument("--threads", type=int, help="torch CPU threads per cell (default: cores / workers)")
+    r.add_argument("--tflops", type=float, help="sustained TFLOP/s per GPU assumed by the cost estimate (20)")
+    r.add_argument(
+        "--only",
+        action="append",
+        metavar="PATTERN",
+        help="run only the cells whose id or group matches PATTERN (shell-style, e.g. 'lut*' or 'gray_s2_*'; "
+        "comma-separated or repeated), with the cells they transfer from; the rest stay pending",
+    )
+
+
 def run(a: argparse.Namespace) -> int:
     return {
         "run": cmd_run,
@@ -122,8 +134,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     from medcolor.cli.outputs import check_output
     from medcolor.errors import ConfigError
     from medcolor.study.executors import spec_executor
-    from medcolor.study.plan import expand
-    from medcolor.study.runner import plan_lines, run_study, study_status, summary_lines
+    from medcolor.study.runner import run_study, summary_lines
     from medcolor.study.spec import load_spec
 
     if a.output and not a.dry_run:
@@ -132,21 +143,33 @@ def cmd_run(a: argparse.Namespace) -> int:
     _check_run_flags(a)
     if a.tflops is not None:
         spec.estimate["tflops"] = a.tflops
+    only = [p.strip() for item in a.only or [] for p in item.split(",") if p.strip()] or None
     if a.dry_run:
-        plan = expand(spec)
-        states = None
-        if a.output and (Path(a.output) / "plan.json").is_file():
-            states = {s.cell.id: s.state for s in study_status(a.output, plan)}
-        print(f"study {plan.study} ({a.spec}):")
-        print("\n".join(plan_lines(plan, states)))
+        _dry_run(spec, a, only)
         return 0
     if not a.output:
         raise ConfigError("give the study directory: -o DIR (or --dry-run to only show the plan)")
     executor = spec_executor(spec, a.executor, workers=a.workers, devices=a.devices, threads=a.threads)
     _progress_logging()
-    result = run_study(spec, a.output, executor=executor)
+    result = run_study(spec, a.output, executor=executor, only=only)
     print("\n".join(summary_lines(result)))
     return 0 if result.ok else 1
+
+
+def _dry_run(spec: Any, a: argparse.Namespace, only: list[str] | None) -> None:
+    """Print the plan (of the cells ``--only`` selects) with each cell's state when the study directory exists."""
+    from medcolor.study.plan import expand
+    from medcolor.study.runner import plan_lines, select_cells, study_status
+
+    plan = expand(spec)
+    if only:  # the selected cells only (their total too)
+        keep = select_cells(plan, only)
+        plan = dataclasses.replace(plan, cells=[c for c in plan.cells if c.id in keep])
+    states = None
+    if a.output and (Path(a.output) / "plan.json").is_file():
+        states = {s.cell.id: s.state for s in study_status(a.output, plan)}
+    print(f"study {plan.study} ({a.spec}):")
+    print("\n".join(plan_lines(plan, states)))
 
 
 def cmd_status(a: argparse.Namespace) -> int:

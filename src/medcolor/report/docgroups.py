@@ -159,12 +159,14 @@ class StudyGroups:
         if not arms:
             return None
         common = set.intersection(*({self._repeat(c) for c in a.cells} for a in arms))
-        val = {}
-        for a in arms:
-            shared = [v for c, v in zip(a.cells, a.val_values, strict=True) if self._repeat(c) in common]
-            val[a.selector] = float(np.mean(shared)) if shared and np.isfinite(shared).all() else math.nan
+        val = {a.selector: self._val_on(a, common) for a in arms}
         ranked = sorted((a for a in arms if np.isfinite(val[a.selector])), key=lambda a: -val[a.selector])
         return DocChoice(ranked[0] if ranked else None, ranked[1] if len(ranked) > 1 else None, val, len(common))
+
+    def _val_on(self, arm: DocArm, repeats: set[tuple[Any, ...]]) -> float:
+        """The mean validation AUC of ``arm``'s cells that are one of ``repeats`` (NaN without a finite one each)."""
+        shared = [v for c, v in zip(arm.cells, arm.val_values, strict=True) if self._repeat(c) in repeats]
+        return float(np.mean(shared)) if shared and np.isfinite(shared).all() else math.nan
 
     def best(self, names: list[str], label: str = MEAN_LABEL, test_set: str = INTERNAL_SET) -> DocArm | None:
         """``choice(names).best``: the group to ship on validation AUC (``None`` while none can be chosen)."""

@@ -15,11 +15,12 @@ What a terminal shows of a study is here too, so that a notebook shows the same:
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from medcolor.study.layout import (
     study_status,
 )
 from medcolor.study.plan import Cell, Plan, expand
-from medcolor.study.results import INTERNAL, ROW_FILE, TEST_SET, read_rows
+from medcolor.study.results import INTERNAL, ROW_FILE, TEST_SET, StudyError, read_rows
 from medcolor.study.spec import Spec, load_spec
 
 log = logging.getLogger("medcolor.study")
@@ -54,14 +55,40 @@ class StudyResult:
     table: Path
     wall_s: float
     ran: dict[str, str] = field(default_factory=dict)
+    #: the cells ``only`` selected (with the cells they transfer from); None: every cell
+    selected: set[str] | None = None
 
     def count(self, state: str) -> int:
         return sum(s.state == state for s in self.states)
 
     @property
     def ok(self) -> bool:
-        """Every cell done (a study with cells still queued or running is not finished)."""
-        return all(s.state == "done" for s in self.states)
+        """Every (selected) cell done (a study with cells still queued or running is not finished)."""
+        return all(s.state == "done" for s in self.states if self.selected is None or s.cell.id in self.selected)
+
+
+def select_cells(plan: Plan, patterns: Sequence[str]) -> set[str]:
+    """The ids of the cells whose id or group matches one of the shell-style ``patterns`` (``lut*``,
+    ``gray_s2_*``), with every cell they transfer from; a pattern that matches no cell is an error."""
+    by_id = {c.id: c for c in plan.cells}
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hits = {
+            c.id
+            for c in plan.cells
+            if fnmatch.fnmatchcase(c.id, pattern) or fnmatch.fnmatchcase(c.group or "", pattern)
+        }
+        if not hits:
+            groups = ", ".join(dict.fromkeys(c.group for c in plan.cells if c.group)) or "none"
+            raise StudyError(f"--only {pattern!r} matches no cell id or group of {plan.study}; its groups: {groups}")
+        chosen |= hits
+    todo = list(chosen)
+    while todo:
+        for dep in by_id[todo.pop()].depends_on or []:
+            if dep not in chosen:
+                chosen.add(dep)
+                todo.append(dep)
+    return chosen
 
 
 def grid_major(spec: Spec, cells: list[Cell]) -> list[Cell]:
@@ -83,24 +110,29 @@ def run_study(
     out: str | os.PathLike,
     *,
     executor: Any = None,
+    only: Sequence[str] | None = None,
 ) -> StudyResult:
     """Expand the spec, run every cell that is not done with ``executor`` (default: the spec's own,
     :func:`~medcolor.study.executors.spec_executor`) and rebuild the results table.  Failed cells are recorded
-    and the rest go on."""
+    and the rest go on.  ``only``: run just the cells :func:`select_cells` selects (the rest stay pending)."""
     t0 = time.time()
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     plan = expand(spec)
+    selected = select_cells(plan, only) if only else None
     study_dir = prepare_study_dir(spec, plan, out).resolve()
     executor = executor or spec_executor(spec)
     states = {s.cell.id: s for s in study_status(study_dir, plan)}
-    todo = grid_major(spec, [c for c in plan.cells if states[c.id].state != "done"])
-    done = len(plan.cells) - len(todo)
+    todo = [c for c in plan.cells if states[c.id].state != "done" and (selected is None or c.id in selected)]
+    todo = grid_major(spec, todo)
+    done = sum(s.state == "done" for s in states.values())
+    left = len(plan.cells) - done - len(todo)
     log.info(
-        "study %s: %d cells (%d done, %d to run) in %s with %s",
+        "study %s: %d cells (%d done, %d to run%s) in %s with %s",
         plan.study,
         len(plan.cells),
         done,
         len(todo),
+        f", {left} not selected" if left else "",
         study_dir,
         executor.describe(),
     )
@@ -117,7 +149,7 @@ def run_study(
         ran = executor.run(study_dir, plan, todo, report) if todo else {}
     finally:
         table = rebuild_table(study_dir, plan)
-    return StudyResult(study_dir, study_status(study_dir, plan), table, time.time() - t0, ran)
+    return StudyResult(study_dir, study_status(study_dir, plan), table, time.time() - t0, ran, selected)
 
 
 def summary_lines(result: StudyResult) -> list[str]:
@@ -133,9 +165,18 @@ def summary_lines(result: StudyResult) -> list[str]:
             lines.append(f"  {s.state:<8} {s.cell.id}: {first[:300]}")
     if counts["failed"]:
         lines.append(f"  logs: {result.study_dir / CELLS}/<cell>/log.txt; re-run the same command to retry")
-    unfinished = [s for s in result.states if s.state in ("running", "pending")]
+    return lines + _unfinished_lines(result)
+
+
+def _unfinished_lines(result: StudyResult) -> list[str]:
+    """The summary's lines of the cells still running or pending, and of those ``--only`` left for later."""
+    chosen, lines = result.selected, []
+    unfinished = [s for s in result.states if s.state in ("running", "pending") and (not chosen or s.cell.id in chosen)]
     for s in unfinished:
         lines.append(f"  {s.state:<8} {s.cell.id}: {s.detail.strip()[:300]}")
+    later = sum(s.state != "done" for s in result.states if chosen and s.cell.id not in chosen)
+    if later:
+        lines.append(f"  {later} cell(s) not selected by --only: run the same command without it to run them")
     if unfinished:
         lines.append(
             f"  the study is not finished: {len(unfinished)} cell(s) still running or pending; re-run the same "
