@@ -108,7 +108,8 @@ def _model_and_operating(
     model_path: str | os.PathLike, operating: OperatingConfig | Mapping[str, Any] | None
 ) -> tuple[Path, OperatingConfig | None]:
     """The network's file and the ``operating:`` section given to :func:`evaluate_model`: a mapping of keys is
-    checked before anything is read, then set over the section of the network's run."""
+    checked before anything is read (a ``None`` value is refused, as in a run configuration), then set over the
+    section of the network's run."""
     from medcolor.config import RunConfig
 
     if not isinstance(operating, Mapping):
@@ -120,7 +121,7 @@ def _model_and_operating(
 
 
 def _operating_rule(
-    path: Path, validation: Path, labels: list[str], operating: OperatingConfig | Mapping[str, Any] | None
+    path: Path, validation: Path, labels: list[str], operating: OperatingConfig | None
 ) -> OperatingConfig:
     """The ``operating:`` section :func:`evaluate_model` applies: ``operating`` when given — checked before anything
     is predicted: the validation predictions of the network's run exist and the rule can be met on them — else
@@ -128,7 +129,6 @@ def _operating_rule(
     ``operating.threshold``, saying how to fix them."""
     if operating is None:
         return run_operating_config(path.parent)
-    assert isinstance(operating, OperatingConfig)  # a mapping was merged into one by evaluate_model
     if not validation.is_file():
         why = (
             f"the run {path.parent} has no val/predictions.csv (a run writes it when it has a validation and a "

@@ -413,9 +413,10 @@ def test_choice_ranks_on_the_seeds_every_arm_has_finished(planned_study: Path, t
         "{% set c = s.choice(" + repr(groups) + ") %}{{ c.best.selector }}|{{ c.runner_up.selector }}|"
         "{{ c.repeats }}|{{ c.val['replicate-baseline'] }}|{{ c.val['colorU-color-module'] }}|"
         "{{ s.group('colorU-color-module').n }}|{{ s.best(" + repr(groups) + ").selector }}|"
-        "{{ s.choice(['lut-color-module']) }}\n",
+        "{{ s.choice(['lut-color-module']) }}|{{ s.choice(" + repr(groups) + ", test_set='ext').best.selector }}\n",
     )
-    best, second, repeats, v_base, v_cm, n_cm, best_again, none = render_document(tmpl, {"s": d}, n_boot=50).split("|")
+    out = render_document(tmpl, {"s": d}, n_boot=50).strip().split("|")
+    best, second, repeats, v_base, v_cm, n_cm, best_again, none, best_ext = out
     mean = table[(table["label"] == "mean") & (table["test_set"] == "internal")]
     seed0 = mean[mean["trainer.seed"].astype(str) == "0"]
     want = {
@@ -426,9 +427,9 @@ def test_choice_ranks_on_the_seeds_every_arm_has_finished(planned_study: Path, t
     }
     assert float(v_base) == pytest.approx(want["replicate-baseline"])
     assert float(v_cm) == pytest.approx(want["colorU-color-module"])
-    assert repeats == "1" and n_cm == "3" and none.strip() == "None"
+    assert repeats == "1" and n_cm == "3" and none == "None"
     order = sorted(want, key=lambda g: -want[g])
-    assert (best, second) == tuple(order) and best_again == best
+    assert (best, second) == tuple(order) and best_again == best == best_ext  # chosen on validation only
 
 
 def test_devices_count_the_cells_per_device_and_precision(tmp_path: Path) -> None:

@@ -29,8 +29,12 @@ def test_patterns_select_ids_and_groups_with_the_cells_they_transfer_from(tiny) 
     assert select_cells(plan, ["base*"]) == _ids(plan, "baseline")
     one = next(iter(_ids(plan, "color", (2,))))
     assert select_cells(plan, [one, "baseline"]) == {one} | _ids(plan, "baseline")
+    assert select_cells(plan, f"{one}, baseline") == {one} | _ids(plan, "baseline")  # a string: comma-separated
     with pytest.raises(StudyError, match=r"--only 'lut\*' matches no cell id or group of tiny; its groups: baseline, "):
         select_cells(plan, ["lut*"])
+    for nothing in ([], [""], " , "):  # an empty selection is refused, never read as "every cell"
+        with pytest.raises(StudyError, match="--only gives no pattern"):
+            select_cells(plan, nothing)
 
 
 def test_dry_run_shows_the_selected_cells_and_a_bad_pattern_is_named(tiny, capsys) -> None:
@@ -39,6 +43,8 @@ def test_dry_run_shows_the_selected_cells_and_a_bad_pattern_is_named(tiny, capsy
     assert "total: 2 cells in 2 dependency level(s), 8 training iterations" in out
     assert main(["study", "run", str(tiny), "--dry-run", "--only", "nope,moved"]) == 2
     assert "--only 'nope' matches no cell id or group" in capsys.readouterr().err
+    assert main(["study", "run", str(tiny), "--dry-run", "--only", ","]) == 2
+    assert "--only gives no pattern" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -206,24 +206,19 @@ def cmd_stats(a: argparse.Namespace) -> int:
         raise OptionError(tuple("--" + k.rsplit(".", 1)[-1].replace("_", "-") for k in exc.keys), exc.problem) from None
     check_dataset_options(data)
     ds = make_dataset(data, a.split)
-    s = dataset_stats(
-        ds,
-        subset=data.subset,
-        seed=a.seed,
-        mean_std=a.mean_std,
-        max_images=a.max_images,
-        check=a.check,
-        progress=a.check and sys.stderr.isatty(),
-    )
+    s = dataset_stats(ds, subset=data.subset, seed=a.seed)  # the counts first: printed before the slow parts
     print(f"{s.name}: {s.images} images, {s.patients} patients")
     print(s.counts.to_string())
     if s.subset_counts is not None:
         print(f"\nsubset ({s.subset_images} images, seed {a.seed}):\n{s.subset_counts.to_string()}")
     if a.plot:
         print(f"plot: {plot_label_counts(s.tables(), a.plot)}")
-    if s.mean is not None:
+    if a.mean_std:
+        s.measure_pixels(ds, a.max_images, a.seed)
         use = f"--mean {s.mean:.4f} --std {s.std:.4f}"
         print(f"pixel mean {s.mean:.4f}, std {s.std:.4f} (over {s.sampled} images; use {use})")
+    if a.check:
+        s.check(ds, progress=sys.stderr.isatty())
     if s.unreadable is not None and len(s.unreadable):
         for msg in s.unreadable["error"]:
             print(f"  {msg}", file=sys.stderr)

@@ -143,7 +143,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     _check_run_flags(a)
     if a.tflops is not None:
         spec.estimate["tflops"] = a.tflops
-    only = [p.strip() for item in a.only or [] for p in item.split(",") if p.strip()] or None
+    only = a.only  # patterns, each comma-separated (select_cells splits them and refuses none)
     if a.dry_run:
         _dry_run(spec, a, only)
         return 0

@@ -218,8 +218,9 @@ def check_images(dataset: Any, *, workers: int | None = None, progress: bool = F
 
 @dataclass
 class DatasetStats:
-    """What :func:`dataset_stats` found: label counts of the dataset (and of a subset), the pixel mean/std of
-    a sample of its images, and the images that cannot be decoded (each ``None`` where not asked for)."""
+    """What :func:`dataset_stats` found: label counts of the dataset (and of a subset: ``subset_counts`` is
+    ``None`` without one), the pixel mean/std of ``sampled`` images (``None`` until measured) and the images that
+    cannot be decoded (``unreadable``: ``None`` until checked)."""
 
     name: str
     images: int
@@ -239,6 +240,17 @@ class DatasetStats:
             out[f"subset ({self.subset_images} images)"] = self.subset_counts
         return out
 
+    def measure_pixels(self, dataset: Any, max_images: int | None = 2000, seed: int = 0) -> None:
+        """``mean`` and ``std`` of the pixels of ``dataset`` (a seeded sample of ``max_images``; None: all)."""
+        from medcolor.data.transforms import compute_mean_std
+
+        self.mean, self.std = compute_mean_std(dataset, max_images=max_images, seed=seed)
+        self.sampled = len(dataset) if max_images is None else min(len(dataset), max_images)
+
+    def check(self, dataset: Any, progress: bool = False) -> None:
+        """``unreadable``: the images of ``dataset`` that cannot be decoded (:func:`check_images`)."""
+        self.unreadable = check_images(dataset, progress=progress)
+
 
 def dataset_stats(
     dataset: Any,
@@ -246,24 +258,22 @@ def dataset_stats(
     subset: Any = None,
     seed: int = 0,
     mean_std: bool = False,
-    max_images: int = 2000,
+    max_images: int | None = 2000,
     check: bool = False,
     progress: bool = False,
 ) -> DatasetStats:
     """Label counts of ``dataset``; with ``subset`` (a config :class:`~medcolor.config.Fraction` or
     :class:`~medcolor.config.Count`) those of its label-proportional draw with ``seed`` too; with ``mean_std``
-    the pixel mean/std over a seeded sample of ``max_images``; with ``check`` every image decoded
-    (:func:`check_images`: ``unreadable`` lists the failures)."""
+    the pixel mean/std over a seeded sample of ``max_images`` (:meth:`DatasetStats.measure_pixels`); with
+    ``check`` every image decoded (:meth:`DatasetStats.check`)."""
     from medcolor.data.splits import label_subset
-    from medcolor.data.transforms import compute_mean_std
 
     stats = DatasetStats(dataset.name, len(dataset), len(set(dataset.patient_ids)), label_counts(dataset))
     if subset is not None:
         idx = label_subset(dataset.raw_labels, seed=seed, **subset.draw_kwargs())
         stats.subset_counts, stats.subset_images = label_counts(dataset.subset(idx)), len(idx)
     if mean_std:
-        stats.mean, stats.std = compute_mean_std(dataset, max_images=max_images, seed=seed)
-        stats.sampled = min(len(dataset), max_images)
+        stats.measure_pixels(dataset, max_images, seed)
     if check:
-        stats.unreadable = check_images(dataset, progress=progress)
+        stats.check(dataset, progress)
     return stats

@@ -153,14 +153,16 @@ class StudyGroups:
     def choice(self, names: list[str], label: str = MEAN_LABEL, test_set: str = INTERNAL_SET) -> DocChoice | None:
         """Of the groups ``names``, the one with the highest mean validation AUC (the only number a choice is made
         on; the first of equal ones) over the repeats every group with a finished cell has finished, so that no
-        group is chosen on a seed the others have not run; its arm on ``test_set``.  ``None`` while no group has
-        a finished cell; ``best`` is ``None`` while they share no repeat."""
-        arms = [a for a in (self.group(n, label, test_set) for n in names) if a.n]
+        group is chosen on a seed the others have not run; the arms on ``test_set`` (the choice does not depend on
+        it).  ``None`` while no group has a finished cell; ``best`` is ``None`` while they share no repeat
+        (``repeats == 0``) or none has a finite validation AUC on the shared ones."""
+        arms = [a for a in (self.group(n, label) for n in names) if a.n]
         if not arms:
             return None
         common = set.intersection(*({self._repeat(c) for c in a.cells} for a in arms))
         val = {a.selector: self._val_on(a, common) for a in arms}
         ranked = sorted((a for a in arms if np.isfinite(val[a.selector])), key=lambda a: -val[a.selector])
+        ranked = [a if test_set == INTERNAL_SET else a.on(test_set) for a in ranked[:2]]
         return DocChoice(ranked[0] if ranked else None, ranked[1] if len(ranked) > 1 else None, val, len(common))
 
     def _val_on(self, arm: DocArm, repeats: set[tuple[Any, ...]]) -> float:

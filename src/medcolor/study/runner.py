@@ -67,28 +67,31 @@ class StudyResult:
         return all(s.state == "done" for s in self.states if self.selected is None or s.cell.id in self.selected)
 
 
-def select_cells(plan: Plan, patterns: Sequence[str]) -> set[str]:
+def select_cells(plan: Plan, patterns: str | Sequence[str]) -> set[str]:
     """The ids of the cells whose id or group matches one of the shell-style ``patterns`` (``lut*``,
-    ``gray_s2_*``), with every cell they transfer from; a pattern that matches no cell is an error."""
-    by_id = {c.id: c for c in plan.cells}
-    chosen: set[str] = set()
-    for pattern in patterns:
-        hits = {
-            c.id
-            for c in plan.cells
-            if fnmatch.fnmatchcase(c.id, pattern) or fnmatch.fnmatchcase(c.group or "", pattern)
-        }
-        if not hits:
-            groups = ", ".join(dict.fromkeys(c.group for c in plan.cells if c.group)) or "none"
-            raise StudyError(f"--only {pattern!r} matches no cell id or group of {plan.study}; its groups: {groups}")
-        chosen |= hits
+    ``gray_s2_*``; a string: comma-separated), with every cell they transfer from; a pattern that matches no cell,
+    or no pattern at all, is an error."""
+    items = [patterns] if isinstance(patterns, str) else list(patterns)
+    patterns = [p.strip() for item in items for p in str(item).split(",") if p.strip()]
+    if not patterns:
+        raise StudyError("--only gives no pattern: give a cell id or group, or a pattern such as 'lut*'")
+    chosen = set().union(*(_matching(plan, p) for p in patterns))
     todo = list(chosen)
     while todo:
-        for dep in by_id[todo.pop()].depends_on or []:
+        for dep in plan[todo.pop()].depends_on or []:
             if dep not in chosen:
                 chosen.add(dep)
                 todo.append(dep)
     return chosen
+
+
+def _matching(plan: Plan, pattern: str) -> set[str]:
+    """The ids of the cells whose id or group matches ``pattern``; none is an error naming the groups."""
+    hits = {c.id for c in plan.cells if any(fnmatch.fnmatchcase(x, pattern) for x in (c.id, c.group or ""))}
+    if not hits:
+        groups = ", ".join(dict.fromkeys(c.group for c in plan.cells if c.group)) or "none"
+        raise StudyError(f"--only {pattern!r} matches no cell id or group of {plan.study}; its groups: {groups}")
+    return hits
 
 
 def grid_major(spec: Spec, cells: list[Cell]) -> list[Cell]:
@@ -118,7 +121,7 @@ def run_study(
     t0 = time.time()
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     plan = expand(spec)
-    selected = select_cells(plan, only) if only else None
+    selected = select_cells(plan, only) if only is not None else None
     study_dir = prepare_study_dir(spec, plan, out).resolve()
     executor = executor or spec_executor(spec)
     states = {s.cell.id: s for s in study_status(study_dir, plan)}
@@ -160,7 +163,7 @@ def summary_lines(result: StudyResult) -> list[str]:
         + f" ({result.wall_s:.0f} s); results: {result.table}"
     ]
     for s in result.states:
-        if s.state in ("failed", "skipped"):
+        if s.state in ("failed", "skipped") and (result.selected is None or s.cell.id in result.selected):
             first = s.detail.strip().splitlines()[0] if s.detail.strip() else ""
             lines.append(f"  {s.state:<8} {s.cell.id}: {first[:300]}")
     if counts["failed"]:
