@@ -20,18 +20,6 @@ pytestmark = pytest.mark.slow
 COMMON = ["--size", "64", "--batch-size", "16", "--num-workers", "0", "--no-progress", "--bootstrap", "0"]
 
 
-@pytest.fixture
-def medcolor_log(caplog):
-    logger = logging.getLogger("medcolor")
-    saved = (logger.level, logger.propagate)
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    yield caplog
-    logger.removeHandler(caplog.handler)
-    logger.level, logger.propagate = saved
-
-
 def _run(out: Path, root: Path, weights: Path, *extra: str) -> dict:
     args = [
         "train", "--dataset", "folder", "--root", str(root), "--train-split", "train",
@@ -91,7 +79,6 @@ def test_trailing_dropout_and_stochastic_layers():
 def test_computing_features_logs_a_line_every_30_seconds_with_images_rate_and_eta(caplog):
     """A sign of life while the frozen-E features are computed (minutes on a CPU): no line before 30 s nor after
     the last image; each line has the images done of the total, img/s and the ETA from them."""
-    import logging
 
     from medcolor.training.features import _FeatureProgress
 

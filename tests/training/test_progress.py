@@ -17,19 +17,6 @@ from medcolor.training import train
 from medcolor.training.runtime import make_trainer, resolve_runtime
 
 
-@pytest.fixture
-def medcolor_log(caplog):
-    """Records of the ``medcolor`` logger, each once (whether or not it propagates to the root logger)."""
-    logger = logging.getLogger("medcolor")
-    saved = (logger.level, logger.propagate)
-    logger.addHandler(caplog.handler)
-    logger.setLevel(logging.DEBUG)
-    logger.propagate = False
-    yield caplog
-    logger.removeHandler(caplog.handler)
-    logger.level, logger.propagate = saved
-
-
 class _Images(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 40
