@@ -15,6 +15,7 @@ from test_stats import two_arms
 from medcolor.cli import main
 from medcolor.errors import DataError
 from medcolor.study.plan import Cell, expand
+from medcolor.study.provenance import git_commit
 from medcolor.study.results import (
     INTERNAL,
     SCHEMA_VERSION,
@@ -106,6 +107,20 @@ def test_cell_rows_one_row_per_test_set_and_label(tmp_path: Path) -> None:
     (run / "test_sets" / "nih" / "metrics.json").write_text("{trunc")
     with pytest.raises(StudyError, match=r"nih/metrics.json: the test set's metrics are damaged"):
         cell_rows(cell, run, study="s", columns=["trainer.seed"], wall_s=2.0)
+
+
+def test_cell_rows_name_the_commit_of_each_attempt(tmp_path: Path) -> None:
+    """A cell resumed under other code names both commits, in order, each once; without attempts' commits, the
+    commit of the process that writes the rows."""
+    run = tmp_path / "cells" / "c0"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps(summary(run)))
+    cell = Cell(id="c0", group=None, values={"trainer.seed": 0, "stages": "baseline", "transfer": ""}, config={})
+    kw = {"study": "s", "columns": ["trainer.seed"], "wall_s": 2.0}
+    rows = cell_rows(cell, run, commits=["aaa", "", "aaa", "bbb+dirty"], **kw)
+    assert {r["git_commit"] for r in rows} == {"aaa + bbb+dirty"}
+    assert {r["git_commit"] for r in cell_rows(cell, run, **kw)} == {git_commit()}
+    assert {r["git_commit"] for r in cell_rows(cell, run, commits=["", ""], **kw)} == {git_commit()}
 
 
 SPEC = """\

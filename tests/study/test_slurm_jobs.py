@@ -24,6 +24,7 @@ from medcolor.study.jobs import (
     read_wall,
 )
 from medcolor.study.plan import Cell
+from medcolor.study.provenance import git_commit
 from medcolor.study.results import StudyError
 from medcolor.study.runner import CellState, StudyResult, summary_lines
 from medcolor.study.spec import Resources, SpecError, parse_spec
@@ -118,6 +119,8 @@ def test_wall_time_sums_every_attempt_including_a_killed_one(tmp_path):
     w = read_wall(wall)
     assert w["finished"] and len(w["attempts"]) == 3
     assert total == pytest.approx(60, abs=0.5) and w["wall_s"] == total
+    # each attempt records the medcolor commit it ran (what the cell's results rows name, not the one at the end)
+    assert [a["git_commit"] for a in w["attempts"]] == [git_commit()] * 3 and git_commit()
 
 
 def test_wall_files_of_earlier_medcolor_versions_still_read(tmp_path):

@@ -172,8 +172,9 @@ def _train_and_collect(
         with timed_attempt(wall_file, d, record=rank0):  # every attempt counts (requeued, failed...)
             train(cfg)
     if rank0:
-        wall = read_wall(wall_file)["wall_s"]
-        rows = cell_rows(cell, d, study=meta["study"], columns=meta["columns"], wall_s=wall)
+        wall = read_wall(wall_file)
+        commits = [str(a.get("git_commit") or "") for a in wall["attempts"]]
+        rows = cell_rows(cell, d, study=meta["study"], columns=meta["columns"], wall_s=wall["wall_s"], commits=commits)
         write_rows(d, rows)
 
 

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from medcolor.study.provenance import git_commit
 from medcolor.utils import write_json
 
 log = logging.getLogger("medcolor.study")
@@ -215,7 +216,7 @@ def add_job_states(cell_dirs: dict[str, Path], states: dict[str, Any]) -> None:
 
 
 def read_wall(path: Path) -> dict:
-    """``{"wall_s": seconds over all attempts, "attempts": [{"start", "s"}], "finished": bool}``."""
+    """``{"wall_s": seconds over all attempts, "attempts": [{"start", "s", "git_commit"}], "finished": bool}``."""
     try:
         w = json.loads(path.read_text())
     except FileNotFoundError:
@@ -239,7 +240,7 @@ def open_attempt(path: Path, run_dir: Path) -> None:
         if "s" not in a:
             last = max((f.stat().st_mtime for f in run_dir.glob("*/**/*") if f.is_file()), default=a["start"])
             a["s"] = round(max(0.0, last - a["start"]), 3)
-    w["attempts"].append({"start": time.time()})
+    w["attempts"].append({"start": time.time(), "git_commit": git_commit()})  # the code this attempt runs
     w["finished"] = False
     w["wall_s"] = round(sum(a.get("s", 0.0) for a in w["attempts"]), 3)
     write_json(path, w)

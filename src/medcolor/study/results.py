@@ -42,11 +42,9 @@ precision           str     the stages' resolved precision (``bf16-mixed``, ``32
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,6 +53,7 @@ import pandas as pd
 
 from medcolor.errors import MedcolorError
 from medcolor.study.plan import Cell, Plan
+from medcolor.study.provenance import computed_on, provenance
 from medcolor.utils import atomic_path, write_json
 
 SCHEMA_VERSION = 3
@@ -134,42 +133,6 @@ def columns(plan: Plan) -> list[str]:
     return LEADING + list(plan.columns) + CELL_COLUMNS + METRICS
 
 
-# ----------------------------------------------------------------------------- provenance
-@functools.lru_cache(maxsize=1)
-def provenance() -> dict[str, str]:
-    import torch
-
-    from medcolor._version import __version__
-
-    return {"git_commit": git_commit(), "medcolor_version": __version__, "torch_version": torch.__version__}
-
-
-def computed_on(stages: list[dict[str, Any]]) -> dict[str, str]:
-    """``device`` and ``precision`` of a run's stages (``summary.json`` ``stages[*].environment``), each distinct
-    value once, joined by " + "; ``""`` where a stage did not record it."""
-    envs = [s.get("environment") or {} for s in stages]
-    return {k: " + ".join(dict.fromkeys(str(e[k]) for e in envs if e.get(k))) for k in ("device", "precision")}
-
-
-def git_commit() -> str:
-    """The commit of the medcolor source tree this process runs (``+dirty`` with local changes), or ""."""
-    here = Path(__file__).resolve().parents[1]  # src/medcolor/study/results.py -> src/medcolor
-    try:
-        top = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--", "."],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return f"{top}+dirty" if dirty else top
-
-
 # ----------------------------------------------------------------------------- rows of one cell
 def _num(x: Any) -> float:
     try:
@@ -225,10 +188,18 @@ def external_metrics(run_dir: str | os.PathLike, summary: dict[str, Any]) -> dic
 
 
 def cell_rows(
-    cell: Cell, run_dir: str | os.PathLike, *, study: str, columns: list[str], wall_s: float
+    cell: Cell,
+    run_dir: str | os.PathLike,
+    *,
+    study: str,
+    columns: list[str],
+    wall_s: float,
+    commits: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """The rows of a finished cell, read from its run directory: ``summary.json`` (its own test split, test set
-    ``"internal"``) and each external set's metrics (:func:`external_metrics`), one row per set x label."""
+    ``"internal"``) and each external set's metrics (:func:`external_metrics`), one row per set x label.
+    ``commits``: the medcolor commit of each attempt that trained it (``wall.json``), each once, joined by " + "
+    as ``git_commit``; without them, the commit of this process."""
     run_dir = Path(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     labels = list(summary["data"]["label_names"])
@@ -244,6 +215,8 @@ def cell_rows(
         **provenance(),
         **computed_on(summary["stages"]),
     }
+    if any(commits):
+        tail["git_commit"] = " + ".join(dict.fromkeys(c for c in commits if c))
     sets = {INTERNAL: (test, test.get("split") == "test")}
     sets |= {name: (m, True) for name, m in external_metrics(run_dir, summary).items()}
     return [
@@ -439,7 +412,6 @@ __all__ = [
     "columns",
     "external_metrics",
     "for_test_set",
-    "provenance",
     "read_results",
     "read_rows",
     "table_test_sets",
