@@ -173,7 +173,7 @@ def _train_and_collect(
             train(cfg)
     if rank0:
         wall = read_wall(wall_file)
-        commits = [str(a.get("git_commit") or "") for a in wall["attempts"]]
+        commits = [a.get("git_commit", "") for a in wall["attempts"]]
         rows = cell_rows(cell, d, study=meta["study"], columns=meta["columns"], wall_s=wall["wall_s"], commits=commits)
         write_rows(d, rows)
 

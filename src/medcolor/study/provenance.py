@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,16 @@ def provenance() -> dict[str, str]:
     return {"git_commit": git_commit(), "medcolor_version": __version__, "torch_version": torch.__version__}
 
 
+def joined(values: Iterable[Any]) -> str:
+    """Each distinct non-empty value once, in order, joined by " + " (``""`` when there is none)."""
+    return " + ".join(dict.fromkeys(str(v) for v in values if v))
+
+
 def computed_on(stages: list[dict[str, Any]]) -> dict[str, str]:
     """``device`` and ``precision`` of a run's stages (``summary.json`` ``stages[*].environment``), each distinct
     value once, joined by " + "; ``""`` where a stage did not record it."""
     envs = [s.get("environment") or {} for s in stages]
-    return {k: " + ".join(dict.fromkeys(str(e[k]) for e in envs if e.get(k))) for k in ("device", "precision")}
+    return {k: joined(e.get(k) for e in envs) for k in ("device", "precision")}
 
 
 def git_commit() -> str:
@@ -45,4 +51,4 @@ def git_commit() -> str:
     return f"{top}+dirty" if dirty else top
 
 
-__all__ = ["computed_on", "git_commit", "provenance"]
+__all__ = ["computed_on", "git_commit", "joined", "provenance"]

@@ -53,7 +53,7 @@ import pandas as pd
 
 from medcolor.errors import MedcolorError
 from medcolor.study.plan import Cell, Plan
-from medcolor.study.provenance import computed_on, provenance
+from medcolor.study.provenance import computed_on, joined, provenance
 from medcolor.utils import atomic_path, write_json
 
 SCHEMA_VERSION = 3
@@ -215,8 +215,8 @@ def cell_rows(
         **provenance(),
         **computed_on(summary["stages"]),
     }
-    if any(commits):
-        tail["git_commit"] = " + ".join(dict.fromkeys(c for c in commits if c))
+    if commit := joined(commits):
+        tail["git_commit"] = commit
     sets = {INTERNAL: (test, test.get("split") == "test")}
     sets |= {name: (m, True) for name, m in external_metrics(run_dir, summary).items()}
     return [
