@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from fake_study import cell_id, make_study
 
@@ -162,6 +163,22 @@ def test_cli_writes_the_document(study: Path, tmp_path: Path) -> None:
     assert first == f"# {n} cells 0123abc:{n}"
     assert second.endswith("]")
     assert main(["study", "document", str(tmpl), "--study", "s", "-o", str(out)]) == 2
+
+
+def test_commits_shorten_every_commit_of_a_resumed_cell(tmp_path: Path) -> None:
+    """A cell resumed under other code (``git_commit`` "a + b") is listed as the short form of both commits,
+    ``+dirty`` kept, apart from the cells of one commit (it used to show only the first commit's 7 digits)."""
+    study = make_study(tmp_path / "fake", None)
+    table = pd.read_parquet(study / "results.parquet")
+    full = ["1cf3a447e3365ec55e71b17f588b0e9252258b05", "82ed4d935fbd06182fc794100e3dc794713c2f91+dirty"]
+    first = table["cell"] == table["cell"].iloc[0]
+    table.loc[first, "git_commit"] = " + ".join(full)
+    table.to_parquet(study / "results.parquet")
+    out = render_document(
+        write(tmp_path, "{% for c in s.commits %}{{ c.commit }}:{{ c.cells }};{% endfor %}"), {"s": study}
+    )
+    n = table["cell"].nunique()
+    assert out.strip() == f"0123abc:{n - 1};1cf3a44 + 82ed4d9+dirty:1;"
 
 
 def test_the_reproduction_template_parses_and_names_its_studies() -> None:

@@ -30,7 +30,8 @@ with:
 * ``NAME.table("table1" | "table2" | "table3")`` — the report's Table I–III as Markdown (a column group
   per test set with each external set's drop against the internal one); ``NAME.test_sets`` the sets;
 * ``NAME.cells`` (number of finished cells), ``NAME.hours`` (their summed wall time), ``NAME.commits``
-  (cells per medcolor commit), ``NAME.devices`` (cells per device and precision), ``NAME.name``, ``NAME.dir``.
+  (cells per medcolor commit, short; a cell resumed under other code: ``a + b``), ``NAME.devices`` (cells per
+  device and precision), ``NAME.name``, ``NAME.dir``.
 
 Benjamini–Hochberg adjusts the p-values of every comparison of one ``family`` together (by default
 every comparison of the document is one family); the template is rendered twice, first to collect the
@@ -57,15 +58,8 @@ import pandas as pd
 from medcolor.errors import ConfigError, DataError, MedcolorError
 from medcolor.report.docgroups import DEFAULT_FAMILY, INTERNAL_SET, StudyGroups
 from medcolor.report.docvalues import Difference, DocArm, DocComparison, Estimate, Operating, Plateau, Values
-from medcolor.study.stats import (
-    MEAN_LABEL,
-    adjust_bh,
-    check_labels,
-    compare,
-    parse_arm,
-    select_cells,
-    study_cells,
-)
+from medcolor.study.provenance import short_commits
+from medcolor.study.stats import MEAN_LABEL, adjust_bh, check_labels, compare, parse_arm, select_cells, study_cells
 from medcolor.utils import write_text_atomic
 
 #: names a template already has: a study cannot take them
@@ -253,7 +247,7 @@ class StudyView(StudyGroups):
         """``{"commit": short hash, "cells": count}`` per medcolor commit that ran cells, most cells first."""
         first = self._table.drop_duplicates("cell")
         counts = first["git_commit"].fillna("unknown").astype(str).value_counts()
-        return [{"commit": c[:7], "cells": int(n)} for c, n in counts.items()]
+        return [{"commit": short_commits(c), "cells": int(n)} for c, n in counts.items()]
 
     @property
     def devices(self) -> list[dict[str, Any]]:

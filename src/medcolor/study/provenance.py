@@ -25,6 +25,11 @@ def joined(values: Iterable[Any]) -> str:
     return " + ".join(dict.fromkeys(str(v) for v in values if v))
 
 
+def short_commits(value: str) -> str:
+    """A ``git_commit`` value with each commit shortened to 7 digits, its ``+dirty`` kept (``1cf3a44 + 82ed4d9``)."""
+    return " + ".join(c[:7] + ("+dirty" if c.endswith("+dirty") else "") for c in str(value).split(" + "))
+
+
 def computed_on(stages: list[dict[str, Any]]) -> dict[str, str]:
     """``device`` and ``precision`` of a run's stages (``summary.json`` ``stages[*].environment``), each distinct
     value once, joined by " + "; ``""`` where a stage did not record it."""
@@ -51,4 +56,4 @@ def git_commit() -> str:
     return f"{top}+dirty" if dirty else top
 
 
-__all__ = ["computed_on", "git_commit", "joined", "provenance"]
+__all__ = ["computed_on", "git_commit", "joined", "provenance", "short_commits"]
