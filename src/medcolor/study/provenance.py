@@ -10,6 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+#: what joins the distinct values of one field (the commits of a resumed cell, the devices of its stages)
+SEP = " + "
+
 
 @functools.lru_cache(maxsize=1)
 def provenance() -> dict[str, str]:
@@ -22,12 +25,12 @@ def provenance() -> dict[str, str]:
 
 def joined(values: Iterable[Any]) -> str:
     """Each distinct non-empty value once, in order, joined by " + " (``""`` when there is none)."""
-    return " + ".join(dict.fromkeys(str(v) for v in values if v))
+    return SEP.join(dict.fromkeys(str(v) for v in values if v))
 
 
 def short_commits(value: str) -> str:
     """A ``git_commit`` value with each commit shortened to 7 digits, its ``+dirty`` kept (``1cf3a44 + 82ed4d9``)."""
-    return " + ".join(c[:7] + ("+dirty" if c.endswith("+dirty") else "") for c in str(value).split(" + "))
+    return SEP.join(c[:7] + ("+dirty" if c.endswith("+dirty") else "") for c in value.split(SEP))
 
 
 def computed_on(stages: list[dict[str, Any]]) -> dict[str, str]:
@@ -56,4 +59,4 @@ def git_commit() -> str:
     return f"{top}+dirty" if dirty else top
 
 
-__all__ = ["computed_on", "git_commit", "joined", "provenance", "short_commits"]
+__all__ = ["SEP", "computed_on", "git_commit", "joined", "provenance", "short_commits"]
